@@ -1,0 +1,30 @@
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cgroup {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid cgroupsPath {0:?}: {1}")]
+    InvalidPath(String, &'static str),
+    #[error("invalid resource {0}: {1}")]
+    InvalidResource(&'static str, String),
+    #[error("no cgroup hierarchy found in /proc/self/mountinfo")]
+    NoHierarchy,
+    #[error("cgroup {0} still has processes after waiting for them to exit")]
+    Busy(PathBuf),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+}

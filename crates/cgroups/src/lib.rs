@@ -1,0 +1,66 @@
+//! cgroup drivers for berth behind one small interface ([`Cgroup`]).
+//!
+//! This crate owns everything under the cgroup filesystems: finding the hierarchies, creating and
+//! removing a container's cgroup, writing runtime-spec `linux.resources`, freezing, listing and
+//! reading statistics. It never forks, never touches namespaces and never reads config.json: callers
+//! hand it an `oci_spec` resources value and a `cgroupsPath`.
+//!
+//! Only the v1 driver exists today (this host is v1 hybrid); [`open`] refuses a pure v2 hierarchy with
+//! a clear error until the v2 driver lands.
+
+mod error;
+mod hierarchy;
+mod path;
+mod stats;
+mod v1;
+
+pub use error::{Error, Result};
+pub use hierarchy::Hierarchy;
+pub use stats::Stats;
+
+use oci_spec::runtime::LinuxResources;
+use std::path::Path;
+
+/// Freezer state of a cgroup as the runtime reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerState {
+    Thawed,
+    Frozen,
+}
+
+/// One container's cgroup, whatever the driver.
+pub trait Cgroup {
+    /// Creates the cgroup directories (parents included); idempotent.
+    fn create(&self) -> Result<()>;
+    /// Writes every resource that is set; unset ones keep their current value.
+    fn apply(&self, resources: &LinuxResources) -> Result<()>;
+    /// Moves a process (all its threads) into the cgroup.
+    fn add_process(&self, pid: i32) -> Result<()>;
+    /// Processes in the cgroup, recursively.
+    fn processes(&self) -> Result<Vec<i32>>;
+    fn freeze(&self, state: FreezerState) -> Result<()>;
+    fn freezer_state(&self) -> Result<FreezerState>;
+    fn stats(&self) -> Result<Stats>;
+    /// Removes the cgroup, waiting a bounded time for exiting processes to leave it.
+    fn remove(&self) -> Result<()>;
+    /// Whether any of this cgroup's directories exist.
+    fn exists(&self) -> bool;
+    /// What a container's `cgroup` mount shows: (subdirectory name, this cgroup's host directory).
+    fn mount_sources(&self) -> Vec<(String, std::path::PathBuf)>;
+}
+
+/// Opens (without creating) the cgroup at `cgroups_path` for the container `id` on this host.
+///
+/// `cgroups_path` follows the runtime-spec: absolute paths are relative to each hierarchy's root,
+/// relative paths are relative to the calling process's own cgroup. An empty path means `/<id>`.
+pub fn open(cgroups_path: Option<&Path>, id: &str) -> Result<Box<dyn Cgroup>> {
+    let hierarchy = Hierarchy::detect()?;
+    let relative = path::validate(cgroups_path, id)?;
+    match hierarchy {
+        Hierarchy::V1(mounts) => Ok(Box::new(v1::V1Cgroup::new(mounts, &relative)?)),
+        Hierarchy::V2(root) => Err(Error::Unsupported(format!(
+            "cgroup v2 hierarchy at {} (the v2 driver is not built yet)",
+            root.display()
+        ))),
+    }
+}

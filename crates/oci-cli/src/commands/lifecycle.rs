@@ -1,0 +1,64 @@
+//! create, start, run, kill, delete.
+
+use crate::cli::{CreateArgs, RunArgs};
+use crate::log::Logger;
+use berth_oci::{CreateOptions, Error};
+use std::path::Path;
+
+fn create_options(args: &CreateArgs, foreground: bool) -> CreateOptions {
+    CreateOptions {
+        id: args.id.clone(),
+        bundle: args.bundle.clone(),
+        pid_file: args.pid_file.clone(),
+        console_socket: args.console_socket.clone(),
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+        preserve_fds: args.preserve_fds,
+        foreground,
+    }
+}
+
+fn report(warnings: Vec<Error>, logger: &Logger) {
+    for warning in warnings {
+        logger.warn(&warning.to_string());
+    }
+}
+
+pub fn create(root: &Path, args: &CreateArgs) -> anyhow::Result<i32> {
+    berth_oci::create(root, &create_options(args, false))?;
+    Ok(0)
+}
+
+pub fn start(root: &Path, id: &str, logger: &Logger) -> anyhow::Result<i32> {
+    report(berth_oci::start(root, id)?, logger);
+    Ok(0)
+}
+
+/// create + start; in the foreground wait for the init, then delete unless --keep.
+pub fn run(root: &Path, args: &RunArgs, logger: &Logger) -> anyhow::Result<i32> {
+    let id = &args.create.id;
+    let container = berth_oci::create(root, &create_options(&args.create, !args.detach))?;
+    if let Err(e) = berth_oci::start(root, id).map(|w| report(w, logger)) {
+        let _ = berth_oci::delete(root, id, true);
+        return Err(e.into());
+    }
+    if args.detach {
+        return Ok(0);
+    }
+    let code = berth_oci::wait::wait_forwarding(container.pid);
+    if !args.keep {
+        report(berth_oci::delete(root, id, true)?, logger);
+    }
+    Ok(code?)
+}
+
+pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> anyhow::Result<i32> {
+    let signal = berth_oci::parse_signal(signal.unwrap_or("SIGTERM"))?;
+    berth_oci::kill(root, id, signal, all)?;
+    Ok(0)
+}
+
+pub fn delete(root: &Path, id: &str, force: bool, logger: &Logger) -> anyhow::Result<i32> {
+    report(berth_oci::delete(root, id, force)?, logger);
+    Ok(0)
+}

@@ -1,0 +1,40 @@
+//! `spec`: write a starting config.json, as `runc spec` does.
+
+use crate::cli::SpecArgs;
+use anyhow::{bail, Context};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
+
+pub fn run(args: &SpecArgs) -> anyhow::Result<i32> {
+    let path = args.bundle.join("config.json");
+    if path.exists() {
+        bail!("{} already exists; remove it first", path.display());
+    }
+    let spec = default_spec(args.rootless)?;
+    let json = serde_json::to_string_pretty(&spec)?;
+    std::fs::write(&path, json).with_context(|| format!("write {}", path.display()))?;
+    Ok(0)
+}
+
+pub fn default_spec(rootless: bool) -> anyhow::Result<Spec> {
+    let mut spec = if rootless {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Spec::rootless(uid, gid)
+    } else {
+        Spec::default()
+    };
+    spec.set_version(berth_oci::state::OCI_VERSION.to_string());
+    spec.set_hostname(Some("berth".into()));
+    if !rootless {
+        // Deny every device by default; the runtime adds the standard ones back.
+        let deny_all = LinuxDeviceCgroup::default();
+        let mut deny_all = deny_all;
+        deny_all.set_allow(false);
+        deny_all.set_typ(Some(LinuxDeviceType::A));
+        deny_all.set_access(Some("rwm".into()));
+        if let Some(resources) = spec.linux_mut().as_mut().and_then(|l| l.resources_mut().as_mut()) {
+            resources.set_devices(Some(vec![deny_all]));
+        }
+    }
+    Ok(spec)
+}

@@ -1,0 +1,50 @@
+//! berth-oci: parse the runc command line, call the berth-oci library, map the outcome to runc's
+//! exit codes (0 ok, 1 error; `run` and foreground `exec` exit with the container process's status).
+
+mod cli;
+mod commands;
+mod log;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let logger = log::Logger::new(cli.log.clone(), cli.log_format, cli.debug);
+    let code = match dispatch(&cli, &logger) {
+        Ok(code) => code,
+        Err(e) => {
+            logger.error(&format!("{e:#}"));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: &Cli, logger: &log::Logger) -> anyhow::Result<i32> {
+    if cli.systemd_cgroup {
+        anyhow::bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
+    }
+    let root = &cli.root;
+    logger.debug(&format!("root {}", root.display()));
+    match &cli.command {
+        Command::Spec(args) => commands::spec::run(args),
+        Command::Create(args) => commands::lifecycle::create(root, args),
+        Command::Start { id } => commands::lifecycle::start(root, id, logger),
+        Command::Run(args) => commands::lifecycle::run(root, args, logger),
+        Command::State { id } => commands::query::state(root, id),
+        Command::Kill { id, signal, all } => commands::lifecycle::kill(root, id, signal.as_deref(), *all),
+        Command::Delete { id, force } => commands::lifecycle::delete(root, id, *force, logger),
+        Command::List { format, quiet } => commands::query::list(root, format, *quiet),
+        Command::Ps { id, format, ps_args } => commands::query::ps(root, id, format, ps_args),
+        Command::Exec(args) => commands::exec::run(root, args),
+        Command::Pause { id } => berth_oci::manage::pause(root, id).map(|_| 0).map_err(Into::into),
+        Command::Resume { id } => berth_oci::manage::resume(root, id).map(|_| 0).map_err(Into::into),
+        Command::Update(args) => commands::update::run(root, args),
+        Command::Events { id, stats, interval } => commands::query::events(root, id, *stats, interval),
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&berth_oci::features::features())?);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `create`: validate the bundle, make the state dir and cgroup, clone the init, serve its requests
+//! (id maps, hooks) until it reports ready, then record the state. On any failure everything made so
+//! far is undone: no half-created container is ever left behind.
+
+use crate::init::{self, InitContext};
+use crate::namespaces::{self, Plan};
+use crate::spec::Bundle;
+use crate::state::{self, Container, Status, EXEC_FIFO};
+use crate::sync::{Message, SyncSocket};
+use crate::sys::{clone3, CloneResult};
+use crate::{cgroup, hooks, proc, Error, Result};
+use berth_cgroups::Cgroup;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// The caller will wait for the init itself (`run` in the foreground): keep the init reapable by
+    /// the caller even when a second fork is needed.
+    pub foreground: bool,
+}
+
+/// Undoes a partial create when dropped before `disarm`.
+struct Cleanup {
+    dir: Option<PathBuf>,
+    cgroup: Option<Box<dyn Cgroup>>,
+    child: Option<i32>,
+}
+
+impl Cleanup {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.remove();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
+    crate::id::validate_id(&options.id)?;
+    let bundle = Bundle::load(&options.bundle)?;
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().ok_or_else(|| Error::config(&bundle.dir, "process is missing"))?;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::config(&bundle.dir, "linux section is missing"))?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && options.console_socket.is_none() {
+        return Err(Error::Unsupported("process.terminal is true but no --console-socket was given".into()));
+    }
+    let plan = Plan::new(linux)?;
+    let seccomp = linux.seccomp().as_ref().map(init::compile_seccomp).transpose()?;
+    // Connect before creating anything: a console socket nobody listens on is the caller's mistake.
+    let console = match (&options.console_socket, terminal) {
+        (Some(path), true) => Some(UnixStream::connect(path).map_err(|source| Error::ConsoleSocket { path: path.clone(), source })?),
+        _ => None,
+    };
+
+    let dir = state::create_dir(root, &options.id)?;
+    let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None };
+    let fifo_path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::sys("mkfifo exec.fifo", e))?;
+    let exec_fifo = open_path(&fifo_path)?;
+
+    let cgroup = cgroup::for_spec(spec, &options.id)?;
+    let cgroup_existed = cgroup.exists();
+    cgroup.create()?;
+    if !cgroup_existed {
+        cleanup.cgroup = Some(cgroup::for_spec(spec, &options.id)?);
+    }
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(resources)?;
+    }
+    let cgroup_mounts = cgroup.mount_sources();
+
+    let (parent_sock, child_sock) = SyncSocket::pair()?;
+    for path in &plan.parent_joins {
+        namespaces::setns_path(path, libc::CLONE_NEWPID)?;
+    }
+    if plan.parent_new_time {
+        namespaces::unshare(0x80)?;
+        namespaces::write_time_offsets(linux)?;
+    }
+    if options.foreground && plan.fork {
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set child subreaper", e))?;
+    }
+
+    let pid = match clone3(plan.clone_flags as u64).map_err(|e| Error::sys("clone3", e))? {
+        CloneResult::Child => {
+            drop(parent_sock);
+            let ctx = InitContext {
+                id: &options.id,
+                spec,
+                rootfs: &bundle.rootfs,
+                plan: &plan,
+                sync: &child_sock,
+                exec_fifo: &exec_fifo,
+                console: console.as_ref(),
+                preserve_fds: options.preserve_fds,
+                no_pivot: options.no_pivot,
+                no_new_keyring: options.no_new_keyring,
+                cgroup_mounts,
+                seccomp: seccomp.as_ref(),
+            };
+            init::child_main(&ctx)
+        }
+        CloneResult::Parent { pid } => pid,
+    };
+    drop(child_sock);
+    drop(console);
+    cleanup.child = Some(pid);
+
+    cgroup.add_process(pid)?;
+    if plan.clone_flags & libc::CLONE_NEWUSER != 0 {
+        namespaces::write_id_maps(pid, linux)?;
+    }
+    parent_sock.send(&Message::Go)?;
+
+    let mut container = Container {
+        id: options.id.clone(),
+        pid,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::time::rfc3339_now(),
+        owner: String::new(),
+        config: spec.clone(),
+        dir: dir.clone(),
+    };
+    loop {
+        match parent_sock.recv()? {
+            Some(Message::MapRequest) => {
+                namespaces::write_id_maps(pid, linux)?;
+                parent_sock.send(&Message::MapsDone)?;
+            }
+            Some(Message::InitPid(init_pid)) => {
+                // The intermediate exits right after telling us; reap it and track the real init.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                container.pid = init_pid;
+                cleanup.child = Some(init_pid);
+            }
+            Some(Message::RunHooks) => {
+                container.start_time = proc::stat(container.pid).map(|s| s.start_time).unwrap_or(0);
+                let state = serde_json::to_string(&container.oci_state(Status::Creating)).unwrap_or_default();
+                if let Some(spec_hooks) = spec.hooks() {
+                    hooks::run_all(spec_hooks.prestart().as_ref(), &state)?;
+                    hooks::run_all(spec_hooks.create_runtime().as_ref(), &state)?;
+                }
+                let state = serde_json::to_string(&container.oci_state(Status::Created)).unwrap_or_default();
+                parent_sock.send(&Message::HooksDone(state))?;
+            }
+            Some(Message::Ready) => break,
+            Some(Message::Error(e)) => return Err(Error::Init(e)),
+            Some(other) => return Err(Error::Init(format!("protocol error: unexpected {other:?}"))),
+            None => return Err(Error::Init("the container init exited during setup".into())),
+        }
+    }
+    container.start_time = proc::stat(container.pid)
+        .map(|s| s.start_time)
+        .ok_or_else(|| Error::Init("the container init vanished after setup".into()))?;
+    container.save()?;
+    if let Some(pid_file) = &options.pid_file {
+        write_pid_file(pid_file, container.pid)?;
+    }
+    cleanup.disarm();
+    Ok(container)
+}
+
+fn open_path(path: &Path) -> Result<OwnedFd> {
+    let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| Error::Init(format!("{} contains NUL", path.display())))?;
+    // SAFETY: c_path is NUL-terminated and outlives the call; a returned fd is ours.
+    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io("open", path, std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Writes the pid file atomically, as containerd and conmon read it as soon as we exit.
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io("write pid file", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("write pid file", path, e))
+}

@@ -1,0 +1,152 @@
+//! `exec`: run another process inside a live container. The exec'd process joins the init's
+//! namespaces through one `setns(pidfd, …)`, its cgroup before it runs any code of its own, then a
+//! second fork makes it a member of the joined pid namespace.
+
+use crate::init::{self, process};
+use crate::signal::open_init;
+use crate::state::{Container, Status};
+use crate::sync::{Message, SyncSocket};
+use crate::{cgroup, Error, Result};
+use oci_spec::runtime::Process;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Namespace types a process can join, with their /proc/<pid>/ns names.
+const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("net", libc::CLONE_NEWNET),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", 0x80),
+];
+
+/// Starts the process and returns its host pid once execve succeeded. The caller becomes its
+/// parent (child subreaper) so it can wait for it; `--detach` callers simply do not.
+pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if !matches!(status, Status::Created | Status::Running) {
+        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot exec in a container that is not running" });
+    }
+    let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
+    let join = namespaces_to_join(container.pid)?;
+    let linux = container.config.linux().as_ref();
+    let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(init::compile_seccomp).transpose()?;
+    let terminal = options.process.terminal().unwrap_or(false);
+    let console = match (&options.console_socket, terminal) {
+        (Some(path), true) => Some(UnixStream::connect(path).map_err(|source| Error::ConsoleSocket { path: path.clone(), source })?),
+        (None, true) => return Err(Error::Unsupported("process.terminal is true but no --console-socket was given".into())),
+        _ => None,
+    };
+    let cgroup = cgroup::open(&container)?;
+    let (parent_sock, child_sock) = SyncSocket::pair()?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set child subreaper", e))?;
+
+    // SAFETY: berth-oci is single-threaded; the child only runs `exec_child` and then _exit/execve.
+    let intermediate = match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_sock);
+            let result = exec_child(&child_sock, &pidfd, join, &options.process, seccomp.as_ref(), console.as_ref(), options.preserve_fds);
+            let error = match result {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child_sock.send(&Message::Error(error.to_string()));
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(1) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+    };
+    drop(child_sock);
+    drop(console);
+    let kill_intermediate = || {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(intermediate), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(intermediate), None);
+    };
+    if let Err(e) = cgroup.add_process(intermediate).and_then(|_| Ok(())).map_err(Error::from).and_then(|_| parent_sock.send(&Message::Go)) {
+        kill_intermediate();
+        return Err(e);
+    }
+    let mut pid = None;
+    // The socket is close-on-exec: EOF after InitPid means execve succeeded.
+    loop {
+        match parent_sock.recv()? {
+            Some(Message::InitPid(p)) => {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(intermediate), None);
+                pid = Some(p);
+            }
+            Some(Message::Error(e)) => {
+                if pid.is_none() {
+                    kill_intermediate();
+                }
+                if let Some(p) = pid {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+                }
+                return Err(Error::Init(e));
+            }
+            Some(other) => return Err(Error::Init(format!("protocol error: unexpected {other:?}"))),
+            None => break,
+        }
+    }
+    let pid = pid.ok_or_else(|| Error::Init("exec: the process exited before reporting its pid".into()))?;
+    if let Some(pid_file) = &options.pid_file {
+        crate::create::write_pid_file(pid_file, pid)?;
+    }
+    Ok(pid)
+}
+
+fn namespaces_to_join(init_pid: i32) -> Result<libc::c_int> {
+    let mut flags = 0;
+    for (name, flag) in NAMESPACES {
+        let theirs = std::fs::metadata(format!("/proc/{init_pid}/ns/{name}"));
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
+        if let (Ok(theirs), Ok(ours)) = (theirs, ours) {
+            if theirs.ino() != ours.ino() || theirs.dev() != ours.dev() {
+                flags |= flag;
+            }
+        }
+    }
+    Ok(flags)
+}
+
+fn exec_child(
+    sync: &SyncSocket,
+    pidfd: &OwnedFd,
+    join: libc::c_int,
+    spec_process: &Process,
+    seccomp: Option<&libseccomp::ScmpFilterContext>,
+    console: Option<&UnixStream>,
+    preserve_fds: u32,
+) -> Result<std::convert::Infallible> {
+    sync.expect("go", |m| matches!(m, Message::Go))?;
+    crate::sys::setns_pidfd(pidfd.as_fd(), join).map_err(|e| Error::sys("join the container's namespaces", e))?;
+    // SAFETY: single-threaded; the grandchild continues below, the intermediate only reports and exits.
+    match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork into pid namespace", e))? {
+        nix::unistd::ForkResult::Child => {}
+        nix::unistd::ForkResult::Parent { child } => {
+            sync.send(&Message::InitPid(child.as_raw()))?;
+            // SAFETY: the intermediate's work is done.
+            unsafe { libc::_exit(0) }
+        }
+    }
+    process::apply_rlimits(spec_process)?;
+    if let Some(console) = console {
+        init::setup_console(console, spec_process.console_size(), spec_process.user().uid(), spec_process.user().gid())?;
+    }
+    let env = spec_process.env().clone().unwrap_or_default();
+    let executable = process::resolve_executable(spec_process, &env)?;
+    process::exec(spec_process, seccomp, preserve_fds, &executable, &env)
+}

@@ -1,0 +1,143 @@
+//! The container init: what the cloned child does, in order, from "parent says go" to execve.
+//!
+//! Runs in a forked copy of berth-oci (single-threaded, no allocator locks held by anyone else).
+//! Every failure is sent to the parent as a message and the child exits with `_exit(1)`; nothing
+//! here may return to the parent's code paths.
+
+pub(crate) mod console;
+mod devices;
+mod mounts;
+mod paths;
+pub(crate) mod process;
+mod rootfs;
+mod seccomp;
+
+use crate::namespaces::{self, Plan};
+use crate::sync::{Message, SyncSocket};
+use crate::{Error, Result};
+use oci_spec::runtime::Spec;
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+pub(crate) use console::setup as setup_console;
+pub(crate) use seccomp::check as compile_seccomp;
+
+pub(crate) struct InitContext<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub sync: &'a SyncSocket,
+    /// O_PATH fd of `exec.fifo`; opened for writing once setup is done, which blocks until `start`.
+    pub exec_fifo: &'a OwnedFd,
+    pub console: Option<&'a UnixStream>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// (name, host directory) pairs a `cgroup` mount shows.
+    pub cgroup_mounts: Vec<(String, PathBuf)>,
+    /// Compiled by the parent; loaded right before execve.
+    pub seccomp: Option<&'a libseccomp::ScmpFilterContext>,
+}
+
+/// Entry point of the cloned child; never returns.
+pub(crate) fn child_main(ctx: &InitContext<'_>) -> ! {
+    let error = match run(ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ctx.sync.send(&Message::Error(error.to_string()));
+    // SAFETY: _exit skips the parent's atexit handlers and destructors, which belong to the parent.
+    unsafe { libc::_exit(1) }
+}
+
+fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
+    ctx.sync.expect("go", |m| matches!(m, Message::Go))?;
+    enter_namespaces(ctx)?;
+    let spec = ctx.spec;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::Init("process is missing".into()))?;
+    if ctx.plan.new_user && namespaces::maps_root(linux.uid_mappings().as_ref()) {
+        process::become_root()?;
+    }
+    if ctx.plan.new_cgroup {
+        namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+    }
+    if ctx.plan.new_uts {
+        if let Some(hostname) = spec.hostname().as_deref() {
+            nix::unistd::sethostname(hostname).map_err(|e| Error::sys("sethostname", e))?;
+        }
+        if let Some(domainname) = spec.domainname().as_deref() {
+            process::set_domainname(domainname)?;
+        }
+    }
+
+    let hook_state = rootfs::prepare(ctx)?;
+    paths::apply_sysctls(linux)?;
+    paths::mask(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+    paths::make_readonly(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        rootfs::remount_root_readonly()?;
+    }
+    if !ctx.no_new_keyring {
+        // EACCES/ENOSYS: keyrings disabled or forbidden by a host policy; not fatal, as in runc.
+        if let Err(e) = crate::sys::join_session_keyring(&format!("_ses.{}", ctx.id)) {
+            if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM)) {
+                return Err(Error::sys("join session keyring", e));
+            }
+        }
+    }
+    process::apply_rlimits(process)?;
+    process::apply_oom_score_adj(process)?;
+    if let Some(console) = ctx.console {
+        console::setup(console, process.console_size(), process.user().uid(), process.user().gid())?;
+    }
+    let env = process.env().clone().unwrap_or_default();
+    let executable = process::resolve_executable(process, &env)?;
+    process::apply_scheduling(process, linux)?;
+
+    ctx.sync.send(&Message::Ready)?;
+    wait_for_start(ctx.exec_fifo)?;
+    if let Some(hooks) = spec.hooks() {
+        crate::hooks::run_all(hooks.start_container().as_ref(), &hook_state)?;
+    }
+    process::exec(process, ctx.seccomp, ctx.preserve_fds, &executable, &env)
+}
+
+/// Joins and creates the namespaces clone3 could not; may fork once (see [`Plan::fork`]).
+fn enter_namespaces(ctx: &InitContext<'_>) -> Result<()> {
+    let plan = ctx.plan;
+    for (nstype, path) in &plan.child_joins {
+        namespaces::setns_path(path, *nstype)?;
+    }
+    if plan.child_new_user {
+        namespaces::unshare(libc::CLONE_NEWUSER)?;
+        ctx.sync.send(&Message::MapRequest)?;
+        ctx.sync.expect("id maps", |m| matches!(m, Message::MapsDone))?;
+    }
+    namespaces::unshare(plan.child_unshare)?;
+    if plan.fork {
+        // SAFETY: single-threaded process; the child only continues this function's work.
+        match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork init", e))? {
+            nix::unistd::ForkResult::Child => {}
+            nix::unistd::ForkResult::Parent { child } => {
+                ctx.sync.send(&Message::InitPid(child.as_raw()))?;
+                // SAFETY: the intermediate's work is done; _exit skips the parent's destructors.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blocks until `start` opens the fifo for reading; the byte written tells start we went through.
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| Error::io("open exec fifo", &path, e))?;
+    use std::io::Write;
+    (&file).write_all(b"0").map_err(|e| Error::io("write exec fifo", &path, e))?;
+    Ok(())
+}
+

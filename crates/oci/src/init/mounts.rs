@@ -1,0 +1,267 @@
+//! One runtime-spec mount, performed fd-relative: the destination is resolved inside the rootfs with
+//! openat2(RESOLVE_IN_ROOT) and the mount is made on `/proc/self/fd/N`, so a symlink planted in the
+//! image can never redirect a mount onto the host.
+
+use crate::sys::{open_in_root, ResolveFlags};
+use crate::{Error, Result};
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, PartialEq)]
+pub(super) struct MountOptions {
+    pub flags: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+    pub bind: bool,
+    pub recursive: bool,
+}
+
+pub(super) fn parse_options(options: &[String]) -> Result<MountOptions> {
+    let mut parsed = MountOptions { flags: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), bind: false, recursive: false };
+    for option in options {
+        let (set, clear) = match option.as_str() {
+            "defaults" | "tmpcopyup" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "bind" => {
+                parsed.bind = true;
+                continue;
+            }
+            "rbind" => {
+                parsed.bind = true;
+                parsed.recursive = true;
+                continue;
+            }
+            "idmap" | "ridmap" => return Err(Error::Unsupported(format!("mount option {option:?} is not supported yet"))),
+            other => {
+                if let Some(propagation) = propagation_flag(other) {
+                    parsed.propagation |= propagation;
+                } else {
+                    parsed.data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        parsed.flags.insert(set);
+        parsed.flags.remove(clear);
+    }
+    Ok(parsed)
+}
+
+pub(super) fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// What to create at a missing mount destination.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Kind {
+    Dir,
+    File,
+}
+
+/// A destination inside the rootfs as a relative path with only normal components.
+pub(super) fn relative(dest: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in dest.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::RootDir | Component::CurDir => {}
+            // RESOLVE_IN_ROOT would clamp it anyway; refusing is clearer.
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::Init(format!("mount destination {} contains '..'", dest.display())))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Opens `path` inside `root` (O_PATH), creating missing directories and, if asked, the last
+/// component as an empty file. Every lookup stays inside `root`.
+pub(super) fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    let path = relative(path)?;
+    if let Ok(fd) = open_in_root(root, &path, libc::O_PATH, 0, ResolveFlags::IN_ROOT) {
+        return Ok(fd);
+    }
+    let components: Vec<_> = path.components().collect();
+    let mut current = PathBuf::new();
+    for (i, component) in components.iter().enumerate() {
+        let parent = open_in_root(root, if current.as_os_str().is_empty() { Path::new(".") } else { &current }, libc::O_PATH | libc::O_DIRECTORY, 0, ResolveFlags::IN_ROOT)
+            .map_err(|e| Error::io("open in rootfs", &current, e))?;
+        current.push(component);
+        if open_in_root(root, &current, libc::O_PATH, 0, ResolveFlags::IN_ROOT).is_ok() {
+            continue;
+        }
+        let last = i + 1 == components.len();
+        let name = component.as_os_str();
+        if last && kind == Kind::File {
+            let fd = nix::fcntl::openat(Some(parent.as_raw_fd()), name, nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .map_err(|e| Error::sys(format!("create {}", current.display()), e))?;
+            let _ = nix::unistd::close(fd);
+        } else {
+            match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(Error::sys(format!("mkdir {}", current.display()), e)),
+            }
+        }
+    }
+    open_in_root(root, &path, libc::O_PATH, 0, ResolveFlags::IN_ROOT).map_err(|e| Error::io("open in rootfs", &path, e))
+}
+
+pub(super) fn fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Flags a user namespace may not clear on a bind mount it did not create; a remount must repeat them.
+pub(super) fn locked_flags(path: &str) -> MsFlags {
+    let Ok(stat) = nix::sys::statvfs::statvfs(path) else { return MsFlags::empty() };
+    use nix::sys::statvfs::FsFlags;
+    let mut flags = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if stat.flags().contains(fs) {
+            flags |= ms;
+        }
+    }
+    flags
+}
+
+/// Performs one spec mount inside `root` (an fd on the rootfs, still at its host path).
+pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts: &[(String, PathBuf)], in_userns: bool) -> Result<()> {
+    let options = parse_options(spec_mount.options().as_deref().unwrap_or(&[]))?;
+    let typ = spec_mount.typ().clone().unwrap_or_default();
+    let dest = spec_mount.destination();
+    let bind = options.bind || typ == "bind";
+    if typ == "cgroup" && !bind {
+        return mount_cgroup(root, dest, &options, cgroup_mounts);
+    }
+    if bind {
+        let source = spec_mount.source().as_ref().ok_or_else(|| Error::Init(format!("bind mount to {} has no source", dest.display())))?;
+        let meta = std::fs::metadata(source).map_err(|e| Error::io("bind source", source, e))?;
+        let target = create_in_root(root, dest, if meta.is_dir() { Kind::Dir } else { Kind::File })?;
+        let mut flags = MsFlags::MS_BIND;
+        if options.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(Some(source), fd_path(target.as_fd()).as_str(), None::<&str>, flags, None::<&str>)
+            .map_err(|e| Error::sys(format!("bind {} on {}", source.display(), dest.display()), e))?;
+        let remount_flags = options.flags & !(MsFlags::MS_REC);
+        if !remount_flags.is_empty() {
+            // The fd still names the directory under the new mount; reopen to reach the mount itself.
+            let mounted = create_in_root(root, dest, Kind::Dir)?;
+            let path = fd_path(mounted.as_fd());
+            let locked = if in_userns { locked_flags(&path) } else { MsFlags::empty() };
+            mount(None::<&str>, path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount_flags | locked, None::<&str>)
+                .map_err(|e| Error::sys(format!("remount {} with {:?}", dest.display(), remount_flags), e))?;
+        }
+    } else {
+        let target = create_in_root(root, dest, Kind::Dir)?;
+        let data = options.data.join(",");
+        let source = spec_mount.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| typ.clone());
+        mount(Some(source.as_str()), fd_path(target.as_fd()).as_str(), Some(typ.as_str()), options.flags, (!data.is_empty()).then_some(data.as_str()))
+            .map_err(|e| Error::sys(format!("mount {typ} on {}", dest.display()), e))?;
+    }
+    if !options.propagation.is_empty() {
+        let mounted = create_in_root(root, dest, Kind::Dir)?;
+        mount(None::<&str>, fd_path(mounted.as_fd()).as_str(), None::<&str>, options.propagation, None::<&str>)
+            .map_err(|e| Error::sys(format!("set propagation of {}", dest.display()), e))?;
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount on v1: a tmpfs holding one bind mount per hierarchy of the container's own cgroup
+/// directory, so the container sees only its subtree.
+fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions, cgroup_mounts: &[(String, PathBuf)]) -> Result<()> {
+    let target = create_in_root(root, dest, Kind::Dir)?;
+    let base_flags = options.flags & !MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), fd_path(target.as_fd()).as_str(), Some("tmpfs"), base_flags, Some("mode=755"))
+        .map_err(|e| Error::sys(format!("mount tmpfs for cgroups on {}", dest.display()), e))?;
+    for (name, host_dir) in cgroup_mounts {
+        let sub = dest.join(name);
+        let sub_fd = create_in_root(root, &sub, Kind::Dir)?;
+        mount(Some(host_dir), fd_path(sub_fd.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| Error::sys(format!("bind cgroup {} on {}", host_dir.display(), sub.display()), e))?;
+        let mounted = create_in_root(root, &sub, Kind::Dir)?;
+        mount(None::<&str>, fd_path(mounted.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | options.flags, None::<&str>)
+            .map_err(|e| Error::sys(format!("remount cgroup {}", sub.display()), e))?;
+    }
+    if options.flags.contains(MsFlags::MS_RDONLY) {
+        let mounted = create_in_root(root, dest, Kind::Dir)?;
+        mount(None::<&str>, fd_path(mounted.as_fd()).as_str(), None::<&str>, MsFlags::MS_REMOUNT | options.flags, Some("mode=755"))
+            .map_err(|e| Error::sys(format!("remount {} read-only", dest.display()), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> MountOptions {
+        parse_options(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn flags_and_data() {
+        let o = opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        assert!(!o.bind);
+    }
+
+    #[test]
+    fn later_options_win() {
+        assert_eq!(opts(&["ro", "rw"]).flags, MsFlags::empty());
+        assert_eq!(opts(&["rw", "ro"]).flags, MsFlags::MS_RDONLY);
+    }
+
+    #[test]
+    fn bind_and_propagation() {
+        let o = opts(&["rbind", "rprivate", "ro"]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(o.flags, MsFlags::MS_RDONLY);
+    }
+
+    #[test]
+    fn destinations_stay_relative() {
+        assert_eq!(relative(Path::new("/a/./b")).unwrap(), PathBuf::from("a/b"));
+        assert!(relative(Path::new("/a/../../etc")).is_err());
+    }
+}

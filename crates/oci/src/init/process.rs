@@ -1,0 +1,243 @@
+//! Turning the init (or an exec'd process) into the spec's process: limits, scheduling, then at the
+//! very end user, capabilities, no_new_privs, seccomp, fd hygiene and execve.
+
+use crate::{Error, Result};
+use caps::{CapSet, Capability as Cap, CapsHashSet};
+use libseccomp::ScmpFilterContext;
+use oci_spec::runtime::{Capabilities, Linux, Process};
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Switches to uid/gid 0 inside a fresh user namespace that maps them.
+pub(crate) fn become_root() -> Result<()> {
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| Error::sys("setresgid(0) in user namespace", e))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| Error::sys("setresuid(0) in user namespace", e))
+}
+
+pub(crate) fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`, which outlives the call.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(Error::sys("setdomainname", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+pub(crate) fn apply_rlimits(process: &Process) -> Result<()> {
+    for rlimit in process.rlimits().iter().flatten() {
+        let name = serde_json::to_value(rlimit.typ()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let resource = rlimit_resource(&name).ok_or_else(|| Error::Init(format!("unknown rlimit {name}")))?;
+        let limit = libc::rlimit { rlim_cur: rlimit.soft(), rlim_max: rlimit.hard() };
+        // SAFETY: limit is a valid rlimit struct for the duration of the call.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(Error::sys(format!("setrlimit {name} soft {} hard {} (raising a hard limit needs CAP_SYS_RESOURCE)", rlimit.soft(), rlimit.hard()), err));
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+pub(crate) fn apply_oom_score_adj(process: &Process) -> Result<()> {
+    let Some(adj) = process.oom_score_adj() else { return Ok(()) };
+    std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+        let hint = if e.raw_os_error() == Some(libc::EACCES) { " (lowering it needs CAP_SYS_RESOURCE)" } else { "" };
+        Error::Init(format!("set oomScoreAdj {adj}: {e}{hint}"))
+    })
+}
+
+/// ioPriority, scheduler and personality: what the spec says about how the process is scheduled.
+pub(crate) fn apply_scheduling(process: &Process, linux: &Linux) -> Result<()> {
+    if let Some(io) = process.io_priority() {
+        let class = match serde_json::to_value(io.class()).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() {
+            Some("IOPRIO_CLASS_RT") => 1,
+            Some("IOPRIO_CLASS_BE") => 2,
+            Some("IOPRIO_CLASS_IDLE") => 3,
+            other => return Err(Error::Init(format!("unknown ioPriority class {other:?}"))),
+        };
+        if !(0..=7).contains(&io.priority()) {
+            return Err(Error::Init(format!("ioPriority.priority {} is outside 0..7", io.priority())));
+        }
+        crate::sys::set_io_priority(class, io.priority() as u32).map_err(|e| Error::sys("ioprio_set", e))?;
+    }
+    if let Some(scheduler) = process.scheduler() {
+        let policy = serde_json::to_value(scheduler.policy()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let mut attr = crate::sys::SchedAttr {
+            policy: match policy.as_str() {
+                "SCHED_OTHER" => 0,
+                "SCHED_FIFO" => 1,
+                "SCHED_RR" => 2,
+                "SCHED_BATCH" => 3,
+                "SCHED_IDLE" => 5,
+                "SCHED_DEADLINE" => 6,
+                other => return Err(Error::Init(format!("unknown scheduler policy {other:?}"))),
+            },
+            nice: scheduler.nice().unwrap_or(0),
+            priority: scheduler.priority().unwrap_or(0) as u32,
+            runtime: scheduler.runtime().unwrap_or(0),
+            deadline: scheduler.deadline().unwrap_or(0),
+            period: scheduler.period().unwrap_or(0),
+            ..Default::default()
+        };
+        for flag in scheduler.flags().iter().flatten() {
+            let name = serde_json::to_value(flag).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            attr.flags |= match name.as_str() {
+                "SCHED_FLAG_RESET_ON_FORK" => 0x01,
+                "SCHED_FLAG_RECLAIM" => 0x02,
+                "SCHED_FLAG_DL_OVERRUN" => 0x04,
+                "SCHED_FLAG_KEEP_POLICY" => 0x08,
+                "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+                "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+                "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+                other => return Err(Error::Init(format!("unknown scheduler flag {other:?}"))),
+            };
+        }
+        crate::sys::sched_setattr(&mut attr).map_err(|e| Error::sys("sched_setattr", e))?;
+    }
+    if let Some(personality) = linux.personality() {
+        let domain = serde_json::to_value(personality.domain()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let persona = match domain.as_str() {
+            "LINUX" => 0x0000,
+            "LINUX32" => 0x0008,
+            other => return Err(Error::Init(format!("unknown personality domain {other:?}"))),
+        };
+        if personality.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(Error::Unsupported("personality flags are not supported".into()));
+        }
+        // SAFETY: personality takes an integer persona.
+        if unsafe { libc::personality(persona) } == -1 {
+            return Err(Error::sys("personality", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// chdir to the process cwd, then find args[0] the way execvp would, with the container's PATH.
+pub(crate) fn resolve_executable(process: &Process, env: &[String]) -> Result<CString> {
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| Error::Init(format!("chdir to cwd {}: {e}", cwd.display())))?;
+    let arg0 = process.args().as_ref().and_then(|a| a.first()).ok_or_else(|| Error::Init("process.args is empty".into()))?;
+    let found = if arg0.contains('/') {
+        is_executable(Path::new(arg0)).then(|| PathBuf::from(arg0))
+    } else {
+        let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+        path_var.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(arg0)).find(|p| is_executable(p))
+    };
+    let found = found.ok_or_else(|| Error::Init(format!("exec: {arg0:?}: executable file not found in $PATH")))?;
+    CString::new(found.as_os_str().as_bytes()).map_err(|_| Error::Init(format!("executable path {} contains NUL", found.display())))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn to_caps(set: Option<&Capabilities>, last_cap: u8) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for cap in set.into_iter().flatten() {
+        let name = format!("CAP_{cap}");
+        let parsed = Cap::from_str(&name).map_err(|_| Error::Init(format!("unknown capability {name}")))?;
+        // A capability the kernel does not know cannot be granted; runc skips it the same way.
+        if parsed.index() <= last_cap {
+            out.insert(parsed);
+        }
+    }
+    Ok(out)
+}
+
+fn last_cap() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+}
+
+/// The last step: become the spec's process and execve. Used by both init and exec.
+pub(crate) fn exec(process: &Process, seccomp: Option<&ScmpFilterContext>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which we are about to drop.
+    if !no_new_privs {
+        if let Some(filter) = seccomp {
+            filter.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+        }
+    }
+    let last = last_cap();
+    let capabilities = process.capabilities().as_ref();
+    let bounding = to_caps(capabilities.and_then(|c| c.bounding().as_ref()), last)?;
+    for cap in caps::all() {
+        if cap.index() <= last && !bounding.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::Init(format!("drop bounding {cap}: {e}")))?;
+        }
+    }
+    set_user(process)?;
+    let permitted = to_caps(capabilities.and_then(|c| c.permitted().as_ref()), last)?;
+    let inheritable = to_caps(capabilities.and_then(|c| c.inheritable().as_ref()), last)?;
+    let effective = to_caps(capabilities.and_then(|c| c.effective().as_ref()), last)?;
+    let ambient = to_caps(capabilities.and_then(|c| c.ambient().as_ref()), last)?;
+    let set_caps = |set: CapSet, value: &CapsHashSet| caps::set(None, set, value).map_err(|e| Error::Init(format!("set {set:?} capabilities: {e}")));
+    set_caps(CapSet::Inheritable, &inheritable)?;
+    set_caps(CapSet::Permitted, &permitted)?;
+    set_caps(CapSet::Effective, &effective)?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
+    for cap in ambient {
+        caps::raise(None, CapSet::Ambient, cap).map_err(|e| Error::Init(format!("raise ambient {cap}: {e}")))?;
+    }
+    if no_new_privs {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("set no_new_privs", e))?;
+        if let Some(filter) = seccomp {
+            filter.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+        }
+    }
+    crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Init("an argument contains NUL".into()))?;
+    let env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
+    let err = nix::unistd::execve(executable, &args, &env).unwrap_err();
+    Err(Error::Init(format!("exec {:?}: {err}", executable)))
+}
+
+/// setgroups/setresgid/setresuid with PR_SET_KEEPCAPS, so permitted capabilities survive the switch.
+fn set_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| Error::sys("set keepcaps", e))?;
+    let groups: Vec<nix::unistd::Gid> = user.additional_gids().iter().flatten().map(|g| (*g).into()).collect();
+    if let Err(e) = nix::unistd::setgroups(&groups) {
+        // A user namespace with setgroups denied (rootless) cannot drop or set groups.
+        if !(groups.is_empty() && e == nix::errno::Errno::EPERM) {
+            return Err(Error::sys("setgroups", e));
+        }
+    }
+    let (uid, gid) = (user.uid(), user.gid());
+    nix::unistd::setresgid(gid.into(), gid.into(), gid.into()).map_err(|e| Error::sys(format!("setresgid {gid}"), e))?;
+    nix::unistd::setresuid(uid.into(), uid.into(), uid.into()).map_err(|e| Error::sys(format!("setresuid {uid}"), e))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| Error::sys("clear keepcaps", e))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(user.umask().unwrap_or(0o022) & 0o777));
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Building the container's root: propagation, the rootfs bind, the spec's mounts, /dev, the hook
+//! round trip before pivot_root, and pivot_root (or MS_MOVE + chroot with --no-pivot).
+
+use super::mounts::{self, mount_one, propagation_flag};
+use super::{devices, InitContext};
+use crate::sync::Message;
+use crate::{Error, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, fchdir, pivot_root};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+/// Sets up the rootfs and switches to it. Returns the state document the parent handed over for
+/// createContainer/startContainer hooks (empty when there are none).
+pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
+    let spec = ctx.spec;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
+    // Nothing mounted from here on may propagate back to the host.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| Error::sys("make / rslave", e))?;
+    mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
+    let root = std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?;
+    let root_fd = root.as_fd();
+
+    let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    for spec_mount in spec_mounts {
+        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, ctx.plan.new_user)?;
+    }
+    let dev_is_host_bind = spec_mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev") && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
+    });
+    if !dev_is_host_bind {
+        devices::create_defaults(root_fd, ctx.plan.new_user)?;
+    }
+    devices::create_spec_devices(root_fd, linux.devices().as_deref().unwrap_or(&[]), ctx.plan.new_user)?;
+    if !dev_is_host_bind {
+        devices::create_links(root_fd)?;
+    }
+
+    let hook_state = hooks_before_pivot(ctx)?;
+
+    if ctx.no_pivot {
+        move_root(ctx.rootfs)?;
+    } else {
+        pivot(&root)?;
+    }
+    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
+        let flags = propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))?;
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(|e| Error::sys(format!("set rootfsPropagation {name}"), e))?;
+    }
+    chdir("/").map_err(|e| Error::sys("chdir /", e))?;
+    Ok(hook_state)
+}
+
+/// prestart/createRuntime run in the runtime's namespaces (by the parent); createContainer runs here,
+/// in the container's namespaces but before pivot_root, as the spec orders.
+fn hooks_before_pivot(ctx: &InitContext<'_>) -> Result<String> {
+    let Some(hooks) = ctx.spec.hooks() else { return Ok(String::new()) };
+    let any = [hooks.prestart(), hooks.create_runtime(), hooks.create_container(), hooks.start_container()]
+        .iter()
+        .any(|h| h.as_ref().is_some_and(|h| !h.is_empty()));
+    if !any {
+        return Ok(String::new());
+    }
+    ctx.sync.send(&Message::RunHooks)?;
+    let Message::HooksDone(state) = ctx.sync.expect("hooks", |m| matches!(m, Message::HooksDone(_)))? else {
+        unreachable!("expect matched HooksDone")
+    };
+    crate::hooks::run_all(hooks.create_container().as_ref(), &state)?;
+    Ok(state)
+}
+
+/// pivot_root(".", ".") then detach the old root from under us: no temporary directory in the image.
+fn pivot(new_root: &std::fs::File) -> Result<()> {
+    let old_root = std::fs::File::open("/").map_err(|e| Error::io("open", "/", e))?;
+    fchdir(std::os::fd::AsRawFd::as_raw_fd(new_root)).map_err(|e| Error::sys("chdir to rootfs", e))?;
+    pivot_root(".", ".").map_err(|e| Error::sys("pivot_root", e))?;
+    fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).map_err(|e| Error::sys("chdir to old root", e))?;
+    // The old root may be shared with the host: make it slave first so the unmount stays ours.
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| Error::sys("make old root rslave", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach old root", e))?;
+    Ok(())
+}
+
+fn move_root(rootfs: &Path) -> Result<()> {
+    chdir(rootfs).map_err(|e| Error::sys("chdir to rootfs", e))?;
+    mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| Error::sys("move rootfs to /", e))?;
+    nix::unistd::chroot(".").map_err(|e| Error::sys("chroot", e))?;
+    Ok(())
+}
+
+pub(super) fn remount_root_readonly() -> Result<()> {
+    let locked = mounts::locked_flags("/");
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked, None::<&str>)
+        .map_err(|e| Error::sys("remount / read-only", e))
+}

@@ -1,0 +1,53 @@
+//! Operations on a live container's cgroup: pause, resume, update, ps, stats.
+
+use crate::state::{Container, Status};
+use crate::{cgroup, Error, Result};
+use berth_cgroups::{FreezerState, Stats};
+use oci_spec::runtime::LinuxResources;
+use std::path::Path;
+
+fn load_live(root: &Path, id: &str, action: &'static str) -> Result<(Container, Status)> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if status == Status::Stopped {
+        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action });
+    }
+    Ok((container, status))
+}
+
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let (container, status) = load_live(root, id, "cannot pause a stopped container")?;
+    if status != Status::Running {
+        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "only a running container can be paused" });
+    }
+    Ok(cgroup::open(&container)?.freeze(FreezerState::Frozen)?)
+}
+
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let (container, status) = load_live(root, id, "cannot resume a stopped container")?;
+    if status != Status::Paused {
+        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "only a paused container can be resumed" });
+    }
+    Ok(cgroup::open(&container)?.freeze(FreezerState::Thawed)?)
+}
+
+/// Applies new resources to a live container and records them, so `state` and later updates see them.
+pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
+    let (mut container, _) = load_live(root, id, "cannot update a stopped container")?;
+    cgroup::open(&container)?.apply(resources)?;
+    if let Some(linux) = container.config.linux_mut() {
+        linux.set_resources(Some(resources.clone()));
+    }
+    container.save()
+}
+
+/// Host pids of every process in the container.
+pub fn processes(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let container = Container::load(root, id)?;
+    Ok(cgroup::open(&container)?.processes()?)
+}
+
+pub fn stats(root: &Path, id: &str) -> Result<Stats> {
+    let (container, _) = load_live(root, id, "cannot read stats of a stopped container")?;
+    Ok(cgroup::open(&container)?.stats()?)
+}

@@ -1,0 +1,143 @@
+//! Which namespaces a container gets and how: created by clone3's flags where one call can do it, or
+//! joined by path / unshared in the child with a second fork where the kernel's ordering rules demand
+//! it (joining a user namespace by path, or creating one while joining others).
+
+use crate::{Error, Result};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub(crate) fn flag(typ: LinuxNamespaceType) -> libc::c_int {
+    match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => 0x80, // CLONE_NEWTIME
+    }
+}
+
+/// The namespace plan for one container, computed before anything is created.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Created by clone3 itself (fast path).
+    pub clone_flags: libc::c_int,
+    /// Joined by the parent before cloning (pid: only affects children).
+    pub parent_joins: Vec<PathBuf>,
+    /// The parent unshares a time namespace before cloning, so offsets can be set before init enters it.
+    pub parent_new_time: bool,
+    /// Joined by the child, user namespace first.
+    pub child_joins: Vec<(libc::c_int, PathBuf)>,
+    /// Created by the child with unshare(2), after its joins.
+    pub child_unshare: libc::c_int,
+    /// The child unshares a user namespace and asks the parent for id maps.
+    pub child_new_user: bool,
+    /// A second fork is needed: the child's own pid namespace does not change, only its children's.
+    pub fork: bool,
+    pub new_user: bool,
+    pub new_cgroup: bool,
+    pub new_uts: bool,
+}
+
+impl Plan {
+    pub(crate) fn new(linux: &Linux) -> Result<Plan> {
+        let mut plan = Plan::default();
+        let namespaces = linux.namespaces().clone().unwrap_or_default();
+        let mut new = 0;
+        let mut joins = Vec::new();
+        for ns in &namespaces {
+            let f = flag(ns.typ());
+            match ns.path() {
+                Some(path) => {
+                    if ns.typ() == LinuxNamespaceType::Pid {
+                        plan.parent_joins.push(path.clone());
+                    } else {
+                        joins.push((f, path.clone()));
+                    }
+                }
+                None => new |= f,
+            }
+        }
+        plan.new_user = new & libc::CLONE_NEWUSER != 0;
+        plan.new_cgroup = new & libc::CLONE_NEWCGROUP != 0;
+        plan.new_uts = new & libc::CLONE_NEWUTS != 0;
+        plan.parent_new_time = new & 0x80 != 0;
+        // Cgroup namespaces are unshared by the child once it is in its cgroup; time by the parent.
+        let clonable = new & !(libc::CLONE_NEWCGROUP | 0x80);
+        let joins_user = joins.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER);
+        if !joins_user && (!plan.new_user || joins.is_empty()) {
+            plan.clone_flags = clonable;
+        } else {
+            plan.child_new_user = plan.new_user;
+            plan.child_unshare = clonable & !libc::CLONE_NEWUSER;
+            plan.fork = clonable & libc::CLONE_NEWPID != 0;
+        }
+        joins.sort_by_key(|(f, _)| *f != libc::CLONE_NEWUSER);
+        plan.child_joins = joins;
+        if plan.new_user && linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
+            return Err(Error::Unsupported("a new user namespace needs uidMappings and gidMappings".into()));
+        }
+        Ok(plan)
+    }
+}
+
+pub(crate) fn setns_path(path: &Path, nstype: libc::c_int) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
+    // SAFETY: setns takes an fd we own for the duration of the call and an integer.
+    if unsafe { libc::setns(file.as_raw_fd(), nstype) } != 0 {
+        return Err(Error::io("join namespace", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+pub(crate) fn unshare(flags: libc::c_int) -> Result<()> {
+    if flags == 0 {
+        return Ok(());
+    }
+    // SAFETY: unshare takes only flags; berth-oci is single-threaded as a user namespace requires.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(Error::sys(format!("unshare({flags:#x})"), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Writes `/proc/<pid>/{uid,gid}_map` for a freshly created user namespace.
+pub(crate) fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    for (file, mappings) in [("uid_map", linux.uid_mappings()), ("gid_map", linux.gid_mappings())] {
+        let text = map_text(mappings.as_deref().unwrap_or(&[]));
+        let path = proc_dir.join(file);
+        std::fs::write(&path, text).map_err(|e| Error::io("write id map", path, e))?;
+    }
+    Ok(())
+}
+
+fn map_text(mappings: &[LinuxIdMapping]) -> String {
+    mappings.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+}
+
+/// Whether `mappings` maps container id 0 (the init then switches to root inside its namespace).
+pub(crate) fn maps_root(mappings: Option<&Vec<LinuxIdMapping>>) -> bool {
+    mappings.into_iter().flatten().any(|m| m.container_id() == 0 && m.size() > 0)
+}
+
+/// Writes the time namespace offsets (monotonic/boottime) for a namespace nobody has entered yet.
+pub(crate) fn write_time_offsets(linux: &Linux) -> Result<()> {
+    let Some(offsets) = linux.time_offsets() else { return Ok(()) };
+    let mut text = String::new();
+    for (clock, value) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::Unsupported(format!("time offset for clock {clock:?}")));
+        }
+        // The spec's value is "secs nanosecs" as a string; the kernel wants "clock secs nanosecs".
+        let value = value.trim();
+        if !value.split_whitespace().all(|v| v.parse::<i64>().is_ok()) {
+            return Err(Error::Unsupported(format!("time offset {value:?}")));
+        }
+        text.push_str(&format!("{clock} {value}\n"));
+    }
+    std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))
+}

@@ -1,0 +1,46 @@
+//! `kill`: signals go through a pidfd opened on the recorded init and re-checked against its start
+//! time, so a recycled pid is never signalled.
+
+use crate::state::{Container, Status};
+use crate::sys::{pidfd_open, pidfd_send_signal};
+use crate::{cgroup, proc, Error, Result};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+/// Parses "KILL", "SIGKILL", "kill" or "9".
+pub fn parse_signal(text: &str) -> Result<i32> {
+    if let Ok(n) = text.parse::<i32>() {
+        return if (1..=64).contains(&n) { Ok(n) } else { Err(Error::Unsupported(format!("invalid signal number {n}"))) };
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| Error::Unsupported(format!("unknown signal {text:?}")))
+}
+
+/// A pidfd on the container's init, or None if that process is gone.
+pub(crate) fn open_init(container: &Container) -> Option<OwnedFd> {
+    let pidfd = pidfd_open(container.pid).ok()?;
+    // Checked after opening: from here the pidfd pins this exact process.
+    let same = proc::stat(container.pid).is_some_and(|s| s.start_time == container.start_time && s.state != 'Z');
+    same.then_some(pidfd)
+}
+
+pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if status == Status::Stopped {
+        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "container not running" });
+    }
+    if all {
+        let cgroup = cgroup::open(&container)?;
+        for pid in cgroup.processes()? {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(signal).ok());
+        }
+        return Ok(());
+    }
+    let pidfd = open_init(&container)
+        .ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "container not running" })?;
+    pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| Error::sys(format!("signal {signal} to container {id}"), e))
+}

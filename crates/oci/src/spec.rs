@@ -1,0 +1,156 @@
+//! Loading and validating a bundle's config.json. Everything here is hostile input: it is bounded in
+//! size, parsed by oci-spec, then checked for what the kernel would otherwise reject half way through.
+
+use crate::{Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// config.json larger than this is refused before parsing.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// A loaded bundle: its directory, the parsed spec, and the rootfs made absolute.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+}
+
+impl Bundle {
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
+        let config_path = dir.join("config.json");
+        let spec = load_spec(&config_path)?;
+        let root = spec.root().as_ref().ok_or_else(|| Error::config(&config_path, "root is missing"))?;
+        let rootfs = dir.join(root.path());
+        let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::io("rootfs", &rootfs, e))?;
+        if !rootfs.is_dir() {
+            return Err(Error::config(&config_path, format!("root.path {} is not a directory", rootfs.display())));
+        }
+        validate(&spec).map_err(|reason| Error::config(&config_path, reason))?;
+        Ok(Bundle { dir, spec, rootfs })
+    }
+}
+
+pub fn load_spec(path: &Path) -> Result<Spec> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| Error::io("read", path, e))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::config(path, format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let spec: Spec = serde_json::from_str(&text).map_err(|e| Error::config(path, e.to_string()))?;
+    check_version(spec.version()).map_err(|reason| Error::config(path, reason))?;
+    Ok(spec)
+}
+
+fn check_version(version: &str) -> std::result::Result<(), String> {
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" || version.split('.').count() < 2 {
+        return Err(format!("unsupported ociVersion {version:?} (this runtime implements 1.x)"));
+    }
+    Ok(())
+}
+
+/// Checks the parts of the spec the kernel would only reject after we started building the container.
+pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
+    let process = spec.process().as_ref().ok_or("process is missing")?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err("process.args must not be empty".into());
+    }
+    if !process.cwd().is_absolute() {
+        return Err(format!("process.cwd {} is not absolute", process.cwd().display()));
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(format!("process.oomScoreAdj {adj} is outside -1000..1000"));
+        }
+    }
+    let mut rlimit_types = HashSet::new();
+    for rlimit in process.rlimits().iter().flatten() {
+        if !rlimit_types.insert(format!("{:?}", rlimit.typ())) {
+            return Err(format!("rlimit {:?} is given twice", rlimit.typ()));
+        }
+        if rlimit.soft() > rlimit.hard() {
+            return Err(format!("rlimit {:?}: soft {} exceeds hard {}", rlimit.typ(), rlimit.soft(), rlimit.hard()));
+        }
+    }
+    let linux = spec.linux().as_ref().ok_or("linux section is missing")?;
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut seen = HashSet::new();
+    for ns in &namespaces {
+        if !seen.insert(ns.typ()) {
+            return Err(format!("namespace {:?} is given twice", ns.typ()));
+        }
+        if let Some(path) = ns.path() {
+            if !path.is_absolute() {
+                return Err(format!("namespace path {} is not absolute", path.display()));
+            }
+        }
+    }
+    let has = |t: LinuxNamespaceType| seen.contains(&t);
+    let has_mappings = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if has_mappings && !has(LinuxNamespaceType::User) {
+        return Err("uidMappings/gidMappings need a user namespace".into());
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err("hostname needs a uts namespace".into());
+    }
+    if !has(LinuxNamespaceType::Mount) {
+        return Err("a mount namespace is required".into());
+    }
+    for (key, value) in linux.sysctl().iter().flatten() {
+        crate::sysctl::check(key, value, &|t| has(t))?;
+    }
+    for mount in spec.mounts().iter().flatten() {
+        if mount.destination().as_os_str().is_empty() {
+            return Err("a mount has an empty destination".into());
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        for hook in [hooks.prestart(), hooks.create_runtime(), hooks.create_container(), hooks.start_container(), hooks.poststart(), hooks.poststop()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !hook.path().is_absolute() {
+                return Err(format!("hook path {} is not absolute", hook.path().display()));
+            }
+            if hook.timeout().is_some_and(|t| t <= 0) {
+                return Err(format!("hook {} has a timeout that is not positive", hook.path().display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(check_version("1.0.2").is_ok());
+        assert!(check_version("1.2.0").is_ok());
+        assert!(check_version("2.0.0").is_err());
+        assert!(check_version("1").is_err());
+        assert!(check_version("").is_err());
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        validate(&Spec::default()).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_processes() {
+        let mut spec = Spec::default();
+        spec.process_mut().as_mut().unwrap().set_args(Some(vec![]));
+        assert!(validate(&spec).is_err());
+        let mut spec = Spec::default();
+        spec.process_mut().as_mut().unwrap().set_cwd("relative".into());
+        assert!(validate(&spec).is_err());
+    }
+}

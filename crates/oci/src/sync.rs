@@ -1,0 +1,84 @@
+//! The parent ↔ container-init protocol over one SOCK_SEQPACKET socketpair: one message per packet,
+//! so there is no framing to get wrong, and EOF means the other side died.
+
+use crate::{Error, Result};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+/// Largest message: an error string or a hook state document.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// parent → child: you are in your cgroup (and your id maps are written): go on.
+    Go,
+    /// child → parent: I unshared a user namespace; write its id maps.
+    MapRequest,
+    MapsDone,
+    /// child → parent: mounts are ready; run prestart/createRuntime hooks.
+    RunHooks,
+    /// parent → child: hooks done; here is the state document for createContainer/startContainer hooks.
+    HooksDone(String),
+    /// intermediate → parent: the container init is this (host) pid.
+    InitPid(i32),
+    /// child → parent: set up and waiting for `start`.
+    Ready,
+    Error(String),
+}
+
+pub(crate) struct SyncSocket(OwnedFd);
+
+impl SyncSocket {
+    pub(crate) fn pair() -> Result<(SyncSocket, SyncSocket)> {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .map_err(|e| Error::sys("socketpair", e))?;
+        Ok((SyncSocket(a), SyncSocket(b)))
+    }
+
+    pub(crate) fn send(&self, message: &Message) -> Result<()> {
+        let bytes = serde_json::to_vec(message).map_err(|e| Error::sys("encode sync message", std::io::Error::other(e)))?;
+        let bytes = &bytes[..bytes.len().min(MAX_MESSAGE)];
+        loop {
+            match send(self.0.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("send sync message", e)),
+            }
+        }
+    }
+
+    /// The next message, or None when the other side closed (it exited or died).
+    pub(crate) fn recv(&self) -> Result<Option<Message>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("receive sync message", e)),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::sys("decode sync message", std::io::Error::other(e)))
+    }
+
+    /// Receives and insists on one particular message.
+    pub(crate) fn expect(&self, what: &str, matches: impl Fn(&Message) -> bool) -> Result<Message> {
+        match self.recv()? {
+            Some(m) if matches(&m) => Ok(m),
+            Some(Message::Error(e)) => Err(Error::Init(e)),
+            Some(other) => Err(Error::Init(format!("protocol error: expected {what}, got {other:?}"))),
+            None => Err(Error::Init(format!("the other side exited while we waited for {what}"))),
+        }
+    }
+}
+
+impl AsFd for SyncSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}

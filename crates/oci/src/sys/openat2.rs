@@ -1,0 +1,46 @@
+//! openat2(2) with RESOLVE_IN_ROOT: the primitive every path inside a container rootfs goes through,
+//! so `..` and symlinks (absolute or relative) can never resolve outside the rootfs.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+#[derive(Clone, Copy)]
+pub struct ResolveFlags(u64);
+
+impl ResolveFlags {
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    /// Inside the root, magic links (/proc/self/fd/…) refused: they could point anywhere.
+    pub const IN_ROOT: ResolveFlags = ResolveFlags(Self::RESOLVE_IN_ROOT | Self::RESOLVE_NO_MAGICLINKS);
+}
+
+/// Opens `path` relative to `root` as if `root` were `/`.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int, mode: libc::mode_t, resolve: ResolveFlags) -> io::Result<OwnedFd> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve: resolve.0 };
+    loop {
+        // SAFETY: c_path and how outlive the call; the kernel copies `how` (size given) and reads the path.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c_path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        };
+        if rc >= 0 {
+            // SAFETY: the kernel returned a new fd that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) });
+        }
+        let err = io::Error::last_os_error();
+        // EAGAIN: a concurrent rename raced the lookup; the kernel asks us to retry.
+        if err.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(err);
+        }
+    }
+}

@@ -4,7 +4,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cgroup {op} {path}: {source}")]
+    #[error("cgroup {op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,

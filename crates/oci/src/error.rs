@@ -15,14 +15,14 @@ pub enum Error {
     WrongState { id: String, status: String, action: &'static str },
     #[error("invalid config {path}: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
-    #[error("{context} {path}: {source}")]
+    #[error("{context} {path}")]
     Io {
         context: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Sys {
         context: String,
         #[source]
@@ -34,7 +34,7 @@ pub enum Error {
     Init(String),
     #[error("hook {path} failed: {reason}")]
     Hook { path: PathBuf, reason: String },
-    #[error("console socket {path}: {source}")]
+    #[error("console socket {path}")]
     ConsoleSocket {
         path: PathBuf,
         #[source]
@@ -45,6 +45,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message with every underlying cause, "a: b: c", for places that can only carry a string.
+    pub fn full_message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
+    }
+
     pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { context, path: path.into(), source }
     }

@@ -64,7 +64,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
-            let _ = child_sock.send(&Message::Error(error.to_string()));
+            let _ = child_sock.send(&Message::Error(error.full_message()));
             // SAFETY: leave without running the parent's destructors.
             unsafe { libc::_exit(1) }
         }

@@ -1,1 +1,131 @@
+//! Test support shared by berth's integration tests (they run as root and make real containers).
+//!
+//! - [`TestEnv`]: a private directory with a state root and a busybox bundle, unique per test; on drop
+//!   it force-deletes every container it made and removes its directories.
+//! - [`busybox_rootfs`]: a rootfs from Debian's busybox-static, applets as hardlinks (a masked
+//!   symlinked applet would mask busybox itself).
+//! - [`TestEnv::leak_check`]: asserts that nothing of the test outlives it: mounts, cgroups,
+//!   processes, state directories, and fds of the test process that point into the test's files.
 
+mod bundle;
+mod leaks;
+
+pub use bundle::{busybox_rootfs, Bundle};
+pub use leaks::Leaks;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The berth-oci binary under test: `$BERTH_OCI`, else the workspace's debug build.
+pub fn berth_oci_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("BERTH_OCI") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/berth-oci");
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first (or set BERTH_OCI)", path.display());
+    path
+}
+
+/// Whether a host command exists (peer tests skip with a message when a peer is not installed).
+pub fn have(command: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {command}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+pub struct TestEnv {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub bundle: Bundle,
+    pub bin: PathBuf,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl TestEnv {
+    /// A fresh environment named after the test (used in ids, so leftovers are attributable).
+    pub fn new(name: &str) -> TestEnv {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/berth-test/{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        let root = dir.join("state");
+        let bundle = Bundle::new(&dir.join("bundle"));
+        TestEnv { dir, root, bundle, bin: berth_oci_bin(), ids: Default::default() }
+    }
+
+    /// A container id unique to this test run; remembered for cleanup and the leak check.
+    pub fn id(&self, name: &str) -> String {
+        let id = format!("{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    /// `berth-oci --root <root> <args>`, capturing output.
+    pub fn oci(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run berth-oci")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command.arg("--root").arg(&self.root).args(args).current_dir(&self.bundle.dir);
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// Runs berth-oci and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.oci(args);
+        assert!(out.status.success(), "berth-oci {args:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs berth-oci and insists on failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.oci(args);
+        assert!(!out.status.success(), "berth-oci {args:?} unexpectedly succeeded:\nstdout: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// The container's status from `state` (or "absent").
+    pub fn status(&self, id: &str) -> String {
+        let out = self.oci(&["state", id]);
+        if !out.status.success() {
+            return "absent".into();
+        }
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+        state["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn pid(&self, id: &str) -> i32 {
+        let state: serde_json::Value = serde_json::from_str(&self.ok(&["state", id])).expect("state JSON");
+        state["pid"].as_i64().expect("pid") as i32
+    }
+
+    /// Waits (bounded) until the container reaches `status`.
+    pub fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..500 {
+            if self.status(id) == status {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("container {id} never became {status} (is {})", self.status(id));
+    }
+
+    /// Asserts nothing of this test is left (see [`Leaks`]). Call at the end of each test, after
+    /// deleting its containers.
+    pub fn leak_check(&self) {
+        let leaks = Leaks::find(&self.dir, &self.root, &self.ids.borrow());
+        assert!(leaks.is_empty(), "leaks after test:\n{leaks}");
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.command(&["delete", "--force", id]).stderr(Stdio::null()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

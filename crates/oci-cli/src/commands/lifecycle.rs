@@ -20,7 +20,7 @@ fn create_options(args: &CreateArgs, foreground: bool) -> CreateOptions {
 
 fn report(warnings: Vec<Error>, logger: &Logger) {
     for warning in warnings {
-        logger.warn(&warning.to_string());
+        logger.warn(&warning.full_message());
     }
 }
 

@@ -48,7 +48,11 @@ pub(crate) fn child_main(ctx: &InitContext<'_>) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = ctx.sync.send(&Message::Error(error.to_string()));
+    let message = error.full_message();
+    // After `start` the parent is gone; the container's stderr is then the only place left to say why.
+    if ctx.sync.send(&Message::Error(message.clone())).is_err() {
+        eprintln!("berth-oci: container init: {message}");
+    }
     // SAFETY: _exit skips the parent's atexit handlers and destructors, which belong to the parent.
     unsafe { libc::_exit(1) }
 }

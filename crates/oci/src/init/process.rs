@@ -197,9 +197,11 @@ pub(crate) fn exec(process: &Process, seccomp: Option<&ScmpFilterContext>, prese
     let effective = to_caps(capabilities.and_then(|c| c.effective().as_ref()), last)?;
     let ambient = to_caps(capabilities.and_then(|c| c.ambient().as_ref()), last)?;
     let set_caps = |set: CapSet, value: &CapsHashSet| caps::set(None, set, value).map_err(|e| Error::Init(format!("set {set:?} capabilities: {e}")));
+    // Each capset must keep effective ⊆ permitted and may only add inheritable from permitted:
+    // inheritable first (permitted still full), then shrink effective, then permitted.
     set_caps(CapSet::Inheritable, &inheritable)?;
-    set_caps(CapSet::Permitted, &permitted)?;
     set_caps(CapSet::Effective, &effective)?;
+    set_caps(CapSet::Permitted, &permitted)?;
     caps::clear(None, CapSet::Ambient).map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
     for cap in ambient {
         caps::raise(None, CapSet::Ambient, cap).map_err(|e| Error::Init(format!("raise ambient {cap}: {e}")))?;

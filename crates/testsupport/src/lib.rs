@@ -61,9 +61,18 @@ impl TestEnv {
         id
     }
 
-    /// `berth-oci --root <root> <args>`, capturing output.
+    /// `berth-oci --root <root> <args>`, capturing output. Output goes through files, not pipes: a
+    /// container's init inherits the runtime's stdio, and a pipe would stay open as long as it runs.
     pub fn oci(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run berth-oci")
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let (out_path, err_path) = (self.dir.join(format!(".out-{n}")), self.dir.join(format!(".err-{n}")));
+        let stdout = std::fs::File::create(&out_path).expect("create stdout file");
+        let stderr = std::fs::File::create(&err_path).expect("create stderr file");
+        let status = self.command(args).stdout(stdout).stderr(stderr).status().expect("run berth-oci");
+        let output = Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() };
+        let _ = std::fs::remove_file(&out_path);
+        let _ = std::fs::remove_file(&err_path);
+        output
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -25,6 +25,14 @@ pub fn default_spec(rootless: bool) -> anyhow::Result<Spec> {
     };
     spec.set_version(berth_oci::state::OCI_VERSION.to_string());
     spec.set_hostname(Some("berth".into()));
+    // Inheritable and ambient capabilities survive execve of unprivileged binaries (CVE-2022-29162
+    // class): the default spec grants none.
+    if let Some(caps) = spec.process_mut().as_mut().and_then(|p| p.capabilities().clone()) {
+        let mut caps = caps;
+        caps.set_inheritable(None);
+        caps.set_ambient(None);
+        spec.process_mut().as_mut().map(|p| p.set_capabilities(Some(caps)));
+    }
     if !rootless {
         // Deny every device by default; the runtime adds the standard ones back.
         let deny_all = LinuxDeviceCgroup::default();

@@ -80,6 +80,12 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None };
     let fifo_path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::sys("mkfifo exec.fifo", e))?;
+    if plan.new_user {
+        // The init opens the fifo as the container's root, which is another host uid.
+        let uid = namespaces::host_id(linux.uid_mappings().as_ref(), 0);
+        let gid = namespaces::host_id(linux.gid_mappings().as_ref(), 0);
+        nix::unistd::chown(&fifo_path, uid.map(Into::into), gid.map(Into::into)).map_err(|e| Error::sys("chown exec.fifo", e))?;
+    }
     let exec_fifo = open_path(&fifo_path)?;
 
     let cgroup = cgroup::for_spec(spec, &options.id)?;
@@ -88,9 +94,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     if !cgroup_existed {
         cleanup.cgroup = Some(cgroup::for_spec(spec, &options.id)?);
     }
-    if let Some(resources) = linux.resources() {
-        cgroup.apply(resources)?;
-    }
+    cgroup.apply(&cgroup::resources_with_spec_devices(linux))?;
     let cgroup_mounts = cgroup.mount_sources();
 
     let (parent_sock, child_sock) = SyncSocket::pair()?;

@@ -119,6 +119,14 @@ fn map_text(mappings: &[LinuxIdMapping]) -> String {
     mappings.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
 }
 
+/// The host id that `container_id` maps to, if the mappings cover it.
+pub(crate) fn host_id(mappings: Option<&Vec<LinuxIdMapping>>, container_id: u32) -> Option<u32> {
+    mappings.into_iter().flatten().find_map(|m| {
+        let offset = container_id.checked_sub(m.container_id())?;
+        (offset < m.size()).then(|| m.host_id().checked_add(offset)).flatten()
+    })
+}
+
 /// Whether `mappings` maps container id 0 (the init then switches to root inside its namespace).
 pub(crate) fn maps_root(mappings: Option<&Vec<LinuxIdMapping>>) -> bool {
     mappings.into_iter().flatten().any(|m| m.container_id() == 0 && m.size() > 0)

@@ -8,9 +8,11 @@
 //!   processes, state directories, and fds of the test process that point into the test's files.
 
 mod bundle;
+mod console;
 mod leaks;
 
 pub use bundle::{busybox_rootfs, Bundle};
+pub use console::ConsoleSocket;
 pub use leaks::Leaks;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,13 @@
+#!/bin/sh
+# The test command: builds every binary (the integration tests drive the real berth-oci binary),
+# then runs unit and integration tests. Needs root: the tests create real containers.
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --workspace --locked
+cargo test --workspace --locked -- "$@"
+# Nothing may be left behind by the suite as a whole either.
+if [ -d /tmp/berth-test ] && [ -n "$(ls -A /tmp/berth-test)" ]; then
+    echo "leftover test directories:" >&2
+    ls -la /tmp/berth-test >&2
+    exit 1
+fi

@@ -82,6 +82,7 @@ fn kill_signals_by_name_and_number_and_all() {
     let mut env = TestEnv::new("kill");
     // The trap proves the exact signal arrived: USR1 prints, TERM exits 42.
     env.bundle.set_args(&["sh", "-c", "trap 'echo usr1 >/tmp/got' USR1; trap 'exit 42' TERM; while true; do sleep 0.05; done"]);
+    env.bundle.edit(|c| c["root"]["readonly"] = serde_json::json!(false));
     let id = env.id("kill");
     env.ok(&["run", "--detach", &id]);
     env.wait_status(&id, "running");
@@ -95,6 +96,7 @@ fn kill_signals_by_name_and_number_and_all() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "usr1\n");
+    std::fs::remove_file(&marker).unwrap();
     env.ok(&["kill", &id, "15"]);
     env.wait_status(&id, "stopped");
     env.ok(&["delete", &id]);

@@ -124,3 +124,34 @@ fn failing_poststart_hook_only_warns() {
     env.ok(&["delete", "--force", &id]);
     env.leak_check();
 }
+
+#[test]
+fn foreground_run_and_exec_get_a_terminal_without_console_socket() {
+    let mut env = TestEnv::new("tty-proxy");
+    env.bundle.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; exit 4"]);
+    });
+    let id = env.id("ttyrun");
+    // script(1) gives berth-oci a real terminal of a known size, as a user's shell would.
+    let command = format!("stty rows 33 cols 77; {} --root {} run {id}", env.bin.display(), env.root.display());
+    let out = std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).current_dir(&env.bundle.dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("/dev/pts/0\n33 77\n"), "{text:?}");
+
+    env.bundle.edit(|c| {
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sleep", "60"]);
+    });
+    let id = env.id("ttyexec");
+    env.ok(&["run", "-d", &id]);
+    let command = format!("{} --root {} exec -t {id} sh -c 'tty; exit 6'", env.bin.display(), env.root.display());
+    let out = std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    env.ok(&["delete", "--force", &id]);
+    assert!(std::fs::read_dir(&env.root).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".console")));
+    env.leak_check();
+}

@@ -1,6 +1,7 @@
 //! `exec`: build the process (from --process, or from the container's own process with the flags
 //! applied, as runc does), start it, and in the foreground wait for it.
 
+use super::tty::{proxy_until_exit, LocalConsole};
 use crate::cli::ExecArgs;
 use anyhow::{bail, Context};
 use berth_oci::state::Container;
@@ -15,9 +16,11 @@ const MAX_PROCESS_JSON: u64 = 4 << 20;
 
 pub fn run(root: &Path, args: &ExecArgs) -> anyhow::Result<i32> {
     let process = build_process(root, args)?;
+    let terminal = process.terminal().unwrap_or(false);
+    let console = if terminal && !args.detach && args.console_socket.is_none() { Some(LocalConsole::new(root)?) } else { None };
     let options = ExecOptions {
         process,
-        console_socket: args.console_socket.clone(),
+        console_socket: args.console_socket.clone().or_else(|| console.as_ref().map(LocalConsole::path)),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
     };
@@ -25,7 +28,10 @@ pub fn run(root: &Path, args: &ExecArgs) -> anyhow::Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    Ok(berth_oci::wait::wait_forwarding(pid)?)
+    match console {
+        Some(console) => proxy_until_exit(console.take_master()?, pid),
+        None => Ok(berth_oci::wait::wait_forwarding(pid)?),
+    }
 }
 
 fn build_process(root: &Path, args: &ExecArgs) -> anyhow::Result<Process> {

@@ -1,5 +1,6 @@
 //! create, start, run, kill, delete.
 
+use super::tty::{proxy_until_exit, LocalConsole};
 use crate::cli::{CreateArgs, RunArgs};
 use crate::log::Logger;
 use berth_oci::{CreateOptions, Error};
@@ -37,7 +38,24 @@ pub fn start(root: &Path, id: &str, logger: &Logger) -> anyhow::Result<i32> {
 /// create + start; in the foreground wait for the init, then delete unless --keep.
 pub fn run(root: &Path, args: &RunArgs, logger: &Logger) -> anyhow::Result<i32> {
     let id = &args.create.id;
-    let container = berth_oci::create(root, &create_options(&args.create, !args.detach))?;
+    let mut options = create_options(&args.create, !args.detach);
+    // A terminal process in the foreground without a console socket gets our own terminal.
+    let console = if !args.detach && options.console_socket.is_none() && wants_terminal(&args.create.bundle)? {
+        let console = LocalConsole::new(root)?;
+        options.console_socket = Some(console.path());
+        Some(console)
+    } else {
+        None
+    };
+    let container = berth_oci::create(root, &options)?;
+    let master = console.as_ref().map(LocalConsole::take_master).transpose();
+    let master = match master {
+        Ok(master) => master,
+        Err(e) => {
+            let _ = berth_oci::delete(root, id, true);
+            return Err(e);
+        }
+    };
     if let Err(e) = berth_oci::start(root, id).map(|w| report(w, logger)) {
         let _ = berth_oci::delete(root, id, true);
         return Err(e.into());
@@ -45,11 +63,19 @@ pub fn run(root: &Path, args: &RunArgs, logger: &Logger) -> anyhow::Result<i32> 
     if args.detach {
         return Ok(0);
     }
-    let code = berth_oci::wait::wait_forwarding(container.pid);
+    let code = match master {
+        Some(master) => proxy_until_exit(master, container.pid),
+        None => berth_oci::wait::wait_forwarding(container.pid).map_err(Into::into),
+    };
     if !args.keep {
         report(berth_oci::delete(root, id, true)?, logger);
     }
     Ok(code?)
+}
+
+fn wants_terminal(bundle: &Path) -> anyhow::Result<bool> {
+    let spec = berth_oci::spec::load_spec(&bundle.join("config.json"))?;
+    Ok(spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false))
 }
 
 pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> anyhow::Result<i32> {

@@ -4,4 +4,5 @@ pub mod exec;
 pub mod lifecycle;
 pub mod query;
 pub mod spec;
+pub mod tty;
 pub mod update;

@@ -4,6 +4,7 @@
 use crate::state::{Container, Status};
 use crate::sys::{pidfd_open, pidfd_send_signal};
 use crate::{cgroup, proc, Error, Result};
+use berth_cgroups::FreezerState;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -34,13 +35,28 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
         return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "container not running" });
     }
     if all {
-        let cgroup = cgroup::open(&container)?;
-        for pid in cgroup.processes()? {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(signal).ok());
-        }
-        return Ok(());
+        return signal_all(&container, signal);
     }
     let pidfd = open_init(&container)
         .ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "container not running" })?;
     pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| Error::sys(format!("signal {signal} to container {id}"), e))
+}
+
+/// Signals every process in the container's cgroup. The cgroup is frozen meanwhile (unless it already
+/// was), so a process forking in a loop cannot create a child the signal misses.
+fn signal_all(container: &Container, signal: i32) -> Result<()> {
+    let cgroup = cgroup::open(container)?;
+    let was_frozen = cgroup.freezer_state()? == FreezerState::Frozen;
+    let freeze = !was_frozen && cgroup.freeze(FreezerState::Frozen).is_ok();
+    let signal = nix::sys::signal::Signal::try_from(signal).map_err(|e| Error::sys("signal", e))?;
+    let result = cgroup.processes().map_err(Error::from).map(|pids| {
+        for pid in pids {
+            // A process may exit between listing and signalling: ESRCH is expected then.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    });
+    if freeze {
+        cgroup.freeze(FreezerState::Thawed)?;
+    }
+    result
 }

@@ -23,7 +23,9 @@ pub fn default_spec(rootless: bool) -> anyhow::Result<Spec> {
     } else {
         Spec::default()
     };
-    spec.set_version(berth_oci::state::OCI_VERSION.to_string());
+    // The version runc's `spec` writes: this config uses nothing newer, and older runtimes (crun 1.8
+    // refuses "1.2.0") then accept the same bundle, which side-by-side use depends on.
+    spec.set_version("1.0.2-dev".to_string());
     spec.set_hostname(Some("berth".into()));
     // Inheritable and ambient capabilities survive execve of unprivileged binaries (CVE-2022-29162
     // class): the default spec grants none.

@@ -233,3 +233,55 @@ fn no_pivot_runs_too() {
     assert!(entries.as_u64().unwrap() >= 5);
     env.leak_check();
 }
+
+#[test]
+fn cgroup_namespace_uts_domain_and_scheduling() {
+    let mut env = TestEnv::new("sched");
+    env.bundle.edit(|c| {
+        c["domainname"] = json!("example.test");
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+        c["process"]["oomScoreAdj"] = json!(300);
+        c["process"]["args"] = json!(["sh", "-c", "grep -vc ':/$' /proc/self/cgroup; cat /proc/sys/kernel/domainname; grep ^policy /proc/self/sched; cut -d' ' -f19 /proc/self/stat; ionice -p $$; uname -m; cat /proc/self/oom_score_adj"]);
+    });
+    let out = run_ok(&env, "sched");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "every hierarchy shows the container's own cgroup as its root: {out}");
+    assert_eq!(lines[1], "example.test");
+    assert!(lines[2].ends_with(" 3"), "SCHED_BATCH is policy 3: {out}");
+    assert_eq!(lines[3], "5");
+    assert!(lines[4].contains("best-effort") && lines[4].contains('6'), "{out}");
+    assert_eq!(lines[5], "i686");
+    assert_eq!(lines[6], "300");
+    env.leak_check();
+}
+
+#[test]
+fn mount_propagation_from_host_reaches_rslave_container_mounts() {
+    let mut env = TestEnv::new("propagation");
+    let shared = env.dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    // A shared mount point on the host; the container's rslave bind must see later host mounts.
+    let run = |args: &[&str]| assert!(std::process::Command::new(args[0]).args(&args[1..]).status().unwrap().success(), "{args:?}");
+    let shared_str = shared.to_str().unwrap().to_string();
+    run(&["mount", "--bind", &shared_str, &shared_str]);
+    run(&["mount", "--make-shared", &shared_str]);
+    env.bundle.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/shared", "type": "bind", "source": shared_str, "options": ["rbind", "rslave"]}));
+        c["process"]["args"] = json!(["sh", "-c", "for i in $(seq 100); do [ -e /shared/late/marker ] && echo propagated && exit 0; sleep 0.05; done; echo missing"]);
+    });
+    let id = env.id("prop");
+    let child = env.command(&["run", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let late_src = env.dir.join("late-src");
+    std::fs::create_dir_all(&late_src).unwrap();
+    std::fs::write(late_src.join("marker"), "x").unwrap();
+    std::fs::create_dir_all(shared.join("late")).unwrap();
+    run(&["mount", "--bind", late_src.to_str().unwrap(), shared.join("late").to_str().unwrap()]);
+    let out = child.wait_with_output().unwrap();
+    run(&["umount", shared.join("late").to_str().unwrap()]);
+    run(&["umount", &shared_str]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "propagated");
+    env.leak_check();
+}

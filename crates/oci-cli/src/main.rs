@@ -25,6 +25,11 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> anyhow::Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
     }
+    if matches!(cli.command, Command::Create(_) | Command::Run(_) | Command::Exec(_)) && !berth_oci::sys::sealed_exe::running_sealed() {
+        // Only returns if the re-exec failed; running on unprotected would expose the binary.
+        let error = berth_oci::sys::sealed_exe::reexec_sealed();
+        anyhow::bail!("re-executing from a sealed copy of berth-oci (CVE-2019-5736 protection): {error}");
+    }
     let root = &cli.root;
     logger.debug(&format!("root {}", root.display()));
     match &cli.command {

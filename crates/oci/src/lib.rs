@@ -29,7 +29,7 @@ pub mod start;
 pub mod state;
 mod sync;
 pub mod sysctl;
-mod sys;
+pub mod sys;
 pub mod time;
 pub mod wait;
 

@@ -4,6 +4,7 @@
 mod clone;
 mod openat2;
 mod pidfd;
+pub mod sealed_exe;
 
 pub use clone::{clone3, CloneResult};
 pub use openat2::{open_in_root, ResolveFlags};

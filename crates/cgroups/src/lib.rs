@@ -5,14 +5,16 @@
 //! reading statistics. It never forks, never touches namespaces and never reads config.json: callers
 //! hand it an `oci_spec` resources value and a `cgroupsPath`.
 //!
-//! Only the v1 driver exists today (this host is v1 hybrid); [`open`] refuses a pure v2 hierarchy with
-//! a clear error until the v2 driver lands.
+//! Two drivers: v1 (one directory per controller hierarchy; this host is v1 hybrid) and v2 (one
+//! directory in the unified hierarchy, devices by eBPF). Hybrid hosts use v1.
 
+mod devices;
 mod error;
 mod hierarchy;
 mod path;
 mod stats;
 mod v1;
+mod v2;
 
 pub use error::{Error, Result};
 pub use hierarchy::Hierarchy;
@@ -49,18 +51,20 @@ pub trait Cgroup {
     fn mount_sources(&self) -> Vec<(String, std::path::PathBuf)>;
 }
 
+/// Opens (without creating) the cgroup at `cgroups_path` in a given hierarchy (tests, and callers
+/// that pick a hierarchy themselves).
+pub fn open_in(hierarchy: Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Result<Box<dyn Cgroup>> {
+    let relative = path::validate(cgroups_path, id)?;
+    match hierarchy {
+        Hierarchy::V1(mounts) => Ok(Box::new(v1::V1Cgroup::new(mounts, &relative)?)),
+        Hierarchy::V2(root) => Ok(Box::new(v2::V2Cgroup::new(root, &relative)?)),
+    }
+}
+
 /// Opens (without creating) the cgroup at `cgroups_path` for the container `id` on this host.
 ///
 /// `cgroups_path` follows the runtime-spec: absolute paths are relative to each hierarchy's root,
 /// relative paths are relative to the calling process's own cgroup. An empty path means `/<id>`.
 pub fn open(cgroups_path: Option<&Path>, id: &str) -> Result<Box<dyn Cgroup>> {
-    let hierarchy = Hierarchy::detect()?;
-    let relative = path::validate(cgroups_path, id)?;
-    match hierarchy {
-        Hierarchy::V1(mounts) => Ok(Box::new(v1::V1Cgroup::new(mounts, &relative)?)),
-        Hierarchy::V2(root) => Err(Error::Unsupported(format!(
-            "cgroup v2 hierarchy at {} (the v2 driver is not built yet)",
-            root.display()
-        ))),
-    }
+    open_in(Hierarchy::detect()?, cgroups_path, id)
 }

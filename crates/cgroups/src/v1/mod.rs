@@ -242,7 +242,7 @@ impl Cgroup for V1Cgroup {
     }
 }
 
-fn collect_procs(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
+pub(crate) fn collect_procs(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
     let procs = dir.join("cgroup.procs");
     match std::fs::read_to_string(&procs) {
         Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
@@ -258,7 +258,7 @@ fn collect_procs(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
 }
 
 /// Removes a cgroup directory and its children (deepest first); EBUSY means tasks are still exiting.
-fn remove_tree(dir: &Path, deadline: Instant) -> Result<()> {
+pub(crate) fn remove_tree(dir: &Path, deadline: Instant) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),

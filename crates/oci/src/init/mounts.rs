@@ -205,21 +205,20 @@ pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts:
     Ok(())
 }
 
-/// A `cgroup` mount on v1: a tmpfs holding one bind mount per hierarchy of the container's own cgroup
-/// directory, so the container sees only its subtree.
+/// A `cgroup` mount shows only the container's own subtree: on v1 a tmpfs holding one bind mount per
+/// hierarchy; on v2 (a single unnamed source) a bind of the container's directory itself.
 fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions, cgroup_mounts: &[(String, PathBuf)]) -> Result<()> {
+    if let [(name, host_dir)] = cgroup_mounts {
+        if name.is_empty() {
+            return bind_readonly_aware(root, dest, host_dir, options);
+        }
+    }
     let target = create_in_root(root, dest, Kind::Dir)?;
     let base_flags = options.flags & !MsFlags::MS_RDONLY;
     mount(Some("tmpfs"), fd_path(target.as_fd()).as_str(), Some("tmpfs"), base_flags, Some("mode=755"))
         .map_err(|e| Error::sys(format!("mount tmpfs for cgroups on {}", dest.display()), e))?;
     for (name, host_dir) in cgroup_mounts {
-        let sub = dest.join(name);
-        let sub_fd = create_in_root(root, &sub, Kind::Dir)?;
-        mount(Some(host_dir), fd_path(sub_fd.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| Error::sys(format!("bind cgroup {} on {}", host_dir.display(), sub.display()), e))?;
-        let mounted = create_in_root(root, &sub, Kind::Dir)?;
-        mount(None::<&str>, fd_path(mounted.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | options.flags, None::<&str>)
-            .map_err(|e| Error::sys(format!("remount cgroup {}", sub.display()), e))?;
+        bind_readonly_aware(root, &dest.join(name), host_dir, options)?;
     }
     if options.flags.contains(MsFlags::MS_RDONLY) {
         let mounted = create_in_root(root, dest, Kind::Dir)?;
@@ -227,6 +226,16 @@ fn mount_cgroup(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions, cgrou
             .map_err(|e| Error::sys(format!("remount {} read-only", dest.display()), e))?;
     }
     Ok(())
+}
+
+/// Binds a cgroup directory at `dest` and applies the mount's flags (ro, nosuid, …) to the bind.
+fn bind_readonly_aware(root: BorrowedFd<'_>, dest: &Path, source: &Path, options: &MountOptions) -> Result<()> {
+    let target = create_in_root(root, dest, Kind::Dir)?;
+    mount(Some(source), fd_path(target.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| Error::sys(format!("bind cgroup {} on {}", source.display(), dest.display()), e))?;
+    let mounted = create_in_root(root, dest, Kind::Dir)?;
+    mount(None::<&str>, fd_path(mounted.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | options.flags, None::<&str>)
+        .map_err(|e| Error::sys(format!("remount cgroup {}", dest.display()), e))
 }
 
 #[cfg(test)]

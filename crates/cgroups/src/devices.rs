@@ -1,7 +1,7 @@
-//! Device rules as both drivers need them: a deny-all, the devices every container needs (the set
-//! runc and crun allow by default), then the spec's `linux.resources.devices`, which thus have the
-//! last word (a config may deny even a default device). v1 writes them to devices.allow/deny; v2
-//! compiles them into an eBPF program.
+//! Device rules as both drivers need them: a deny-all, the spec's `linux.resources.devices`, then the
+//! devices every container needs (the set runc and crun allow by default). The defaults come last,
+//! as in runc, because specs (runc's and ours) start their rules with a deny-all of their own.
+//! v1 writes them to devices.allow/deny; v2 compiles them into an eBPF program.
 
 use crate::{Error, Result};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
@@ -35,11 +35,11 @@ const DEFAULT_ALLOWED: &[(char, Option<u32>, Option<u32>)] = &[
 /// The full, ordered rule list for a container (the last matching rule decides).
 pub(crate) fn rules(spec_rules: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>> {
     let mut rules = vec![DeviceRule { allow: false, kind: 'a', major: None, minor: None, access: "rwm".into() }];
-    for (kind, major, minor) in DEFAULT_ALLOWED {
-        rules.push(DeviceRule { allow: true, kind: *kind, major: *major, minor: *minor, access: "rwm".into() });
-    }
     for rule in spec_rules {
         rules.push(from_spec(rule)?);
+    }
+    for (kind, major, minor) in DEFAULT_ALLOWED {
+        rules.push(DeviceRule { allow: true, kind: *kind, major: *major, minor: *minor, access: "rwm".into() });
     }
     Ok(rules)
 }
@@ -79,7 +79,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deny_all_first_then_defaults_then_spec() {
+    fn deny_all_first_then_spec_then_defaults() {
         let mut spec = LinuxDeviceCgroup::default();
         spec.set_allow(true);
         spec.set_typ(Some(LinuxDeviceType::C));
@@ -88,8 +88,8 @@ mod tests {
         spec.set_access(Some("rw".into()));
         let rules = rules(&[spec]).unwrap();
         assert_eq!(rules[0].v1_line(), "a *:* rwm");
-        assert_eq!(rules[1].v1_line(), "c 1:3 rwm");
-        assert_eq!(rules.last().unwrap().v1_line(), "c 10:* rw");
+        assert_eq!(rules[1].v1_line(), "c 10:* rw");
+        assert_eq!(rules.last().unwrap().v1_line(), "c 10:200 rwm");
     }
 
     #[test]

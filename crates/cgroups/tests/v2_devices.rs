@@ -22,19 +22,22 @@ fn ebpf_device_filter_denies_and_allows() {
     let id = format!("berth-test-devices-{}", std::process::id());
     let cgroup = open_in(Hierarchy::V2(root.clone()), Some(Path::new(&format!("/{id}"))), &id).unwrap();
     cgroup.create().unwrap();
-    let mut deny_zero = LinuxDeviceCgroup::default();
-    deny_zero.set_allow(false);
-    deny_zero.set_typ(Some(LinuxDeviceType::C));
-    deny_zero.set_major(Some(1));
-    deny_zero.set_minor(Some(5));
-    deny_zero.set_access(Some("rwm".into()));
+    // Everything is denied but the default devices and /dev/kmsg (1:11), which the rules allow read-only.
+    let mut kmsg_read_only = LinuxDeviceCgroup::default();
+    kmsg_read_only.set_allow(true);
+    kmsg_read_only.set_typ(Some(LinuxDeviceType::C));
+    kmsg_read_only.set_major(Some(1));
+    kmsg_read_only.set_minor(Some(11));
+    kmsg_read_only.set_access(Some("r".into()));
     let mut resources = LinuxResources::default();
-    resources.set_devices(Some(vec![deny_zero]));
+    resources.set_devices(Some(vec![kmsg_read_only]));
     // Only the device program: this hybrid host's cgroup2 has none of the other controllers.
     let result = cgroup.apply(&resources);
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg("read go; head -c1 /dev/zero >/dev/null 2>&1; echo zero=$?; echo x > /dev/null; echo null=$?; mknod /tmp/berth-zero-$$ c 1 5 2>/dev/null; echo mknod=$?; rm -f /tmp/berth-zero-$$")
+        .arg("read go; check() { if \"$@\" 2>/dev/null; then echo allowed; else echo denied; fi; }; \
+              check sh -c 'true < /dev/kmsg'; check sh -c 'true >> /dev/kmsg'; check sh -c 'echo x > /dev/null'; \
+              check sh -c 'true < /dev/fuse'; check mknod /tmp/berth-fuse-$$ c 10 229; rm -f /tmp/berth-fuse-$$")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -47,6 +50,7 @@ fn ebpf_device_filter_denies_and_allows() {
     // The shell has exited: the cgroup is empty and can go.
     cgroup.remove().unwrap();
     result.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "zero=1\nnull=0\nmknod=1\n");
+    // kmsg read-only by rule, /dev/null by default, everything else denied.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "allowed\ndenied\nallowed\ndenied\ndenied\n");
     assert!(!root.join(&id).exists());
 }

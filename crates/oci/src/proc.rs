@@ -41,8 +41,10 @@ mod tests {
     }
 
     #[test]
-    fn self_is_running() {
+    fn self_is_alive_with_a_start_time() {
+        // The test harness's main thread may be sleeping while this test's thread runs.
         let me = stat(std::process::id() as i32).unwrap();
-        assert_eq!(me.state, 'R');
+        assert!(matches!(me.state, 'R' | 'S'), "{me:?}");
+        assert!(me.start_time > 0);
     }
 }

@@ -88,3 +88,55 @@ fn memory_limit_oom_kills_and_pids_limit_stops_forks() {
     std::fs::remove_file(rootfs.join("tmp/fork-error")).unwrap();
     env.leak_check();
 }
+
+#[test]
+fn oom_kill_is_reported_as_an_event() {
+    let mut env = TestEnv::new("cg-oom-event");
+    env.bundle.edit(|c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
+        c["root"]["readonly"] = json!(false);
+        // The hog is a child shell, so the OOM killer takes it and the container lives on.
+        c["process"]["args"] = json!(["sh", "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; sh -c 'x=$(head -c 67108864 /dev/zero | tr \"\\0\" a)'; sleep 60"]);
+    });
+    let id = env.id("oomevent");
+    env.ok(&["run", "-d", &id]);
+    let mut events = std::process::Command::new(&env.bin)
+        .args(["--root", env.root.to_str().unwrap(), "events", "--interval", "100ms", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = events.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let first = received.recv_timeout(std::time::Duration::from_secs(10)).expect("a first stats event");
+    assert!(first.contains(r#""type":"stats""#), "{first}");
+    std::fs::write(env.bundle.dir.join("rootfs/tmp/go"), "").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut oom = None;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match received.recv_timeout(left) {
+            Ok(line) if line.contains(r#""type":"oom""#) => {
+                oom = Some(line);
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let oom: serde_json::Value = serde_json::from_str(&oom.expect("an oom event within 20 s")).unwrap();
+    assert_eq!(oom["id"], id.as_str());
+    assert_eq!(env.status(&id), "running", "only the hog was killed");
+    env.ok(&["delete", "--force", &id]);
+    // The stream ends by itself once the container is gone.
+    let status = events.wait().unwrap();
+    assert!(status.success(), "{status}");
+    reader.join().unwrap();
+    std::fs::remove_file(env.bundle.dir.join("rootfs/tmp/go")).unwrap();
+    env.leak_check();
+}

@@ -135,9 +135,8 @@ fn foreground_run_and_exec_get_a_terminal_without_console_socket() {
     let id = env.id("ttyrun");
     // script(1) gives berth-oci a real terminal of a known size, as a user's shell would.
     let command = format!("stty rows 33 cols 77; {} --root {} run {id}", env.bin.display(), env.root.display());
-    let out = std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).current_dir(&env.bundle.dir).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(4), "{text}");
+    let (status, text) = in_script(&command, &env.bundle.dir);
+    assert_eq!(status.code(), Some(4), "{text}");
     assert!(text.contains("/dev/pts/0\n33 77\n"), "{text:?}");
 
     env.bundle.edit(|c| {
@@ -147,11 +146,31 @@ fn foreground_run_and_exec_get_a_terminal_without_console_socket() {
     let id = env.id("ttyexec");
     env.ok(&["run", "-d", &id]);
     let command = format!("{} --root {} exec -t {id} sh -c 'tty; exit 6'", env.bin.display(), env.root.display());
-    let out = std::process::Command::new("script").args(["-qec", &command, "/dev/null"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(6), "{text}");
+    let (status, text) = in_script(&command, &env.bundle.dir);
+    assert_eq!(status.code(), Some(6), "{text}");
     assert!(text.contains("/dev/pts/"), "{text:?}");
     env.ok(&["delete", "--force", &id]);
     assert!(std::fs::read_dir(&env.root).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".console")));
     env.leak_check();
+}
+
+/// Runs `command` under script(1), which gives it a real terminal. script's own stdin stays open
+/// until the command ends: at EOF script types the terminal's EOF character into the session, and
+/// that keystroke would be echoed into the output being checked.
+fn in_script(command: &str, dir: &std::path::Path) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let mut output = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut output).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    (status, String::from_utf8_lossy(&output).replace('\r', ""))
 }

@@ -47,6 +47,16 @@ pub fn processes(root: &Path, id: &str) -> Result<Vec<i32>> {
     Ok(cgroup::open(&container)?.processes()?)
 }
 
+pub fn oom_kills(root: &Path, id: &str) -> Result<u64> {
+    let (container, _) = load_live(root, id, "cannot read events of a stopped container")?;
+    Ok(cgroup::open(&container)?.oom_kills()?)
+}
+
+/// Whether the container's init is still alive (events streams end when it is not).
+pub fn is_running(root: &Path, id: &str) -> bool {
+    Container::load(root, id).is_ok_and(|c| c.status() != Status::Stopped)
+}
+
 pub fn stats(root: &Path, id: &str) -> Result<Stats> {
     let (container, _) = load_live(root, id, "cannot read stats of a stopped container")?;
     Ok(cgroup::open(&container)?.stats()?)

@@ -217,6 +217,11 @@ impl Cgroup for V1Cgroup {
         Ok(stats)
     }
 
+    fn oom_kills(&self) -> Result<u64> {
+        let control = parse_flat_keyed(&self.read("memory", "memory.oom_control")?);
+        Ok(control.get("oom_kill").copied().unwrap_or(0))
+    }
+
     fn remove(&self) -> Result<()> {
         let deadline = Instant::now() + REMOVE_TIMEOUT;
         for dir in self.dirs.values() {

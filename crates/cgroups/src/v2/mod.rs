@@ -145,6 +145,12 @@ impl Cgroup for V2Cgroup {
         Ok(stats)
     }
 
+    fn oom_kills(&self) -> Result<u64> {
+        let path = self.dir.join("memory.events");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", path, e))?;
+        Ok(parse_flat_keyed(&text).get("oom_kill").copied().unwrap_or(0))
+    }
+
     fn remove(&self) -> Result<()> {
         super::v1::remove_tree(&self.dir, Instant::now() + REMOVE_TIMEOUT)
     }

@@ -89,17 +89,40 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// How often the event stream looks at the OOM counter between statistics.
+const OOM_POLL: Duration = Duration::from_millis(100);
+
+/// runc's event stream: `stats` every interval and an `oom` event whenever the kernel's OOM killer
+/// struck in the container; ends when the container stops.
 pub fn events(root: &Path, id: &str, once: bool, interval: &str) -> anyhow::Result<i32> {
     let interval = parse_duration(interval)?;
-    loop {
-        let stats = berth_oci::manage::stats(root, id)?;
-        let event = serde_json::json!({ "type": "stats", "id": id, "data": stats });
-        println!("{event}");
-        if once {
-            return Ok(0);
-        }
-        std::thread::sleep(interval);
+    let emit = |kind: &str, data: serde_json::Value| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", serde_json::json!({ "type": kind, "id": id, "data": data }))?;
+        out.flush()
+    };
+    if once {
+        emit("stats", serde_json::to_value(berth_oci::manage::stats(root, id)?)?)?;
+        return Ok(0);
     }
+    let mut oom_kills = berth_oci::manage::oom_kills(root, id).unwrap_or(0);
+    let mut next_stats = std::time::Instant::now();
+    while berth_oci::manage::is_running(root, id) {
+        if let Ok(kills) = berth_oci::manage::oom_kills(root, id) {
+            if kills > oom_kills {
+                emit("oom", serde_json::Value::Null)?;
+            }
+            oom_kills = kills;
+        }
+        if std::time::Instant::now() >= next_stats {
+            if let Ok(stats) = berth_oci::manage::stats(root, id) {
+                emit("stats", serde_json::to_value(stats)?)?;
+            }
+            next_stats += interval;
+        }
+        std::thread::sleep(OOM_POLL.min(interval));
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

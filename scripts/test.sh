@@ -11,3 +11,7 @@ if [ -d /tmp/berth-test ] && [ -n "$(ls -A /tmp/berth-test)" ]; then
     ls -la /tmp/berth-test >&2
     exit 1
 fi
+# The same containers under cgroup v2, in a VM (this host is v1).
+if [ "${BERTH_SKIP_VM:-}" != 1 ]; then
+    ./scripts/test-vm.sh
+fi

@@ -179,7 +179,9 @@ pub struct ExecArgs {
     pub ignore_paused: bool,
 }
 
+/// `-1` means "unlimited" for several of these, as a value of its own (`--cpu-quota -1`).
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct UpdateArgs {
     pub id: String,
     /// A JSON file (or - for stdin) with runtime-spec linux.resources.

@@ -8,7 +8,7 @@ use crate::state::{Container, Status};
 use crate::sync::{Message, SyncSocket};
 use crate::{cgroup, Error, Result};
 use oci_spec::runtime::Process;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     }
     let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
     let join = namespaces_to_join(container.pid)?;
+    let container_root = open_container_root(container.pid, &pidfd)?;
     let linux = container.config.linux().as_ref();
     let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(init::compile_seccomp).transpose()?;
     let terminal = options.process.terminal().unwrap_or(false);
@@ -59,7 +60,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let intermediate = match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
-            let result = exec_child(&child_sock, &pidfd, join, &options.process, seccomp.as_ref(), console.as_ref(), options.preserve_fds);
+            let result = exec_child(&child_sock, &pidfd, &container_root, join, &options.process, seccomp.as_ref(), console.as_ref(), options.preserve_fds);
             let error = match result {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -122,9 +123,24 @@ fn namespaces_to_join(init_pid: i32) -> Result<libc::c_int> {
     Ok(flags)
 }
 
+/// The init's root directory. Joining a mount namespace puts a process at the namespace's root,
+/// which is the container's rootfs only when the init could pivot_root at the top of the tree:
+/// after `--no-pivot`, or when the runtime itself runs chrooted (the test VM), it is the host's.
+fn open_container_root(init_pid: i32, pidfd: &OwnedFd) -> Result<OwnedFd> {
+    let path = format!("/proc/{init_pid}/root");
+    let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty()).map_err(|e| Error::sys("open the container's root", e))?;
+    // SAFETY: `open` returned a new descriptor that nothing else owns.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // The pidfd still names a live process, so the pid was not reused before the open.
+    crate::sys::pidfd_send_signal(pidfd.as_fd(), 0).map_err(|e| Error::sys("check the container's init", e))?;
+    Ok(fd)
+}
+
 fn exec_child(
     sync: &SyncSocket,
     pidfd: &OwnedFd,
+    container_root: &OwnedFd,
     join: libc::c_int,
     spec_process: &Process,
     seccomp: Option<&libseccomp::ScmpFilterContext>,
@@ -133,6 +149,8 @@ fn exec_child(
 ) -> Result<std::convert::Infallible> {
     sync.expect("go", |m| matches!(m, Message::Go))?;
     crate::sys::setns_pidfd(pidfd.as_fd(), join).map_err(|e| Error::sys("join the container's namespaces", e))?;
+    nix::unistd::fchdir(container_root.as_raw_fd()).map_err(|e| Error::sys("enter the container's root", e))?;
+    nix::unistd::chroot(".").map_err(|e| Error::sys("chroot into the container's root", e))?;
     // SAFETY: single-threaded; the grandchild continues below, the intermediate only reports and exits.
     match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork into pid namespace", e))? {
         nix::unistd::ForkResult::Child => {}

@@ -8,10 +8,12 @@
 //!   processes, state directories, and fds of the test process that point into the test's files.
 
 mod bundle;
+mod cgroupfs;
 mod console;
 mod leaks;
 
 pub use bundle::{busybox_rootfs, Bundle};
+pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;
 pub use leaks::Leaks;
 

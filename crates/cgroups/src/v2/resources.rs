@@ -17,8 +17,14 @@ pub(super) fn apply(dir: &Path, resources: &LinuxResources) -> Result<()> {
         write(dir, "pids.max", &if pids.limit() > 0 { pids.limit().to_string() } else { "max".into() })?;
     }
     if let Some(block_io) = resources.block_io() {
-        if let Some(weight) = block_io.weight() {
-            write(dir, "io.weight", &blkio_weight_to_io_weight(weight).to_string())?;
+        // 0 means "not set", as in runc.
+        if let Some(weight) = block_io.weight().filter(|w| *w != 0) {
+            write(dir, "io.weight", &format!("default {}", blkio_weight_to_io_weight(weight)?))?;
+        }
+        for device in block_io.weight_device().iter().flatten() {
+            if let Some(weight) = device.weight().filter(|w| *w != 0) {
+                write(dir, "io.weight", &format!("{}:{} {}", device.major(), device.minor(), blkio_weight_to_io_weight(weight)?))?;
+            }
         }
         for (key, devices) in [
             ("rbps", block_io.throttle_read_bps_device()),
@@ -105,8 +111,11 @@ pub(crate) fn shares_to_weight(shares: u64) -> u64 {
 }
 
 /// blkio.weight (10..1000) → io.weight (1..10000), as runc maps it.
-fn blkio_weight_to_io_weight(weight: u16) -> u64 {
-    1 + (u64::from(weight).clamp(10, 1000) - 10) * 9999 / 990
+fn blkio_weight_to_io_weight(weight: u16) -> Result<u64> {
+    if !(10..=1000).contains(&weight) {
+        return Err(Error::InvalidResource("blockIO.weight (10..1000)", weight.to_string()));
+    }
+    Ok(1 + (u64::from(weight) - 10) * 9999 / 990)
 }
 
 fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<()> {
@@ -149,8 +158,9 @@ mod tests {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10_000);
-        assert_eq!(blkio_weight_to_io_weight(10), 1);
-        assert_eq!(blkio_weight_to_io_weight(1000), 10_000);
+        assert_eq!(blkio_weight_to_io_weight(10).unwrap(), 1);
+        assert_eq!(blkio_weight_to_io_weight(1000).unwrap(), 10_000);
+        assert!(blkio_weight_to_io_weight(5000).is_err());
     }
 
     #[test]

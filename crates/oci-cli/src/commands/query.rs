@@ -107,12 +107,17 @@ pub fn events(root: &Path, id: &str, once: bool, interval: &str) -> anyhow::Resu
     }
     let mut oom_kills = berth_oci::manage::oom_kills(root, id).unwrap_or(0);
     let mut next_stats = std::time::Instant::now();
-    while berth_oci::manage::is_running(root, id) {
+    loop {
+        // Read before the counter: an OOM kill of the init itself is still reported.
+        let running = berth_oci::manage::is_running(root, id);
         if let Ok(kills) = berth_oci::manage::oom_kills(root, id) {
             if kills > oom_kills {
                 emit("oom", serde_json::Value::Null)?;
             }
             oom_kills = kills;
+        }
+        if !running {
+            return Ok(0);
         }
         if std::time::Instant::now() >= next_stats {
             if let Ok(stats) = berth_oci::manage::stats(root, id) {
@@ -122,7 +127,6 @@ pub fn events(root: &Path, id: &str, once: bool, interval: &str) -> anyhow::Resu
         }
         std::thread::sleep(OOM_POLL.min(interval));
     }
-    Ok(0)
 }
 
 #[cfg(test)]

@@ -68,11 +68,18 @@ impl TestEnv {
     /// `berth-oci --root <root> <args>`, capturing output. Output goes through files, not pipes: a
     /// container's init inherits the runtime's stdio, and a pipe would stay open as long as it runs.
     pub fn oci(&self, args: &[&str]) -> Output {
+        self.capture(&mut self.command(args))
+    }
+
+    /// Runs any command with its output captured through files (see [`TestEnv::oci`]).
+    pub fn capture(&self, command: &mut Command) -> Output {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let (out_path, err_path) = (self.dir.join(format!(".out-{n}")), self.dir.join(format!(".err-{n}")));
         let stdout = std::fs::File::create(&out_path).expect("create stdout file");
         let stderr = std::fs::File::create(&err_path).expect("create stderr file");
-        let status = self.command(args).stdout(stdout).stderr(stderr).status().expect("run berth-oci");
+        let status = command.stdout(stdout).stderr(stderr).status().unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+        // The command holds the files until it is dropped or given other stdio.
+        command.stdout(Stdio::null()).stderr(Stdio::null());
         let output = Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() };
         let _ = std::fs::remove_file(&out_path);
         let _ = std::fs::remove_file(&err_path);

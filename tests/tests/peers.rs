@@ -1,0 +1,297 @@
+//! berth-oci driven by the tools that will drive it in production: Debian's containerd 1.6 (through
+//! its runc v2 shim, `ctr run --runc-binary`) and podman 4.3 (`--runtime`, through conmon). Each
+//! test runs its own private instance (storage, state, sockets and cgroup parent under the test's
+//! directory or named after it), builds a busybox image offline, and tears everything down.
+
+use berth_testsupport::{busybox_rootfs, TestEnv};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(what: &str, out: &Output) -> String {
+    format!("{what}: {}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr))
+}
+
+/// A private podman: its own storage (vfs), run root, temp dir and cgroup parent, berth-oci as
+/// its runtime. Its OCI runtime state still lives in berth-oci's default root (podman passes none).
+struct Podman<'a> {
+    env: &'a TestEnv,
+    cgroup_parent: String,
+}
+
+impl<'a> Podman<'a> {
+    fn new(env: &'a TestEnv) -> Podman<'a> {
+        let name = env.dir.file_name().unwrap().to_string_lossy();
+        Podman { env, cgroup_parent: format!("/berth-{name}") }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let dir = &self.env.dir;
+        let mut command = Command::new("podman");
+        command
+            .arg("--root").arg(dir.join("podman/storage"))
+            .arg("--runroot").arg(dir.join("podman/run"))
+            .arg("--tmpdir").arg(dir.join("podman/tmp"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .arg("--runtime").arg(&self.env.bin)
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.env.capture(&mut self.command(args))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{}", describe(&format!("podman {args:?}"), &out));
+        text(&out.stdout)
+    }
+
+    /// Options every container gets: no network (no CNI here), the test's cgroup parent, and
+    /// rlimits below this machine's hard limits (podman's defaults exceed them, and raising a hard
+    /// limit needs CAP_SYS_RESOURCE, which root lacks here).
+    fn container_options(&self) -> Vec<String> {
+        ["--network", "none", "--cgroup-parent", &self.cgroup_parent, "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Imports a busybox rootfs as `localhost/berth-busybox:test`.
+    fn import_busybox(&self) {
+        let rootfs = self.env.dir.join("image-rootfs");
+        busybox_rootfs(&rootfs);
+        let mut command = self.command(&["import", "-", IMAGE]);
+        let tar = Command::new("tar").arg("-C").arg(&rootfs).args(["-c", "."]).stdout(Stdio::piped()).spawn().expect("tar");
+        command.stdin(tar.stdout.expect("tar stdout"));
+        let out = self.env.capture(&mut command);
+        assert!(out.status.success(), "{}", describe("podman import", &out));
+        std::fs::remove_dir_all(&rootfs).unwrap();
+    }
+
+    /// Removes everything this podman made: containers, images, conmon's and the containers'
+    /// cgroups under the private parent.
+    fn teardown(&self) {
+        let _ = self.run(&["rm", "--all", "--force", "--time", "0"]);
+        let _ = self.run(&["rmi", "--all", "--force"]);
+        remove_cgroup_tree(&self.cgroup_parent);
+    }
+}
+
+const IMAGE: &str = "localhost/berth-busybox:test";
+
+/// Removes a cgroup directory and its (empty) children under every v1 controller or on v2.
+fn remove_cgroup_tree(relative: &str) {
+    let relative = relative.trim_start_matches('/');
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup").join(relative)];
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(controllers.flatten().map(|c| c.path().join(relative)));
+    }
+    for root in roots.into_iter().filter(|r| r.is_dir()) {
+        remove_dirs_bottom_up(&root);
+        assert!(!root.exists(), "cgroup {} could not be removed: processes left in it?", root.display());
+    }
+}
+
+fn remove_dirs_bottom_up(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            remove_dirs_bottom_up(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn assert_no_runtime_state(root: &Path, id: &str) {
+    assert!(!root.join(id).exists(), "berth-oci state {} left behind", root.join(id).display());
+}
+
+#[test]
+fn podman_runs_execs_stops_and_gives_a_terminal() {
+    let env = TestEnv::new("peer-podman");
+    let podman = Podman::new(&env);
+    podman.import_busybox();
+    let options = podman.container_options();
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all = vec![args[0].to_string()];
+        all.extend(options.iter().cloned());
+        all.extend(args[1..].iter().map(|a| a.to_string()));
+        all
+    };
+
+    // stdout and the exit code.
+    let args = with(&["run", "--rm", IMAGE, "sh", "-c", "echo hello from podman; exit 3"]);
+    let out = podman.run(&strs(&args));
+    assert_eq!(out.status.code(), Some(3), "{}", describe("podman run", &out));
+    assert_eq!(text(&out.stdout), "hello from podman\n");
+
+    // exec into a running container, then stop it: SIGTERM is trapped and becomes exit 42.
+    let args = with(&["run", "-d", "--name", "berth-stop", IMAGE, "sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"]);
+    let id = podman.ok(&strs(&args)).trim().to_string();
+    assert!(Path::new("/run/berth-oci").join(&id).join("state.json").exists(), "podman ran the container with berth-oci");
+    let out = podman.run(&["exec", "berth-stop", "sh", "-c", "cat /proc/1/cmdline; echo; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe("podman exec", &out));
+    assert!(text(&out.stdout).contains("trap"), "exec sees the container's init: {}", text(&out.stdout));
+    podman.ok(&["stop", "--time", "10", "berth-stop"]);
+    assert_eq!(podman.ok(&["inspect", "--format", "{{.State.ExitCode}}", "berth-stop"]).trim(), "42");
+    podman.ok(&["rm", "berth-stop"]);
+    assert_no_runtime_state(Path::new("/run/berth-oci"), &id);
+
+    // -t: a real pty through conmon's console socket, sized from the caller's terminal.
+    let podman_line = {
+        let command = podman.command(&strs(&with(&["run", "--rm", "-t", IMAGE, "sh", "-c", "tty; stty size"])));
+        let mut line = format!("{:?}", command.get_program());
+        for arg in command.get_args() {
+            line.push_str(&format!(" '{}'", arg.to_string_lossy()));
+        }
+        line.replace('"', "")
+    };
+    let mut script = Command::new("script");
+    script.args(["-qec", &format!("stty rows 33 cols 77; {podman_line}"), "/dev/null"]).stdin(Stdio::piped());
+    let out = env.capture(&mut script);
+    let tty = text(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{}", describe("podman run -t", &out));
+    assert!(tty.contains("/dev/pts/0\n33 77\n"), "{tty:?}");
+
+    podman.teardown();
+    env.leak_check();
+}
+
+/// A private containerd: its own root, state, sockets and namespace, the CRI plugin off.
+struct Containerd<'a> {
+    env: &'a TestEnv,
+    daemon: Child,
+    namespace: String,
+}
+
+impl<'a> Containerd<'a> {
+    fn start(env: &'a TestEnv) -> Containerd<'a> {
+        let dir = env.dir.join("containerd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
+            root = dir.join("root").display(),
+            state = dir.join("state").display(),
+            sock = dir.join("containerd.sock").display(),
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let containerd = Containerd { env, daemon, namespace: format!("berth-{}", env.dir.file_name().unwrap().to_string_lossy()) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !containerd.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd did not come up: {}", std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        containerd
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command.arg("--address").arg(self.env.dir.join("containerd/containerd.sock")).args(["--namespace", &self.namespace]).args(args).stdin(Stdio::null());
+        command
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        self.env.capture(&mut self.command(args))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(out.status.success(), "{}", describe(&format!("ctr {args:?}"), &out));
+        text(&out.stdout)
+    }
+
+    /// Where the runc v2 shim keeps the runtime's state for this namespace (`--root`).
+    fn runtime_root(&self) -> PathBuf {
+        PathBuf::from("/run/containerd/runc").join(&self.namespace)
+    }
+
+    fn task_status(&self, id: &str) -> Option<String> {
+        let tasks = self.ok(&["task", "ls"]);
+        tasks.lines().find(|l| l.split_whitespace().next() == Some(id)).and_then(|l| l.split_whitespace().nth(2)).map(String::from)
+    }
+
+    fn teardown(mut self) {
+        let _ = self.ctr(&["images", "rm", IMAGE]);
+        let _ = self.ctr(&["namespaces", "rm", &self.namespace]);
+        // The daemon this test started, by its pid; it stops its plugins and exits.
+        let _ = signal(self.daemon.id(), libc::SIGTERM);
+        let _ = self.daemon.wait();
+        let _ = std::fs::remove_dir(self.runtime_root());
+        remove_cgroup_tree(&self.namespace);
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: kill(2) has no memory effects; the pid is a child of this test.
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[test]
+fn containerd_runs_execs_and_kills_through_its_runc_shim() {
+    let env = TestEnv::new("peer-containerd");
+    // The image: built by podman offline, handed over as a docker archive.
+    let podman = Podman::new(&env);
+    podman.import_busybox();
+    let archive = env.dir.join("busybox.tar");
+    podman.ok(&["save", "--output", archive.to_str().unwrap(), IMAGE]);
+    podman.teardown();
+
+    let containerd = Containerd::start(&env);
+    containerd.ok(&["images", "import", archive.to_str().unwrap()]);
+    let bin = env.bin.to_str().unwrap();
+
+    // Foreground run: stdout and the exit status come back through the shim.
+    let out = containerd.ctr(&["run", "--rm", "--runc-binary", bin, IMAGE, "berth-run", "sh", "-c", "echo hello from containerd; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe("ctr run", &out));
+    assert_eq!(text(&out.stdout), "hello from containerd\n");
+    assert_no_runtime_state(&containerd.runtime_root(), "berth-run");
+
+    // A long-running container: exec into it, then kill it; its exit status reaches `ctr run`.
+    let n = std::process::id();
+    let (stdout_path, stderr_path) = (env.dir.join(format!("run-{n}.out")), env.dir.join(format!("run-{n}.err")));
+    let mut run = containerd
+        .command(&["run", "--runc-binary", bin, IMAGE, "berth-kill", "sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"])
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while containerd.task_status("berth-kill").as_deref() != Some("RUNNING") {
+        assert!(Instant::now() < deadline, "the task never ran: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state = std::fs::read_to_string(containerd.runtime_root().join("berth-kill/state.json")).unwrap_or_default();
+    assert!(state.contains("\"start_time\""), "the shim ran berth-oci, whose state this is: {state:.200}");
+    let out = containerd.ctr(&["task", "exec", "--exec-id", "probe", "berth-kill", "sh", "-c", "cat /proc/1/cmdline; echo; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", describe("ctr task exec", &out));
+    assert!(text(&out.stdout).contains("trap"), "exec sees the container's init: {}", text(&out.stdout));
+    let ps = containerd.ok(&["task", "ps", "berth-kill"]);
+    assert!(ps.lines().count() >= 2, "ctr task ps lists the init: {ps}");
+    containerd.ok(&["task", "kill", "berth-kill"]);
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(42), "ctr run reports the exit status: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+    containerd.ok(&["container", "rm", "berth-kill"]);
+    assert_no_runtime_state(&containerd.runtime_root(), "berth-kill");
+
+    containerd.teardown();
+    env.leak_check();
+}

@@ -43,6 +43,8 @@ pub trait Cgroup {
     fn freeze(&self, state: FreezerState) -> Result<()>;
     fn freezer_state(&self) -> Result<FreezerState>;
     fn stats(&self) -> Result<Stats>;
+    /// A cgroup v2 directory to clone the init straight into (`CLONE_INTO_CGROUP`); None on v1.
+    fn clone_target(&self) -> Option<std::os::fd::OwnedFd>;
     /// How many processes the kernel's OOM killer has killed in this cgroup so far.
     fn oom_kills(&self) -> Result<u64>;
     /// Removes the cgroup, waiting a bounded time for exiting processes to leave it.

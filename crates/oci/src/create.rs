@@ -10,7 +10,7 @@ use crate::sync::{Message, SyncSocket};
 use crate::sys::{clone3, CloneResult};
 use crate::{cgroup, hooks, proc, Error, Result};
 use berth_cgroups::Cgroup;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -109,7 +109,10 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set child subreaper", e))?;
     }
 
-    let pid = match clone3(plan.clone_flags as u64).map_err(|e| Error::sys("clone3", e))? {
+    let cgroup_dir = cgroup.clone_target();
+    let (cloned, born_in_cgroup) = clone3(plan.clone_flags as u64, cgroup_dir.as_ref().map(|fd| fd.as_fd())).map_err(|e| Error::sys("clone3", e))?;
+    drop(cgroup_dir);
+    let pid = match cloned {
         CloneResult::Child => {
             drop(parent_sock);
             let ctx = InitContext {
@@ -134,7 +137,9 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     drop(console);
     cleanup.child = Some(pid);
 
-    cgroup.add_process(pid)?;
+    if !born_in_cgroup {
+        cgroup.add_process(pid)?;
+    }
     if plan.clone_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::write_id_maps(pid, linux)?;
     }

@@ -217,6 +217,10 @@ impl Cgroup for V1Cgroup {
         Ok(stats)
     }
 
+    fn clone_target(&self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+
     fn oom_kills(&self) -> Result<u64> {
         let control = parse_flat_keyed(&self.read("memory", "memory.oom_control")?);
         Ok(control.get("oom_kill").copied().unwrap_or(0))

@@ -145,6 +145,11 @@ impl Cgroup for V2Cgroup {
         Ok(stats)
     }
 
+    fn clone_target(&self) -> Option<std::os::fd::OwnedFd> {
+        // Failing to open only loses the fast path: the caller then moves the child itself.
+        std::fs::File::open(&self.dir).ok().map(std::os::fd::OwnedFd::from)
+    }
+
     fn oom_kills(&self) -> Result<u64> {
         let path = self.dir.join("memory.events");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", path, e))?;

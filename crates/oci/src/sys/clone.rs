@@ -1,6 +1,7 @@
 //! clone3 without a new stack: like fork(2), but able to create namespaces in the same call.
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 #[repr(C)]
 #[derive(Default)]
@@ -23,19 +24,38 @@ pub enum CloneResult {
     Child,
 }
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts life in the cgroup v2 directory `args.cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Forks with `flags` (CLONE_NEW* only). The process must be single-threaded, as berth-oci is.
-pub fn clone3(flags: u64) -> io::Result<CloneResult> {
-    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+/// With `cgroup` (a cgroup v2 directory fd) the child is born in that cgroup, so not one
+/// instruction of it runs outside. Returns whether that happened: kernels before 5.7,
+/// clone(2) and some cgroup types refuse it, and the caller then moves the child itself.
+pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<(CloneResult, bool)> {
+    if let Some(cgroup) = cgroup {
+        let args = CloneArgs { flags: flags | CLONE_INTO_CGROUP, cgroup: cgroup.as_raw_fd() as u64, ..Default::default() };
+        match raw_clone3(args) {
+            Ok(result) => return Ok((result, true)),
+            // Unknown flag (E2BIG/EINVAL on old kernels), or a cgroup that cannot take the child.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP | libc::EBUSY)) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return Ok((clone_legacy(flags)?, false)),
+            Err(e) => return Err(e),
+        }
+    }
+    match raw_clone3(CloneArgs { flags, ..Default::default() }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok((clone_legacy(flags)?, false)),
+        other => Ok((other?, false)),
+    }
+}
+
+fn raw_clone3(mut args: CloneArgs) -> io::Result<CloneResult> {
+    args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: with stack == 0 the child continues on a copy-on-write copy of our stack exactly like
     // fork(); berth-oci is single-threaded so no lock can be held by a thread that does not exist in
     // the child.
     let rc = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ENOSYS) {
-            return clone_legacy(flags);
-        }
-        return Err(err);
+        return Err(io::Error::last_os_error());
     }
     Ok(if rc == 0 { CloneResult::Child } else { CloneResult::Parent { pid: rc as i32 } })
 }

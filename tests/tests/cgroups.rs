@@ -145,8 +145,8 @@ fn memory_limit_oom_kills_and_pids_limit_stops_forks() {
     let mut env = TestEnv::new("cg-enforce");
     env.bundle.edit(|c| {
         c["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
-        // A shell variable of 64 MiB cannot fit in 32 MiB.
-        c["process"]["args"] = json!(["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"]);
+        // A 64 MiB buffer cannot fit in 32 MiB.
+        c["process"]["args"] = json!(["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1 && echo survived"]);
     });
     let id = env.id("oom");
     let out = env.oci(&["run", &id]);

@@ -27,10 +27,27 @@ struct Podman<'a> {
     cgroup_parent: String,
 }
 
-impl<'a> Podman<'a> {
-    fn new(env: &'a TestEnv) -> Podman<'a> {
-        let name = env.dir.file_name().unwrap().to_string_lossy();
-        Podman { env, cgroup_parent: format!("/berth-{name}") }
+/// A peer tool's command line, run with output captured through files.
+trait Peer {
+    fn env(&self) -> &TestEnv;
+    fn command(&self, args: &[&str]) -> Command;
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.env().capture(&mut self.command(args))
+    }
+
+    /// Runs and insists on success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let program = self.command(&[]).get_program().to_string_lossy().into_owned();
+        assert!(out.status.success(), "{}", describe(&format!("{program} {args:?}"), &out));
+        text(&out.stdout)
+    }
+}
+
+impl Peer for Podman<'_> {
+    fn env(&self) -> &TestEnv {
+        self.env
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -46,15 +63,12 @@ impl<'a> Podman<'a> {
             .stdin(Stdio::null());
         command
     }
+}
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.env.capture(&mut self.command(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{}", describe(&format!("podman {args:?}"), &out));
-        text(&out.stdout)
+impl<'a> Podman<'a> {
+    fn new(env: &'a TestEnv) -> Podman<'a> {
+        let name = env.dir.file_name().unwrap().to_string_lossy();
+        Podman { env, cgroup_parent: format!("/berth-{name}") }
     }
 
     /// Options every container gets: no network (no CNI here), the test's cgroup parent, and
@@ -173,6 +187,18 @@ struct Containerd<'a> {
     namespace: String,
 }
 
+impl Peer for Containerd<'_> {
+    fn env(&self) -> &TestEnv {
+        self.env
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command.arg("--address").arg(self.env.dir.join("containerd/containerd.sock")).args(["--namespace", &self.namespace]).args(args).stdin(Stdio::null());
+        command
+    }
+}
+
 impl<'a> Containerd<'a> {
     fn start(env: &'a TestEnv) -> Containerd<'a> {
         let dir = env.dir.join("containerd");
@@ -196,27 +222,11 @@ impl<'a> Containerd<'a> {
             .expect("start containerd");
         let containerd = Containerd { env, daemon, namespace: format!("berth-{}", env.dir.file_name().unwrap().to_string_lossy()) };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !containerd.ctr(&["version"]).status.success() {
+        while !containerd.run(&["version"]).status.success() {
             assert!(Instant::now() < deadline, "containerd did not come up: {}", std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(50));
         }
         containerd
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("ctr");
-        command.arg("--address").arg(self.env.dir.join("containerd/containerd.sock")).args(["--namespace", &self.namespace]).args(args).stdin(Stdio::null());
-        command
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        self.env.capture(&mut self.command(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctr(args);
-        assert!(out.status.success(), "{}", describe(&format!("ctr {args:?}"), &out));
-        text(&out.stdout)
     }
 
     /// Where the runc v2 shim keeps the runtime's state for this namespace (`--root`).
@@ -230,8 +240,8 @@ impl<'a> Containerd<'a> {
     }
 
     fn teardown(mut self) {
-        let _ = self.ctr(&["images", "rm", IMAGE]);
-        let _ = self.ctr(&["namespaces", "rm", &self.namespace]);
+        let _ = self.run(&["images", "rm", IMAGE]);
+        let _ = self.run(&["namespaces", "rm", &self.namespace]);
         // The daemon this test started, by its pid; it stops its plugins and exits.
         let _ = signal(self.daemon.id(), libc::SIGTERM);
         let _ = self.daemon.wait();
@@ -260,7 +270,7 @@ fn containerd_runs_execs_and_kills_through_its_runc_shim() {
     let bin = env.bin.to_str().unwrap();
 
     // Foreground run: stdout and the exit status come back through the shim.
-    let out = containerd.ctr(&["run", "--rm", "--runc-binary", bin, IMAGE, "berth-run", "sh", "-c", "echo hello from containerd; exit 3"]);
+    let out = containerd.run(&["run", "--rm", "--runc-binary", bin, IMAGE, "berth-run", "sh", "-c", "echo hello from containerd; exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe("ctr run", &out));
     assert_eq!(text(&out.stdout), "hello from containerd\n");
     assert_no_runtime_state(&containerd.runtime_root(), "berth-run");
@@ -281,7 +291,7 @@ fn containerd_runs_execs_and_kills_through_its_runc_shim() {
     }
     let state = std::fs::read_to_string(containerd.runtime_root().join("berth-kill/state.json")).unwrap_or_default();
     assert!(state.contains("\"start_time\""), "the shim ran berth-oci, whose state this is: {state:.200}");
-    let out = containerd.ctr(&["task", "exec", "--exec-id", "probe", "berth-kill", "sh", "-c", "cat /proc/1/cmdline; echo; exit 5"]);
+    let out = containerd.run(&["task", "exec", "--exec-id", "probe", "berth-kill", "sh", "-c", "cat /proc/1/cmdline; echo; exit 5"]);
     assert_eq!(out.status.code(), Some(5), "{}", describe("ctr task exec", &out));
     assert!(text(&out.stdout).contains("trap"), "exec sees the container's init: {}", text(&out.stdout));
     let ps = containerd.ok(&["task", "ps", "berth-kill"]);

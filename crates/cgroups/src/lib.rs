@@ -43,6 +43,9 @@ pub trait Cgroup {
     fn freeze(&self, state: FreezerState) -> Result<()>;
     fn freezer_state(&self) -> Result<FreezerState>;
     fn stats(&self) -> Result<Stats>;
+    /// SIGKILLs every process in the cgroup at once, forks racing it included (`cgroup.kill`, v2 on
+    /// Linux 5.14+). Returns false where the kernel cannot: the caller then signals pid by pid.
+    fn kill_all(&self) -> Result<bool>;
     /// A cgroup v2 directory to clone the init straight into (`CLONE_INTO_CGROUP`); None on v1.
     fn clone_target(&self) -> Option<std::os::fd::OwnedFd>;
     /// How many processes the kernel's OOM killer has killed in this cgroup so far.

@@ -30,8 +30,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
     if cgroup.exists() {
         // Without a pid namespace, children of the init can outlive it; they die with the container.
         let _ = cgroup.freeze(FreezerState::Thawed);
-        for pid in cgroup.processes()? {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        if !cgroup.kill_all()? {
+            for pid in cgroup.processes()? {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
         }
         cgroup.remove()?;
     }

@@ -46,6 +46,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
 /// was), so a process forking in a loop cannot create a child the signal misses.
 fn signal_all(container: &Container, signal: i32) -> Result<()> {
     let cgroup = cgroup::open(container)?;
+    if signal == libc::SIGKILL && cgroup.kill_all()? {
+        return Ok(());
+    }
     let was_frozen = cgroup.freezer_state()? == FreezerState::Frozen;
     let freeze = !was_frozen && cgroup.freeze(FreezerState::Frozen).is_ok();
     let signal = nix::sys::signal::Signal::try_from(signal).map_err(|e| Error::sys("signal", e))?;

@@ -217,6 +217,10 @@ impl Cgroup for V1Cgroup {
         Ok(stats)
     }
 
+    fn kill_all(&self) -> Result<bool> {
+        Ok(false)
+    }
+
     fn clone_target(&self) -> Option<std::os::fd::OwnedFd> {
         None
     }

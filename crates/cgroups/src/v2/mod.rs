@@ -145,6 +145,14 @@ impl Cgroup for V2Cgroup {
         Ok(stats)
     }
 
+    fn kill_all(&self) -> Result<bool> {
+        if !self.dir.join("cgroup.kill").exists() {
+            return Ok(false);
+        }
+        write(&self.dir, "cgroup.kill", "1")?;
+        Ok(true)
+    }
+
     fn clone_target(&self) -> Option<std::os::fd::OwnedFd> {
         // Failing to open only loses the fast path: the caller then moves the child itself.
         std::fs::File::open(&self.dir).ok().map(std::os::fd::OwnedFd::from)

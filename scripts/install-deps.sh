@@ -1,13 +1,13 @@
 #!/bin/sh
 # Installs the Debian packages berth builds and tests with (run as root on Debian bookworm).
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
-#   tests:  busybox-static (test rootfs), containerd podman (peer tests), uidmap iptables
+#   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests), uidmap iptables
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    libseccomp-dev pkg-config gcc \
+    libseccomp-dev pkg-config gcc libc6-dev \
     busybox-static procps \
     containerd podman uidmap iptables \
     runc crun hyperfine >/dev/null

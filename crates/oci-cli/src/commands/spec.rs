@@ -35,6 +35,11 @@ pub fn default_spec(rootless: bool) -> anyhow::Result<Spec> {
         caps.set_ambient(None);
         spec.process_mut().as_mut().map(|p| p.set_capabilities(Some(caps)));
     }
+    // Our default seccomp profile, fitted to the spec's bounding set.
+    let bounding = spec.process().as_ref().and_then(|p| p.capabilities().as_ref()).and_then(|c| c.bounding().clone()).unwrap_or_default();
+    if let Some(linux) = spec.linux_mut().as_mut() {
+        linux.set_seccomp(Some(berth_oci::seccomp_profile::default_profile(&bounding)));
+    }
     if !rootless {
         // Deny every device by default; the runtime adds the standard ones back.
         let deny_all = LinuxDeviceCgroup::default();

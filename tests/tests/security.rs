@@ -30,3 +30,124 @@ fn runtime_binary_reachable_from_a_container_cannot_be_overwritten() {
     drop(handle);
     env.leak_check();
 }
+
+/// CVE-2024-40635 class: a user id the kernel reads as "unchanged" ((uid_t)-1) would leave the
+/// process running as root. Refused, from config.json and from `exec --user`.
+#[test]
+fn an_id_that_cannot_be_set_never_becomes_root() {
+    let mut env = TestEnv::new("cve-2024-40635");
+    for user in [serde_json::json!({"uid": 4294967295u32, "gid": 0}), serde_json::json!({"uid": 1000, "gid": 4294967295u32}), serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [4294967295u32]})] {
+        env.bundle.edit(|c| {
+            c["process"]["user"] = user.clone();
+            c["process"]["args"] = serde_json::json!(["id", "-u"]);
+        });
+        let id = env.id("uid");
+        let stderr = env.fails(&["run", &id]);
+        assert!(stderr.contains("not a valid id"), "{user}: {stderr}");
+        assert_eq!(env.status(&id), "absent");
+    }
+    env.bundle.edit(|c| {
+        c["process"]["user"] = serde_json::json!({"uid": 0, "gid": 0});
+        c["process"]["args"] = serde_json::json!(["sleep", "60"]);
+    });
+    let id = env.id("exec");
+    env.ok(&["run", "-d", &id]);
+    let stderr = env.fails(&["exec", "--user", "4294967295:0", &id, "id", "-u"]);
+    assert!(stderr.contains("not a valid id"), "{stderr}");
+    env.ok(&["delete", "--force", &id]);
+    env.leak_check();
+}
+
+/// CVE-2025-31133 class: masks are bind mounts of the container's /dev/null. If /dev/null is
+/// swapped for a symlink to a procfs file after the runtime created it (a race through a shared
+/// volume, played here by a createContainer hook), every masked file would become that file.
+#[test]
+fn a_dev_null_that_is_not_the_null_device_is_never_used_for_masks() {
+    let mut env = TestEnv::new("cve-2025-31133");
+    let null = env.bundle.dir.join("rootfs/dev/null");
+    let swap = format!("rm -f {0} && ln -s /proc/sys/kernel/hostname {0}", null.display());
+    env.bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", swap]}]});
+        c["process"]["args"] = serde_json::json!(["true"]);
+    });
+    let id = env.id("null");
+    let stderr = env.fails(&["run", &id]);
+    assert!(stderr.contains("not the null device"), "{stderr}");
+    env.leak_check();
+}
+
+/// CVE-2025-52881 class: sysctls are written under /proc/sys; a /proc that is not procfs (here a
+/// tmpfs the config mounts there) must not receive them.
+#[test]
+fn sysctls_are_only_written_to_procfs() {
+    let mut env = TestEnv::new("fake-proc");
+    env.bundle.edit(|c| {
+        for mount in c["mounts"].as_array_mut().unwrap() {
+            if mount["destination"] == "/proc" {
+                *mount = serde_json::json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"});
+            }
+        }
+        c["linux"]["maskedPaths"] = serde_json::json!([]);
+        c["linux"]["readonlyPaths"] = serde_json::json!([]);
+        c["linux"]["sysctl"] = serde_json::json!({"kernel.shm_rmid_forced": "1"});
+        c["process"]["args"] = serde_json::json!(["true"]);
+    });
+    // The tmpfs gets the file the runtime would write, as a planted one would be.
+    let planted = env.bundle.dir.join("rootfs/proc/sys/kernel");
+    let plant = format!("mkdir -p {0} && touch {0}/shm_rmid_forced", planted.display());
+    env.bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", plant]}]});
+    });
+    let id = env.id("sysctl");
+    let stderr = env.fails(&["run", &id]);
+    assert!(stderr.contains("not on procfs"), "{stderr}");
+    env.leak_check();
+}
+
+/// An image whose /proc or /dev is an absolute symlink to a host directory: every mount resolves
+/// inside the rootfs, so the host directory gets neither a mount nor a device node.
+#[test]
+fn proc_and_dev_symlinks_in_the_image_stay_inside_the_rootfs() {
+    let mut env = TestEnv::new("symlinked-proc-dev");
+    env.bundle.set_args(&["true"]);
+    for name in ["proc", "dev"] {
+        let host_dir = env.dir.join(format!("host-{name}"));
+        std::fs::create_dir(&host_dir).unwrap();
+        let in_image = env.bundle.dir.join("rootfs").join(name);
+        std::fs::remove_dir_all(&in_image).unwrap();
+        std::os::unix::fs::symlink(&host_dir, &in_image).unwrap();
+        let id = env.id(name);
+        let out = env.oci(&["run", &id]);
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        assert_eq!(std::fs::read_dir(&host_dir).unwrap().count(), 0, "{name}: the host directory was written to");
+        env.leak_check();
+        let _ = env.oci(&["delete", "--force", &id]);
+        std::fs::remove_file(&in_image).unwrap();
+        std::fs::create_dir(&in_image).unwrap();
+        // A mount that escaped onto the host directory would make this fail.
+        std::fs::remove_dir(&host_dir).unwrap();
+    }
+    env.leak_check();
+}
+
+/// CVE-2024-21626: a cwd of /proc/self/fd/N reaches whatever directory the runtime left open as
+/// fd N. Each such cwd either fails or lands inside the container's rootfs.
+#[test]
+fn a_cwd_through_an_inherited_fd_never_reaches_the_host() {
+    let mut env = TestEnv::new("cve-2024-21626");
+    let rootfs = std::fs::canonicalize(env.bundle.dir.join("rootfs")).unwrap();
+    for fd in 3..=9 {
+        env.bundle.edit(|c| {
+            c["process"]["cwd"] = serde_json::json!(format!("/proc/self/fd/{fd}"));
+            c["process"]["args"] = serde_json::json!(["sleep", "60"]);
+        });
+        let id = env.id("cwd");
+        if env.oci(&["run", "-d", &id]).status.success() {
+            let pid = env.pid(&id);
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+            assert!(cwd.starts_with(&rootfs), "fd {fd}: the container's cwd is {}", cwd.display());
+            env.ok(&["delete", "--force", &id]);
+        }
+    }
+    env.leak_check();
+}

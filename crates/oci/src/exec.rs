@@ -41,6 +41,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     if !matches!(status, Status::Created | Status::Running) {
         return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot exec in a container that is not running" });
     }
+    crate::spec::validate_process(&options.process).map_err(|reason| Error::config("the exec'd process", reason))?;
     let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
     let join = namespaces_to_join(container.pid)?;
     let container_root = open_container_root(container.pid, &pidfd)?;

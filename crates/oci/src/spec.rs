@@ -2,7 +2,7 @@
 //! size, parsed by oci-spec, then checked for what the kernel would otherwise reject half way through.
 
 use crate::{Error, Result};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,27 +55,7 @@ fn check_version(version: &str) -> std::result::Result<(), String> {
 
 /// Checks the parts of the spec the kernel would only reject after we started building the container.
 pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
-    let process = spec.process().as_ref().ok_or("process is missing")?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err("process.args must not be empty".into());
-    }
-    if !process.cwd().is_absolute() {
-        return Err(format!("process.cwd {} is not absolute", process.cwd().display()));
-    }
-    if let Some(adj) = process.oom_score_adj() {
-        if !(-1000..=1000).contains(&adj) {
-            return Err(format!("process.oomScoreAdj {adj} is outside -1000..1000"));
-        }
-    }
-    let mut rlimit_types = HashSet::new();
-    for rlimit in process.rlimits().iter().flatten() {
-        if !rlimit_types.insert(format!("{:?}", rlimit.typ())) {
-            return Err(format!("rlimit {:?} is given twice", rlimit.typ()));
-        }
-        if rlimit.soft() > rlimit.hard() {
-            return Err(format!("rlimit {:?}: soft {} exceeds hard {}", rlimit.typ(), rlimit.soft(), rlimit.hard()));
-        }
-    }
+    validate_process(spec.process().as_ref().ok_or("process is missing")?)?;
     let linux = spec.linux().as_ref().ok_or("linux section is missing")?;
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     let mut seen = HashSet::new();
@@ -121,6 +101,39 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             if hook.timeout().is_some_and(|t| t <= 0) {
                 return Err(format!("hook {} has a timeout that is not positive", hook.path().display()));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The checks a process gets wherever it comes from: config.json, or `exec`'s flags or --process.
+pub fn validate_process(process: &Process) -> std::result::Result<(), String> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err("process.args must not be empty".into());
+    }
+    if !process.cwd().is_absolute() {
+        return Err(format!("process.cwd {} is not absolute", process.cwd().display()));
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(format!("process.oomScoreAdj {adj} is outside -1000..1000"));
+        }
+    }
+    let mut rlimit_types = HashSet::new();
+    for rlimit in process.rlimits().iter().flatten() {
+        if !rlimit_types.insert(format!("{:?}", rlimit.typ())) {
+            return Err(format!("rlimit {:?} is given twice", rlimit.typ()));
+        }
+        if rlimit.soft() > rlimit.hard() {
+            return Err(format!("rlimit {:?}: soft {} exceeds hard {}", rlimit.typ(), rlimit.soft(), rlimit.hard()));
+        }
+    }
+    // (uid_t)-1 tells setresuid "leave unchanged": the process would keep running as root
+    // (CVE-2024-40635 class: an id that cannot be set must never become 0).
+    let user = process.user();
+    for (what, id) in [("uid", user.uid()), ("gid", user.gid())].into_iter().chain(user.additional_gids().iter().flatten().map(|g| ("additionalGids", *g))) {
+        if id == u32::MAX {
+            return Err(format!("process.user.{what} {id} is not a valid id"));
         }
     }
     Ok(())

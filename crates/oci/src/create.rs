@@ -28,6 +28,12 @@ pub struct CreateOptions {
     pub foreground: bool,
 }
 
+/// Where compiled seccomp programs are kept: in the state root, under a name no container id can
+/// have ('@'), so `list` never mistakes it for a container.
+pub(crate) fn seccomp_cache(root: &Path) -> PathBuf {
+    root.join("@seccomp")
+}
+
 /// Undoes a partial create when dropped before `disarm`.
 struct Cleanup {
     dir: Option<PathBuf>,
@@ -69,7 +75,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         return Err(Error::Unsupported("process.terminal is true but no --console-socket was given".into()));
     }
     let plan = Plan::new(linux)?;
-    let seccomp = linux.seccomp().as_ref().map(init::compile_seccomp).transpose()?;
+    let seccomp = linux.seccomp().as_ref().map(|profile| init::compile_seccomp(profile, &seccomp_cache(root))).transpose()?;
     // Connect before creating anything: a console socket nobody listens on is the caller's mistake.
     let console = match (&options.console_socket, terminal) {
         (Some(path), true) => Some(UnixStream::connect(path).map_err(|source| Error::ConsoleSocket { path: path.clone(), source })?),

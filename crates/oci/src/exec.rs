@@ -46,7 +46,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let join = namespaces_to_join(container.pid)?;
     let container_root = open_container_root(container.pid, &pidfd)?;
     let linux = container.config.linux().as_ref();
-    let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(init::compile_seccomp).transpose()?;
+    let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(|profile| init::compile_seccomp(profile, &crate::create::seccomp_cache(root))).transpose()?;
     let terminal = options.process.terminal().unwrap_or(false);
     let console = match (&options.console_socket, terminal) {
         (Some(path), true) => Some(UnixStream::connect(path).map_err(|source| Error::ConsoleSocket { path: path.clone(), source })?),
@@ -144,7 +144,7 @@ fn exec_child(
     container_root: &OwnedFd,
     join: libc::c_int,
     spec_process: &Process,
-    seccomp: Option<&libseccomp::ScmpFilterContext>,
+    seccomp: Option<&init::SeccompProgram>,
     console: Option<&UnixStream>,
     preserve_fds: u32,
 ) -> Result<std::convert::Infallible> {

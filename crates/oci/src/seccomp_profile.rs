@@ -105,6 +105,15 @@ const HARMLESS_PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff
 
 const AF_VSOCK: u64 = 40;
 
+/// This machine's architecture and the ones its kernel runs as compat (32-bit binaries in an
+/// image): each listed architecture costs compile time, and one the CPU cannot run is dead weight.
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCHITECTURES: &[&str] = &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCHITECTURES: &[&str] = &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const NATIVE_ARCHITECTURES: &[&str] = &[];
+
 /// The default profile for a container whose bounding capability set is `bounding`.
 pub fn default_profile(bounding: &Capabilities) -> LinuxSeccomp {
     let mut rules = vec![json!({ "names": ALLOWED, "action": "SCMP_ACT_ALLOW" })];
@@ -146,7 +155,7 @@ pub fn default_profile(bounding: &Capabilities) -> LinuxSeccomp {
     let profile = json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": libc::EPERM,
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "architectures": NATIVE_ARCHITECTURES,
         "syscalls": rules,
     });
     serde_json::from_value(profile).expect("the default seccomp profile matches the runtime-spec schema")
@@ -162,7 +171,12 @@ mod tests {
         let all: Capabilities = WITH_CAPABILITY.iter().map(|(c, _)| *c).collect();
         for bounding in [none, all] {
             let profile = default_profile(&bounding);
-            crate::init::compile_seccomp(&profile).expect("the default profile compiles");
+            let cache = std::env::temp_dir().join(format!("berth-seccomp-test-{}", std::process::id()));
+            let compiled = crate::init::compile_seccomp(&profile, &cache);
+            let cached = crate::init::compile_seccomp(&profile, &cache);
+            std::fs::remove_dir_all(&cache).unwrap();
+            compiled.expect("the default profile compiles");
+            cached.expect("and reads back from the cache");
         }
     }
 

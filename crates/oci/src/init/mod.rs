@@ -22,7 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 pub(crate) use console::setup as setup_console;
-pub(crate) use seccomp::check as compile_seccomp;
+pub(crate) use seccomp::{compile as compile_seccomp, SeccompProgram};
 
 pub(crate) struct InitContext<'a> {
     pub id: &'a str,
@@ -39,7 +39,7 @@ pub(crate) struct InitContext<'a> {
     /// (name, host directory) pairs a `cgroup` mount shows.
     pub cgroup_mounts: Vec<(String, PathBuf)>,
     /// Compiled by the parent; loaded right before execve.
-    pub seccomp: Option<&'a libseccomp::ScmpFilterContext>,
+    pub seccomp: Option<&'a SeccompProgram>,
 }
 
 /// Entry point of the cloned child; never returns.

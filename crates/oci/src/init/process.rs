@@ -3,7 +3,6 @@
 
 use crate::{Error, Result};
 use caps::{CapSet, Capability as Cap, CapsHashSet};
-use libseccomp::ScmpFilterContext;
 use oci_spec::runtime::{Capabilities, Linux, Process};
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -175,12 +174,12 @@ fn last_cap() -> u8 {
 }
 
 /// The last step: become the spec's process and execve. Used by both init and exec.
-pub(crate) fn exec(process: &Process, seccomp: Option<&ScmpFilterContext>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
+pub(crate) fn exec(process: &Process, seccomp: Option<&super::SeccompProgram>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which we are about to drop.
     if !no_new_privs {
         if let Some(filter) = seccomp {
-            filter.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+            filter.load()?;
         }
     }
     let last = last_cap();
@@ -209,7 +208,7 @@ pub(crate) fn exec(process: &Process, seccomp: Option<&ScmpFilterContext>, prese
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("set no_new_privs", e))?;
         if let Some(filter) = seccomp {
-            filter.load().map_err(|e| Error::Init(format!("load seccomp filter: {e}")))?;
+            filter.load()?;
         }
     }
     crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;

@@ -1,9 +1,16 @@
-//! runtime-spec seccomp → a libseccomp filter. Compiled in the parent (so a bad profile fails
-//! `create` before anything exists) and loaded by the init right before execve.
+//! runtime-spec seccomp → a BPF program. Compiled in the parent (so a bad profile fails `create`
+//! before anything exists) and loaded by the init right before execve.
+//!
+//! libseccomp takes tens of milliseconds for a full profile, more than the rest of `create`, so
+//! the compiled program is cached under the state root, keyed by a SHA-256 of the profile, the
+//! libseccomp version and the architecture: a container with a profile seen before just reads
+//! the program back.
 
 use crate::{Error, Result};
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompOperator};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::str::FromStr;
 
 fn fail(what: impl std::fmt::Display) -> Error {
@@ -47,7 +54,7 @@ fn compare(arg: &LinuxSeccompArg) -> ScmpArgCompare {
 
 /// Builds the filter. Unknown syscall names are skipped (as runc and crun do: profiles name syscalls
 /// newer or older than this kernel and libseccomp).
-pub(crate) fn check(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+fn build(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let mut filter = ScmpFilterContext::new_filter(default).map_err(fail)?;
     // We set no_new_privs ourselves, when the spec asks for it, and not as a side effect of loading.
@@ -56,14 +63,6 @@ pub(crate) fn check(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
         let name = spec_name(arch);
         let arch = ScmpArch::from_str(&name).map_err(|_| fail(format!("unknown architecture {name:?}")))?;
         filter.add_arch(arch).map_err(fail)?;
-    }
-    for flag in profile.flags().iter().flatten() {
-        match spec_name(flag).as_str() {
-            "SECCOMP_FILTER_FLAG_LOG" => filter.set_ctl_log(true).map_err(fail)?,
-            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => filter.set_ctl_ssb(true).map_err(fail)?,
-            "SECCOMP_FILTER_FLAG_TSYNC" => filter.set_ctl_tsync(true).map_err(fail)?,
-            other => return Err(fail(format!("unsupported flag {other:?}"))),
-        }
     }
     for rule in profile.syscalls().iter().flatten() {
         let rule_action = action(rule.action(), rule.errno_ret())?;
@@ -92,4 +91,87 @@ pub(crate) fn check(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
         }
     }
     Ok(filter)
+}
+
+/// The kernel's flags for loading, from the profile's `flags`.
+fn load_flags(profile: &LinuxSeccomp) -> Result<libc::c_ulong> {
+    let mut flags = 0;
+    for flag in profile.flags().iter().flatten() {
+        flags |= match spec_name(flag).as_str() {
+            "SECCOMP_FILTER_FLAG_TSYNC" => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            "SECCOMP_FILTER_FLAG_LOG" => libc::SECCOMP_FILTER_FLAG_LOG,
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            other => return Err(fail(format!("unsupported flag {other:?}"))),
+        };
+    }
+    Ok(flags)
+}
+
+/// A compiled filter, ready to load.
+pub(crate) struct SeccompProgram {
+    instructions: Vec<libc::sock_filter>,
+    flags: libc::c_ulong,
+}
+
+impl SeccompProgram {
+    pub(crate) fn load(&self) -> Result<()> {
+        crate::sys::load_seccomp_filter(&self.instructions, self.flags).map_err(|e| Error::sys("load seccomp filter", e))
+    }
+}
+
+/// Size of one `struct sock_filter`; BPF_MAXINSNS bounds a program.
+const INSTRUCTION_SIZE: usize = 8;
+const MAX_INSTRUCTIONS: usize = 4096;
+
+fn decode(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
+    if bytes.is_empty() || bytes.len() % INSTRUCTION_SIZE != 0 || bytes.len() / INSTRUCTION_SIZE > MAX_INSTRUCTIONS {
+        return None;
+    }
+    let instructions = bytes
+        .chunks_exact(INSTRUCTION_SIZE)
+        .map(|i| libc::sock_filter { code: u16::from_ne_bytes([i[0], i[1]]), jt: i[2], jf: i[3], k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]) })
+        .collect();
+    Some(instructions)
+}
+
+fn cache_key(profile: &LinuxSeccomp) -> Result<String> {
+    use sha2::Digest;
+    let version = libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default();
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(serde_json::to_vec(profile).map_err(|e| fail(format!("serialize profile: {e}")))?);
+    hasher.update(format!("\0{version}\0{}", std::env::consts::ARCH));
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// How many programs the cache keeps before starting over; each is a few KiB.
+const CACHE_ENTRIES: usize = 256;
+
+/// Compiles `profile`, or reads it back from `cache_dir` where an earlier container left it.
+pub(crate) fn compile(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<SeccompProgram> {
+    let flags = load_flags(profile)?;
+    let path = cache_dir.join(format!("{}.bpf", cache_key(profile)?));
+    if let Some(instructions) = std::fs::read(&path).ok().and_then(|bytes| decode(&bytes)) {
+        return Ok(SeccompProgram { instructions, flags });
+    }
+    let filter = build(profile)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(cache_dir).map_err(|e| Error::io("create seccomp cache", cache_dir, e))?;
+    if std::fs::read_dir(cache_dir).map(|d| d.count()).unwrap_or(0) >= CACHE_ENTRIES {
+        for entry in std::fs::read_dir(cache_dir).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    // Written aside and renamed, so a concurrent create never reads half a program.
+    let partial = cache_dir.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
+    let mut file = std::fs::File::create(&partial).map_err(|e| Error::io("write seccomp cache", &partial, e))?;
+    filter.export_bpf(&mut file).map_err(|e| fail(format!("export BPF: {e}")))?;
+    drop(file);
+    let bytes = std::fs::read(&partial).map_err(|e| Error::io("read seccomp cache", &partial, e))?;
+    let instructions = decode(&bytes).ok_or_else(|| fail(format!("libseccomp produced a program of {} bytes", bytes.len())));
+    match &instructions {
+        Ok(_) => std::fs::rename(&partial, &path).map_err(|e| Error::io("commit seccomp cache", &path, e))?,
+        Err(_) => {
+            let _ = std::fs::remove_file(&partial);
+        }
+    }
+    Ok(SeccompProgram { instructions: instructions?, flags })
 }

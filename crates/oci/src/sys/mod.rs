@@ -38,6 +38,20 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
     }
 }
 
+/// Installs a classic BPF program as the calling thread's seccomp filter (`flags`:
+/// SECCOMP_FILTER_FLAG_*). Needs no_new_privs or CAP_SYS_ADMIN, as the kernel decides.
+pub fn load_seccomp_filter(program: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: fprog points into `program`, which outlives the call; the kernel copies the program.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level).
 pub fn set_io_priority(class: u32, level: u32) -> io::Result<()> {
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;

@@ -10,4 +10,4 @@ apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc libc6-dev \
     busybox-static procps \
     containerd podman uidmap iptables \
-    runc crun hyperfine >/dev/null
+    runc crun hyperfine time >/dev/null

@@ -134,6 +134,8 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
                 no_new_keyring: options.no_new_keyring,
                 cgroup_mounts,
                 seccomp: seccomp.as_ref(),
+                in_cgroup: std::cell::Cell::new(false),
+                cgroup_ns_done: std::cell::Cell::new(false),
             };
             init::child_main(&ctx)
         }
@@ -143,13 +145,23 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     drop(console);
     cleanup.child = Some(pid);
 
-    if !born_in_cgroup {
+    // Moving a process between v1 cgroups waits for an RCU grace period (~10 ms here), longer than
+    // the init's own mount setup, which therefore runs meanwhile. The init waits for `InCgroup`
+    // before its cgroup namespace, its hooks and `Ready`, so no code of the container's runs
+    // outside. An init that forks again must be moved first, or its child would be born outside.
+    let join_cgroup_early = !born_in_cgroup && plan.fork;
+    if join_cgroup_early {
         cgroup.add_process(pid)?;
     }
     if plan.clone_flags & libc::CLONE_NEWUSER != 0 {
         namespaces::write_id_maps(pid, linux)?;
     }
     parent_sock.send(&Message::Go)?;
+    if !born_in_cgroup && !join_cgroup_early {
+        cgroup.add_process(pid)?;
+    }
+    // An init that already failed has closed its end: its error message is read below.
+    let _ = parent_sock.send(&Message::InCgroup);
 
     let mut container = Container {
         id: options.id.clone(),

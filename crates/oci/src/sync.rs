@@ -11,8 +11,10 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Message {
-    /// parent → child: you are in your cgroup (and your id maps are written): go on.
+    /// parent → child: your id maps are written (and, unless `InCgroup` follows, you are in your cgroup): go on.
     Go,
+    /// parent → child: you are in your cgroup now (the move may finish after `Go`).
+    InCgroup,
     /// child → parent: I unshared a user namespace; write its id maps.
     MapRequest,
     MapsDone,

@@ -40,6 +40,33 @@ pub(crate) struct InitContext<'a> {
     pub cgroup_mounts: Vec<(String, PathBuf)>,
     /// Compiled by the parent; loaded right before execve.
     pub seccomp: Option<&'a SeccompProgram>,
+    /// Set once the parent reported the move into the cgroup.
+    pub in_cgroup: std::cell::Cell<bool>,
+    /// Set once the cgroup namespace (if any) is made.
+    pub cgroup_ns_done: std::cell::Cell<bool>,
+}
+
+impl InitContext<'_> {
+    /// Waits until the parent has moved us into our cgroup. Called before every request to the
+    /// parent, whose reply would otherwise queue behind `InCgroup`; idempotent.
+    pub(crate) fn await_cgroup(&self) -> Result<()> {
+        if !self.in_cgroup.get() {
+            self.sync.expect("in cgroup", |m| matches!(m, Message::InCgroup))?;
+            self.in_cgroup.set(true);
+        }
+        Ok(())
+    }
+
+    /// Once in the cgroup, unshares the cgroup namespace, whose root is that cgroup. Before the
+    /// createContainer hooks and `Ready`; idempotent.
+    pub(crate) fn enter_cgroup(&self) -> Result<()> {
+        self.await_cgroup()?;
+        if self.plan.new_cgroup && !self.cgroup_ns_done.get() {
+            namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+        }
+        self.cgroup_ns_done.set(true);
+        Ok(())
+    }
 }
 
 /// Entry point of the cloned child; never returns.
@@ -66,9 +93,6 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     if ctx.plan.new_user && namespaces::maps_root(linux.uid_mappings().as_ref()) {
         process::become_root()?;
     }
-    if ctx.plan.new_cgroup {
-        namespaces::unshare(libc::CLONE_NEWCGROUP)?;
-    }
     if ctx.plan.new_uts {
         if let Some(hostname) = spec.hostname().as_deref() {
             nix::unistd::sethostname(hostname).map_err(|e| Error::sys("sethostname", e))?;
@@ -79,6 +103,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     }
 
     let hook_state = rootfs::prepare(ctx)?;
+    ctx.enter_cgroup()?;
     paths::apply_sysctls(linux)?;
     paths::mask(linux.masked_paths().as_deref().unwrap_or(&[]))?;
     paths::make_readonly(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
@@ -118,6 +143,7 @@ fn enter_namespaces(ctx: &InitContext<'_>) -> Result<()> {
     }
     if plan.child_new_user {
         namespaces::unshare(libc::CLONE_NEWUSER)?;
+        ctx.await_cgroup()?;
         ctx.sync.send(&Message::MapRequest)?;
         ctx.sync.expect("id maps", |m| matches!(m, Message::MapsDone))?;
     }

@@ -63,6 +63,8 @@ fn hooks_before_pivot(ctx: &InitContext<'_>) -> Result<String> {
     if !any {
         return Ok(String::new());
     }
+    // createContainer hooks run in all the container's namespaces, the cgroup one included.
+    ctx.enter_cgroup()?;
     ctx.sync.send(&Message::RunHooks)?;
     let Message::HooksDone(state) = ctx.sync.expect("hooks", |m| matches!(m, Message::HooksDone(_)))? else {
         unreachable!("expect matched HooksDone")

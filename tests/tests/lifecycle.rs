@@ -81,21 +81,17 @@ fn delete_of_created_container_kills_its_init() {
 fn kill_signals_by_name_and_number_and_all() {
     let mut env = TestEnv::new("kill");
     // The trap proves the exact signal arrived: USR1 prints, TERM exits 42.
-    env.bundle.set_args(&["sh", "-c", "trap 'echo usr1 >/tmp/got' USR1; trap 'exit 42' TERM; while true; do sleep 0.05; done"]);
+    env.bundle.set_args(&["sh", "-c", "trap 'echo usr1 >/tmp/got' USR1; trap 'exit 42' TERM; echo ready >/tmp/ready; while true; do sleep 0.05; done"]);
     env.bundle.edit(|c| c["root"]["readonly"] = serde_json::json!(false));
     let id = env.id("kill");
     env.ok(&["run", "--detach", &id]);
-    env.wait_status(&id, "running");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Under TCG in the v2 VM the shell can take a while: signal only once its traps are set.
+    let tmp = env.bundle.dir.join("rootfs/tmp");
+    wait_for_content(&tmp.join("ready"), "ready\n");
     env.ok(&["kill", &id, "SIGUSR1"]);
-    let marker = env.bundle.dir.join("rootfs/tmp/got");
-    for _ in 0..200 {
-        if marker.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "usr1\n");
+    let marker = tmp.join("got");
+    wait_for_content(&marker, "usr1\n");
+    std::fs::remove_file(tmp.join("ready")).unwrap();
     std::fs::remove_file(&marker).unwrap();
     env.ok(&["kill", &id, "15"]);
     env.wait_status(&id, "stopped");
@@ -215,4 +211,15 @@ fn stopped_container_exit_status_is_visible_to_its_parent() {
     let out = env.oci(&["run", &id]);
     assert!(out.status.success() && out.status.signal().is_none());
     env.leak_check();
+}
+
+/// Waits (up to 20 s) until `path` holds exactly `expected`, which a shell writes non-atomically.
+fn wait_for_content(path: &std::path::Path, expected: &str) {
+    for _ in 0..2000 {
+        if std::fs::read_to_string(path).is_ok_and(|s| s == expected) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} never held {expected:?}: {:?}", path.display(), std::fs::read_to_string(path));
 }

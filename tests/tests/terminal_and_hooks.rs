@@ -69,7 +69,7 @@ fn hooks_run_in_order_with_state_on_stdin() {
     let pid = env.pid(&id);
     let prestart = read_state(&dir, "prestart");
     assert_eq!(prestart["id"], id.as_str());
-    assert_eq!(prestart["status"], "creating");
+    assert_eq!(prestart["status"], "created");
     assert_eq!(prestart["pid"], pid);
     assert_eq!(prestart["bundle"], env.bundle.dir.to_str().unwrap());
     assert_eq!(read_state(&dir, "createContainer")["status"], "created");

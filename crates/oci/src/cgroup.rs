@@ -3,7 +3,7 @@
 use crate::state::Container;
 use crate::Result;
 use berth_cgroups::Cgroup;
-use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxResources, Spec};
+use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
 
 /// The spec's resources, plus an allow rule for every device in `linux.devices`: a device the config
 /// asks the runtime to create is one the container is meant to use (runc does the same).
@@ -14,7 +14,8 @@ pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
         return resources;
     }
     let mut rules = resources.devices().clone().unwrap_or_default();
-    for device in devices {
+    // A fifo is no device to the devices cgroup: it needs no rule.
+    for device in devices.iter().filter(|d| d.typ() != LinuxDeviceType::P) {
         let mut rule = LinuxDeviceCgroup::default();
         rule.set_allow(true);
         rule.set_typ(Some(device.typ()));

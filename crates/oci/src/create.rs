@@ -188,7 +188,8 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
             }
             Some(Message::RunHooks) => {
                 container.start_time = proc::stat(container.pid).map(|s| s.start_time).unwrap_or(0);
-                let state = serde_json::to_string(&container.oci_state(Status::Creating)).unwrap_or_default();
+                // "created" as crun reports it and runtime-tools expects: the init exists, with its pid.
+                let state = serde_json::to_string(&container.oci_state(Status::Created)).unwrap_or_default();
                 if let Some(spec_hooks) = spec.hooks() {
                     hooks::run_all(spec_hooks.prestart().as_ref(), &state)?;
                     hooks::run_all(spec_hooks.create_runtime().as_ref(), &state)?;

@@ -175,6 +175,8 @@ fn last_cap() -> u8 {
 
 /// The last step: become the spec's process and execve. Used by both init and exec.
 pub(crate) fn exec(process: &Process, seccomp: Option<&super::SeccompProgram>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
+    // Before any seccomp filter: a profile that predates close_range would refuse it.
+    crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which we are about to drop.
     if !no_new_privs {
@@ -211,7 +213,6 @@ pub(crate) fn exec(process: &Process, seccomp: Option<&super::SeccompProgram>, p
             filter.load()?;
         }
     }
-    crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;
     let args: Vec<CString> = process
         .args()
         .iter()

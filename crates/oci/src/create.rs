@@ -8,7 +8,7 @@ use crate::spec::Bundle;
 use crate::state::{self, Container, Status, EXEC_FIFO};
 use crate::sync::{Message, SyncSocket};
 use crate::sys::{clone3, CloneResult};
-use crate::{cgroup, hooks, proc, Error, Result};
+use crate::{cgroup, hooks, proc, seccomp_listener, Error, Result};
 use berth_cgroups::Cgroup;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -175,7 +175,13 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         dir: dir.clone(),
     };
     loop {
-        match parent_sock.recv()? {
+        let (message, fd) = parent_sock.recv_with_fd()?.map_or((None, None), |(m, fd)| (Some(m), fd));
+        match message {
+            Some(Message::SeccompFd) => {
+                let profile = linux.seccomp().as_ref().ok_or_else(|| Error::Init("protocol error: a notify fd without a seccomp profile".into()))?;
+                let fd = fd.ok_or_else(|| Error::Init("protocol error: SeccompFd without an fd".into()))?;
+                seccomp_listener::hand_over(profile, fd, container.pid, &container.oci_state(Status::Creating))?;
+            }
             Some(Message::MapRequest) => {
                 namespaces::write_id_maps(pid, linux)?;
                 parent_sock.send(&Message::MapsDone)?;

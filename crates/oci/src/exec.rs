@@ -6,7 +6,7 @@ use crate::init::{self, process};
 use crate::signal::open_init;
 use crate::state::{Container, Status};
 use crate::sync::{Message, SyncSocket};
-use crate::{cgroup, Error, Result};
+use crate::{cgroup, seccomp_listener, Error, Result};
 use oci_spec::runtime::Process;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -46,7 +46,8 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let join = namespaces_to_join(container.pid)?;
     let container_root = open_container_root(container.pid, &pidfd)?;
     let linux = container.config.linux().as_ref();
-    let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(|profile| init::compile_seccomp(profile, &crate::create::seccomp_cache(root))).transpose()?;
+    let seccomp_profile = linux.and_then(|l| l.seccomp().as_ref());
+    let seccomp = seccomp_profile.map(|profile| init::compile_seccomp(profile, &crate::create::seccomp_cache(root))).transpose()?;
     let terminal = options.process.terminal().unwrap_or(false);
     let console = match (&options.console_socket, terminal) {
         (Some(path), true) => Some(UnixStream::connect(path).map_err(|source| Error::ConsoleSocket { path: path.clone(), source })?),
@@ -85,7 +86,21 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let mut pid = None;
     // The socket is close-on-exec: EOF after InitPid means execve succeeded.
     loop {
-        match parent_sock.recv()? {
+        let (message, fd) = parent_sock.recv_with_fd()?.map_or((None, None), |(m, fd)| (Some(m), fd));
+        match message {
+            Some(Message::SeccompFd) => {
+                let handed = match (seccomp_profile, fd, pid) {
+                    (Some(profile), Some(fd), Some(p)) => seccomp_listener::hand_over(profile, fd, p, &container.oci_state(Status::Running)),
+                    _ => Err(Error::Init("protocol error: unexpected notify fd".into())),
+                };
+                if let Err(e) = handed {
+                    if let Some(p) = pid {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+                    }
+                    return Err(e);
+                }
+            }
             Some(Message::InitPid(p)) => {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(intermediate), None);
                 pid = Some(p);
@@ -149,6 +164,8 @@ fn exec_child(
     preserve_fds: u32,
 ) -> Result<std::convert::Infallible> {
     sync.expect("go", |m| matches!(m, Message::Go))?;
+    // Before joining: processes already in the container must never ptrace us or read our /proc.
+    process::set_non_dumpable()?;
     crate::sys::setns_pidfd(pidfd.as_fd(), join).map_err(|e| Error::sys("join the container's namespaces", e))?;
     nix::unistd::fchdir(container_root.as_raw_fd()).map_err(|e| Error::sys("enter the container's root", e))?;
     nix::unistd::chroot(".").map_err(|e| Error::sys("chroot into the container's root", e))?;
@@ -167,5 +184,5 @@ fn exec_child(
     }
     let env = spec_process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(spec_process, &env)?;
-    process::exec(spec_process, seccomp, preserve_fds, &executable, &env)
+    process::exec(spec_process, seccomp.map(|program| (program, sync)), preserve_fds, &executable, &env)
 }

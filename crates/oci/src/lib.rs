@@ -23,6 +23,7 @@ mod init;
 pub mod manage;
 mod namespaces;
 pub mod proc;
+mod seccomp_listener;
 pub mod seccomp_profile;
 pub mod signal;
 pub mod spec;

@@ -2,9 +2,10 @@
 //! so there is no framing to get wrong, and EOF means the other side died.
 
 use crate::{Error, Result};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 /// Largest message: an error string or a hook state document.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -26,6 +27,8 @@ pub(crate) enum Message {
     InitPid(i32),
     /// child → parent: set up and waiting for `start`.
     Ready,
+    /// child → parent: the seccomp notify fd rides along (SCM_RIGHTS); pass it to the listener.
+    SeccompFd,
     Error(String),
 }
 
@@ -39,10 +42,21 @@ impl SyncSocket {
     }
 
     pub(crate) fn send(&self, message: &Message) -> Result<()> {
+        self.send_fds(message, &[])
+    }
+
+    /// Sends `message` with `fd` attached.
+    pub(crate) fn send_with_fd(&self, message: &Message, fd: &OwnedFd) -> Result<()> {
+        self.send_fds(message, &[fd.as_raw_fd()])
+    }
+
+    fn send_fds(&self, message: &Message, fds: &[std::os::fd::RawFd]) -> Result<()> {
         let bytes = serde_json::to_vec(message).map_err(|e| Error::sys("encode sync message", std::io::Error::other(e)))?;
         let bytes = &bytes[..bytes.len().min(MAX_MESSAGE)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let control: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
         loop {
-            match send(self.0.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            match sendmsg::<()>(self.0.as_raw_fd(), &[IoSlice::new(bytes)], control, MsgFlags::MSG_NOSIGNAL, None) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("send sync message", e)),
@@ -52,10 +66,26 @@ impl SyncSocket {
 
     /// The next message, or None when the other side closed (it exited or died).
     pub(crate) fn recv(&self) -> Result<Option<Message>> {
+        Ok(self.recv_with_fd()?.map(|(message, _)| message))
+    }
+
+    /// The next message and the fd that came with it, if any.
+    pub(crate) fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let n = loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => break n,
+        let mut control = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, mut fds) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut control), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for cmsg in msg.cmsgs().into_iter().flatten() {
+                        if let ControlMessageOwned::ScmRights(received) = cmsg {
+                            // SAFETY: the kernel just installed these descriptors in our table for us.
+                            fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        }
+                    }
+                    break (msg.bytes, fds);
+                }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("receive sync message", e)),
             }
@@ -63,9 +93,8 @@ impl SyncSocket {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(|e| Error::sys("decode sync message", std::io::Error::other(e)))
+        let message = serde_json::from_slice(&buf[..n]).map_err(|e| Error::sys("decode sync message", std::io::Error::other(e)))?;
+        Ok(Some((message, fds.pop())))
     }
 
     /// Receives and insists on one particular message.

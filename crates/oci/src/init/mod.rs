@@ -87,6 +87,10 @@ pub(crate) fn child_main(ctx: &InitContext<'_>) -> ! {
 fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     ctx.sync.expect("go", |m| matches!(m, Message::Go))?;
     enter_namespaces(ctx)?;
+    // Until execve (which restores it for a readable binary), nothing in the container may ptrace
+    // us or open our /proc entries (fds, environ, exe). Not before the id maps are written: an
+    // unprivileged parent could not open a non-dumpable child's uid_map.
+    process::set_non_dumpable()?;
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
     let process = spec.process().as_ref().ok_or_else(|| Error::Init("process is missing".into()))?;
@@ -126,13 +130,25 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     let env = process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(process, &env)?;
     process::apply_scheduling(process, linux)?;
+    // A notify fd must reach the listener while `create` is still there to pass it on; such a
+    // filter therefore covers the rest of the init's own work too, as in runc.
+    let late_seccomp = match ctx.seccomp {
+        Some(program) if program.notifies() => {
+            if process.no_new_privileges().unwrap_or(false) {
+                nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("set no_new_privs", e))?;
+            }
+            program.load_and_report(ctx.sync)?;
+            None
+        }
+        other => other,
+    };
 
     ctx.sync.send(&Message::Ready)?;
     wait_for_start(ctx.exec_fifo)?;
     if let Some(hooks) = spec.hooks() {
         crate::hooks::run_all(hooks.start_container().as_ref(), &hook_state)?;
     }
-    process::exec(process, ctx.seccomp, ctx.preserve_fds, &executable, &env)
+    process::exec(process, late_seccomp.map(|program| (program, ctx.sync)), ctx.preserve_fds, &executable, &env)
 }
 
 /// Joins and creates the namespaces clone3 could not; may fork once (see [`Plan::fork`]).

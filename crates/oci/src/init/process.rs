@@ -1,6 +1,7 @@
 //! Turning the init (or an exec'd process) into the spec's process: limits, scheduling, then at the
 //! very end user, capabilities, no_new_privs, seccomp, fd hygiene and execve.
 
+use crate::sync::SyncSocket;
 use crate::{Error, Result};
 use caps::{CapSet, Capability as Cap, CapsHashSet};
 use oci_spec::runtime::{Capabilities, Linux, Process};
@@ -17,6 +18,10 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub(crate) fn become_root() -> Result<()> {
     nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| Error::sys("setresgid(0) in user namespace", e))?;
     nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| Error::sys("setresuid(0) in user namespace", e))
+}
+
+pub(crate) fn set_non_dumpable() -> Result<()> {
+    nix::sys::prctl::set_dumpable(false).map_err(|e| Error::sys("prctl(PR_SET_DUMPABLE, 0)", e))
 }
 
 pub(crate) fn set_domainname(name: &str) -> Result<()> {
@@ -174,14 +179,15 @@ fn last_cap() -> u8 {
 }
 
 /// The last step: become the spec's process and execve. Used by both init and exec.
-pub(crate) fn exec(process: &Process, seccomp: Option<&super::SeccompProgram>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
+/// `seccomp` comes with the socket a notify fd is reported on.
+pub(crate) fn exec(process: &Process, seccomp: Option<(&super::SeccompProgram, &SyncSocket)>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
     // Before any seccomp filter: a profile that predates close_range would refuse it.
     crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which we are about to drop.
     if !no_new_privs {
-        if let Some(filter) = seccomp {
-            filter.load()?;
+        if let Some((filter, sync)) = seccomp {
+            filter.load_and_report(sync)?;
         }
     }
     let last = last_cap();
@@ -209,8 +215,8 @@ pub(crate) fn exec(process: &Process, seccomp: Option<&super::SeccompProgram>, p
     }
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("set no_new_privs", e))?;
-        if let Some(filter) = seccomp {
-            filter.load()?;
+        if let Some((filter, sync)) = seccomp {
+            filter.load_and_report(sync)?;
         }
     }
     let args: Vec<CString> = process

@@ -6,6 +6,7 @@
 //! libseccomp version and the architecture: a container with a profile seen before just reads
 //! the program back.
 
+use crate::sync::{Message, SyncSocket};
 use crate::{Error, Result};
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompOperator};
@@ -31,7 +32,7 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpActi
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno_ret.unwrap_or(libc::EPERM as u32) as u16),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => return Err(Error::Unsupported("seccomp SCMP_ACT_NOTIFY is not supported yet".into())),
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -93,9 +94,30 @@ fn build(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     Ok(filter)
 }
 
+/// Whether any rule hands its syscall to a listener (SCMP_ACT_NOTIFY), after checking that such a
+/// profile can work: a listener to send the notify fd to, and no notify on what sends it.
+fn notifies(profile: &LinuxSeccomp) -> Result<bool> {
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(fail("SCMP_ACT_NOTIFY as the default action would stop the runtime itself before it can hand over the notify fd"));
+    }
+    let rules = profile.syscalls().iter().flatten().filter(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    let mut any = false;
+    for rule in rules {
+        any = true;
+        // The notify fd itself travels by sendmsg: notifying on it would wait for a listener that has no fd yet.
+        if rule.names().iter().any(|n| n == "sendmsg") {
+            return Err(fail("SCMP_ACT_NOTIFY on sendmsg is refused: the runtime sends the notify fd with it"));
+        }
+    }
+    if any && profile.listener_path().is_none() {
+        return Err(fail("SCMP_ACT_NOTIFY needs a listenerPath"));
+    }
+    Ok(any)
+}
+
 /// The kernel's flags for loading, from the profile's `flags`.
 fn load_flags(profile: &LinuxSeccomp) -> Result<libc::c_ulong> {
-    let mut flags = 0;
+    let mut flags = if notifies(profile)? { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
     for flag in profile.flags().iter().flatten() {
         flags |= match spec_name(flag).as_str() {
             "SECCOMP_FILTER_FLAG_TSYNC" => libc::SECCOMP_FILTER_FLAG_TSYNC,
@@ -114,8 +136,19 @@ pub(crate) struct SeccompProgram {
 }
 
 impl SeccompProgram {
-    pub(crate) fn load(&self) -> Result<()> {
-        crate::sys::load_seccomp_filter(&self.instructions, self.flags).map_err(|e| Error::sys("load seccomp filter", e))
+    /// Whether the program hands syscalls to a listener, which needs the notify fd from `load_and_report`.
+    pub(crate) fn notifies(&self) -> bool {
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
+    }
+
+    /// Loads the program; a notify fd goes to the runtime on the other end of `sync`, which passes
+    /// it to the profile's listener. The fd is close-on-exec: the container never holds it.
+    pub(crate) fn load_and_report(&self, sync: &SyncSocket) -> Result<()> {
+        let notify_fd = crate::sys::load_seccomp_filter(&self.instructions, self.flags).map_err(|e| Error::sys("load seccomp filter", e))?;
+        if let Some(fd) = notify_fd {
+            sync.send_with_fd(&Message::SeccompFd, &fd)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ pub use openat2::{open_in_root, ResolveFlags};
 pub use pidfd::{pidfd_open, pidfd_send_signal, setns_pidfd};
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// Marks every fd from `first` up close-on-exec, so only stdio and preserved fds survive execve.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
@@ -39,17 +39,21 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
 }
 
 /// Installs a classic BPF program as the calling thread's seccomp filter (`flags`:
-/// SECCOMP_FILTER_FLAG_*). Needs no_new_privs or CAP_SYS_ADMIN, as the kernel decides.
-pub fn load_seccomp_filter(program: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<()> {
+/// SECCOMP_FILTER_FLAG_*). Needs no_new_privs or CAP_SYS_ADMIN, as the kernel decides. With
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER the kernel returns the notify fd (close-on-exec).
+pub fn load_seccomp_filter(program: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<Option<OwnedFd>> {
     let len = u16::try_from(program.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let fprog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
     // SAFETY: fprog points into `program`, which outlives the call; the kernel copies the program.
     let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
+    if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 {
+        return Ok(None);
+    }
+    // SAFETY: with NEW_LISTENER a non-negative return is a new fd that nothing else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) }))
 }
 
 /// ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level).

@@ -24,6 +24,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kernel refused us the cgroup directory: not root, and nothing delegated to us.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied || source.raw_os_error() == Some(libc::EROFS))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { op, path: path.into(), source }
     }

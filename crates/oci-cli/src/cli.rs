@@ -6,9 +6,10 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "berth-oci", version, about = "berth's OCI runtime (runc-compatible command line)")]
 pub struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/berth-oci")]
-    pub root: PathBuf,
+    /// Root directory for container state [default: /run/berth-oci, or $XDG_RUNTIME_DIR/berth-oci
+    /// for a user other than root].
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Append log messages (and errors) to this file.
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -27,6 +28,23 @@ pub struct Cli {
     pub criu: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The state root: as given, else root's system-wide one, else the user's runtime directory
+    /// (rootless: a user cannot write /run, and must not share state with root).
+    pub fn state_root(&self) -> anyhow::Result<PathBuf> {
+        if let Some(root) = &self.root {
+            return Ok(root.clone());
+        }
+        if nix::unistd::geteuid().is_root() {
+            return Ok(PathBuf::from("/run/berth-oci"));
+        }
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => Ok(PathBuf::from(dir).join("berth-oci")),
+            None => anyhow::bail!("running as a user other than root: set XDG_RUNTIME_DIR or pass --root"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -30,7 +30,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> anyhow::Result<i32> {
         let error = berth_oci::sys::sealed_exe::reexec_sealed();
         anyhow::bail!("re-executing from a sealed copy of berth-oci (CVE-2019-5736 protection): {error}");
     }
-    let root = &cli.root;
+    let root = &cli.state_root()?;
     logger.debug(&format!("root {}", root.display()));
     match &cli.command {
         Command::Spec(args) => commands::spec::run(args),

@@ -1,8 +1,8 @@
 //! The container's cgroup, as berth-cgroups sees it, from a spec or a recorded container.
 
 use crate::state::Container;
-use crate::Result;
-use berth_cgroups::Cgroup;
+use crate::{Error, Result};
+use berth_cgroups::{Cgroup, FreezerState};
 use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
 
 /// The spec's resources, plus an allow rule for every device in `linux.devices`: a device the config
@@ -28,11 +28,108 @@ pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
     resources
 }
 
+/// Where a container's cgroup came from, which decides what undoing a failed create removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Created,
+    Existed,
+    /// Rootless without delegation: no cgroup at all.
+    None,
+}
+
+/// Opens the spec's cgroup and creates it. A user other than root whom nobody delegated a cgroup
+/// to gets none (with a warning) when the spec sets no limits: the container then runs in the
+/// caller's cgroup, as with runc's rootless mode.
+pub(crate) fn create_for_spec(spec: &Spec, id: &str) -> Result<(Box<dyn Cgroup>, Origin)> {
+    let cgroup = for_spec(spec, id)?;
+    let origin = if cgroup.exists() { Origin::Existed } else { Origin::Created };
+    match cgroup.create() {
+        Ok(()) => Ok((cgroup, origin)),
+        Err(e) if e.is_permission_denied() && !nix::unistd::geteuid().is_root() => {
+            if let Some(limits) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).filter(|r| sets_limits(r)) {
+                let limits = serde_json::to_string(limits).unwrap_or_default();
+                return Err(Error::Unsupported(format!("linux.resources {limits} need a cgroup, and none is delegated to this user ({e})")));
+            }
+            eprintln!("berth-oci: warning: no cgroup for container {id}: none is delegated to this user ({e}); it stays in the caller's cgroup");
+            Ok((Box::new(Undelegated { init: 0 }), Origin::None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `resources` asks for anything but device rules (a rootless container cannot make
+/// device nodes anyway, and its spec may still list the defaults).
+fn sets_limits(resources: &LinuxResources) -> bool {
+    let mut without_devices = resources.clone();
+    without_devices.set_devices(None);
+    serde_json::to_value(&without_devices).is_ok_and(|v| v.as_object().is_some_and(|o| o.values().any(|v| !v.is_null())))
+}
+
+/// The cgroup of a container that has none (see [`create_for_spec`]): its processes are the init
+/// and its descendants; nothing can be frozen, limited or counted.
+struct Undelegated {
+    init: i32,
+}
+
+impl Undelegated {
+    fn unavailable(&self) -> berth_cgroups::Error {
+        berth_cgroups::Error::Unsupported("the container has no cgroup (rootless, and none was delegated)".into())
+    }
+}
+
+impl Cgroup for Undelegated {
+    fn create(&self) -> berth_cgroups::Result<()> {
+        Ok(())
+    }
+    fn apply(&self, resources: &LinuxResources) -> berth_cgroups::Result<()> {
+        if sets_limits(resources) {
+            return Err(self.unavailable());
+        }
+        Ok(())
+    }
+    fn add_process(&self, _pid: i32) -> berth_cgroups::Result<()> {
+        Ok(())
+    }
+    fn processes(&self) -> berth_cgroups::Result<Vec<i32>> {
+        Ok(crate::proc::descendants(self.init))
+    }
+    fn freeze(&self, _state: FreezerState) -> berth_cgroups::Result<()> {
+        Err(self.unavailable())
+    }
+    fn freezer_state(&self) -> berth_cgroups::Result<FreezerState> {
+        Ok(FreezerState::Thawed)
+    }
+    fn stats(&self) -> berth_cgroups::Result<berth_cgroups::Stats> {
+        Err(self.unavailable())
+    }
+    fn kill_all(&self) -> berth_cgroups::Result<bool> {
+        Ok(false)
+    }
+    fn clone_target(&self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+    fn oom_kills(&self) -> berth_cgroups::Result<u64> {
+        Ok(0)
+    }
+    fn remove(&self) -> berth_cgroups::Result<()> {
+        Ok(())
+    }
+    fn exists(&self) -> bool {
+        false
+    }
+    fn mount_sources(&self) -> Vec<(String, std::path::PathBuf)> {
+        Vec::new()
+    }
+}
+
 pub(crate) fn for_spec(spec: &Spec, id: &str) -> Result<Box<dyn Cgroup>> {
     let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
     Ok(berth_cgroups::open(path, id)?)
 }
 
 pub fn open(container: &Container) -> Result<Box<dyn Cgroup>> {
+    if container.without_cgroup {
+        return Ok(Box::new(Undelegated { init: container.pid }));
+    }
     for_spec(&container.config, &container.id)
 }

@@ -94,10 +94,8 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     }
     let exec_fifo = open_path(&fifo_path)?;
 
-    let cgroup = cgroup::for_spec(spec, &options.id)?;
-    let cgroup_existed = cgroup.exists();
-    cgroup.create()?;
-    if !cgroup_existed {
+    let (cgroup, cgroup_origin) = cgroup::create_for_spec(spec, &options.id)?;
+    if cgroup_origin == cgroup::Origin::Created {
         cleanup.cgroup = Some(cgroup::for_spec(spec, &options.id)?);
     }
     cgroup.apply(&cgroup::resources_with_spec_devices(linux))?;
@@ -172,6 +170,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         created: crate::time::rfc3339_now(),
         owner: String::new(),
         config: spec.clone(),
+        without_cgroup: cgroup_origin == cgroup::Origin::None,
         dir: dir.clone(),
     };
     loop {

@@ -104,19 +104,52 @@ pub(crate) fn unshare(flags: libc::c_int) -> Result<()> {
     Ok(())
 }
 
-/// Writes `/proc/<pid>/{uid,gid}_map` for a freshly created user namespace.
+/// Writes `/proc/<pid>/{uid,gid}_map` for a freshly created user namespace. Root writes them
+/// itself. Any other user may map only its own ids, and gid_map only once setgroups is denied;
+/// wider maps (subordinate ids from /etc/subuid) go through the setuid newuidmap/newgidmap.
 pub(crate) fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    for (file, mappings) in [("uid_map", linux.uid_mappings()), ("gid_map", linux.gid_mappings())] {
-        let text = map_text(mappings.as_deref().unwrap_or(&[]));
-        let path = proc_dir.join(file);
-        std::fs::write(&path, text).map_err(|e| Error::io("write id map", path, e))?;
+    let uid_mappings = linux.uid_mappings().as_deref().unwrap_or(&[]);
+    let gid_mappings = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    if nix::unistd::geteuid().is_root() {
+        write_map(pid, "uid_map", uid_mappings)?;
+        return write_map(pid, "gid_map", gid_mappings);
     }
-    Ok(())
+    if maps_only(uid_mappings, nix::unistd::geteuid().as_raw()) {
+        write_map(pid, "uid_map", uid_mappings)?;
+    } else {
+        run_id_map_helper("newuidmap", pid, uid_mappings)?;
+    }
+    if maps_only(gid_mappings, nix::unistd::getegid().as_raw()) {
+        let path = format!("/proc/{pid}/setgroups");
+        std::fs::write(&path, "deny").map_err(|e| Error::io("deny setgroups", path, e))?;
+        write_map(pid, "gid_map", gid_mappings)
+    } else {
+        run_id_map_helper("newgidmap", pid, gid_mappings)
+    }
 }
 
-fn map_text(mappings: &[LinuxIdMapping]) -> String {
-    mappings.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+fn write_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<()> {
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    let text: String = mappings.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+    std::fs::write(&path, text).map_err(|e| Error::io("write id map", path, e))
+}
+
+/// Whether `mappings` is the single id `host_id` (what an unprivileged user may write itself).
+fn maps_only(mappings: &[LinuxIdMapping], host_id: u32) -> bool {
+    matches!(mappings, [m] if m.host_id() == host_id && m.size() == 1)
+}
+
+fn run_id_map_helper(helper: &str, pid: i32, mappings: &[LinuxIdMapping]) -> Result<()> {
+    let mut command = std::process::Command::new(helper);
+    command.arg(pid.to_string());
+    for m in mappings {
+        command.args([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
+    }
+    let output = command.output().map_err(|e| Error::Unsupported(format!("{helper} (package uidmap) is needed for these id mappings: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Unsupported(format!("{helper} refused the id mappings (see /etc/subuid, /etc/subgid): {}", String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    Ok(())
 }
 
 /// The host id that `container_id` maps to, if the mappings cover it.

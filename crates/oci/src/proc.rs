@@ -28,6 +28,26 @@ fn parse(text: &str) -> Option<ProcStat> {
     Some(ProcStat { state, start_time })
 }
 
+/// How many processes [`descendants`] lists at most: a fork bomb must not make us loop forever.
+const MAX_DESCENDANTS: usize = 65536;
+
+/// `pid` and every process below it, from /proc/<pid>/task/*/children (parents before children).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = vec![pid];
+    let mut next = 0;
+    while next < found.len() && found.len() < MAX_DESCENDANTS {
+        let parent = found[next];
+        next += 1;
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).into_iter().flatten().flatten();
+        for task in tasks {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            found.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+    }
+    found.truncate(MAX_DESCENDANTS);
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

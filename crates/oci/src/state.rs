@@ -49,6 +49,9 @@ pub struct Container {
     pub created: String,
     pub owner: String,
     pub config: Spec,
+    /// Rootless without a delegated cgroup: the container has none (see `cgroup::create_for_spec`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_cgroup: bool,
     #[serde(skip)]
     pub dir: PathBuf,
 }

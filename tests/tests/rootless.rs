@@ -181,3 +181,19 @@ fn limits_without_a_delegated_cgroup_are_a_clear_error() {
     assert!(!env.root.join(&id).exists());
     env.leak_check();
 }
+
+#[test]
+fn idmapped_mounts_need_host_root_and_say_so() {
+    let (mut env, uid) = rootless_env("rootless-idmap");
+    let shared = env.dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    env.bundle.edit(|c| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": shared, "options": ["bind", "idmap"]})));
+    env.bundle.set_args(&["true"]);
+    let id = env.id("idmap");
+    let out = env.capture(&mut as_user(&env, uid, &["run", &id]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("idmapped mounts need root in the host's user namespace"), "{stderr}");
+    assert!(!env.root.join(&id).exists());
+    env.leak_check();
+}

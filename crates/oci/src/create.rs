@@ -8,7 +8,7 @@ use crate::spec::Bundle;
 use crate::state::{self, Container, Status, EXEC_FIFO};
 use crate::sync::{Message, SyncSocket};
 use crate::sys::{clone3, CloneResult};
-use crate::{cgroup, hooks, proc, seccomp_listener, Error, Result};
+use crate::{cgroup, hooks, idmap, proc, seccomp_listener, Error, Result};
 use berth_cgroups::Cgroup;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -100,6 +100,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     }
     cgroup.apply(&cgroup::resources_with_spec_devices(linux))?;
     let cgroup_mounts = cgroup.mount_sources();
+    let idmapped_trees = idmap::prepare(spec.mounts().as_deref().unwrap_or(&[]), &bundle.mount_id_mappings, linux)?;
 
     let (parent_sock, child_sock) = SyncSocket::pair()?;
     for path in &plan.parent_joins {
@@ -131,6 +132,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
                 no_pivot: options.no_pivot,
                 no_new_keyring: options.no_new_keyring,
                 cgroup_mounts,
+                idmapped_trees: &idmapped_trees,
                 seccomp: seccomp.as_ref(),
                 in_cgroup: std::cell::Cell::new(false),
                 cgroup_ns_done: std::cell::Cell::new(false),
@@ -141,6 +143,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     };
     drop(child_sock);
     drop(console);
+    drop(idmapped_trees);
     cleanup.child = Some(pid);
 
     // Moving a process between v1 cgroups waits for an RCU grace period (~10 ms here), longer than

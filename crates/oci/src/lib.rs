@@ -19,6 +19,7 @@ pub mod exec;
 pub mod features;
 pub mod hooks;
 mod id;
+mod idmap;
 mod init;
 pub mod manage;
 mod namespaces;

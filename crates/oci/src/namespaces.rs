@@ -4,7 +4,7 @@
 
 use crate::{Error, Result};
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 pub(crate) fn flag(typ: LinuxNamespaceType) -> libc::c_int {
@@ -108,8 +108,10 @@ pub(crate) fn unshare(flags: libc::c_int) -> Result<()> {
 /// itself. Any other user may map only its own ids, and gid_map only once setgroups is denied;
 /// wider maps (subordinate ids from /etc/subuid) go through the setuid newuidmap/newgidmap.
 pub(crate) fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
-    let uid_mappings = linux.uid_mappings().as_deref().unwrap_or(&[]);
-    let gid_mappings = linux.gid_mappings().as_deref().unwrap_or(&[]);
+    write_maps(pid, linux.uid_mappings().as_deref().unwrap_or(&[]), linux.gid_mappings().as_deref().unwrap_or(&[]))
+}
+
+fn write_maps(pid: i32, uid_mappings: &[LinuxIdMapping], gid_mappings: &[LinuxIdMapping]) -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         write_map(pid, "uid_map", uid_mappings)?;
         return write_map(pid, "gid_map", gid_mappings);
@@ -150,6 +152,31 @@ fn run_id_map_helper(helper: &str, pid: i32, mappings: &[LinuxIdMapping]) -> Res
         return Err(Error::Unsupported(format!("{helper} refused the id mappings (see /etc/subuid, /etc/subgid): {}", String::from_utf8_lossy(&output.stderr).trim())));
     }
     Ok(())
+}
+
+/// An fd on a new user namespace with these mappings and no process left in it: what an
+/// idmapped mount needs. A child is cloned into the namespace only long enough to map it.
+pub(crate) fn user_namespace_fd(uid_mappings: &[LinuxIdMapping], gid_mappings: &[LinuxIdMapping]) -> Result<OwnedFd> {
+    let (hold_read, hold_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
+    let (cloned, _) = crate::sys::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| Error::sys("clone3 a user namespace", e))?;
+    let pid = match cloned {
+        crate::sys::CloneResult::Child => {
+            drop(hold_write);
+            // Wait for the parent to be done with us: read returns once it closes its end.
+            let _ = nix::unistd::read(hold_read.as_raw_fd(), &mut [0u8; 1]);
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        crate::sys::CloneResult::Parent { pid } => pid,
+    };
+    drop(hold_read);
+    let opened = write_maps(pid, uid_mappings, gid_mappings).and_then(|_| {
+        let path = format!("/proc/{pid}/ns/user");
+        std::fs::File::open(&path).map(OwnedFd::from).map_err(|e| Error::io("open user namespace", path, e))
+    });
+    drop(hold_write);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    opened
 }
 
 /// The host id that `container_id` maps to, if the mappings cover it.

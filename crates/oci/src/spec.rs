@@ -2,7 +2,7 @@
 //! size, parsed by oci-spec, then checked for what the kernel would otherwise reject half way through.
 
 use crate::{Error, Result};
-use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Process, Spec};
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,25 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub spec: Spec,
     pub rootfs: PathBuf,
+    /// Per mount (in spec order), the idmap mappings of runtime-spec 1.1, which oci-spec's `Mount`
+    /// does not carry.
+    pub mount_id_mappings: Vec<MountIdMappings>,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct MountIdMappings {
+    #[serde(default, rename = "uidMappings")]
+    pub uid: Option<Vec<LinuxIdMapping>>,
+    #[serde(default, rename = "gidMappings")]
+    pub gid: Option<Vec<LinuxIdMapping>>,
 }
 
 impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle> {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
         let config_path = dir.join("config.json");
-        let spec = load_spec(&config_path)?;
+        let text = read_config(&config_path)?;
+        let spec = parse_spec(&config_path, &text)?;
         let root = spec.root().as_ref().ok_or_else(|| Error::config(&config_path, "root is missing"))?;
         let rootfs = dir.join(root.path());
         let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::io("rootfs", &rootfs, e))?;
@@ -29,18 +41,33 @@ impl Bundle {
             return Err(Error::config(&config_path, format!("root.path {} is not a directory", rootfs.display())));
         }
         validate(&spec).map_err(|reason| Error::config(&config_path, reason))?;
-        Ok(Bundle { dir, spec, rootfs })
+        #[derive(serde::Deserialize)]
+        struct Mounts {
+            #[serde(default)]
+            mounts: Option<Vec<MountIdMappings>>,
+        }
+        let mounts: Mounts = serde_json::from_str(&text).map_err(|e| Error::config(&config_path, e.to_string()))?;
+        Ok(Bundle { dir, spec, rootfs, mount_id_mappings: mounts.mounts.unwrap_or_default() })
     }
 }
 
 pub fn load_spec(path: &Path) -> Result<Spec> {
+    parse_spec(path, &read_config(path)?)
+}
+
+fn read_config(path: &Path) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut text = String::new();
     file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(|e| Error::io("read", path, e))?;
     if text.len() as u64 > MAX_CONFIG_BYTES {
         return Err(Error::config(path, format!("larger than {MAX_CONFIG_BYTES} bytes")));
     }
-    let spec: Spec = serde_json::from_str(&text).map_err(|e| Error::config(path, e.to_string()))?;
+    Ok(text)
+}
+
+/// Parses and version-checks config.json text (`path` only names it in errors).
+pub fn parse_spec(path: &Path, text: &str) -> Result<Spec> {
+    let spec: Spec = serde_json::from_str(text).map_err(|e| Error::config(path, e.to_string()))?;
     check_version(spec.version()).map_err(|reason| Error::config(path, reason))?;
     Ok(spec)
 }

@@ -38,6 +38,8 @@ pub(crate) struct InitContext<'a> {
     pub no_new_keyring: bool,
     /// (name, host directory) pairs a `cgroup` mount shows.
     pub cgroup_mounts: Vec<(String, PathBuf)>,
+    /// Detached idmapped trees the parent made, by index of the spec's mounts (see crate::idmap).
+    pub idmapped_trees: &'a [Option<OwnedFd>],
     /// Compiled by the parent; loaded right before execve.
     pub seccomp: Option<&'a SeccompProgram>,
     /// Set once the parent reported the move into the cgroup.

@@ -53,7 +53,8 @@ pub(super) fn parse_options(options: &[String]) -> Result<MountOptions> {
                 parsed.recursive = true;
                 continue;
             }
-            "idmap" | "ridmap" => return Err(Error::Unsupported(format!("mount option {option:?} is not supported yet"))),
+            // Done by the parent (crate::idmap); the tree arrives ready to attach.
+            "idmap" | "ridmap" => continue,
             other => {
                 if let Some(propagation) = propagation_flag(other) {
                     parsed.propagation |= propagation;
@@ -163,7 +164,8 @@ pub(super) fn locked_flags(path: &str) -> MsFlags {
 }
 
 /// Performs one spec mount inside `root` (an fd on the rootfs, still at its host path).
-pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts: &[(String, PathBuf)], in_userns: bool) -> Result<()> {
+/// `idmapped`: the detached tree the parent made for an idmap mount, attached instead of a bind.
+pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts: &[(String, PathBuf)], in_userns: bool, idmapped: Option<BorrowedFd<'_>>) -> Result<()> {
     let options = parse_options(spec_mount.options().as_deref().unwrap_or(&[]))?;
     let typ = spec_mount.typ().clone().unwrap_or_default();
     let dest = spec_mount.destination();
@@ -171,7 +173,13 @@ pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts:
     if typ == "cgroup" && !bind {
         return mount_cgroup(root, dest, &options, cgroup_mounts);
     }
-    if bind {
+    if let Some(tree) = idmapped {
+        let source = spec_mount.source().as_deref().unwrap_or(Path::new(""));
+        let is_dir = std::fs::metadata(source).map_err(|e| Error::io("bind source", source, e))?.is_dir();
+        let target = create_in_root(root, dest, if is_dir { Kind::Dir } else { Kind::File })?;
+        crate::sys::mount_api::move_mount(tree, target.as_fd()).map_err(|e| Error::sys(format!("attach idmapped {} on {}", source.display(), dest.display()), e))?;
+        remount_bind(root, dest, &options, in_userns)?;
+    } else if bind {
         let source = spec_mount.source().as_ref().ok_or_else(|| Error::Init(format!("bind mount to {} has no source", dest.display())))?;
         let meta = std::fs::metadata(source).map_err(|e| Error::io("bind source", source, e))?;
         let target = create_in_root(root, dest, if meta.is_dir() { Kind::Dir } else { Kind::File })?;
@@ -181,15 +189,7 @@ pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts:
         }
         mount(Some(source), fd_path(target.as_fd()).as_str(), None::<&str>, flags, None::<&str>)
             .map_err(|e| Error::sys(format!("bind {} on {}", source.display(), dest.display()), e))?;
-        let remount_flags = options.flags & !(MsFlags::MS_REC);
-        if !remount_flags.is_empty() {
-            // The fd still names the directory under the new mount; reopen to reach the mount itself.
-            let mounted = create_in_root(root, dest, Kind::Dir)?;
-            let path = fd_path(mounted.as_fd());
-            let locked = if in_userns { locked_flags(&path) } else { MsFlags::empty() };
-            mount(None::<&str>, path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount_flags | locked, None::<&str>)
-                .map_err(|e| Error::sys(format!("remount {} with {:?}", dest.display(), remount_flags), e))?;
-        }
+        remount_bind(root, dest, &options, in_userns)?;
     } else {
         let target = create_in_root(root, dest, Kind::Dir)?;
         let data = options.data.join(",");
@@ -203,6 +203,20 @@ pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts:
             .map_err(|e| Error::sys(format!("set propagation of {}", dest.display()), e))?;
     }
     Ok(())
+}
+
+/// Applies a bind mount's flags (ro, nosuid, …), which a bind itself ignores, by a remount.
+fn remount_bind(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions, in_userns: bool) -> Result<()> {
+    let remount_flags = options.flags & !(MsFlags::MS_REC);
+    if remount_flags.is_empty() {
+        return Ok(());
+    }
+    // The fd still names the directory under the new mount; reopen to reach the mount itself.
+    let mounted = create_in_root(root, dest, Kind::Dir)?;
+    let path = fd_path(mounted.as_fd());
+    let locked = if in_userns { locked_flags(&path) } else { MsFlags::empty() };
+    mount(None::<&str>, path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount_flags | locked, None::<&str>)
+        .map_err(|e| Error::sys(format!("remount {} with {:?}", dest.display(), remount_flags), e))
 }
 
 /// A `cgroup` mount shows only the container's own subtree: on v1 a tmpfs holding one bind mount per

@@ -24,8 +24,9 @@ pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
     let root_fd = root.as_fd();
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
-    for spec_mount in spec_mounts {
-        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, ctx.plan.new_user)?;
+    for (i, spec_mount) in spec_mounts.iter().enumerate() {
+        let idmapped = ctx.idmapped_trees.get(i).and_then(|t| t.as_ref()).map(|t| t.as_fd());
+        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, ctx.plan.new_user, idmapped)?;
     }
     let dev_is_host_bind = spec_mounts.iter().any(|m| {
         m.destination() == Path::new("/dev") && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))

@@ -2,6 +2,7 @@
 //! Nothing above this module calls `libc::syscall` directly.
 
 mod clone;
+pub mod mount_api;
 mod openat2;
 mod pidfd;
 pub mod sealed_exe;

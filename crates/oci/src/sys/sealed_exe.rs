@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
@@ -40,36 +40,12 @@ pub fn reexec_sealed() -> io::Error {
     }
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// An O_PATH fd on our binary inside a detached, read-only clone of the mount that holds it.
 fn readonly_clone() -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOUNT_ATTR_RDONLY: u64 = 1;
     let exe = std::fs::read_link("/proc/self/exe")?;
     let (dir, name) = (exe.parent().unwrap_or(std::path::Path::new("/")), exe.file_name().unwrap_or_default());
-    let dir = CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: dir is a valid C string; a returned fd is a new detached mount owned by us.
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dir.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint) };
-    if tree < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: see above.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    // SAFETY: attr is a valid mount_attr of the size passed; the path is empty with AT_EMPTY_PATH.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let tree = super::mount_api::clone_tree(dir, false)?;
+    super::mount_api::set_tree_attr(tree.as_fd(), super::mount_api::MOUNT_ATTR_RDONLY, None, false)?;
     let name = CString::new(name.as_bytes())?;
     // SAFETY: name is a valid C string relative to the tree fd; a returned fd is ours.
     let fd = unsafe { libc::openat(tree.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages berth builds and tests with (run as root on Debian bookworm).
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
-#   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests), uidmap iptables
+#   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
+#           uidmap (rootless), libcap2-bin (file capabilities), iptables
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -9,5 +10,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc libc6-dev \
     busybox-static procps \
-    containerd podman uidmap iptables \
+    containerd podman uidmap iptables libcap2-bin \
     runc crun hyperfine time >/dev/null

@@ -3,12 +3,13 @@
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
 #   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
 #           uidmap (rootless), libcap2-bin (file capabilities), iptables
+#   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    libseccomp-dev pkg-config gcc libc6-dev \
+    libseccomp-dev pkg-config gcc g++ libc6-dev \
     busybox-static procps \
     containerd podman uidmap iptables libcap2-bin \
     runc crun hyperfine time >/dev/null

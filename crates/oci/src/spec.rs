@@ -33,21 +33,14 @@ impl Bundle {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
         let config_path = dir.join("config.json");
         let text = read_config(&config_path)?;
-        let spec = parse_spec(&config_path, &text)?;
+        let (spec, mount_id_mappings) = parse_config(&config_path, &text)?;
         let root = spec.root().as_ref().ok_or_else(|| Error::config(&config_path, "root is missing"))?;
         let rootfs = dir.join(root.path());
         let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| Error::io("rootfs", &rootfs, e))?;
         if !rootfs.is_dir() {
             return Err(Error::config(&config_path, format!("root.path {} is not a directory", rootfs.display())));
         }
-        validate(&spec).map_err(|reason| Error::config(&config_path, reason))?;
-        #[derive(serde::Deserialize)]
-        struct Mounts {
-            #[serde(default)]
-            mounts: Option<Vec<MountIdMappings>>,
-        }
-        let mounts: Mounts = serde_json::from_str(&text).map_err(|e| Error::config(&config_path, e.to_string()))?;
-        Ok(Bundle { dir, spec, rootfs, mount_id_mappings: mounts.mounts.unwrap_or_default() })
+        Ok(Bundle { dir, spec, rootfs, mount_id_mappings })
     }
 }
 
@@ -63,6 +56,44 @@ fn read_config(path: &Path) -> Result<String> {
         return Err(Error::config(path, format!("larger than {MAX_CONFIG_BYTES} bytes")));
     }
     Ok(text)
+}
+
+/// Everything `create` takes from config.json text, parsed and validated, touching nothing on disk
+/// (`path` only names the file in errors). The fuzz target `config_json` drives this.
+pub fn parse_config(path: &Path, text: &str) -> Result<(Spec, Vec<MountIdMappings>)> {
+    let spec = parse_spec(path, text)?;
+    validate(&spec).map_err(|reason| Error::config(path, reason))?;
+    #[derive(serde::Deserialize)]
+    struct Mounts {
+        #[serde(default)]
+        mounts: Option<Vec<MountIdMappings>>,
+    }
+    let mounts: Mounts = serde_json::from_str(text).map_err(|e| Error::config(path, e.to_string()))?;
+    Ok((spec, mounts.mounts.unwrap_or_default()))
+}
+
+/// A process.json (`exec --process`): parsed, with args present and ids valid.
+pub fn parse_process(path: &Path, text: &str) -> Result<Process> {
+    let process: Process = serde_json::from_str(text).map_err(|e| Error::config(path, e.to_string()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::config(path, "args must not be empty"));
+    }
+    validate_process(&process).map_err(|reason| Error::config(path, reason))?;
+    Ok(process)
+}
+
+/// `uid[:gid]` as `exec --user` takes it: numbers only (names would mean reading the container's
+/// /etc/passwd, which is the caller's business). The gid is None when not given.
+pub fn parse_user(user: &str) -> std::result::Result<(u32, Option<u32>), String> {
+    let (uid, gid) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let number = |s: &str| s.parse::<u32>().ok().filter(|_| s.bytes().all(|b| b.is_ascii_digit()));
+    let bad = || format!("user {user:?}: expected uid[:gid] as decimal numbers");
+    let uid = number(uid).ok_or_else(bad)?;
+    let gid = gid.map(|g| number(g).ok_or_else(bad)).transpose()?;
+    Ok((uid, gid))
 }
 
 /// Parses and version-checks config.json text (`path` only names it in errors).
@@ -192,5 +223,14 @@ mod tests {
         let mut spec = Spec::default();
         spec.process_mut().as_mut().unwrap().set_cwd("relative".into());
         assert!(validate(&spec).is_err());
+    }
+
+    #[test]
+    fn users_are_numbers_only() {
+        assert_eq!(parse_user("1000"), Ok((1000, None)));
+        assert_eq!(parse_user("0:5"), Ok((0, Some(5))));
+        for bad in ["", ":", "1000:", ":5", "+1", "1 ", "root", "1:2:3", "4294967296", "-1"] {
+            assert!(parse_user(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -42,11 +42,7 @@ fn build_process(root: &Path, args: &ExecArgs) -> anyhow::Result<Process> {
         if text.len() as u64 > MAX_PROCESS_JSON {
             bail!("{} is larger than {MAX_PROCESS_JSON} bytes", path.display());
         }
-        let process: Process = serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-            bail!("{}: args must not be empty", path.display());
-        }
-        return Ok(process);
+        return Ok(berth_oci::spec::parse_process(path, &text)?);
     }
     if args.command.is_empty() {
         bail!("exec needs a command (or --process)");
@@ -66,12 +62,9 @@ fn build_process(root: &Path, args: &ExecArgs) -> anyhow::Result<Process> {
     }
     process.set_env(Some(env));
     if let Some(user) = &args.user {
-        let (uid, gid) = match user.split_once(':') {
-            Some((u, g)) => (u.parse::<u32>(), g.parse::<u32>()),
-            None => (user.parse::<u32>(), Ok(process.user().gid())),
-        };
-        let (Ok(uid), Ok(gid)) = (uid, gid) else { bail!("--user {user:?}: expected uid[:gid] as numbers") };
+        let (uid, gid) = berth_oci::spec::parse_user(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
         process.user_mut().set_uid(uid);
+        let gid = gid.unwrap_or(process.user().gid());
         process.user_mut().set_gid(gid);
     }
     if !args.additional_gids.is_empty() {

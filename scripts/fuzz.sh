@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs every fuzz target in fuzz/ for a bounded time (FUZZ_SECONDS each, default 60) and fails on
+# the first crash, leak or hang. Built with stable Rust: the coverage instrumentation cargo-fuzz
+# would add (sanitizer "none") is passed as codegen flags, so neither nightly nor cargo-fuzz is
+# needed; libFuzzer itself is compiled by libfuzzer-sys (needs g++). Seeds come from
+# `berth-oci spec`; findings land in target/fuzz/artifacts/<target>/.
+set -eu
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-60}
+out=$PWD/target/fuzz
+targets="config_json process_json user_spec"
+for target in $targets; do mkdir -p "$out/corpus/$target" "$out/artifacts/$target"; done
+
+# Seeds (before the fuzzing flags are set, so the main build is reused as it is).
+cargo build -q --locked --bin berth-oci
+seeds=$(mktemp -d)
+trap 'rm -rf "$seeds"' EXIT
+bin=$PWD/target/debug/berth-oci
+(cd "$seeds" && "$bin" spec && mv config.json default.json && "$bin" spec --rootless && mv config.json rootless.json)
+cp "$seeds/default.json" "$seeds/rootless.json" "$out/corpus/config_json/"
+python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["process"]))' "$seeds/default.json" > "$out/corpus/process_json/default.json"
+printf '0' > "$out/corpus/user_spec/root"
+printf '1000:1000' > "$out/corpus/user_spec/user"
+
+export CARGO_TARGET_DIR="$out/build"
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+# An explicit --target keeps the flags off build scripts and proc macros, which run on the host.
+triple=$(rustc -vV | sed -n 's/^host: //p')
+cargo build -q --locked --manifest-path fuzz/Cargo.toml --release --bins --target "$triple"
+
+for target in $targets; do
+    echo "fuzz: $target for ${seconds}s"
+    "$out/build/$triple/release/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+        -artifact_prefix="$out/artifacts/$target/" -print_final_stats=1 "$out/corpus/$target" 2>"$out/$target.log" ||
+        { tail -40 "$out/$target.log"; echo "fuzz: $target failed; reproducer in $out/artifacts/$target/" >&2; exit 1; }
+    grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$out/$target.log" | sed "s/^/fuzz: $target /"
+done

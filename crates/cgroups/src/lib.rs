@@ -38,6 +38,12 @@ pub trait Cgroup {
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
     /// Moves a process (all its threads) into the cgroup.
     fn add_process(&self, pid: i32) -> Result<()>;
+    /// Whether [`Cgroup::join_self`] works with this driver (v1).
+    fn can_join_self(&self) -> bool;
+    /// Moves the calling thread into the cgroup (v1: "0" to each hierarchy's `tasks`). The kernel
+    /// moves a thread that moves itself without the RCU grace period (~10 ms) that any move by
+    /// another process waits for. For single-threaded callers only, so the thread is the process.
+    fn join_self(&self) -> Result<()>;
     /// Processes in the cgroup, recursively.
     fn processes(&self) -> Result<Vec<i32>>;
     fn freeze(&self, state: FreezerState) -> Result<()>;

@@ -90,6 +90,12 @@ impl Cgroup for Undelegated {
     fn add_process(&self, _pid: i32) -> berth_cgroups::Result<()> {
         Ok(())
     }
+    fn can_join_self(&self) -> bool {
+        false
+    }
+    fn join_self(&self) -> berth_cgroups::Result<()> {
+        Ok(())
+    }
     fn processes(&self) -> berth_cgroups::Result<Vec<i32>> {
         Ok(crate::proc::descendants(self.init))
     }

@@ -114,6 +114,10 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set child subreaper", e))?;
     }
 
+    // On v1 the init moves itself into its cgroup: the kernel spares a thread that moves itself the
+    // RCU grace period (~10 ms here) that a move by the parent waits for. Not from inside a user
+    // namespace, whose root does not own the host's cgroup files.
+    let self_join = cgroup.can_join_self() && !plan.enters_user_namespace();
     let cgroup_dir = cgroup.clone_target();
     let (cloned, born_in_cgroup) = clone3(plan.clone_flags as u64, cgroup_dir.as_ref().map(|fd| fd.as_fd())).map_err(|e| Error::sys("clone3", e))?;
     drop(cgroup_dir);
@@ -134,6 +138,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
                 cgroup_mounts,
                 idmapped_trees: &idmapped_trees,
                 seccomp: seccomp.as_ref(),
+                join_cgroup: self_join.then_some(&*cgroup),
                 in_cgroup: std::cell::Cell::new(false),
                 cgroup_ns_done: std::cell::Cell::new(false),
             };
@@ -146,11 +151,12 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     drop(idmapped_trees);
     cleanup.child = Some(pid);
 
-    // Moving a process between v1 cgroups waits for an RCU grace period (~10 ms here), longer than
-    // the init's own mount setup, which therefore runs meanwhile. The init waits for `InCgroup`
-    // before its cgroup namespace, its hooks and `Ready`, so no code of the container's runs
-    // outside. An init that forks again must be moved first, or its child would be born outside.
-    let join_cgroup_early = !born_in_cgroup && plan.fork;
+    // Otherwise the parent moves it, which waits for an RCU grace period longer than the init's own
+    // mount setup, which therefore runs meanwhile. The init waits for `InCgroup` before its cgroup
+    // namespace, its hooks and `Ready`, so no code of the container's runs outside. An init that
+    // forks again must be moved first, or its child would be born outside.
+    let moved_by_parent = !born_in_cgroup && !self_join;
+    let join_cgroup_early = moved_by_parent && plan.fork;
     if join_cgroup_early {
         cgroup.add_process(pid)?;
     }
@@ -158,11 +164,13 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         namespaces::write_id_maps(pid, linux)?;
     }
     parent_sock.send(&Message::Go)?;
-    if !born_in_cgroup && !join_cgroup_early {
+    if moved_by_parent && !join_cgroup_early {
         cgroup.add_process(pid)?;
     }
-    // An init that already failed has closed its end: its error message is read below.
-    let _ = parent_sock.send(&Message::InCgroup);
+    if !self_join {
+        // An init that already failed has closed its end: its error message is read below.
+        let _ = parent_sock.send(&Message::InCgroup);
+    }
 
     let mut container = Container {
         id: options.id.clone(),

@@ -62,7 +62,8 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let intermediate = match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
-            let result = exec_child(&child_sock, &pidfd, &container_root, join, &options.process, seccomp.as_ref(), console.as_ref(), options.preserve_fds);
+            let join_cgroup = cgroup.can_join_self().then_some(&*cgroup);
+            let result = exec_child(&child_sock, join_cgroup, &pidfd, &container_root, join, &options.process, seccomp.as_ref(), console.as_ref(), options.preserve_fds);
             let error = match result {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -79,7 +80,10 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(intermediate), nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(intermediate), None);
     };
-    if let Err(e) = cgroup.add_process(intermediate).and_then(|_| Ok(())).map_err(Error::from).and_then(|_| parent_sock.send(&Message::Go)) {
+    // v1: the child moves itself, sparing the RCU grace period a move by us would wait for (see create).
+    let self_join = cgroup.can_join_self();
+    let moved = if self_join { Ok(()) } else { cgroup.add_process(intermediate).map_err(Error::from) };
+    if let Err(e) = moved.and_then(|_| parent_sock.send(&Message::Go)) {
         kill_intermediate();
         return Err(e);
     }
@@ -155,6 +159,7 @@ fn open_container_root(init_pid: i32, pidfd: &OwnedFd) -> Result<OwnedFd> {
 
 fn exec_child(
     sync: &SyncSocket,
+    join_cgroup: Option<&dyn berth_cgroups::Cgroup>,
     pidfd: &OwnedFd,
     container_root: &OwnedFd,
     join: libc::c_int,
@@ -166,6 +171,10 @@ fn exec_child(
     sync.expect("go", |m| matches!(m, Message::Go))?;
     // Before joining: processes already in the container must never ptrace us or read our /proc.
     process::set_non_dumpable()?;
+    // While the host's cgroup files are still in view; before any namespace is joined.
+    if let Some(cgroup) = join_cgroup {
+        cgroup.join_self()?;
+    }
     crate::sys::setns_pidfd(pidfd.as_fd(), join).map_err(|e| Error::sys("join the container's namespaces", e))?;
     nix::unistd::fchdir(container_root.as_raw_fd()).map_err(|e| Error::sys("enter the container's root", e))?;
     nix::unistd::chroot(".").map_err(|e| Error::sys("chroot into the container's root", e))?;

@@ -82,6 +82,11 @@ impl Plan {
         }
         Ok(plan)
     }
+
+    /// Whether the init creates or joins a user namespace.
+    pub(crate) fn enters_user_namespace(&self) -> bool {
+        self.new_user || self.child_joins.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER)
+    }
 }
 
 pub(crate) fn setns_path(path: &Path, nstype: libc::c_int) -> Result<()> {

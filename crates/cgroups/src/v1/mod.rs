@@ -128,6 +128,17 @@ impl Cgroup for V1Cgroup {
         Ok(())
     }
 
+    fn can_join_self(&self) -> bool {
+        true
+    }
+
+    fn join_self(&self) -> Result<()> {
+        for dir in self.dirs.values() {
+            write(dir, "tasks", "0")?;
+        }
+        Ok(())
+    }
+
     fn processes(&self) -> Result<Vec<i32>> {
         // Every controller holds every process; the freezer (or any) hierarchy is enough.
         let Some(dir) = self.dir("freezer").or_else(|| self.dirs.values().next().map(PathBuf::as_path)) else {

@@ -74,6 +74,16 @@ impl Cgroup for V2Cgroup {
         write(&self.dir, "cgroup.procs", &pid.to_string())
     }
 
+    /// v2 writes of "0" to cgroup.procs still take the global lock; creation uses
+    /// CLONE_INTO_CGROUP instead.
+    fn can_join_self(&self) -> bool {
+        false
+    }
+
+    fn join_self(&self) -> Result<()> {
+        Err(Error::Unsupported("cgroup v2 joins by CLONE_INTO_CGROUP or cgroup.procs".into()))
+    }
+
     fn processes(&self) -> Result<Vec<i32>> {
         let mut pids = Vec::new();
         super::v1::collect_procs(&self.dir, &mut pids)?;

@@ -42,6 +42,9 @@ pub(crate) struct InitContext<'a> {
     pub idmapped_trees: &'a [Option<OwnedFd>],
     /// Compiled by the parent; loaded right before execve.
     pub seccomp: Option<&'a SeccompProgram>,
+    /// The cgroup to move into by ourselves, first thing (v1, see create); None: the parent moves
+    /// us (or we were born there) and says `InCgroup`.
+    pub join_cgroup: Option<&'a dyn berth_cgroups::Cgroup>,
     /// Set once the parent reported the move into the cgroup.
     pub in_cgroup: std::cell::Cell<bool>,
     /// Set once the cgroup namespace (if any) is made.
@@ -88,6 +91,11 @@ pub(crate) fn child_main(ctx: &InitContext<'_>) -> ! {
 
 fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     ctx.sync.expect("go", |m| matches!(m, Message::Go))?;
+    // Before joining any namespace by path: the host's cgroup files are where we can see them now.
+    if let Some(cgroup) = ctx.join_cgroup {
+        cgroup.join_self()?;
+        ctx.in_cgroup.set(true);
+    }
     enter_namespaces(ctx)?;
     // Until execve (which restores it for a readable binary), nothing in the container may ptrace
     // us or open our /proc entries (fds, environ, exe). Not before the id maps are written: an

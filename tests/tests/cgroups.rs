@@ -44,9 +44,19 @@ fn resources_are_written_and_updated() {
     assert_eq!(file("cpuset", "cpuset.cpus"), "0");
     assert_eq!(file("pids", "pids.max"), "32");
     let pid = env.pid(&id).to_string();
-    assert!(file("pids", "cgroup.procs").lines().any(|p| p == pid), "the init is in its cgroup before it runs");
+    let controllers: &[&str] = if v2 { &["pids"] } else { &["pids", "memory", "cpu", "cpuset", "freezer", "devices"] };
+    for controller in controllers {
+        assert!(file(controller, "cgroup.procs").lines().any(|p| p == pid), "the init is in its {controller} cgroup before it runs");
+    }
 
     env.ok(&["start", &id]);
+    // An exec'd process is in every hierarchy of the container's cgroup too (on v1 it moves itself).
+    let pid_file = env.dir.join("exec.pid");
+    env.ok(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), &id, "sleep", "60"]);
+    let exec_pid = std::fs::read_to_string(&pid_file).unwrap();
+    for controller in controllers {
+        assert!(file(controller, "cgroup.procs").lines().any(|p| p == exec_pid), "the exec'd process is in the {controller} cgroup");
+    }
     env.ok(&["update", "--memory", "96m", "--memory-swap", "192m", "--pids-limit", "64", "--cpu-share", "256", &id]);
     assert_eq!(file("pids", "pids.max"), "64");
     if v2 {

@@ -262,6 +262,9 @@ fn hostile_resources_are_refused_and_nothing_is_created() {
         json!({"hugepageLimits": [{"pageSize": "3KB", "limit": 1}]}),
         json!({"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}),
         json!({"blockIO": {"weight": 5000}}),
+        json!({"rdma": {"mlx5_0 hca_handle": {"hcaHandles": 1}}}),
+        // No RDMA device here: the kernel (v2) or the missing controller (this v1 host) refuses.
+        json!({"rdma": {"no-such-hca": {"hcaHandles": 2, "hcaObjects": 100}}}),
     ];
     for resources in cases {
         env.bundle.edit(|c| c["linux"]["resources"] = resources.clone());

@@ -12,6 +12,7 @@ mod devices;
 mod error;
 mod hierarchy;
 mod path;
+mod rdma;
 mod stats;
 mod v1;
 mod v2;

@@ -40,6 +40,9 @@ pub(super) fn apply(cgroup: &V1Cgroup, resources: &LinuxResources) -> Result<()>
             write(require(cgroup, "net_prio")?, "net_prio.ifpriomap", &format!("{name} {}", priority.priority()))?;
         }
     }
+    for line in crate::rdma::max_lines(resources)? {
+        write(require(cgroup, "rdma")?, "rdma.max", &line)?;
+    }
     if let Some(unified) = resources.unified() {
         if !unified.is_empty() {
             return Err(Error::Unsupported("linux.resources.unified needs cgroup v2".into()));

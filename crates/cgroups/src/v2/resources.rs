@@ -44,6 +44,9 @@ pub(super) fn apply(dir: &Path, resources: &LinuxResources) -> Result<()> {
         }
         write(dir, &format!("hugetlb.{size}.max"), &limit.limit().to_string())?;
     }
+    for line in crate::rdma::max_lines(resources)? {
+        write(dir, "rdma.max", &line)?;
+    }
     if resources.network().is_some() {
         return Err(Error::Unsupported("linux.resources.network (net_cls/net_prio) does not exist on cgroup v2".into()));
     }

@@ -162,6 +162,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--berth", default=shutil.which("berth-oci") or "target/release/berth-oci")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", default="berth-oci,crun,runc",
+                        help="comma-separated runtimes to measure (ratios need crun and runc)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the runtimes create real containers")
@@ -172,7 +174,7 @@ def main():
     if missing:
         raise SystemExit(f"missing runtimes: {missing} (apt-get install runc crun; cargo build --release)")
     workdir = tempfile.mkdtemp(prefix="berth-bench-")
-    runtimes = [Runtime(name, path, workdir) for name, path in paths.items()]
+    runtimes = [Runtime(name, path, workdir) for name, path in paths.items() if name in args.only.split(",")]
     times = {(s, r.name): [] for s in SCENARIOS for r in runtimes}
     peaks = {(s, r.name): 0 for s in SCENARIOS for r in runtimes}
     used_ids = []

@@ -78,6 +78,13 @@ fn resources_are_written_and_updated() {
         assert_eq!(file("cpu", "cpu.cfs_quota_us"), "50000");
     }
     env.fails(&["update", "--memory", "lots", &id]);
+    // A limit below what the container already uses, with checkBeforeUpdate: refused, nothing written.
+    std::fs::write(&resources, r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#).unwrap();
+    let stderr = env.fails(&["update", "-r", resources.to_str().unwrap(), &id]);
+    assert!(stderr.contains("below the current usage"), "{stderr}");
+    let limit_file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+    assert_eq!(file("memory", limit_file), (96u64 << 20).to_string());
+    assert_eq!(env.status(&id), "running");
     env.ok(&["delete", "--force", &id]);
     env.leak_check();
 }

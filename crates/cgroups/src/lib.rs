@@ -11,6 +11,7 @@
 mod devices;
 mod error;
 mod hierarchy;
+mod memory_check;
 mod path;
 mod rdma;
 mod stats;

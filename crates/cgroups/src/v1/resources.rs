@@ -70,6 +70,7 @@ fn limit_value(field: &'static str, value: i64) -> Result<String> {
 }
 
 fn apply_memory(dir: &Path, memory: &LinuxMemory) -> Result<()> {
+    crate::memory_check::check_before_update(dir, "memory.usage_in_bytes", memory)?;
     if let Some(reservation) = memory.reservation() {
         write(dir, "memory.soft_limit_in_bytes", &limit_value("memory.reservation", reservation)?)?;
     }

@@ -83,6 +83,7 @@ fn limit_or_max(field: &'static str, value: i64) -> Result<String> {
 }
 
 fn apply_memory(dir: &Path, memory: &LinuxMemory) -> Result<()> {
+    crate::memory_check::check_before_update(dir, "memory.current", memory)?;
     if let Some(reservation) = memory.reservation() {
         write(dir, "memory.low", &limit_or_max("memory.reservation", reservation)?)?;
     }

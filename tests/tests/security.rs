@@ -195,3 +195,33 @@ fn inheritable_capabilities_never_reach_an_unprivileged_process() {
     std::fs::remove_file(&capcat).unwrap();
     env.leak_check();
 }
+
+/// CVE-2025-52565 class: the image's /dev/console is a symlink to a host-sensitive /proc file; a
+/// runtime that binds the pty "over /dev/console" through the link would mount it there. Without a
+/// /dev tmpfs the image's /dev is used as it is: the run is refused and nothing is mounted.
+#[test]
+fn a_dev_console_symlink_never_redirects_the_console_mount() {
+    let mut env = TestEnv::new("cve-2025-52565");
+    env.bundle.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev");
+        c["process"]["terminal"] = serde_json::json!(true);
+        c["root"]["readonly"] = serde_json::json!(false);
+    });
+    env.bundle.set_args(&["true"]);
+    let dev = env.bundle.dir.join("rootfs/dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", dev.join("console")).unwrap();
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let socket_path = env.dir.join("console.sock");
+    let socket = berth_testsupport::ConsoleSocket::bind(&socket_path);
+    let receiver = std::thread::spawn(move || socket.accept_master());
+    let id = env.id("console");
+    let stderr = env.fails(&["create", "--console-socket", socket_path.to_str().unwrap(), &id]);
+    assert!(stderr.contains("/dev/console"), "{stderr}");
+    drop(receiver.join());
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), core_pattern);
+    assert!(std::fs::symlink_metadata(dev.join("console")).unwrap().file_type().is_symlink(), "the planted link is left as it was");
+    assert_eq!(env.status(&id), "absent");
+    std::fs::remove_dir_all(&dev).unwrap();
+    env.leak_check();
+}

@@ -10,7 +10,7 @@ fn console_socket_receives_a_working_pty() {
     env.bundle.edit(|c| {
         c["process"]["terminal"] = json!(true);
         c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
-        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; [ -t 0 ] && echo stdin-is-tty"]);
+        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; [ -t 0 ] && echo stdin-is-tty; [ /dev/console -ef \"$(tty)\" ] && echo console-is-the-pty"]);
     });
     let socket_path = env.dir.join("console.sock");
     let socket = ConsoleSocket::bind(&socket_path);
@@ -30,7 +30,7 @@ fn console_socket_receives_a_working_pty() {
         output.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&output).replace('\r', "");
-    assert_eq!(text, "/dev/pts/0\n30 100\nstdin-is-tty\n");
+    assert_eq!(text, "/dev/pts/0\n30 100\nstdin-is-tty\nconsole-is-the-pty\n");
     env.wait_status(&id, "stopped");
     env.ok(&["delete", &id]);
     env.leak_check();

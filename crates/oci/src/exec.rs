@@ -189,7 +189,7 @@ fn exec_child(
     }
     process::apply_rlimits(spec_process)?;
     if let Some(console) = console {
-        init::setup_console(console, spec_process.console_size(), spec_process.user().uid(), spec_process.user().gid())?;
+        init::setup_console(console, spec_process.console_size(), spec_process.user().uid(), spec_process.user().gid(), false)?;
     }
     let env = spec_process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(spec_process, &env)?;

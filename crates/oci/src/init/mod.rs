@@ -135,7 +135,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     process::apply_rlimits(process)?;
     process::apply_oom_score_adj(process)?;
     if let Some(console) = ctx.console {
-        console::setup(console, process.console_size(), process.user().uid(), process.user().gid())?;
+        console::setup(console, process.console_size(), process.user().uid(), process.user().gid(), true)?;
     }
     let env = process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(process, &env)?;

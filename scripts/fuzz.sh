@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 out=$PWD/target/fuzz
-targets="config_json process_json user_spec"
+targets="config_json process_json user_spec image_reference layer_tar"
 for target in $targets; do mkdir -p "$out/corpus/$target" "$out/artifacts/$target"; done
 
 # Seeds (before the fuzzing flags are set, so the main build is reused as it is).
@@ -21,6 +21,10 @@ cp "$seeds/default.json" "$seeds/rootless.json" "$out/corpus/config_json/"
 python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["process"]))' "$seeds/default.json" > "$out/corpus/process_json/default.json"
 printf '0' > "$out/corpus/user_spec/root"
 printf '1000:1000' > "$out/corpus/user_spec/user"
+printf 'busybox' > "$out/corpus/image_reference/short"
+printf '127.0.0.1:5000/a/b:v1@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' > "$out/corpus/image_reference/full"
+# A small layer (a directory, a file, a symlink) as the applier's seed.
+(cd "$seeds" && mkdir -p layer/etc && echo hi > layer/etc/hi && ln -s hi layer/etc/link && tar -C layer -cf "$out/corpus/layer_tar/small.tar" .)
 
 export CARGO_TARGET_DIR="$out/build"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

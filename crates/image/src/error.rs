@@ -1,0 +1,38 @@
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid image reference {0:?}: {1}")]
+    Reference(String, &'static str),
+    #[error("invalid digest {0:?}")]
+    Digest(String),
+    #[error("{what}: {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob {expected}: content does not match ({actual} bytes with digest {actual_digest})")]
+    Mismatch { expected: Digest, actual: u64, actual_digest: Digest },
+    #[error("{what} is larger than the {limit} bytes allowed")]
+    TooLarge { what: String, limit: u64 },
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("layer entry {entry:?}: {reason}")]
+    Layer { entry: String, reason: String },
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { what, path: path.into(), source }
+    }
+
+    pub(crate) fn layer(entry: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Layer { entry: entry.into(), reason: reason.into() }
+    }
+}
+
+use crate::Digest;

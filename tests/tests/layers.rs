@@ -120,6 +120,7 @@ fn every_entry_kind_unpacks_the_same_from_each_compression() {
         std::fs::create_dir(&target).unwrap();
         let applied = apply_layer(&compressed(&tar, kind)[..], &target).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!((applied.whiteouts, applied.bytes), (2, 9 + 2 + 20 + 3), "{kind}");
+        assert_eq!(applied.diff_id, berth_image::Digest::of(&tar), "{kind}: diff_id is the digest of the uncompressed tar");
 
         let meta = |p: &str| std::fs::symlink_metadata(target.join(p)).unwrap();
         assert_eq!(std::fs::read(target.join("bin/busybox")).unwrap(), b"#!busybox");
@@ -188,5 +189,30 @@ fn hostile_layers_never_reach_outside_the_target() {
         assert_eq!(std::fs::read_to_string(outside.join("sentinel")).unwrap(), "host file", "{name}");
         std::fs::remove_dir_all(&target).unwrap();
     }
+    env.leak_check();
+}
+
+#[test]
+fn a_snapshot_exists_only_once_its_diff_id_checked_out() {
+    let env = TestEnv::new("layer-snapshots");
+    let snapshots = berth_image::snapshots::Snapshots::open(&env.dir.join("snapshots")).unwrap();
+    let tar = every_kind();
+    let diff_id = berth_image::Digest::of(&tar);
+    let chain = berth_image::snapshots::chain_ids(std::slice::from_ref(&diff_id));
+
+    // A layer whose content is not what the config promised: refused, nothing committed or left.
+    let wrong = berth_image::Digest::of(b"something else");
+    let error = snapshots.unpack(&chain[0], &wrong, &compressed(&tar, "gzip")[..]).unwrap_err();
+    assert!(error.to_string().contains("is not the diff_id"), "{error}");
+    assert!(!snapshots.exists(&chain[0]));
+    assert_eq!(std::fs::read_dir(env.dir.join("snapshots")).unwrap().count(), 0, "no temporary directory left");
+
+    let applied = snapshots.unpack(&chain[0], &diff_id, &compressed(&tar, "zstd")[..]).unwrap().expect("unpacked");
+    assert_eq!(applied.diff_id, diff_id);
+    assert!(snapshots.path(&chain[0]).join("bin/busybox").is_file());
+    assert!(snapshots.unpack(&chain[0], &diff_id, &tar[..]).unwrap().is_none(), "an existing snapshot is kept");
+    assert_eq!(snapshots.list().unwrap(), chain);
+    snapshots.remove(&chain[0]).unwrap();
+    assert!(snapshots.list().unwrap().is_empty());
     env.leak_check();
 }

@@ -10,6 +10,7 @@ pub mod content;
 pub mod digest;
 mod error;
 pub mod reference;
+pub mod snapshots;
 pub mod unpack;
 
 pub use digest::Digest;

@@ -2,7 +2,8 @@
 
 use super::fsops::{kind_at, make_dirs, open_in_root, own, remove_at, set_xattr, sys};
 use super::{decompress, paths};
-use crate::{Error, Result};
+use crate::digest::Digester;
+use crate::{Digest, Error, Result};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fchmodat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -19,12 +20,14 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const XATTR_NAMESPACES: &[&str] = &["user.", "trusted.", "security.", "system.posix_acl_"];
 
 /// What a layer held.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub entries: u64,
     /// Bytes of regular-file content written.
     pub bytes: u64,
     pub whiteouts: u64,
+    /// The digest of the uncompressed tar stream, to check against the image config's diff_ids.
+    pub diff_id: Digest,
 }
 
 /// Unpacks the layer read from `reader` (compressed or not) into the existing directory `target`.
@@ -32,21 +35,22 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
     let root = nix::fcntl::open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map(own)
         .map_err(|e| Error::io("open layer directory", target, e.into()))?;
-    let mut archive = tar::Archive::new(decompress::decoder(reader)?);
-    let mut applied = Applied::default();
+    let hashed = HashingReader { inner: decompress::decoder(reader)?, digester: Digester::default() };
+    let mut archive = tar::Archive::new(hashed);
+    let (mut entries, mut bytes, mut whiteouts) = (0, 0, 0);
     // Directory times are set last: entries made inside a directory change its mtime.
     let mut dir_times = Vec::new();
     for entry in archive.entries().map_err(|e| Error::io("read layer", target, e))? {
         let mut entry = entry.map_err(|e| Error::io("read layer entry", target, e))?;
         let raw = entry.path_bytes().into_owned();
         let Some(path) = paths::normalize(&raw)? else { continue };
-        applied.entries += 1;
+        entries += 1;
         let (parent, name) = split(&path)?;
         if name == OPAQUE_MARKER {
             let dir = make_dirs(&root, parent).map_err(|e| sys(&path, "open directory", e))?;
             let dir = reopen(&dir, &path)?;
             set_xattr(&dir, "trusted.overlay.opaque", b"y").map_err(|e| Error::layer(path.display().to_string(), format!("mark opaque: {e}")))?;
-            applied.whiteouts += 1;
+            whiteouts += 1;
             continue;
         }
         let dir = make_dirs(&root, parent).map_err(|e| sys(&path, "open parent directory", e))?;
@@ -56,7 +60,7 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
             }
             replace(&dir, OsStr::new(hidden), false, &path)?;
             mknodat(Some(dir.as_raw_fd()), hidden, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| sys(&path, "make whiteout", e))?;
-            applied.whiteouts += 1;
+            whiteouts += 1;
             continue;
         }
         let header = entry.header().clone();
@@ -72,7 +76,7 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
                     .map(own)
                     .map_err(|e| sys(&path, "create file", e))?;
                 let mut file = std::fs::File::from(fd);
-                applied.bytes += std::io::copy(&mut entry, &mut file).map_err(|e| Error::io("write", &path, e))?;
+                bytes += std::io::copy(&mut entry, &mut file).map_err(|e| Error::io("write", &path, e))?;
                 Some(OwnedFd::from(file))
             }
             EntryType::Directory => {
@@ -132,7 +136,24 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
             let _ = nix::sys::stat::futimens(dir.as_raw_fd(), mtime, mtime);
         }
     }
-    Ok(applied)
+    // The diff_id covers the whole stream, the padding after the last entry included.
+    let mut hashed = archive.into_inner();
+    std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| Error::io("read layer", target, e))?;
+    Ok(Applied { entries, bytes, whiteouts, diff_id: hashed.digester.finish() })
+}
+
+/// Passes the uncompressed stream through, hashing it.
+struct HashingReader<R> {
+    inner: R,
+    digester: Digester,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// `a/b/c` → (`a/b`, `c`).

@@ -2,7 +2,8 @@
 # Installs the Debian packages berth builds and tests with (run as root on Debian bookworm).
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
 #   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
-#           uidmap (rootless), libcap2-bin (file capabilities), iptables
+#           uidmap (rootless), libcap2-bin (file capabilities), iptables,
+#           docker-registry skopeo (image tests: a local registry and pushes to it)
 #   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
 set -eu
@@ -11,5 +12,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc g++ libc6-dev \
     busybox-static procps \
-    containerd podman uidmap iptables libcap2-bin \
+    containerd podman uidmap iptables libcap2-bin docker-registry skopeo \
     runc crun hyperfine time >/dev/null

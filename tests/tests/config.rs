@@ -2,7 +2,7 @@
 //! namespaces, users, capabilities, rlimits, seccomp, fds, sysctls.
 
 use berth_testsupport::TestEnv;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Runs the bundle's process to completion and returns (exit code, stdout, stderr).
 fn run(env: &TestEnv, name: &str) -> (i32, String, String) {

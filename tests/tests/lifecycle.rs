@@ -102,7 +102,7 @@ fn kill_signals_by_name_and_number_and_all() {
     env.ok(&["run", "--detach", &id]);
     env.wait_status(&id, "running");
     let pids: Vec<i32> = serde_json::from_str(&env.ok(&["ps", "--format", "json", &id])).unwrap();
-    assert!(pids.len() >= 1);
+    assert!(!pids.is_empty());
     env.ok(&["kill", "--all", &id, "KILL"]);
     env.wait_status(&id, "stopped");
     env.ok(&["delete", &id]);

@@ -85,11 +85,13 @@ impl<'a> Podman<'a> {
         let rootfs = self.env.dir.join("image-rootfs");
         busybox_rootfs(&rootfs);
         let mut command = self.command(&["import", "-", IMAGE]);
-        let tar = Command::new("tar").arg("-C").arg(&rootfs).args(["-c", "."]).stdout(Stdio::piped()).spawn().expect("tar");
-        command.stdin(tar.stdout.expect("tar stdout"));
+        let archive = self.env.dir.join("image-rootfs.tar");
+        std::fs::write(&archive, berth_testsupport::tar_of(&rootfs)).unwrap();
+        command.stdin(std::fs::File::open(&archive).unwrap());
         let out = self.env.capture(&mut command);
         assert!(out.status.success(), "{}", describe("podman import", &out));
         std::fs::remove_dir_all(&rootfs).unwrap();
+        std::fs::remove_file(&archive).unwrap();
     }
 
     /// Removes everything this podman made: containers, images, conmon's and the containers'

@@ -21,6 +21,8 @@ pub enum Error {
     TooLarge { what: String, limit: u64 },
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
+    #[error("registry, pulling {reference}: {reason}")]
+    Registry { reference: String, reason: String },
     #[error("layer entry {entry:?}: {reason}")]
     Layer { entry: String, reason: String },
 }

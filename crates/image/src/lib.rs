@@ -1,7 +1,7 @@
 //! berth-image: what berth knows about images, as a library (berthd and the CRI ImageService sit on
-//! it). So far: references ([`reference`]), digests ([`digest`]), the content-addressed blob store
-//! ([`content`]) and the layer applier ([`unpack`]); registry pulls, snapshots, metadata, archives
-//! and GC come next.
+//! it): references ([`reference`]), digests ([`digest`]), the content-addressed blob store
+//! ([`content`]), the layer applier ([`unpack`]), snapshots by chain id ([`snapshots`]) and
+//! registry pulls ([`pull`]) into a [`Store`]. Metadata, push, archives and GC come next.
 //!
 //! Owns: everything under the store root it is given. Does not own: containers, mounts of
 //! snapshots into containers, the network beyond a registry.
@@ -9,10 +9,14 @@
 pub mod content;
 pub mod digest;
 mod error;
+pub mod manifest;
+pub mod pull;
 pub mod reference;
 pub mod snapshots;
+pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use reference::Reference;
+pub use store::Store;

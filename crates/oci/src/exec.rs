@@ -63,7 +63,18 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
             let join_cgroup = cgroup.can_join_self().then_some(&*cgroup);
-            let result = exec_child(&child_sock, join_cgroup, &pidfd, &container_root, join, &options.process, seccomp.as_ref(), console.as_ref(), options.preserve_fds);
+            let child = ExecChild {
+                sync: &child_sock,
+                join_cgroup,
+                pidfd: &pidfd,
+                container_root: &container_root,
+                join,
+                process: &options.process,
+                seccomp: seccomp.as_ref(),
+                console: console.as_ref(),
+                preserve_fds: options.preserve_fds,
+            };
+            let result = exec_child(&child);
             let error = match result {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -157,26 +168,32 @@ fn open_container_root(init_pid: i32, pidfd: &OwnedFd) -> Result<OwnedFd> {
     Ok(fd)
 }
 
-fn exec_child(
-    sync: &SyncSocket,
-    join_cgroup: Option<&dyn berth_cgroups::Cgroup>,
-    pidfd: &OwnedFd,
-    container_root: &OwnedFd,
+/// What the forked child of `exec` works with, all prepared by the parent.
+struct ExecChild<'a> {
+    sync: &'a SyncSocket,
+    /// The container's cgroup to move into by ourselves (v1), else the parent moved us.
+    join_cgroup: Option<&'a dyn berth_cgroups::Cgroup>,
+    pidfd: &'a OwnedFd,
+    container_root: &'a OwnedFd,
+    /// CLONE_NEW* flags of the namespaces to join through the pidfd.
     join: libc::c_int,
-    spec_process: &Process,
-    seccomp: Option<&init::SeccompProgram>,
-    console: Option<&UnixStream>,
+    process: &'a Process,
+    seccomp: Option<&'a init::SeccompProgram>,
+    console: Option<&'a UnixStream>,
     preserve_fds: u32,
-) -> Result<std::convert::Infallible> {
+}
+
+fn exec_child(child: &ExecChild<'_>) -> Result<std::convert::Infallible> {
+    let sync = child.sync;
     sync.expect("go", |m| matches!(m, Message::Go))?;
     // Before joining: processes already in the container must never ptrace us or read our /proc.
     process::set_non_dumpable()?;
     // While the host's cgroup files are still in view; before any namespace is joined.
-    if let Some(cgroup) = join_cgroup {
+    if let Some(cgroup) = child.join_cgroup {
         cgroup.join_self()?;
     }
-    crate::sys::setns_pidfd(pidfd.as_fd(), join).map_err(|e| Error::sys("join the container's namespaces", e))?;
-    nix::unistd::fchdir(container_root.as_raw_fd()).map_err(|e| Error::sys("enter the container's root", e))?;
+    crate::sys::setns_pidfd(child.pidfd.as_fd(), child.join).map_err(|e| Error::sys("join the container's namespaces", e))?;
+    nix::unistd::fchdir(child.container_root.as_raw_fd()).map_err(|e| Error::sys("enter the container's root", e))?;
     nix::unistd::chroot(".").map_err(|e| Error::sys("chroot into the container's root", e))?;
     // SAFETY: single-threaded; the grandchild continues below, the intermediate only reports and exits.
     match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork into pid namespace", e))? {
@@ -187,11 +204,12 @@ fn exec_child(
             unsafe { libc::_exit(0) }
         }
     }
+    let spec_process = child.process;
     process::apply_rlimits(spec_process)?;
-    if let Some(console) = console {
+    if let Some(console) = child.console {
         init::setup_console(console, spec_process.console_size(), spec_process.user().uid(), spec_process.user().gid(), false)?;
     }
     let env = spec_process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(spec_process, &env)?;
-    process::exec(spec_process, seccomp.map(|program| (program, sync)), preserve_fds, &executable, &env)
+    process::exec(spec_process, child.seccomp.map(|program| (program, sync)), child.preserve_fds, &executable, &env)
 }

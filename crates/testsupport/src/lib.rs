@@ -4,6 +4,7 @@
 //!   it force-deletes every container it made and removes its directories.
 //! - [`busybox_rootfs`]: a rootfs from Debian's busybox-static, applets as hardlinks (a masked
 //!   symlinked applet would mask busybox itself).
+//! - [`Registry`], [`write_layout`]: a private docker-registry on 127.0.0.1 and OCI layouts to push.
 //! - [`TestEnv::leak_check`]: asserts that nothing of the test outlives it: mounts, cgroups,
 //!   processes, state directories, and fds of the test process that point into the test's files.
 
@@ -11,11 +12,13 @@ mod bundle;
 mod cgroupfs;
 mod console;
 mod leaks;
+mod registry;
 
 pub use bundle::{busybox_rootfs, Bundle};
 pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;
 pub use leaks::Leaks;
+pub use registry::{tar_of, write_layout, LayoutImage, Registry};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -70,7 +70,7 @@ pub fn run(root: &Path, args: &RunArgs, logger: &Logger) -> anyhow::Result<i32> 
     if !args.keep {
         report(berth_oci::delete(root, id, true)?, logger);
     }
-    Ok(code?)
+    code
 }
 
 fn wants_terminal(bundle: &Path) -> anyhow::Result<bool> {

@@ -27,7 +27,7 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> anyhow::Result<i32> {
             writeln!(out, "{}", serde_json::to_string(&states)?)?;
         }
         "table" => {
-            writeln!(out, "{:<20} {:<8} {:<10} {:<50} {:<31} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")?;
+            writeln!(out, "{:<20} {:<8} {:<10} {:<50} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
             for c in &containers {
                 let status = c.status();
                 let pid = if status == berth_oci::Status::Stopped { 0 } else { c.pid };

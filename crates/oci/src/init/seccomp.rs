@@ -157,7 +157,7 @@ const INSTRUCTION_SIZE: usize = 8;
 const MAX_INSTRUCTIONS: usize = 4096;
 
 fn decode(bytes: &[u8]) -> Option<Vec<libc::sock_filter>> {
-    if bytes.is_empty() || bytes.len() % INSTRUCTION_SIZE != 0 || bytes.len() / INSTRUCTION_SIZE > MAX_INSTRUCTIONS {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(INSTRUCTION_SIZE) || bytes.len() / INSTRUCTION_SIZE > MAX_INSTRUCTIONS {
         return None;
     }
     let instructions = bytes

@@ -7,6 +7,7 @@
 //!   mount_setattr, Linux 5.12+). Nothing is copied and no mount namespace changes, so it costs two
 //!   syscalls and the execve; the clone is attached nowhere and vanishes with its last user.
 //! - fallback: an anonymous sealed copy (memfd + F_SEAL_WRITE), which costs a copy of the binary.
+//!
 //! Either way, what is reachable through /proc/<pid>/exe cannot be written. A private mount
 //! namespace with a read-only bind would also work but would cut hooks' mounts off from the container.
 

@@ -1,0 +1,210 @@
+//! Pulling an image from a registry (distribution-spec) into the [`Store`]: the manifest (through
+//! an index, for the wanted platform), the config, then every layer in parallel. Each layer streams
+//! into the content store and, at the same time, into the applier on a blocking thread, so a layer
+//! is unpacked while it downloads. Nothing is committed unverified: manifests and the config are
+//! checked against their digests before they are stored or read, a layer blob against its digest
+//! and size, a snapshot against the config's diff_id. No store lock exists to be held across I/O:
+//! blobs and snapshots are committed by rename.
+//!
+//! HTTP, auth (anonymous tokens, basic, bearer) and the registry protocol are oci-client's.
+
+use crate::content::MAX_JSON;
+use crate::manifest::{Descriptor, ImageConfig, ManifestDoc, Platform, ACCEPTED};
+use crate::snapshots::chain_ids;
+use crate::store::Store;
+use crate::{Digest, Error, Reference, Result};
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub platform: Platform,
+    /// Registries (`host:port`) spoken to over plain HTTP.
+    pub plain_http: Vec<String>,
+    /// Basic credentials for the reference's registry.
+    pub credentials: Option<(String, String)>,
+    /// Layers downloaded at once.
+    pub concurrency: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> PullOptions {
+        PullOptions { platform: Platform::host(), plain_http: Vec::new(), credentials: None, concurrency: 4 }
+    }
+}
+
+/// What a pull left in the store.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub manifest: Digest,
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+    /// One snapshot per layer, bottom first.
+    pub chain_ids: Vec<Digest>,
+    /// Bytes downloaded by this pull (0 when everything was there).
+    pub downloaded: u64,
+}
+
+struct Remote {
+    client: oci_client::Client,
+    reference: oci_client::Reference,
+    auth: RegistryAuth,
+    shown: String,
+}
+
+pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOptions) -> Result<Pulled> {
+    let config = ClientConfig { protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()), max_concurrent_download: options.concurrency.max(1), ..Default::default() };
+    let auth = match &options.credentials {
+        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    let remote = Arc::new(Remote { client: oci_client::Client::new(config), reference: oci_reference(reference, None), auth, shown: reference.to_string() });
+
+    let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest(), None).await?;
+    store.content.put(&manifest_digest, &bytes)?;
+    let mut doc: ManifestDoc = parse(&bytes, &remote.shown)?;
+    if doc.manifests.is_some() {
+        let chosen = doc.select(&options.platform, &remote.shown)?;
+        let (digest, bytes) = fetch_manifest(&remote, Some(&chosen.digest), Some(reference)).await?;
+        store.content.put(&digest, &bytes)?;
+        doc = parse(&bytes, &remote.shown)?;
+        manifest_digest = digest;
+    }
+    let invalid = |reason: &str| Error::Invalid { what: format!("manifest of {}", remote.shown), reason: reason.into() };
+    let config_descriptor = doc.config.ok_or_else(|| invalid("no config"))?;
+    let layers = doc.layers.ok_or_else(|| invalid("no layers"))?;
+    if config_descriptor.size > MAX_JSON {
+        return Err(Error::TooLarge { what: format!("config {}", config_descriptor.digest), limit: MAX_JSON });
+    }
+    let mut downloaded = 0;
+    if !store.content.contains(&config_descriptor.digest) {
+        downloaded += download(&remote, &store, &config_descriptor, None).await?;
+    }
+    let config: ImageConfig = store.content.read_json(&config_descriptor.digest, MAX_JSON)?;
+    if config.rootfs.diff_ids.len() != layers.len() {
+        return Err(invalid("the config's diff_ids do not match the layers"));
+    }
+    let chain = chain_ids(&config.rootfs.diff_ids);
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for ((layer, chain_id), diff_id) in layers.iter().cloned().zip(chain.iter().cloned()).zip(config.rootfs.diff_ids.iter().cloned()) {
+        let (remote, store, permits) = (remote.clone(), store.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire().await;
+            pull_layer(&remote, store, &layer, chain_id, diff_id).await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        // The first failure ends the pull; dropping the set aborts the other layers.
+        downloaded += joined.map_err(|e| Error::Invalid { what: remote.shown.clone(), reason: format!("layer task: {e}") })??;
+    }
+    Ok(Pulled { manifest: manifest_digest, config: config_descriptor.digest, layers: layers.into_iter().map(|l| l.digest).collect(), chain_ids: chain, downloaded })
+}
+
+fn oci_reference(reference: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
+    let (registry, repository) = (reference.registry().to_string(), reference.repository().to_string());
+    match (digest.or(reference.digest()), reference.tag()) {
+        (Some(digest), _) => oci_client::Reference::with_digest(registry, repository, digest.to_string()),
+        (None, tag) => oci_client::Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string()),
+    }
+}
+
+fn registry_error(remote: &Remote, e: impl std::fmt::Display) -> Error {
+    Error::Registry { reference: remote.shown.clone(), reason: e.to_string() }
+}
+
+/// A manifest by tag (its digest is then what we compute) or by digest (which must match), capped.
+async fn fetch_manifest(remote: &Remote, digest: Option<&Digest>, original: Option<&Reference>) -> Result<(Digest, bytes::Bytes)> {
+    let reference = match (digest, original) {
+        (Some(digest), Some(original)) => oci_reference(original, Some(digest)),
+        _ => remote.reference.clone(),
+    };
+    let (bytes, _) = remote.client.pull_manifest_raw(&reference, &remote.auth, ACCEPTED).await.map_err(|e| registry_error(remote, e))?;
+    if bytes.len() as u64 > MAX_JSON {
+        return Err(Error::TooLarge { what: format!("manifest of {}", remote.shown), limit: MAX_JSON });
+    }
+    let actual = Digest::of(&bytes);
+    if let Some(expected) = digest {
+        if &actual != expected {
+            return Err(Error::Mismatch { expected: expected.clone(), actual: bytes.len() as u64, actual_digest: actual });
+        }
+    }
+    Ok((actual, bytes))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Invalid { what: format!("manifest of {what}"), reason: e.to_string() })
+}
+
+/// One layer: skipped when blob and snapshot exist; unpacked from the local blob when only the
+/// snapshot is missing; otherwise downloaded into the content store and the applier at once.
+async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chain_id: Digest, diff_id: Digest) -> Result<u64> {
+    let have_blob = store.content.contains(&layer.digest);
+    let have_snapshot = store.snapshots.exists(&chain_id);
+    if have_blob && have_snapshot {
+        return Ok(0);
+    }
+    if have_blob {
+        let digest = layer.digest.clone();
+        return blocking(move || store.snapshots.unpack(&chain_id, &diff_id, store.content.open_blob(&digest)?).map(|_| 0)).await;
+    }
+    let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
+    let unpacker = (!have_snapshot).then(|| {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.snapshots.unpack(&chain_id, &diff_id, ChannelReader { receiver, current: bytes::Bytes::new() }))
+    });
+    let downloaded = download(remote, &store, layer, unpacker.is_some().then_some(sender)).await;
+    if let Some(unpacker) = unpacker {
+        // An unpack error (a hostile layer) explains a download that stopped early: report it first.
+        unpacker.await.map_err(|e| registry_error(remote, format!("unpack task: {e}")))??;
+    }
+    downloaded
+}
+
+/// Streams the blob into the content store (verified, then committed), copying each chunk to
+/// `tee` when given. Returns the bytes downloaded.
+async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<u64> {
+    let mut response = remote.client.pull_blob_stream(&remote.reference, blob.digest.to_string().as_str()).await.map_err(|e| registry_error(remote, e))?;
+    let mut writer = store.content.writer(&blob.digest, Some(blob.size))?;
+    while let Some(chunk) = response.stream.next().await {
+        let chunk = chunk.map_err(|e| registry_error(remote, e))?;
+        writer.write_all(&chunk).map_err(|e| Error::io("write blob", blob.digest.to_string(), e))?;
+        if let Some(tee) = &tee {
+            if tee.send(chunk).await.is_err() {
+                return Err(registry_error(remote, format!("layer {} stopped unpacking", blob.digest)));
+            }
+        }
+    }
+    drop(tee);
+    writer.commit()?;
+    Ok(blob.size)
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Invalid { what: "blocking task".into(), reason: e.to_string() })?
+}
+
+/// The applier's side of a download: a blocking `Read` over the chunks as they arrive.
+struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}

@@ -1,0 +1,126 @@
+//! Images for image tests: OCI image layouts built here from tar layers, and a private instance of
+//! Debian's docker-registry on 127.0.0.1 (own storage, own port) that `skopeo` pushes them to.
+//! The registry is stopped by pid when dropped.
+
+use serde_json::json;
+use sha2::Digest as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct Registry {
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    child: Child,
+}
+
+impl Registry {
+    /// Starts a registry storing under `dir` and waits until it answers `/v2/`.
+    pub fn start(dir: &Path) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.join("registry.yml");
+        let storage = dir.join("registry-data");
+        std::fs::write(&config, format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n", storage.display())).unwrap();
+        let child = Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start docker-registry");
+        let registry = Registry { address, child };
+        for _ in 0..500 {
+            if registry.get("/v2/").is_some_and(|status| status.contains(" 200 ")) {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("docker-registry on {} did not come up", registry.address);
+    }
+
+    /// The status line of a plain GET, if the registry answers.
+    fn get(&self, path: &str) -> Option<String> {
+        use std::io::{BufRead, BufReader};
+        let mut stream = std::net::TcpStream::connect(&self.address).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).ok()?;
+        Some(line)
+    }
+
+    /// Pushes the OCI layout at `layout` (tag `tag`) as `<repository>:<tag>`, index and all.
+    pub fn push(&self, layout: &Path, tag: &str, repository: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{repository}:{tag}", self.address))
+            .output()
+            .expect("run skopeo");
+        assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One image of a layout: its layers (uncompressed tars, gzip-compressed in the layout) and platform.
+pub struct LayoutImage {
+    pub architecture: &'static str,
+    pub layers: Vec<Vec<u8>>,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn put_blob(layout: &Path, bytes: &[u8]) -> serde_json::Value {
+    let digest = digest(bytes);
+    std::fs::write(layout.join("blobs/sha256").join(&digest[7..]), bytes).unwrap();
+    json!({"digest": digest, "size": bytes.len()})
+}
+
+/// Writes an OCI image layout at `layout` tagged `tag`: one manifest, or an index of several
+/// (one per platform) when `images` has more than one.
+pub fn write_layout(layout: &Path, tag: &str, images: &[LayoutImage]) -> PathBuf {
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut manifests = Vec::new();
+    for image in images {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for tar in &image.layers {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(tar).unwrap();
+            let mut descriptor = put_blob(layout, &gz.finish().unwrap());
+            descriptor["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+gzip");
+            layers.push(descriptor);
+            diff_ids.push(digest(tar));
+        }
+        let config = json!({"architecture": image.architecture, "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let mut config_descriptor = put_blob(layout, config.to_string().as_bytes());
+        config_descriptor["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config_descriptor, "layers": layers});
+        let mut descriptor = put_blob(layout, manifest.to_string().as_bytes());
+        descriptor["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+        descriptor["platform"] = json!({"os": "linux", "architecture": image.architecture});
+        manifests.push(descriptor);
+    }
+    let top = if manifests.len() == 1 {
+        manifests.pop().unwrap()
+    } else {
+        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        let mut descriptor = put_blob(layout, index.to_string().as_bytes());
+        descriptor["mediaType"] = json!("application/vnd.oci.image.index.v1+json");
+        descriptor
+    };
+    let mut top = top;
+    top["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    std::fs::write(layout.join("index.json"), json!({"schemaVersion": 2, "manifests": [top]}).to_string()).unwrap();
+    layout.to_path_buf()
+}
+
+/// A tar of `dir` (as `tar -C dir -c .` makes it), for layers made from real trees.
+pub fn tar_of(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar").args(["--numeric-owner", "-C"]).arg(dir).args(["-cf", "-", "."]).output().expect("run tar");
+    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}

@@ -1,0 +1,130 @@
+//! Pulls from Debian's docker-registry on 127.0.0.1 (a private instance per test) into a berth
+//! image store: images built here as OCI layouts and pushed with skopeo, pulled back, and the
+//! unpacked snapshots compared file by file with the trees that went in.
+
+use berth_image::manifest::Platform;
+use berth_image::pull::{pull, PullOptions, Pulled};
+use berth_image::{Reference, Store};
+use berth_testsupport::{tar_of, write_layout, LayoutImage, Registry, TestEnv};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+fn pull_from(registry: &Registry, store: &Arc<Store>, reference: &str, platform: Option<Platform>) -> berth_image::Result<Pulled> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let reference = Reference::parse(reference).unwrap();
+    let options = PullOptions { plain_http: vec![registry.address.clone()], platform: platform.unwrap_or_else(Platform::host), ..Default::default() };
+    runtime.block_on(pull(store.clone(), &reference, &options))
+}
+
+/// Type, permissions, owner, size, mtime, link target, link count and content of every path.
+fn assert_same_tree(expected: &Path, actual: &Path) {
+    let mut stack = vec![std::path::PathBuf::new()];
+    let mut compared = 0;
+    while let Some(relative) = stack.pop() {
+        let (a, b) = (expected.join(&relative), actual.join(&relative));
+        let (ma, mb) = (std::fs::symlink_metadata(&a).unwrap(), std::fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("{}: {e}", b.display())));
+        let shown = relative.display();
+        assert_eq!(ma.file_type(), mb.file_type(), "{shown}");
+        assert_eq!((ma.mode(), ma.uid(), ma.gid()), (mb.mode(), mb.uid(), mb.gid()), "{shown}");
+        if ma.is_file() {
+            assert_eq!((ma.len(), ma.mtime(), ma.nlink()), (mb.len(), mb.mtime(), mb.nlink()), "{shown}");
+            assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "{shown}: content");
+        } else if ma.file_type().is_symlink() {
+            assert_eq!(std::fs::read_link(&a).unwrap(), std::fs::read_link(&b).unwrap(), "{shown}");
+        } else if ma.is_dir() {
+            let names = |dir: &Path| {
+                let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+                names.sort();
+                names
+            };
+            assert_eq!(names(&a), names(&b), "{shown}: entries");
+            stack.extend(names(&a).into_iter().map(|n| relative.join(n)));
+        }
+        compared += 1;
+    }
+    assert!(compared > 100, "only {compared} paths compared");
+}
+
+#[test]
+fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
+    let env = TestEnv::new("pull");
+    let registry = Registry::start(&env.dir);
+    let rootfs = env.bundle.dir.join("rootfs");
+    // A second layer that deletes a file (whiteout), hides a directory (opaque) and adds one.
+    let top = env.dir.join("top");
+    std::fs::create_dir_all(top.join("bin")).unwrap();
+    std::fs::create_dir_all(top.join("etc")).unwrap();
+    std::fs::write(top.join("bin/.wh.vi"), "").unwrap();
+    std::fs::write(top.join("etc/.wh..wh..opq"), "").unwrap();
+    std::fs::write(top.join("etc/motd"), "pulled\n").unwrap();
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&rootfs), tar_of(&top)] }]);
+    registry.push(&layout, "v1", "test/busybox");
+
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let name = format!("{}/test/busybox:v1", registry.address);
+    let pulled = pull_from(&registry, &store, &name, None).unwrap();
+    assert_eq!(pulled.chain_ids.len(), 2);
+    assert!(pulled.downloaded > 500_000, "busybox came over the wire: {}", pulled.downloaded);
+    assert_same_tree(&rootfs, &store.snapshots.path(&pulled.chain_ids[0]));
+    let upper = store.snapshots.path(&pulled.chain_ids[1]);
+    assert_eq!(std::fs::read_to_string(upper.join("etc/motd")).unwrap(), "pulled\n");
+    let whiteout = std::fs::symlink_metadata(upper.join("bin/vi")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&whiteout.file_type()) && whiteout.rdev() == 0);
+    for blob in [&pulled.manifest, &pulled.config].into_iter().chain(&pulled.layers) {
+        assert!(store.content.contains(blob), "{blob} is in the content store");
+    }
+
+    // Everything is there now: a second pull, by tag or by digest, downloads nothing.
+    let again = pull_from(&registry, &store, &name, None).unwrap();
+    assert_eq!((again.downloaded, &again.manifest), (0, &pulled.manifest));
+    let by_digest = pull_from(&registry, &store, &format!("{}/test/busybox@{}", registry.address, pulled.manifest), None).unwrap();
+    assert_eq!(by_digest.chain_ids, pulled.chain_ids);
+    env.leak_check();
+}
+
+fn host_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" }
+}
+
+#[test]
+fn a_multi_arch_index_gives_the_platform_asked_for() {
+    let env = TestEnv::new("pull-index");
+    let registry = Registry::start(&env.dir);
+    let images: Vec<LayoutImage> = ["amd64", "arm64"]
+        .into_iter()
+        .map(|arch| {
+            let dir = env.dir.join(arch);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("arch"), arch).unwrap();
+            LayoutImage { architecture: arch, layers: vec![tar_of(&dir)] }
+        })
+        .collect();
+    let layout = write_layout(&env.dir.join("layout"), "multi", &images);
+    registry.push(&layout, "multi", "test/multi");
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let name = format!("{}/test/multi:multi", registry.address);
+    for arch in ["arm64", "amd64"] {
+        let platform = Platform { os: "linux".into(), architecture: arch.into(), variant: None };
+        let pulled = pull_from(&registry, &store, &name, Some(platform)).unwrap();
+        assert_eq!(std::fs::read_to_string(store.snapshots.path(&pulled.chain_ids[0]).join("arch")).unwrap(), arch);
+    }
+    let s390x = Platform { os: "linux".into(), architecture: "s390x".into(), variant: None };
+    let error = pull_from(&registry, &store, &name, Some(s390x)).unwrap_err().to_string();
+    assert!(error.contains("no manifest for linux/s390x"), "{error}");
+    env.leak_check();
+}
+
+#[test]
+fn unknown_images_and_absent_registries_are_clear_errors() {
+    let env = TestEnv::new("pull-errors");
+    let registry = Registry::start(&env.dir);
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let error = pull_from(&registry, &store, &format!("{}/no/such:image", registry.address), None).unwrap_err().to_string();
+    assert!(error.contains("no/such") && error.contains("registry"), "{error}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let error = pull_from(&registry, &store, &format!("127.0.0.1:{closed}/x:y"), None).unwrap_err().to_string();
+    assert!(error.contains("registry"), "{error}");
+    assert!(store.content.list().unwrap().is_empty(), "nothing stored");
+    env.leak_check();
+}

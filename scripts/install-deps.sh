@@ -3,7 +3,7 @@
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
 #   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
 #           uidmap (rootless), libcap2-bin (file capabilities), iptables,
-#           docker-registry skopeo (image tests: a local registry and pushes to it)
+#           docker-registry skopeo apache2-utils (image tests: a local registry, pushes, htpasswd)
 #   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
 set -eu
@@ -12,5 +12,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc g++ libc6-dev \
     busybox-static procps \
-    containerd podman uidmap iptables libcap2-bin docker-registry skopeo \
+    containerd podman uidmap iptables libcap2-bin docker-registry skopeo apache2-utils \
     runc crun hyperfine time >/dev/null

@@ -5,15 +5,16 @@
 use berth_image::manifest::Platform;
 use berth_image::pull::{pull, PullOptions, Pulled};
 use berth_image::{Reference, Store};
-use berth_testsupport::{tar_of, write_layout, LayoutImage, Registry, TestEnv};
+use berth_testsupport::{tar_of, write_layout, Fault, FaultyProxy, LayoutImage, Registry, TestEnv};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-fn pull_from(registry: &Registry, store: &Arc<Store>, reference: &str, platform: Option<Platform>) -> berth_image::Result<Pulled> {
+/// Pulls `reference` from the plain-HTTP registry at `address` into `store`.
+fn pull_from(address: &str, store: &Arc<Store>, reference: &str, platform: Option<Platform>) -> berth_image::Result<Pulled> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let reference = Reference::parse(reference).unwrap();
-    let options = PullOptions { plain_http: vec![registry.address.clone()], platform: platform.unwrap_or_else(Platform::host), ..Default::default() };
+    let options = PullOptions { plain_http: vec![address.to_string()], platform: platform.unwrap_or_else(Platform::host), ..Default::default() };
     runtime.block_on(pull(store.clone(), &reference, &options))
 }
 
@@ -58,12 +59,12 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     std::fs::write(top.join("bin/.wh.vi"), "").unwrap();
     std::fs::write(top.join("etc/.wh..wh..opq"), "").unwrap();
     std::fs::write(top.join("etc/motd"), "pulled\n").unwrap();
-    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&rootfs), tar_of(&top)] }]);
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&rootfs), tar_of(&top)], zstd: false }]);
     registry.push(&layout, "v1", "test/busybox");
 
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let name = format!("{}/test/busybox:v1", registry.address);
-    let pulled = pull_from(&registry, &store, &name, None).unwrap();
+    let pulled = pull_from(&registry.address, &store, &name, None).unwrap();
     assert_eq!(pulled.chain_ids.len(), 2);
     assert!(pulled.downloaded > 500_000, "busybox came over the wire: {}", pulled.downloaded);
     assert_same_tree(&rootfs, &store.snapshots.path(&pulled.chain_ids[0]));
@@ -76,9 +77,9 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     }
 
     // Everything is there now: a second pull, by tag or by digest, downloads nothing.
-    let again = pull_from(&registry, &store, &name, None).unwrap();
+    let again = pull_from(&registry.address, &store, &name, None).unwrap();
     assert_eq!((again.downloaded, &again.manifest), (0, &pulled.manifest));
-    let by_digest = pull_from(&registry, &store, &format!("{}/test/busybox@{}", registry.address, pulled.manifest), None).unwrap();
+    let by_digest = pull_from(&registry.address, &store, &format!("{}/test/busybox@{}", registry.address, pulled.manifest), None).unwrap();
     assert_eq!(by_digest.chain_ids, pulled.chain_ids);
     env.leak_check();
 }
@@ -97,7 +98,7 @@ fn a_multi_arch_index_gives_the_platform_asked_for() {
             let dir = env.dir.join(arch);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("arch"), arch).unwrap();
-            LayoutImage { architecture: arch, layers: vec![tar_of(&dir)] }
+            LayoutImage { architecture: arch, layers: vec![tar_of(&dir)], zstd: false }
         })
         .collect();
     let layout = write_layout(&env.dir.join("layout"), "multi", &images);
@@ -106,11 +107,11 @@ fn a_multi_arch_index_gives_the_platform_asked_for() {
     let name = format!("{}/test/multi:multi", registry.address);
     for arch in ["arm64", "amd64"] {
         let platform = Platform { os: "linux".into(), architecture: arch.into(), variant: None };
-        let pulled = pull_from(&registry, &store, &name, Some(platform)).unwrap();
+        let pulled = pull_from(&registry.address, &store, &name, Some(platform)).unwrap();
         assert_eq!(std::fs::read_to_string(store.snapshots.path(&pulled.chain_ids[0]).join("arch")).unwrap(), arch);
     }
     let s390x = Platform { os: "linux".into(), architecture: "s390x".into(), variant: None };
-    let error = pull_from(&registry, &store, &name, Some(s390x)).unwrap_err().to_string();
+    let error = pull_from(&registry.address, &store, &name, Some(s390x)).unwrap_err().to_string();
     assert!(error.contains("no manifest for linux/s390x"), "{error}");
     env.leak_check();
 }
@@ -120,11 +121,93 @@ fn unknown_images_and_absent_registries_are_clear_errors() {
     let env = TestEnv::new("pull-errors");
     let registry = Registry::start(&env.dir);
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
-    let error = pull_from(&registry, &store, &format!("{}/no/such:image", registry.address), None).unwrap_err().to_string();
+    let error = pull_from(&registry.address, &store, &format!("{}/no/such:image", registry.address), None).unwrap_err().to_string();
     assert!(error.contains("no/such") && error.contains("registry"), "{error}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let error = pull_from(&registry, &store, &format!("127.0.0.1:{closed}/x:y"), None).unwrap_err().to_string();
+    let error = pull_from(&registry.address, &store, &format!("127.0.0.1:{closed}/x:y"), None).unwrap_err().to_string();
     assert!(error.contains("registry"), "{error}");
     assert!(store.content.list().unwrap().is_empty(), "nothing stored");
+    env.leak_check();
+}
+
+/// A registry holding the busybox rootfs as the one-layer image `test/busybox:v1`.
+fn busybox_in_registry(env: &TestEnv) -> Registry {
+    let registry = Registry::start(&env.dir);
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }]);
+    registry.push(&layout, "v1", "test/busybox");
+    registry
+}
+
+#[test]
+fn a_corrupted_layer_is_never_committed() {
+    let env = TestEnv::new("pull-corrupt");
+    let registry = busybox_in_registry(&env);
+    let proxy = FaultyProxy::start(&registry.address, Fault::CorruptByte);
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let error = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap_err().to_string();
+    assert!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the proxy damaged the layer");
+    assert!(!error.is_empty());
+    // Manifest and config may be stored (they were intact); the layer and its snapshot are not.
+    let big_blobs: Vec<_> = store.content.list().unwrap().into_iter().filter(|d| std::fs::metadata(store.content.path(d)).unwrap().len() > 100_000).collect();
+    assert!(big_blobs.is_empty(), "a corrupt layer was committed: {big_blobs:?} ({error})");
+    assert!(store.snapshots.list().unwrap().is_empty(), "a snapshot of a corrupt layer was committed ({error})");
+    assert_eq!(std::fs::read_dir(env.dir.join("store/content/ingest")).unwrap().count(), 0, "ingest cleaned");
+    // The same pull without the proxy completes into the same store.
+    let pulled = pull_from(&registry.address, &store, &format!("{}/test/busybox:v1", registry.address), None).unwrap();
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    env.leak_check();
+}
+
+#[test]
+fn a_download_cut_half_way_resumes_and_completes() {
+    let env = TestEnv::new("pull-cut");
+    let registry = busybox_in_registry(&env);
+    let proxy = FaultyProxy::start(&registry.address, Fault::CutOnce);
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let pulled = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap();
+    assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "the first layer download was cut");
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    env.leak_check();
+}
+
+#[test]
+fn a_basic_auth_registry_takes_the_right_credentials_only() {
+    let env = TestEnv::new("pull-auth");
+    let registry = Registry::start_with_auth(&env.dir, "berth", "s3cret");
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }]);
+    registry.push(&layout, "v1", "private/busybox");
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let reference = Reference::parse(&format!("{}/private/busybox:v1", registry.address)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let attempt = |credentials: Option<(&str, &str)>| {
+        let options = PullOptions {
+            plain_http: vec![registry.address.clone()],
+            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            ..Default::default()
+        };
+        runtime.block_on(pull(store.clone(), &reference, &options))
+    };
+    for wrong in [None, Some(("berth", "wrong")), Some(("nobody", "s3cret"))] {
+        let error = attempt(wrong).unwrap_err().to_string();
+        assert!(error.contains("registry") && (error.contains("401") || error.to_lowercase().contains("unauthorized") || error.to_lowercase().contains("auth")), "{wrong:?}: {error}");
+    }
+    assert!(store.content.list().unwrap().is_empty(), "nothing stored without the right credentials");
+    let pulled = attempt(Some(("berth", "s3cret"))).unwrap();
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    env.leak_check();
+}
+
+#[test]
+fn a_zstd_layer_image_pulls_like_a_gzip_one() {
+    let env = TestEnv::new("pull-zstd");
+    let registry = Registry::start(&env.dir);
+    let rootfs = env.bundle.dir.join("rootfs");
+    let layout = write_layout(&env.dir.join("layout"), "zstd", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&rootfs)], zstd: true }]);
+    registry.push(&layout, "zstd", "test/zstd");
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let pulled = pull_from(&registry.address, &store, &format!("{}/test/zstd:zstd", registry.address), None).unwrap();
+    let layer = std::fs::read(store.content.path(&pulled.layers[0])).unwrap();
+    assert_eq!(&layer[..4], &[0x28, 0xb5, 0x2f, 0xfd], "the stored layer is zstd");
+    assert_same_tree(&rootfs, &store.snapshots.path(&pulled.chain_ids[0]));
     env.leak_check();
 }

@@ -165,17 +165,46 @@ async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chai
     downloaded
 }
 
+/// How often a blob download that broke off is resumed (HTTP Range) before the pull gives up.
+const RESUMES: u32 = 3;
+
 /// Streams the blob into the content store (verified, then committed), copying each chunk to
-/// `tee` when given. Returns the bytes downloaded.
+/// `tee` when given. A connection that breaks off is resumed from the byte where it stopped. Returns
+/// the bytes downloaded.
 async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<u64> {
-    let mut response = remote.client.pull_blob_stream(&remote.reference, blob.digest.to_string().as_str()).await.map_err(|e| registry_error(remote, e))?;
+    let digest = blob.digest.to_string();
     let mut writer = store.content.writer(&blob.digest, Some(blob.size))?;
-    while let Some(chunk) = response.stream.next().await {
-        let chunk = chunk.map_err(|e| registry_error(remote, e))?;
-        writer.write_all(&chunk).map_err(|e| Error::io("write blob", blob.digest.to_string(), e))?;
-        if let Some(tee) = &tee {
-            if tee.send(chunk).await.is_err() {
-                return Err(registry_error(remote, format!("layer {} stopped unpacking", blob.digest)));
+    let mut written = 0u64;
+    let mut resumes = 0;
+    let mut stream = remote.client.pull_blob_stream(&remote.reference, digest.as_str()).await.map_err(|e| registry_error(remote, e))?.stream;
+    loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                writer.write_all(&chunk).map_err(|e| Error::io("write blob", &digest, e))?;
+                written += chunk.len() as u64;
+                if let Some(tee) = &tee {
+                    if tee.send(chunk).await.is_err() {
+                        return Err(registry_error(remote, format!("layer {digest} stopped unpacking")));
+                    }
+                }
+            }
+            None if written >= blob.size => break,
+            // Cut short (an error, or an early end): ask for the rest.
+            broken => {
+                resumes += 1;
+                if resumes > RESUMES {
+                    let why = match broken {
+                        Some(Err(e)) => e.to_string(),
+                        _ => format!("ended after {written} of {} bytes", blob.size),
+                    };
+                    return Err(registry_error(remote, format!("blob {digest}: {why} (after {RESUMES} resumes)")));
+                }
+                let response = remote.client.pull_blob_stream_partial(&remote.reference, digest.as_str(), written, None).await.map_err(|e| registry_error(remote, e))?;
+                stream = match response {
+                    oci_client::client::BlobResponse::Partial(rest) => rest.stream,
+                    // The registry ignored the range: start over from the first byte.
+                    oci_client::client::BlobResponse::Full(_) => return Err(registry_error(remote, format!("blob {digest}: the registry cannot resume (no Range support)"))),
+                };
             }
         }
     }

@@ -12,12 +12,14 @@ mod bundle;
 mod cgroupfs;
 mod console;
 mod leaks;
+mod proxy;
 mod registry;
 
 pub use bundle::{busybox_rootfs, Bundle};
 pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;
 pub use leaks::Leaks;
+pub use proxy::{Fault, FaultyProxy};
 pub use registry::{tar_of, write_layout, LayoutImage, Registry};
 
 use std::path::{Path, PathBuf};

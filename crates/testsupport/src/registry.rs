@@ -11,21 +11,41 @@ use std::process::{Child, Command, Stdio};
 pub struct Registry {
     /// `127.0.0.1:<port>`.
     pub address: String,
+    /// `user:password` when the registry wants basic auth.
+    credentials: Option<String>,
     child: Child,
 }
 
 impl Registry {
     /// Starts a registry storing under `dir` and waits until it answers `/v2/`.
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, None)
+    }
+
+    /// Like [`Registry::start`], with basic auth (htpasswd) for `user`/`password`.
+    pub fn start_with_auth(dir: &Path, user: &str, password: &str) -> Registry {
+        Registry::start_with(dir, Some((user, password)))
+    }
+
+    fn start_with(dir: &Path, auth: Option<(&str, &str)>) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
         let config = dir.join("registry.yml");
         let storage = dir.join("registry-data");
-        std::fs::write(&config, format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n", storage.display())).unwrap();
+        let mut yaml = format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n", storage.display());
+        if let Some((user, password)) = auth {
+            let htpasswd = dir.join("htpasswd");
+            let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("run htpasswd (apache2-utils)");
+            assert!(out.status.success());
+            std::fs::write(&htpasswd, out.stdout).unwrap();
+            yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", htpasswd.display()));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let child = Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start docker-registry");
-        let registry = Registry { address, child };
+        let registry = Registry { address, credentials: auth.map(|(u, p)| format!("{u}:{p}")), child };
         for _ in 0..500 {
-            if registry.get("/v2/").is_some_and(|status| status.contains(" 200 ")) {
+            // 401 is an answer too: the auth-protected registry is up.
+            if registry.get("/v2/").is_some_and(|status| status.contains(" 200 ") || status.contains(" 401 ")) {
                 return registry;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -45,8 +65,12 @@ impl Registry {
 
     /// Pushes the OCI layout at `layout` (tag `tag`) as `<repository>:<tag>`, index and all.
     pub fn push(&self, layout: &Path, tag: &str, repository: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(credentials) = &self.credentials {
+            command.arg(format!("--dest-creds={credentials}"));
+        }
+        let out = command
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{repository}:{tag}", self.address))
             .output()
@@ -62,10 +86,12 @@ impl Drop for Registry {
     }
 }
 
-/// One image of a layout: its layers (uncompressed tars, gzip-compressed in the layout) and platform.
+/// One image of a layout: its layers (uncompressed tars, compressed in the layout) and platform.
 pub struct LayoutImage {
     pub architecture: &'static str,
     pub layers: Vec<Vec<u8>>,
+    /// zstd instead of gzip for every layer.
+    pub zstd: bool,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -88,10 +114,15 @@ pub fn write_layout(layout: &Path, tag: &str, images: &[LayoutImage]) -> PathBuf
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
         for tar in &image.layers {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(tar).unwrap();
-            let mut descriptor = put_blob(layout, &gz.finish().unwrap());
-            descriptor["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+gzip");
+            let (compressed, media_type) = if image.zstd {
+                (zstd::encode_all(&tar[..], 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd")
+            } else {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(tar).unwrap();
+                (gz.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            };
+            let mut descriptor = put_blob(layout, &compressed);
+            descriptor["mediaType"] = json!(media_type);
             layers.push(descriptor);
             diff_ids.push(digest(tar));
         }

@@ -81,6 +81,22 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     assert_eq!((again.downloaded, &again.manifest), (0, &pulled.manifest));
     let by_digest = pull_from(&registry.address, &store, &format!("{}/test/busybox@{}", registry.address, pulled.manifest), None).unwrap();
     assert_eq!(by_digest.chain_ids, pulled.chain_ids);
+
+    // Both names are recorded; GC keeps what either needs, and everything once both are gone.
+    let names: Vec<String> = store.images.list().unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let record = store.images.get(&name).unwrap().expect("recorded by its normalized name");
+    assert_eq!((record.manifest, record.chain_ids.clone()), (pulled.manifest.clone(), pulled.chain_ids.clone()));
+    assert_eq!(store.gc().unwrap(), berth_image::store::Collected::default(), "nothing unreferenced");
+    assert!(store.images.remove(&name).unwrap());
+    assert_eq!(store.gc().unwrap().blobs, 0, "the by-digest image still needs every blob");
+    for other in names.iter().filter(|n| **n != name) {
+        store.images.remove(other).unwrap();
+    }
+    let collected = store.gc().unwrap();
+    assert_eq!((collected.blobs, collected.snapshots), (4, 2), "manifest, config, two layers; two snapshots");
+    assert!(store.content.list().unwrap().is_empty() && store.snapshots.list().unwrap().is_empty());
+    drop(store);
     env.leak_check();
 }
 
@@ -113,6 +129,7 @@ fn a_multi_arch_index_gives_the_platform_asked_for() {
     let s390x = Platform { os: "linux".into(), architecture: "s390x".into(), variant: None };
     let error = pull_from(&registry.address, &store, &name, Some(s390x)).unwrap_err().to_string();
     assert!(error.contains("no manifest for linux/s390x"), "{error}");
+    drop(store);
     env.leak_check();
 }
 
@@ -127,6 +144,7 @@ fn unknown_images_and_absent_registries_are_clear_errors() {
     let error = pull_from(&registry.address, &store, &format!("127.0.0.1:{closed}/x:y"), None).unwrap_err().to_string();
     assert!(error.contains("registry"), "{error}");
     assert!(store.content.list().unwrap().is_empty(), "nothing stored");
+    drop(store);
     env.leak_check();
 }
 
@@ -155,6 +173,7 @@ fn a_corrupted_layer_is_never_committed() {
     // The same pull without the proxy completes into the same store.
     let pulled = pull_from(&registry.address, &store, &format!("{}/test/busybox:v1", registry.address), None).unwrap();
     assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    drop(store);
     env.leak_check();
 }
 
@@ -167,6 +186,7 @@ fn a_download_cut_half_way_resumes_and_completes() {
     let pulled = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap();
     assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "the first layer download was cut");
     assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    drop(store);
     env.leak_check();
 }
 
@@ -194,6 +214,7 @@ fn a_basic_auth_registry_takes_the_right_credentials_only() {
     assert!(store.content.list().unwrap().is_empty(), "nothing stored without the right credentials");
     let pulled = attempt(Some(("berth", "s3cret"))).unwrap();
     assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    drop(store);
     env.leak_check();
 }
 
@@ -209,5 +230,6 @@ fn a_zstd_layer_image_pulls_like_a_gzip_one() {
     let layer = std::fs::read(store.content.path(&pulled.layers[0])).unwrap();
     assert_eq!(&layer[..4], &[0x28, 0xb5, 0x2f, 0xfd], "the stored layer is zstd");
     assert_same_tree(&rootfs, &store.snapshots.path(&pulled.chain_ids[0]));
+    drop(store);
     env.leak_check();
 }

@@ -10,6 +10,7 @@ pub mod content;
 pub mod digest;
 mod error;
 pub mod manifest;
+pub mod meta;
 pub mod pull;
 pub mod reference;
 pub mod snapshots;

@@ -10,6 +10,7 @@
 
 use crate::content::MAX_JSON;
 use crate::manifest::{Descriptor, ImageConfig, ManifestDoc, Platform, ACCEPTED};
+use crate::meta::ImageRecord;
 use crate::snapshots::chain_ids;
 use crate::store::Store;
 use crate::{Digest, Error, Reference, Result};
@@ -63,15 +64,21 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
     };
     let remote = Arc::new(Remote { client: oci_client::Client::new(config), reference: oci_reference(reference, None), auth, shown: reference.to_string() });
 
+    // Everything this pull stores is leased before it is committed, so a concurrent GC keeps it.
+    let lease = Lease::new(&store)?;
     let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest(), None).await?;
+    lease.add(&[manifest_digest.clone()])?;
     store.content.put(&manifest_digest, &bytes)?;
+    let mut blobs = vec![manifest_digest.clone()];
     let mut doc: ManifestDoc = parse(&bytes, &remote.shown)?;
     if doc.manifests.is_some() {
         let chosen = doc.select(&options.platform, &remote.shown)?;
         let (digest, bytes) = fetch_manifest(&remote, Some(&chosen.digest), Some(reference)).await?;
+        lease.add(&[digest.clone()])?;
         store.content.put(&digest, &bytes)?;
         doc = parse(&bytes, &remote.shown)?;
         manifest_digest = digest;
+        blobs.push(manifest_digest.clone());
     }
     let invalid = |reason: &str| Error::Invalid { what: format!("manifest of {}", remote.shown), reason: reason.into() };
     let config_descriptor = doc.config.ok_or_else(|| invalid("no config"))?;
@@ -80,6 +87,7 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         return Err(Error::TooLarge { what: format!("config {}", config_descriptor.digest), limit: MAX_JSON });
     }
     let mut downloaded = 0;
+    lease.add(&[config_descriptor.digest.clone()])?;
     if !store.content.contains(&config_descriptor.digest) {
         downloaded += download(&remote, &store, &config_descriptor, None).await?;
     }
@@ -88,6 +96,7 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         return Err(invalid("the config's diff_ids do not match the layers"));
     }
     let chain = chain_ids(&config.rootfs.diff_ids);
+    lease.add(&layers.iter().map(|l| l.digest.clone()).chain(chain.iter().cloned()).collect::<Vec<_>>())?;
 
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -102,7 +111,46 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         // The first failure ends the pull; dropping the set aborts the other layers.
         downloaded += joined.map_err(|e| Error::Invalid { what: remote.shown.clone(), reason: format!("layer task: {e}") })??;
     }
-    Ok(Pulled { manifest: manifest_digest, config: config_descriptor.digest, layers: layers.into_iter().map(|l| l.digest).collect(), chain_ids: chain, downloaded })
+    let layer_digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
+    blobs.push(config_descriptor.digest.clone());
+    blobs.extend(layer_digests.iter().cloned());
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    store.images.put(&ImageRecord {
+        name: reference.to_string(),
+        manifest: manifest_digest.clone(),
+        config: config_descriptor.digest.clone(),
+        layers: layer_digests.clone(),
+        chain_ids: chain.clone(),
+        blobs,
+        size: layers.iter().map(|l| l.size).sum(),
+        created,
+    })?;
+    Ok(Pulled { manifest: manifest_digest, config: config_descriptor.digest, layers: layer_digests, chain_ids: chain, downloaded })
+}
+
+/// A pull's lease in the metadata database, released when the pull ends, however it ends.
+struct Lease<'a> {
+    store: &'a Store,
+    id: String,
+}
+
+impl<'a> Lease<'a> {
+    fn new(store: &'a Store) -> Result<Lease<'a>> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!("pull-{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        store.images.lease(&id, &[])?;
+        Ok(Lease { store, id })
+    }
+
+    fn add(&self, digests: &[Digest]) -> Result<()> {
+        self.store.images.lease(&self.id, digests)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.images.release(&self.id);
+    }
 }
 
 fn oci_reference(reference: &Reference, digest: Option<&Digest>) -> oci_client::Reference {

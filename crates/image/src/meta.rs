@@ -1,0 +1,180 @@
+//! Image metadata in an embedded database (redb, one file): images by name, and leases, the
+//! blobs and snapshots a pull in progress needs kept from GC. The schema has a version; a database
+//! from another version is refused with a clear error instead of being misread.
+
+use crate::{Digest, Error, Result};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+pub const SCHEMA_VERSION: u64 = 1;
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+
+/// One image as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The normalized reference it was pulled or imported as.
+    pub name: String,
+    pub manifest: Digest,
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+    pub chain_ids: Vec<Digest>,
+    /// Every blob of the image in the content store (index, manifest, config, layers).
+    pub blobs: Vec<Digest>,
+    /// Compressed size of the layers.
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub created: u64,
+}
+
+pub struct ImageDb {
+    db: redb::Database,
+}
+
+fn db_error(e: impl std::fmt::Display) -> Error {
+    Error::Invalid { what: "image metadata".into(), reason: e.to_string() }
+}
+
+impl ImageDb {
+    pub fn open(path: &Path) -> Result<ImageDb> {
+        let db = redb::Database::create(path).map_err(db_error)?;
+        let txn = db.begin_write().map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let found = meta.get("schema").map_err(db_error)?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION).map_err(db_error)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => return Err(Error::Invalid { what: path.display().to_string(), reason: format!("schema version {other}; this berth reads version {SCHEMA_VERSION}") }),
+            }
+            txn.open_table(IMAGES).map_err(db_error)?;
+            txn.open_table(LEASES).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        Ok(ImageDb { db })
+    }
+
+    pub fn put(&self, record: &ImageRecord) -> Result<()> {
+        let json = serde_json::to_vec(record).map_err(db_error)?;
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(IMAGES).map_err(db_error)?.insert(record.name.as_str(), json.as_slice()).map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<ImageRecord>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(IMAGES).map_err(db_error)?;
+        let value = table.get(name).map_err(db_error)?;
+        value.map(|v| serde_json::from_slice(v.value()).map_err(db_error)).transpose()
+    }
+
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(IMAGES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (_, value) = entry.map_err(db_error)?;
+            out.push(serde_json::from_slice(value.value()).map_err(db_error)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes the image `name`; false if there was none.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let removed = txn.open_table(IMAGES).map_err(db_error)?.remove(name).map_err(db_error)?.is_some();
+        txn.commit().map_err(db_error)?;
+        Ok(removed)
+    }
+
+    /// Adds `digests` (blobs or chain ids) to the lease `id`, creating it.
+    pub fn lease(&self, id: &str, digests: &[Digest]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(db_error)?;
+            let mut held: BTreeSet<Digest> = match table.get(id).map_err(db_error)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(db_error)?,
+                None => BTreeSet::new(),
+            };
+            held.extend(digests.iter().cloned());
+            let json = serde_json::to_vec(&held).map_err(db_error)?;
+            table.insert(id, json.as_slice()).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    pub fn release(&self, id: &str) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(LEASES).map_err(db_error)?.remove(id).map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    /// Drops every lease (at start-up, when no pull can be running).
+    pub fn release_all(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(db_error)?;
+            let ids: Vec<String> = table.iter().map_err(db_error)?.flatten().map(|(k, _)| k.value().to_string()).collect();
+            for id in ids {
+                table.remove(id.as_str()).map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Everything some image or lease keeps, read in one transaction.
+    pub fn kept(&self) -> Result<BTreeSet<Digest>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let mut kept = BTreeSet::new();
+        for entry in txn.open_table(IMAGES).map_err(db_error)?.iter().map_err(db_error)? {
+            let (_, value) = entry.map_err(db_error)?;
+            let record: ImageRecord = serde_json::from_slice(value.value()).map_err(db_error)?;
+            kept.extend(record.blobs.into_iter().chain(record.chain_ids));
+        }
+        for entry in txn.open_table(LEASES).map_err(db_error)?.iter().map_err(db_error)? {
+            let (_, value) = entry.map_err(db_error)?;
+            let held: BTreeSet<Digest> = serde_json::from_slice(value.value()).map_err(db_error)?;
+            kept.extend(held);
+        }
+        Ok(kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_schema_version_is_refused() {
+        let path = std::env::temp_dir().join(format!("berth-meta-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        drop(ImageDb::open(&path).unwrap());
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("schema", SCHEMA_VERSION + 1).unwrap();
+            txn.commit().unwrap();
+        }
+        let error = ImageDb::open(&path).err().expect("refused").to_string();
+        assert!(error.contains("schema version 2"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn leases_keep_what_they_name_until_released() {
+        let path = std::env::temp_dir().join(format!("berth-lease-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let db = ImageDb::open(&path).unwrap();
+        let digest = Digest::of(b"layer");
+        db.lease("pull-1", std::slice::from_ref(&digest)).unwrap();
+        assert!(db.kept().unwrap().contains(&digest));
+        db.release("pull-1").unwrap();
+        assert!(db.kept().unwrap().is_empty());
+        std::fs::remove_file(&path).unwrap();
+    }
+}

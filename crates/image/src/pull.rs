@@ -67,14 +67,14 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
     // Everything this pull stores is leased before it is committed, so a concurrent GC keeps it.
     let lease = Lease::new(&store)?;
     let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest(), None).await?;
-    lease.add(&[manifest_digest.clone()])?;
+    lease.add(std::slice::from_ref(&manifest_digest))?;
     store.content.put(&manifest_digest, &bytes)?;
     let mut blobs = vec![manifest_digest.clone()];
     let mut doc: ManifestDoc = parse(&bytes, &remote.shown)?;
     if doc.manifests.is_some() {
         let chosen = doc.select(&options.platform, &remote.shown)?;
         let (digest, bytes) = fetch_manifest(&remote, Some(&chosen.digest), Some(reference)).await?;
-        lease.add(&[digest.clone()])?;
+        lease.add(std::slice::from_ref(&digest))?;
         store.content.put(&digest, &bytes)?;
         doc = parse(&bytes, &remote.shown)?;
         manifest_digest = digest;
@@ -87,7 +87,7 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         return Err(Error::TooLarge { what: format!("config {}", config_descriptor.digest), limit: MAX_JSON });
     }
     let mut downloaded = 0;
-    lease.add(&[config_descriptor.digest.clone()])?;
+    lease.add(std::slice::from_ref(&config_descriptor.digest))?;
     if !store.content.contains(&config_descriptor.digest) {
         downloaded += download(&remote, &store, &config_descriptor, None).await?;
     }

@@ -233,3 +233,55 @@ fn a_zstd_layer_image_pulls_like_a_gzip_one() {
     drop(store);
     env.leak_check();
 }
+
+/// Set in the child process of the kill -9 test: `<plain-http address> <store> <reference>`.
+const PULL_CHILD: &str = "BERTH_PULL_CHILD";
+
+#[test]
+fn a_pull_killed_half_way_finishes_on_retry_and_leaves_no_orphans() {
+    if let Ok(job) = std::env::var(PULL_CHILD) {
+        // The child: pull, and be killed while doing it.
+        let parts: Vec<&str> = job.split(' ').collect();
+        let store = Arc::new(Store::open(Path::new(parts[1])).unwrap());
+        let _ = pull_from(parts[0], &store, parts[2], None);
+        return;
+    }
+    let env = TestEnv::new("pull-kill");
+    let registry = busybox_in_registry(&env);
+    let proxy = FaultyProxy::start(&registry.address, Fault::Slow);
+    let store_dir = env.dir.join("store");
+    let job = format!("{} {} {}/test/busybox:v1", proxy.address, store_dir.display(), proxy.address);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_pull_killed_half_way_finishes_on_retry_and_leaves_no_orphans", "--quiet"])
+        .env(PULL_CHILD, job)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once part of the layer is on disk.
+    let ingest = store_dir.join("content/ingest");
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(&ingest).map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 100_000))).unwrap_or(false) {
+        assert!(started.elapsed().as_secs() < 30, "the child never got half way");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(std::fs::read_dir(&ingest).unwrap().count() > 0, "killed half way: a partial blob is left");
+
+    // The owner starts again: recover, pull, and the store is consistent with no orphans.
+    let store = Arc::new(Store::open(&store_dir).unwrap());
+    store.recover().unwrap();
+    assert_eq!(std::fs::read_dir(&ingest).unwrap().count(), 0);
+    assert!(store.images.kept().unwrap().is_empty(), "the dead pull's lease is gone");
+    let name = format!("{}/test/busybox:v1", registry.address);
+    let pulled = pull_from(&registry.address, &store, &name, None).unwrap();
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    assert_eq!(store.images.list().unwrap().len(), 1);
+    // The killed pull's manifest and config (same digests) are the new image's; nothing else was left.
+    assert_eq!(store.gc().unwrap(), berth_image::store::Collected::default(), "no orphan blobs or snapshots");
+    store.images.remove(&name).unwrap();
+    let collected = store.gc().unwrap();
+    assert_eq!((collected.blobs, collected.snapshots), (3, 1));
+    drop(store);
+    env.leak_check();
+}

@@ -1,5 +1,6 @@
 //! A TCP proxy in front of a registry that damages large responses (the layer blobs) on purpose:
-//! it flips one byte of the body, or cuts the first such response half way (later ones pass).
+//! it flips one byte of the body, cuts the first such response half way (later ones pass), or
+//! slows them down.
 //! Byte-level and per connection: HTTP/1.1 clients send one request at a time on a connection.
 
 use std::io::{Read, Write};
@@ -16,6 +17,8 @@ pub enum Fault {
     CorruptByte,
     /// Close the first large response half way through its body.
     CutOnce,
+    /// Pass large bodies on slowly (16 KiB every 20 ms), so a test can act during a download.
+    Slow,
 }
 
 pub struct FaultyProxy {
@@ -104,7 +107,15 @@ fn damage(mut server: TcpStream, mut client: TcpStream, fault: Fault, damaged: &
                 return;
             }
             *seen += chunk.len();
-            if client.write_all(&chunk).is_err() {
+            let written = if large && fault == Fault::Slow {
+                chunk.chunks(16 * 1024).try_for_each(|piece| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    client.write_all(piece)
+                })
+            } else {
+                client.write_all(&chunk)
+            };
+            if written.is_err() {
                 break;
             }
             if *seen >= *length {

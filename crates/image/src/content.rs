@@ -43,14 +43,25 @@ impl ContentStore {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let temp = self.root.join("ingest").join(format!("{}.{}.{n}", expected.hex(), std::process::id()));
         let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
-        Ok(BlobWriter { file, temp, target: self.path(expected), expected: expected.clone(), size, digester: Digester::default() })
+        Ok(BlobWriter { file, temp, blobs: self.root.join("blobs/sha256"), expected: Some(expected.clone()), size, digester: Digester::default() })
+    }
+
+    /// Stores whatever `reader` yields under the digest it turns out to have (content from an
+    /// archive names itself only by where it sits, so there is nothing to check it against).
+    pub fn ingest(&self, mut reader: impl Read) -> Result<(Digest, u64)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let temp = self.root.join("ingest").join(format!("any.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
+        let mut writer = BlobWriter { file, temp, blobs: self.root.join("blobs/sha256"), expected: None, size: None, digester: Digester::default() };
+        let size = std::io::copy(&mut reader, &mut writer).map_err(|e| Error::io("ingest blob", &writer.temp, e))?;
+        Ok((writer.commit()?, size))
     }
 
     /// Stores `bytes` as the blob with digest `expected`.
     pub fn put(&self, expected: &Digest, bytes: &[u8]) -> Result<()> {
         let mut writer = self.writer(expected, Some(bytes.len() as u64))?;
         writer.write_all(bytes).map_err(|e| Error::io("write blob", &writer.temp, e))?;
-        writer.commit()
+        writer.commit().map(|_| ())
     }
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
@@ -103,16 +114,19 @@ pub fn read_json_bounded<T: serde::de::DeserializeOwned>(reader: impl Read, what
 pub struct BlobWriter {
     file: File,
     temp: PathBuf,
-    target: PathBuf,
-    expected: Digest,
+    blobs: PathBuf,
+    /// None: the blob is stored under whatever digest its content has.
+    expected: Option<Digest>,
     size: Option<u64>,
     digester: Digester,
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.size.is_some_and(|size| self.digester.len() + buf.len() as u64 > size) {
-            return Err(std::io::Error::other(format!("blob {} is longer than the {} bytes announced", self.expected, self.size.unwrap_or(0))));
+        if let (Some(size), Some(expected)) = (self.size, &self.expected) {
+            if self.digester.len() + buf.len() as u64 > size {
+                return Err(std::io::Error::other(format!("blob {expected} is longer than the {size} bytes announced")));
+            }
         }
         let n = self.file.write(buf)?;
         self.digester.update(&buf[..n]);
@@ -125,17 +139,20 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
-    /// Verifies size and digest, syncs, and moves the blob into place.
-    pub fn commit(mut self) -> Result<()> {
+    /// Verifies size and digest, syncs, and moves the blob into place; returns its digest.
+    pub fn commit(mut self) -> Result<Digest> {
         let digester = std::mem::take(&mut self.digester);
         let written = digester.len();
         let actual = digester.finish();
-        if actual != self.expected || self.size.is_some_and(|size| size != written) {
-            return Err(Error::Mismatch { expected: self.expected.clone(), actual: written, actual_digest: actual });
+        if let Some(expected) = &self.expected {
+            if &actual != expected || self.size.is_some_and(|size| size != written) {
+                return Err(Error::Mismatch { expected: expected.clone(), actual: written, actual_digest: actual });
+            }
         }
         self.file.sync_all().map_err(|e| Error::io("sync blob", &self.temp, e))?;
-        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io("commit blob", &self.target, e))?;
-        Ok(())
+        let target = self.blobs.join(actual.hex());
+        std::fs::rename(&self.temp, &target).map_err(|e| Error::io("commit blob", &target, e))?;
+        Ok(actual)
     }
 }
 

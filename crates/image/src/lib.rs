@@ -6,6 +6,7 @@
 //! Owns: everything under the store root it is given. Does not own: containers, mounts of
 //! snapshots into containers, the network beyond a registry.
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 mod error;

@@ -19,7 +19,12 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(default)]
     pub platform: Option<Platform>,
+    #[serde(default)]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
+
+/// The annotation an OCI layout's index names an image by.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Platform {
@@ -60,6 +65,8 @@ pub struct ManifestDoc {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImageConfig {
+    #[serde(default)]
+    pub architecture: String,
     pub rootfs: RootFs,
 }
 

@@ -14,6 +14,7 @@ mod console;
 mod leaks;
 mod proxy;
 mod registry;
+mod trees;
 
 pub use bundle::{busybox_rootfs, Bundle};
 pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
@@ -21,6 +22,7 @@ pub use console::ConsoleSocket;
 pub use leaks::Leaks;
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{tar_of, write_layout, LayoutImage, Registry};
+pub use trees::assert_same_tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

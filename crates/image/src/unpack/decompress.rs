@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
-pub(super) fn decoder<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decoder<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let head = reader.fill_buf().map_err(|e| Error::io("read layer", "<stream>", e))?;
     if head.starts_with(GZIP_MAGIC) {

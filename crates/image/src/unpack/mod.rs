@@ -11,7 +11,7 @@
 //! (CVE-2021-32760, CVE-2025-47290 classes).
 
 mod apply;
-mod decompress;
+pub(crate) mod decompress;
 mod fsops;
 mod paths;
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages berth builds and tests with (run as root on Debian bookworm).
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
+#           protobuf-compiler (protoc, for the berth.v1 gRPC API)
 #   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
 #           uidmap (rootless), libcap2-bin (file capabilities), iptables,
 #           docker-registry skopeo apache2-utils (image tests: a local registry, pushes, htpasswd)
@@ -10,7 +11,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    libseccomp-dev pkg-config gcc g++ libc6-dev \
+    libseccomp-dev pkg-config gcc g++ libc6-dev protobuf-compiler \
     busybox-static procps \
     containerd podman uidmap iptables libcap2-bin docker-registry skopeo apache2-utils \
     runc crun hyperfine time >/dev/null

@@ -4,15 +4,10 @@
 
 use berth_image::archive::{export_oci_layout, import_archive, import_rootfs};
 use berth_image::{Reference, Store};
-use berth_testsupport::{assert_same_tree, tar_of, write_layout, LayoutImage, TestEnv};
+use berth_testsupport::{assert_same_tree, busybox_layout, tar_of, TestEnv};
 use std::path::Path;
 
 const NAME: &str = "localhost/test/busybox:v1";
-
-fn busybox_layout(env: &TestEnv, tag: &str) -> std::path::PathBuf {
-    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
-    write_layout(&env.dir.join("layout"), tag, &[LayoutImage { architecture: arch, layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }])
-}
 
 #[test]
 fn an_oci_layout_imports_exports_and_imports_again() {

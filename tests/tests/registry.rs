@@ -5,7 +5,7 @@
 use berth_image::manifest::Platform;
 use berth_image::pull::{pull, PullOptions, Pulled};
 use berth_image::{Reference, Store};
-use berth_testsupport::{assert_same_tree, tar_of, write_layout, Fault, FaultyProxy, LayoutImage, Registry, TestEnv};
+use berth_testsupport::{assert_same_tree, busybox_registry, host_architecture, tar_of, write_layout, Fault, FaultyProxy, LayoutImage, Registry, TestEnv, wait_for_partial_blob};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     std::fs::write(top.join("bin/.wh.vi"), "").unwrap();
     std::fs::write(top.join("etc/.wh..wh..opq"), "").unwrap();
     std::fs::write(top.join("etc/motd"), "pulled\n").unwrap();
-    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&rootfs), tar_of(&top)], zstd: false }]);
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs), tar_of(&top)], zstd: false }]);
     registry.push(&layout, "v1", "test/busybox");
 
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
@@ -71,9 +71,6 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     env.leak_check();
 }
 
-fn host_arch() -> &'static str {
-    if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" }
-}
 
 #[test]
 fn a_multi_arch_index_gives_the_platform_asked_for() {
@@ -119,18 +116,10 @@ fn unknown_images_and_absent_registries_are_clear_errors() {
     env.leak_check();
 }
 
-/// A registry holding the busybox rootfs as the one-layer image `test/busybox:v1`.
-fn busybox_in_registry(env: &TestEnv) -> Registry {
-    let registry = Registry::start(&env.dir);
-    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }]);
-    registry.push(&layout, "v1", "test/busybox");
-    registry
-}
-
 #[test]
 fn a_corrupted_layer_is_never_committed() {
     let env = TestEnv::new("pull-corrupt");
-    let registry = busybox_in_registry(&env);
+    let registry = busybox_registry(&env);
     let proxy = FaultyProxy::start(&registry.address, Fault::CorruptByte);
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let error = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap_err().to_string();
@@ -151,7 +140,7 @@ fn a_corrupted_layer_is_never_committed() {
 #[test]
 fn a_download_cut_half_way_resumes_and_completes() {
     let env = TestEnv::new("pull-cut");
-    let registry = busybox_in_registry(&env);
+    let registry = busybox_registry(&env);
     let proxy = FaultyProxy::start(&registry.address, Fault::CutOnce);
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let pulled = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap();
@@ -165,7 +154,7 @@ fn a_download_cut_half_way_resumes_and_completes() {
 fn a_basic_auth_registry_takes_the_right_credentials_only() {
     let env = TestEnv::new("pull-auth");
     let registry = Registry::start_with_auth(&env.dir, "berth", "s3cret");
-    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }]);
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }]);
     registry.push(&layout, "v1", "private/busybox");
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let reference = Reference::parse(&format!("{}/private/busybox:v1", registry.address)).unwrap();
@@ -194,7 +183,7 @@ fn a_zstd_layer_image_pulls_like_a_gzip_one() {
     let env = TestEnv::new("pull-zstd");
     let registry = Registry::start(&env.dir);
     let rootfs = env.bundle.dir.join("rootfs");
-    let layout = write_layout(&env.dir.join("layout"), "zstd", &[LayoutImage { architecture: host_arch(), layers: vec![tar_of(&rootfs)], zstd: true }]);
+    let layout = write_layout(&env.dir.join("layout"), "zstd", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs)], zstd: true }]);
     registry.push(&layout, "zstd", "test/zstd");
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let pulled = pull_from(&registry.address, &store, &format!("{}/test/zstd:zstd", registry.address), None).unwrap();
@@ -218,7 +207,7 @@ fn a_pull_killed_half_way_finishes_on_retry_and_leaves_no_orphans() {
         return;
     }
     let env = TestEnv::new("pull-kill");
-    let registry = busybox_in_registry(&env);
+    let registry = busybox_registry(&env);
     let proxy = FaultyProxy::start(&registry.address, Fault::Slow);
     let store_dir = env.dir.join("store");
     let job = format!("{} {} {}/test/busybox:v1", proxy.address, store_dir.display(), proxy.address);
@@ -230,11 +219,7 @@ fn a_pull_killed_half_way_finishes_on_retry_and_leaves_no_orphans() {
         .unwrap();
     // Kill it once part of the layer is on disk.
     let ingest = store_dir.join("content/ingest");
-    let started = std::time::Instant::now();
-    while !std::fs::read_dir(&ingest).map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 100_000))).unwrap_or(false) {
-        assert!(started.elapsed().as_secs() < 30, "the child never got half way");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_partial_blob(&ingest);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(std::fs::read_dir(&ingest).unwrap().count() > 0, "killed half way: a partial blob is left");

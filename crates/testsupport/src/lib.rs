@@ -21,7 +21,7 @@ pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;
 pub use leaks::Leaks;
 pub use proxy::{Fault, FaultyProxy};
-pub use registry::{tar_of, write_layout, LayoutImage, Registry};
+pub use registry::{busybox_layout, busybox_registry, host_architecture, tar_of, wait_for_partial_blob, write_layout, LayoutImage, Registry};
 pub use trees::assert_same_tree;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +37,13 @@ pub fn berth_oci_bin() -> PathBuf {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/berth-oci");
     assert!(path.exists(), "{} is missing: run `cargo build --workspace` first (or set BERTH_OCI)", path.display());
+    path
+}
+
+/// A binary of this workspace's debug build (`berthd`, `berth`); `cargo build --workspace` first.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
     path
 }
 

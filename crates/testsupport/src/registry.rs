@@ -155,3 +155,35 @@ pub fn tar_of(dir: &Path) -> Vec<u8> {
     assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
+
+/// This machine's architecture as images name it.
+pub fn host_architecture() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    }
+}
+
+/// An OCI layout at `<env>/layout` holding the env's busybox rootfs as a one-layer image tagged `tag`.
+pub fn busybox_layout(env: &crate::TestEnv, tag: &str) -> PathBuf {
+    let layers = vec![tar_of(&env.bundle.dir.join("rootfs"))];
+    write_layout(&env.dir.join("layout"), tag, &[LayoutImage { architecture: host_architecture(), layers, zstd: false }])
+}
+
+/// A private registry holding [`busybox_layout`] as `test/busybox:v1`.
+pub fn busybox_registry(env: &crate::TestEnv) -> Registry {
+    let registry = Registry::start(&env.dir);
+    registry.push(&busybox_layout(env, "v1"), "v1", "test/busybox");
+    registry
+}
+
+/// Waits (up to 30 s) until a blob being written into the content-store ingest directory `ingest`
+/// is past 100 KB: a download half way, for tests that interrupt one.
+pub fn wait_for_partial_blob(ingest: &Path) {
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(ingest).map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 100_000))).unwrap_or(false) {
+        assert!(started.elapsed().as_secs() < 30, "no download got half way into {}", ingest.display());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,94 @@
+//! berth: the command line over berthd (berth.v1 on a unix socket). Each subcommand is one call;
+//! errors are printed as berthd states them, and the exit status is 1.
+
+use anyhow::Context;
+use berth_api::v1::images_client::ImagesClient;
+use berth_api::v1::{pull_event, Image, ListImagesRequest, PruneRequest, PullRequest, RemoveImageRequest};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "berth: run containers from images")]
+struct Cli {
+    /// berthd's socket.
+    #[arg(long, global = true, default_value = berth_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull an image from a registry.
+    Pull { reference: String },
+    /// List images.
+    Images {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Remove an image (its blobs go at the next prune).
+    Rmi { name: String },
+    /// Remove every blob and snapshot no image needs.
+    Prune,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("berth: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The message berthd gave, not the transport's wrapping of it.
+fn status(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let channel = berth_api::connect(&cli.socket).await.with_context(|| format!("connect to berthd at {} (is it running?)", cli.socket.display()))?;
+    let mut images = ImagesClient::new(channel);
+    match cli.command {
+        Command::Pull { reference } => {
+            let mut events = images.pull(PullRequest { reference }).await.map_err(status)?.into_inner();
+            while let Some(event) = events.message().await.map_err(status)? {
+                match event.event {
+                    Some(pull_event::Event::Status(text)) => println!("{text}"),
+                    Some(pull_event::Event::Done(image)) => println!("{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded),
+                    None => {}
+                }
+            }
+        }
+        Command::Images { format } => {
+            let list = images.list(ListImagesRequest {}).await.map_err(status)?.into_inner().images;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(image_json).collect::<Vec<_>>())?),
+                Format::Table => {
+                    println!("{:<60} {:<19} {:>12}", "NAME", "MANIFEST", "SIZE");
+                    for image in list {
+                        println!("{:<60} {:<19} {:>12}", image.name, &image.manifest[..image.manifest.len().min(19)], image.size);
+                    }
+                }
+            }
+        }
+        Command::Rmi { name } => {
+            images.remove(RemoveImageRequest { name }).await.map_err(status)?;
+        }
+        Command::Prune => {
+            let pruned = images.prune(PruneRequest {}).await.map_err(status)?.into_inner();
+            println!("removed {} blobs and {} snapshots, {} bytes", pruned.blobs, pruned.snapshots, pruned.bytes);
+        }
+    }
+    Ok(())
+}
+
+fn image_json(image: &Image) -> serde_json::Value {
+    serde_json::json!({"name": image.name, "manifest": image.manifest, "config": image.config, "size": image.size, "created": image.created, "layers": image.layers})
+}

@@ -1,0 +1,33 @@
+//! berthd's configuration file (TOML, default /etc/berth/berthd.toml; absent means defaults).
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The image store (and, later, container metadata): 0700.
+    pub root: PathBuf,
+    /// The berth.v1 socket; its directory is made 0700.
+    pub socket: PathBuf,
+    /// Registries (`host:port`) spoken to over plain HTTP.
+    pub plain_http: Vec<String>,
+    /// Layers downloaded at once per pull.
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { root: PathBuf::from("/var/lib/berth"), socket: PathBuf::from(berth_api::DEFAULT_SOCKET), plain_http: Vec::new(), concurrency: 4 }
+    }
+}
+
+/// Reads `path`; a missing file at the default location means the defaults.
+pub fn load(path: &Path, required: bool) -> anyhow::Result<Config> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("config {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+        Err(e) => Err(e).with_context(|| format!("read config {}", path.display())),
+    }
+}

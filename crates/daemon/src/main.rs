@@ -1,0 +1,72 @@
+//! berthd: owns the image store and serves berth.v1 on a unix socket (0700 directory). Started
+//! again after a crash, it first recovers the store (half-written blobs and snapshots, the leases
+//! of pulls that died). SIGTERM or SIGINT end it gracefully: calls in flight finish, the socket goes.
+
+mod config;
+mod images;
+
+use anyhow::Context;
+use clap::Parser;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "berthd", version, about = "berth's daemon")]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, default_value = "/etc/berth/berthd.toml")]
+    config: PathBuf,
+    /// Overrides the config's `root`.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Overrides the config's `socket`.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    let args = Args::parse();
+    let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+    let mut config = config::load(&args.config, explicit)?;
+    config.root = args.root.unwrap_or(config.root);
+    config.socket = args.socket.unwrap_or(config.socket);
+
+    let store = berth_image::Store::open(&config.root).with_context(|| format!("open the image store at {}", config.root.display()))?;
+    store.recover().context("recover the image store")?;
+    let options = berth_image::pull::PullOptions { plain_http: config.plain_http.clone(), concurrency: config.concurrency, ..Default::default() };
+    let service = images::ImagesService { store: Arc::new(store), options };
+
+    let listener = bind(&config.socket)?;
+    tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    let served = tonic::transport::Server::builder()
+        .add_service(berth_api::v1::images_server::ImagesServer::new(service))
+        .serve_with_incoming_shutdown(berth_api::incoming(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(&config.socket);
+    served.context("serve berth.v1")
+}
+
+/// Binds the socket in a 0700 directory, replacing a stale socket file left by a crash.
+fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("chmod 0700 {}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => std::fs::remove_file(socket).with_context(|| format!("remove stale {}", socket.display()))?,
+        Ok(_) => anyhow::bail!("{} exists and is not a socket", socket.display()),
+        Err(_) => {}
+    }
+    tokio::net::UnixListener::bind(socket).with_context(|| format!("bind {}", socket.display()))
+}

@@ -1,0 +1,123 @@
+//! berthd and the `berth` CLI end to end: pull from a private docker-registry, list, remove,
+//! prune; kill -9 of berthd during a pull, restart, pull again, no orphans; clear errors.
+
+use berth_testsupport::{busybox_registry, workspace_bin, Fault, FaultyProxy, TestEnv, wait_for_partial_blob};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+/// A berthd of the test's own: store, socket and config under the test directory.
+struct Berthd {
+    child: Child,
+    socket: PathBuf,
+    root: PathBuf,
+}
+
+impl Berthd {
+    fn start(env: &TestEnv, plain_http: &[&str]) -> Berthd {
+        let (root, socket, config) = (env.dir.join("berth-root"), env.dir.join("run/berth.sock"), env.dir.join("berthd.toml"));
+        let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
+        std::fs::write(&config, format!("root = {:?}\nsocket = {:?}\nplain_http = [{}]\n", root, socket, registries.join(", "))).unwrap();
+        let child = Command::new(workspace_bin("berthd")).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let berthd = Berthd { child, socket, root };
+        for _ in 0..1000 {
+            if std::os::unix::net::UnixStream::connect(&berthd.socket).is_ok() {
+                return berthd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("berthd never listened on {}", berthd.socket.display());
+    }
+
+    fn berth(&self, env: &TestEnv, args: &[&str]) -> Output {
+        env.capture(Command::new(workspace_bin("berth")).arg("--socket").arg(&self.socket).args(args).stdin(Stdio::null()))
+    }
+
+    fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
+        let out = self.berth(env, args);
+        assert!(out.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGTERM, and wait: a graceful stop.
+    fn stop(mut self) {
+        // SAFETY: kill takes a pid and a signal; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn images(berthd: &Berthd, env: &TestEnv) -> Vec<serde_json::Value> {
+    serde_json::from_str(&berthd.ok(env, &["images", "--format", "json"])).unwrap()
+}
+
+#[test]
+fn pull_list_remove_and_prune_through_berthd() {
+    let env = TestEnv::new("berthd");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    assert_eq!(std::fs::metadata(berthd.socket.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700, "socket dir 0700");
+    let name = format!("{}/test/busybox:v1", registry.address);
+    let out = berthd.ok(&env, &["pull", &name]);
+    assert!(out.contains(&name) && out.contains("bytes downloaded"), "{out}");
+    let listed = images(&berthd, &env);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], name.as_str());
+    assert!(berthd.ok(&env, &["images"]).contains(&name), "table");
+    let again = berthd.ok(&env, &["pull", &name]);
+    assert!(again.contains("(0 bytes downloaded)"), "{again}");
+
+    berthd.ok(&env, &["rmi", &name]);
+    assert!(images(&berthd, &env).is_empty());
+    let pruned = berthd.ok(&env, &["prune"]);
+    assert!(pruned.starts_with("removed 3 blobs and 1 snapshots"), "{pruned}");
+
+    // Bad input: clear errors from berthd, exit status 1.
+    for (args, expected) in [(vec!["pull", "Not A Reference"], "invalid image reference"), (vec!["rmi", "nothing/here:1"], "no image"), (vec!["pull", &format!("{}/no/such:1", registry.address)][..].to_vec(), "registry")] {
+        let out = berthd.berth(&env, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let socket = berthd.socket.clone();
+    berthd.stop();
+    assert!(!socket.exists(), "a graceful stop removes the socket");
+    let out = env.capture(Command::new(workspace_bin("berth")).arg("--socket").arg(&socket).arg("images"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is it running?"));
+    env.leak_check();
+}
+
+#[test]
+fn berthd_killed_during_a_pull_restarts_and_pulls_again_without_orphans() {
+    let env = TestEnv::new("berthd-kill");
+    let registry = busybox_registry(&env);
+    let proxy = FaultyProxy::start(&registry.address, Fault::Slow);
+    let mut berthd = Berthd::start(&env, &[&registry.address, &proxy.address]);
+    let slow_name = format!("{}/test/busybox:v1", proxy.address);
+    let mut client = Command::new(workspace_bin("berth")).arg("--socket").arg(&berthd.socket).args(["pull", &slow_name]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let ingest = berthd.root.join("content/ingest");
+    wait_for_partial_blob(&ingest);
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    assert!(!client.wait().unwrap().success(), "the client sees the daemon die");
+    drop(berthd);
+
+    let berthd = Berthd::start(&env, &[&registry.address, &proxy.address]);
+    assert_eq!(std::fs::read_dir(&ingest).unwrap().count(), 0, "restart recovered the half-written blob");
+    let name = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &name]);
+    let listed = images(&berthd, &env);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(berthd.ok(&env, &["prune"]).starts_with("removed 0 blobs and 0 snapshots"), "no orphans");
+    berthd.ok(&env, &["rmi", &name]);
+    assert!(berthd.ok(&env, &["prune"]).starts_with("removed 3 blobs and 1 snapshots"));
+    berthd.stop();
+    env.leak_check();
+}
+

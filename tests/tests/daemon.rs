@@ -121,3 +121,39 @@ fn berthd_killed_during_a_pull_restarts_and_pulls_again_without_orphans() {
     env.leak_check();
 }
 
+
+#[test]
+fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
+    let env = TestEnv::new("berthd-archives");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let name = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &name]);
+    berthd.ok(&env, &["tag", &name, "localhost/mine:1"]);
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap();
+    assert_eq!(inspected["name"], "localhost/mine:1");
+    assert_eq!(inspected["config"]["os"], "linux");
+    let manifest = inspected["manifest"].as_str().unwrap().to_string();
+
+    // Out as an OCI layout, everything removed, back in: the same image.
+    let archive = env.dir.join("out.tar");
+    berthd.ok(&env, &["save", "localhost/mine:1", "-o", archive.to_str().unwrap()]);
+    let out = berthd.berth(&env, &["export", "localhost/mine:1", "-o", archive.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("exists"), "an existing file is never overwritten");
+    berthd.ok(&env, &["rmi", &name]);
+    berthd.ok(&env, &["rmi", "localhost/mine:1"]);
+    berthd.ok(&env, &["prune"]);
+    let loaded = berthd.ok(&env, &["load", archive.to_str().unwrap()]);
+    assert_eq!(loaded.trim(), format!("localhost/mine:1 {manifest}"));
+
+    // A rootfs tarball as a one-layer image (the README's offline quickstart).
+    let rootfs_tar = env.dir.join("rootfs.tar");
+    std::fs::write(&rootfs_tar, berth_testsupport::tar_of(&env.bundle.dir.join("rootfs"))).unwrap();
+    let out = berthd.berth(&env, &["import", "--rootfs", rootfs_tar.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a name"));
+    berthd.ok(&env, &["import", "--rootfs", rootfs_tar.to_str().unwrap(), "localhost/busybox:rootfs"]);
+    let df = berthd.ok(&env, &["df"]);
+    assert!(df.starts_with("images 2\nblobs 6 ("), "{df}");
+    berthd.stop();
+    env.leak_check();
+}

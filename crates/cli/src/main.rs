@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use berth_api::v1::images_client::ImagesClient;
-use berth_api::v1::{pull_event, Image, ListImagesRequest, PruneRequest, PullRequest, RemoveImageRequest};
+use berth_api::v1::{
+    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest, RemoveImageRequest, TagImageRequest,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -36,6 +38,29 @@ enum Command {
     Rmi { name: String },
     /// Remove every blob and snapshot no image needs.
     Prune,
+    /// Show an image and its config as JSON.
+    Inspect { name: String },
+    /// Give an image one more name.
+    Tag { source: String, target: String },
+    /// Import an OCI layout or docker-archive tarball (or, with --rootfs, a root filesystem tarball).
+    #[command(alias = "load")]
+    Import {
+        file: PathBuf,
+        /// The image's name (needed for --rootfs, and for an archive that names its image by tag only).
+        name: Option<String>,
+        #[arg(long)]
+        rootfs: bool,
+    },
+    /// Write images as an OCI layout tarball.
+    #[command(alias = "save")]
+    Export {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// How much the image store holds.
+    Df,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -84,6 +109,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prune => {
             let pruned = images.prune(PruneRequest {}).await.map_err(status)?.into_inner();
             println!("removed {} blobs and {} snapshots, {} bytes", pruned.blobs, pruned.snapshots, pruned.bytes);
+        }
+        Command::Inspect { name } => {
+            let inspected = images.inspect(InspectImageRequest { name }).await.map_err(status)?.into_inner();
+            let config: serde_json::Value = serde_json::from_str(&inspected.config)?;
+            let mut json = inspected.image.as_ref().map(image_json).unwrap_or_default();
+            json["config"] = config;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::Tag { source, target } => {
+            images.tag(TagImageRequest { source, target }).await.map_err(status)?;
+        }
+        Command::Import { file, name, rootfs } => {
+            // berthd opens the file itself: it runs on this host, as root.
+            let path = std::path::absolute(&file).with_context(|| format!("{}", file.display()))?;
+            let request = ImportRequest { path: path.to_string_lossy().into_owned(), name: name.unwrap_or_default(), rootfs };
+            for image in images.import(request).await.map_err(status)?.into_inner().images {
+                println!("{} {}", image.name, image.manifest);
+            }
+        }
+        Command::Export { names, output } => {
+            let path = std::path::absolute(&output).with_context(|| format!("{}", output.display()))?;
+            images.export(ExportRequest { names, path: path.to_string_lossy().into_owned() }).await.map_err(status)?;
+        }
+        Command::Df => {
+            let usage = images.disk_usage(DiskUsageRequest {}).await.map_err(status)?.into_inner();
+            println!("images {}\nblobs {} ({} bytes)\nsnapshots {} ({} bytes)", usage.images, usage.blobs, usage.blob_bytes, usage.snapshots, usage.snapshot_bytes);
         }
     }
     Ok(())

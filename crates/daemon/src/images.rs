@@ -2,7 +2,10 @@
 //! become gRPC statuses with the library's message.
 
 use berth_api::v1::images_server::Images;
-use berth_api::v1::{pull_event, Image, ListImagesRequest, ListImagesResponse, PruneRequest, PruneResponse, PullEvent, PullRequest, RemoveImageRequest, RemoveImageResponse};
+use berth_api::v1::{
+    pull_event, DiskUsageRequest, DiskUsageResponse, ExportRequest, ExportResponse, Image, ImportRequest, ImportResponse, InspectImageRequest, InspectImageResponse, ListImagesRequest, ListImagesResponse,
+    PruneRequest, PruneResponse, PullEvent, PullRequest, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
+};
 use berth_image::meta::ImageRecord;
 use berth_image::pull::{pull, PullOptions};
 use berth_image::{Reference, Store};
@@ -29,6 +32,25 @@ fn image(record: ImageRecord, downloaded: u64) -> Image {
 
 fn internal(e: berth_image::Error) -> Status {
     Status::internal(e.to_string())
+}
+
+/// What people type ("busybox") as the recorded name ("docker.io/library/busybox:latest").
+fn normalized(given: &str) -> String {
+    Reference::parse(given).map(|r| r.to_string()).unwrap_or_else(|_| given.to_string())
+}
+
+/// A path the client sent: it must be absolute (berthd's working directory is nobody's).
+fn absolute(path: &str) -> Result<std::path::PathBuf, Status> {
+    let path = std::path::PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(Status::invalid_argument(format!("{} is not an absolute path", path.display())));
+    }
+    Ok(path)
+}
+
+/// Runs blocking store work (archives: whole files) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Status::internal(e.to_string()))?
 }
 
 #[tonic::async_trait]
@@ -64,9 +86,7 @@ impl Images for ImagesService {
     }
 
     async fn remove(&self, request: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
-        let given = request.into_inner().name;
-        // Accept what people type ("busybox") as well as the recorded name.
-        let name = Reference::parse(&given).map(|r| r.to_string()).unwrap_or(given);
+        let name = normalized(&request.into_inner().name);
         if !self.store.images.remove(&name).map_err(internal)? {
             return Err(Status::not_found(format!("no image {name}")));
         }
@@ -76,5 +96,68 @@ impl Images for ImagesService {
     async fn prune(&self, _: Request<PruneRequest>) -> Result<Response<PruneResponse>, Status> {
         let collected = self.store.gc().map_err(internal)?;
         Ok(Response::new(PruneResponse { blobs: collected.blobs as u64, snapshots: collected.snapshots as u64, bytes: collected.bytes }))
+    }
+
+    async fn inspect(&self, request: Request<InspectImageRequest>) -> Result<Response<InspectImageResponse>, Status> {
+        let name = normalized(&request.into_inner().name);
+        let record = self.store.images.get(&name).map_err(internal)?.ok_or_else(|| Status::not_found(format!("no image {name}")))?;
+        let config: serde_json::Value = self.store.content.read_json(&record.config, berth_image::content::MAX_JSON).map_err(internal)?;
+        Ok(Response::new(InspectImageResponse { image: Some(image(record, 0)), config: config.to_string() }))
+    }
+
+    async fn tag(&self, request: Request<TagImageRequest>) -> Result<Response<Image>, Status> {
+        let request = request.into_inner();
+        let target = Reference::parse(&request.target).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let source = normalized(&request.source);
+        if self.store.images.get(&source).map_err(internal)?.is_none() {
+            return Err(Status::not_found(format!("no image {source}")));
+        }
+        Ok(Response::new(image(self.store.tag(&source, &target.to_string()).map_err(internal)?, 0)))
+    }
+
+    async fn import(&self, request: Request<ImportRequest>) -> Result<Response<ImportResponse>, Status> {
+        let request = request.into_inner();
+        let path = absolute(&request.path)?;
+        let name = (!request.name.is_empty()).then(|| Reference::parse(&request.name)).transpose().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let store = self.store.clone();
+        let records = blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
+            if request.rootfs {
+                let name = name.ok_or_else(|| Status::invalid_argument("a rootfs import needs a name"))?;
+                berth_image::archive::import_rootfs(&store, file, &name).map(|r| vec![r]).map_err(|e| Status::invalid_argument(e.to_string()))
+            } else {
+                berth_image::archive::import_archive(&store, file, name.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))
+            }
+        })
+        .await?;
+        Ok(Response::new(ImportResponse { images: records.into_iter().map(|r| image(r, 0)).collect() }))
+    }
+
+    async fn export(&self, request: Request<ExportRequest>) -> Result<Response<ExportResponse>, Status> {
+        let request = request.into_inner();
+        let path = absolute(&request.path)?;
+        let names: Vec<String> = request.names.iter().map(|n| normalized(n)).collect();
+        let store = self.store.clone();
+        blocking(move || {
+            let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| Status::already_exists(format!("{}: {e}", path.display())))?;
+            berth_image::archive::export_oci_layout(&store, &names, file).map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                Status::not_found(e.to_string())
+            })
+        })
+        .await?;
+        Ok(Response::new(ExportResponse {}))
+    }
+
+    async fn disk_usage(&self, _: Request<DiskUsageRequest>) -> Result<Response<DiskUsageResponse>, Status> {
+        let store = self.store.clone();
+        let usage = blocking(move || store.disk_usage().map_err(internal)).await?;
+        Ok(Response::new(DiskUsageResponse {
+            images: usage.images as u64,
+            blobs: usage.blobs as u64,
+            blob_bytes: usage.blob_bytes,
+            snapshots: usage.snapshots as u64,
+            snapshot_bytes: usage.snapshot_bytes,
+        }))
     }
 }

@@ -13,6 +13,16 @@ pub struct Store {
     pub images: ImageDb,
 }
 
+/// What the store holds, as [`Store::disk_usage`] counts it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub images: usize,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub snapshots: usize,
+    pub snapshot_bytes: u64,
+}
+
 /// What a [`Store::gc`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Collected {
@@ -43,6 +53,23 @@ impl Store {
         self.images.release_all()
     }
 
+    /// Records the image `source` under the name `target` too (same manifest, same blobs).
+    pub fn tag(&self, source: &str, target: &str) -> Result<crate::meta::ImageRecord> {
+        let mut record = self.images.get(source)?.ok_or_else(|| crate::Error::Invalid { what: source.into(), reason: "no such image".into() })?;
+        record.name = target.to_string();
+        self.images.put(&record)?;
+        Ok(record)
+    }
+
+    /// Counts images, blobs and snapshots and the bytes they take (regular files, by size).
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let blobs = self.content.list()?;
+        let snapshots = self.snapshots.list()?;
+        let blob_bytes = blobs.iter().filter_map(|b| std::fs::metadata(self.content.path(b)).ok()).map(|m| m.len()).sum();
+        let snapshot_bytes = snapshots.iter().map(|s| tree_bytes(&self.snapshots.path(s))).sum();
+        Ok(DiskUsage { images: self.images.list()?.len(), blobs: blobs.len(), blob_bytes, snapshots: snapshots.len(), snapshot_bytes })
+    }
+
     /// Removes every blob and snapshot no image and no lease keeps. What is listed before the
     /// kept set is read can be removed; anything committed later is left for the next run (a
     /// pull leases what it downloads before committing it, so nothing in flight is lost).
@@ -62,6 +89,23 @@ impl Store {
         }
         Ok(collected)
     }
+}
+
+/// Bytes of the regular files under `dir`, not following symlinks (each hardlinked inode once).
+fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
+        } else if meta.is_file() && seen.insert(meta.ino()) {
+            total += meta.len();
+        }
+    }
+    total
 }
 
 use std::os::unix::fs::DirBuilderExt;

@@ -15,10 +15,19 @@ struct Berthd {
 
 impl Berthd {
     fn start(env: &TestEnv, plain_http: &[&str]) -> Berthd {
+        Berthd::start_with(env, plain_http, "", None)
+    }
+
+    /// With `extra` appended to the config file and `path_prefix` put first on berthd's PATH.
+    fn start_with(env: &TestEnv, plain_http: &[&str], extra: &str, path_prefix: Option<&std::path::Path>) -> Berthd {
         let (root, socket, config) = (env.dir.join("berth-root"), env.dir.join("run/berth.sock"), env.dir.join("berthd.toml"));
         let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
-        std::fs::write(&config, format!("root = {:?}\nsocket = {:?}\nplain_http = [{}]\n", root, socket, registries.join(", "))).unwrap();
-        let child = Command::new(workspace_bin("berthd")).arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::fs::write(&config, format!("root = {:?}\nsocket = {:?}\nplain_http = [{}]\n{extra}", root, socket, registries.join(", "))).unwrap();
+        let mut command = Command::new(workspace_bin("berthd"));
+        if let Some(prefix) = path_prefix {
+            command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+        let child = command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let berthd = Berthd { child, socket, root };
         for _ in 0..1000 {
             if std::os::unix::net::UnixStream::connect(&berthd.socket).is_ok() {
@@ -154,6 +163,47 @@ fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
     berthd.ok(&env, &["import", "--rootfs", rootfs_tar.to_str().unwrap(), "localhost/busybox:rootfs"]);
     let df = berthd.ok(&env, &["df"]);
     assert!(df.starts_with("images 2\nblobs 6 ("), "{df}");
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn credentials_come_from_the_config_a_docker_config_or_a_helper() {
+    let env = TestEnv::new("berthd-auth");
+    let registry = berth_testsupport::Registry::start_with_auth(&env.dir, "berth", "s3cret");
+    registry.push(&berth_testsupport::busybox_layout(&env, "v1"), "v1", "private/busybox");
+    let name = format!("{}/private/busybox:v1", registry.address);
+
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let out = berthd.berth(&env, &["pull", &name]);
+    assert!(!out.status.success(), "no credentials, no image");
+    berthd.stop();
+
+    // berthd.toml's own table.
+    let own = format!("[auth.{:?}]\nusername = \"berth\"\npassword = \"s3cret\"\n", registry.address);
+    let berthd = Berthd::start_with(&env, &[&registry.address], &own, None);
+    berthd.ok(&env, &["pull", &name]);
+    berthd.ok(&env, &["rmi", &name]);
+    berthd.stop();
+
+    // A docker config.json with a base64 auth ("berth:s3cret"), read at pull time.
+    let docker_config = env.dir.join("docker-config.json");
+    std::fs::write(&docker_config, format!(r#"{{"auths": {{"{}": {{"auth": "YmVydGg6czNjcmV0"}}}}}}"#, registry.address)).unwrap();
+    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("docker_config = {docker_config:?}\n"), None);
+    berthd.ok(&env, &["pull", &name]);
+    berthd.ok(&env, &["rmi", &name]);
+
+    // A credential helper named by credHelpers, found on berthd's PATH.
+    let helpers = env.dir.join("helpers");
+    std::fs::create_dir(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-berthtest");
+    std::fs::write(&helper, "#!/bin/sh\nread registry\necho '{\"Username\": \"berth\", \"Secret\": \"s3cret\"}'\n").unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&docker_config, format!(r#"{{"credHelpers": {{"{}": "berthtest"}}}}"#, registry.address)).unwrap();
+    berthd.stop();
+    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("docker_config = {docker_config:?}\n"), Some(&helpers));
+    berthd.ok(&env, &["pull", &name]);
+    assert_eq!(images(&berthd, &env).len(), 1);
     berthd.stop();
     env.leak_check();
 }

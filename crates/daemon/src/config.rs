@@ -15,11 +15,29 @@ pub struct Config {
     pub plain_http: Vec<String>,
     /// Layers downloaded at once per pull.
     pub concurrency: usize,
+    /// Credentials by registry (`host[:port]`), first choice.
+    pub auth: std::collections::BTreeMap<String, Credentials>,
+    /// A docker `config.json` (auths, credential helpers) consulted next, read at each pull.
+    pub docker_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { root: PathBuf::from("/var/lib/berth"), socket: PathBuf::from(berth_api::DEFAULT_SOCKET), plain_http: Vec::new(), concurrency: 4 }
+        Config {
+            root: PathBuf::from("/var/lib/berth"),
+            socket: PathBuf::from(berth_api::DEFAULT_SOCKET),
+            plain_http: Vec::new(),
+            concurrency: 4,
+            auth: Default::default(),
+            docker_config: None,
+        }
     }
 }
 

@@ -16,6 +16,20 @@ use tonic::{Request, Response, Status};
 pub struct ImagesService {
     pub store: Arc<Store>,
     pub options: PullOptions,
+    pub auth: std::collections::BTreeMap<String, crate::config::Credentials>,
+    pub docker_config: Option<std::path::PathBuf>,
+}
+
+impl ImagesService {
+    /// Credentials for `registry`: berthd's own config first, then the docker config.
+    fn credentials(&self, registry: &str) -> Result<Option<(String, String)>, Status> {
+        if let Some(c) = self.auth.get(registry) {
+            return Ok(Some((c.username.clone(), c.password.clone())));
+        }
+        let Some(path) = &self.docker_config else { return Ok(None) };
+        let config = berth_image::credentials::DockerConfig::load(path).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        config.credentials(registry).map_err(|e| Status::failed_precondition(e.to_string()))
+    }
 }
 
 fn image(record: ImageRecord, downloaded: u64) -> Image {
@@ -60,7 +74,9 @@ impl Images for ImagesService {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let reference = Reference::parse(&request.into_inner().reference).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
-        let (store, options) = (self.store.clone(), self.options.clone());
+        let mut options = self.options.clone();
+        options.credentials = self.credentials(reference.registry())?;
+        let store = self.store.clone();
         tokio::spawn(async move {
             tracing::info!(reference = %reference, "pull");
             let _ = sender.send(Ok(PullEvent { event: Some(pull_event::Event::Status(format!("pulling {reference}"))) })).await;

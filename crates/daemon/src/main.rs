@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let store = berth_image::Store::open(&config.root).with_context(|| format!("open the image store at {}", config.root.display()))?;
     store.recover().context("recover the image store")?;
     let options = berth_image::pull::PullOptions { plain_http: config.plain_http.clone(), concurrency: config.concurrency, ..Default::default() };
-    let service = images::ImagesService { store: Arc::new(store), options };
+    let service = images::ImagesService { store: Arc::new(store), options, auth: config.auth.clone(), docker_config: config.docker_config.clone() };
 
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod content;
+pub mod credentials;
 pub mod digest;
 mod error;
 pub mod manifest;

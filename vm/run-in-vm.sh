@@ -5,10 +5,10 @@
 #
 # Boots Debian's kernel (linux-image-amd64) under qemu TCG with an initramfs
 # built here (busybox-static, the virtio/9p modules, vm/init). The guest sees
-# the host's / read-only over virtio-9p, with fresh tmpfs on /tmp, /run and
-# /var/tmp, and chroots into it; so the command, and anything it runs, must
-# live outside /tmp. The working directory is the caller's (if it exists in
-# the guest, i.e. is not under /tmp, /run or /var/tmp), the output (stdout and
+# the host's / read-only over virtio-9p, with a fresh tmpfs on /run and
+# writable overlays (host files below, a tmpfs above) on /tmp and /var/tmp, and
+# chroots into it; the command, and anything it runs, must not live under /run.
+# The working directory is the caller's (if it exists in the guest), the output (stdout and
 # stderr merged) comes back on the serial console, and the exit status is the
 # command's. See vm/README.md.
 #

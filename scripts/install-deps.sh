@@ -2,7 +2,8 @@
 # Installs the Debian packages berth builds and tests with (run as root on Debian bookworm).
 #   build:  libseccomp-dev pkg-config (libseccomp for berth-oci's seccomp filters)
 #           protobuf-compiler (protoc, for the berth.v1 gRPC API)
-#   tests:  busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
+#   tests:  python3 (test-vm.sh, fuzz seeds), util-linux (setpriv), passwd (useradd), tar,
+#           busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
 #           uidmap (rootless), libcap2-bin (file capabilities), iptables,
 #           docker-registry skopeo apache2-utils (image tests: a local registry, pushes, htpasswd)
 #   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
@@ -12,6 +13,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc g++ libc6-dev protobuf-compiler \
-    busybox-static procps \
+    busybox-static procps python3 util-linux passwd tar \
     containerd podman uidmap iptables libcap2-bin docker-registry skopeo apache2-utils \
     runc crun hyperfine time >/dev/null

@@ -4,6 +4,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --workspace --locked
+# fuzz/ is its own workspace with its own lock (CI fuzzes after the tests): a stale lock fails here, early.
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 cargo test --workspace --locked -- "$@"
 # Nothing may be left behind by the suite as a whole either.
 if [ -d /tmp/berth-test ] && [ -n "$(ls -A /tmp/berth-test)" ]; then

@@ -27,7 +27,17 @@ fn test_user() -> u32 {
             }
         }
     });
-    let out = Command::new("id").args(["-u", USER]).output().unwrap();
+    id_of("-u")
+}
+
+/// The test user's primary gid: not always its uid (useradd --system takes the next free group).
+fn test_gid() -> u32 {
+    test_user();
+    id_of("-g")
+}
+
+fn id_of(flag: &str) -> u32 {
+    let out = Command::new("id").args([flag, USER]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
@@ -50,14 +60,14 @@ fn rootless_env(name: &str) -> (TestEnv, u32) {
 }
 
 fn chown_tree(dir: &std::path::Path, uid: u32) {
-    let out = Command::new("chown").args(["-R", "-h", &format!("{uid}:{uid}")]).arg(dir).output().unwrap();
+    let out = Command::new("chown").args(["-R", "-h", &format!("{uid}:{}", test_gid())]).arg(dir).output().unwrap();
     assert!(out.status.success());
 }
 
 /// `berth-oci <args>` as the test user, without --root, with its XDG_RUNTIME_DIR.
 fn as_user(env: &TestEnv, uid: u32, args: &[&str]) -> Command {
     let mut command = Command::new("setpriv");
-    command.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]);
+    command.args([format!("--reuid={uid}"), format!("--regid={}", test_gid()), "--clear-groups".into()]);
     command.arg("env").arg(format!("XDG_RUNTIME_DIR={}", env.dir.join("xdg").display())).arg(&env.bin).args(args);
     command.current_dir(&env.bundle.dir).stdin(std::process::Stdio::null());
     command
@@ -121,7 +131,7 @@ fn the_init_is_not_dumpable_until_it_executes_the_container_process() {
     let pid = state["pid"].as_i64().unwrap();
     let peek = |env: &TestEnv| {
         let mut command = Command::new("setpriv");
-        command.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "cat".into(), format!("/proc/{pid}/environ")]);
+        command.args([format!("--reuid={uid}"), format!("--regid={}", test_gid()), "--clear-groups".into(), "cat".into(), format!("/proc/{pid}/environ")]);
         env.capture(&mut command)
     };
     let before = peek(&env);
@@ -148,7 +158,7 @@ fn subordinate_ids_are_mapped_through_newuidmap() {
     let (mut env, uid) = rootless_env("rootless-subids");
     env.bundle.edit(|c| {
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": test_gid(), "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [1001]});
         c["process"]["args"] = json!(["sh", "-c", "id; cat /proc/self/uid_map"]);
     });

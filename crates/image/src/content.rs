@@ -39,20 +39,23 @@ impl ContentStore {
     /// A writer for the blob `expected` (of `size` bytes, when known); nothing is visible until
     /// [`BlobWriter::commit`] has verified it.
     pub fn writer(&self, expected: &Digest, size: Option<u64>) -> Result<BlobWriter> {
+        self.ingest_writer(Some(expected), size)
+    }
+
+    /// A writer on a fresh ingest file, named after the expected digest when there is one.
+    fn ingest_writer(&self, expected: Option<&Digest>, size: Option<u64>) -> Result<BlobWriter> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.root.join("ingest").join(format!("{}.{}.{n}", expected.hex(), std::process::id()));
+        let stem = expected.map_or("any", |d| d.hex());
+        let temp = self.root.join("ingest").join(format!("{stem}.{}.{n}", std::process::id()));
         let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
-        Ok(BlobWriter { file, temp, blobs: self.root.join("blobs/sha256"), expected: Some(expected.clone()), size, digester: Digester::default() })
+        Ok(BlobWriter { file, temp, blobs: self.root.join("blobs/sha256"), expected: expected.cloned(), size, digester: Digester::default() })
     }
 
     /// Stores whatever `reader` yields under the digest it turns out to have (content from an
     /// archive names itself only by where it sits, so there is nothing to check it against).
     pub fn ingest(&self, mut reader: impl Read) -> Result<(Digest, u64)> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let temp = self.root.join("ingest").join(format!("any.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
-        let mut writer = BlobWriter { file, temp, blobs: self.root.join("blobs/sha256"), expected: None, size: None, digester: Digester::default() };
+        let mut writer = self.ingest_writer(None, None)?;
         let size = std::io::copy(&mut reader, &mut writer).map_err(|e| Error::io("ingest blob", &writer.temp, e))?;
         Ok((writer.commit()?, size))
     }

@@ -22,12 +22,19 @@ pub struct ImageRecord {
     pub config: Digest,
     pub layers: Vec<Digest>,
     pub chain_ids: Vec<Digest>,
-    /// Every blob of the image in the content store (index, manifest, config, layers).
-    pub blobs: Vec<Digest>,
+    /// The index the manifest was chosen from, when there was one (also kept in the content store).
+    pub index: Option<Digest>,
     /// Compressed size of the layers.
     pub size: u64,
     /// Seconds since the epoch.
     pub created: u64,
+}
+
+impl ImageRecord {
+    /// Every blob of the image in the content store.
+    pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
+        self.index.iter().chain([&self.manifest, &self.config]).chain(&self.layers)
+    }
 }
 
 pub struct ImageDb {
@@ -134,7 +141,8 @@ impl ImageDb {
         for entry in txn.open_table(IMAGES).map_err(db_error)?.iter().map_err(db_error)? {
             let (_, value) = entry.map_err(db_error)?;
             let record: ImageRecord = serde_json::from_slice(value.value()).map_err(db_error)?;
-            kept.extend(record.blobs.into_iter().chain(record.chain_ids));
+            kept.extend(record.blobs().cloned());
+            kept.extend(record.chain_ids);
         }
         for entry in txn.open_table(LEASES).map_err(db_error)?.iter().map_err(db_error)? {
             let (_, value) = entry.map_err(db_error)?;

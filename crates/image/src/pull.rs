@@ -69,7 +69,7 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
     let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest(), None).await?;
     lease.add(std::slice::from_ref(&manifest_digest))?;
     store.content.put(&manifest_digest, &bytes)?;
-    let mut blobs = vec![manifest_digest.clone()];
+    let mut index = None;
     let mut doc: ManifestDoc = parse(&bytes, &remote.shown)?;
     if doc.manifests.is_some() {
         let chosen = doc.select(&options.platform, &remote.shown)?;
@@ -77,8 +77,7 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         lease.add(std::slice::from_ref(&digest))?;
         store.content.put(&digest, &bytes)?;
         doc = parse(&bytes, &remote.shown)?;
-        manifest_digest = digest;
-        blobs.push(manifest_digest.clone());
+        index = Some(std::mem::replace(&mut manifest_digest, digest));
     }
     let invalid = |reason: &str| Error::Invalid { what: format!("manifest of {}", remote.shown), reason: reason.into() };
     let config_descriptor = doc.config.ok_or_else(|| invalid("no config"))?;
@@ -112,8 +111,6 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         downloaded += joined.map_err(|e| Error::Invalid { what: remote.shown.clone(), reason: format!("layer task: {e}") })??;
     }
     let layer_digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
-    blobs.push(config_descriptor.digest.clone());
-    blobs.extend(layer_digests.iter().cloned());
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     store.images.put(&ImageRecord {
         name: reference.to_string(),
@@ -121,7 +118,7 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
         config: config_descriptor.digest.clone(),
         layers: layer_digests.clone(),
         chain_ids: chain.clone(),
-        blobs,
+        index,
         size: layers.iter().map(|l| l.size).sum(),
         created,
     })?;

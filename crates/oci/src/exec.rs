@@ -55,6 +55,8 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         _ => None,
     };
     let cgroup = cgroup::open(&container)?;
+    // v1: the child moves itself, sparing the RCU grace period a move by us would wait for (see create).
+    let self_join = cgroup.can_join_self();
     let (parent_sock, child_sock) = SyncSocket::pair()?;
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("set child subreaper", e))?;
 
@@ -62,7 +64,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let intermediate = match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
-            let join_cgroup = cgroup.can_join_self().then_some(&*cgroup);
+            let join_cgroup = self_join.then_some(&*cgroup);
             let child = ExecChild {
                 sync: &child_sock,
                 join_cgroup,
@@ -91,8 +93,6 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(intermediate), nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(intermediate), None);
     };
-    // v1: the child moves itself, sparing the RCU grace period a move by us would wait for (see create).
-    let self_join = cgroup.can_join_self();
     let moved = if self_join { Ok(()) } else { cgroup.add_process(intermediate).map_err(Error::from) };
     if let Err(e) = moved.and_then(|_| parent_sock.send(&Message::Go)) {
         kill_intermediate();

@@ -9,8 +9,8 @@ use crate::store::Store;
 use crate::{Digest, Error, Result};
 
 /// Unpacks `layers` (blob digests, bottom first) as the snapshots `config` names by diff_id and
-/// records the image as each of `names`.
-pub(super) fn commit_image(store: &Store, names: &[String], manifest: &Digest, config: &Digest, layers: &[Digest], extra_blobs: &[Digest]) -> Result<Vec<ImageRecord>> {
+/// records the image as each of `names` (`index`: the index the manifest was chosen from).
+pub(super) fn commit_image(store: &Store, names: &[String], manifest: &Digest, config: &Digest, layers: &[Digest], index: Option<&Digest>) -> Result<Vec<ImageRecord>> {
     let parsed: ImageConfig = store.content.read_json(config, MAX_JSON)?;
     if parsed.rootfs.diff_ids.len() != layers.len() {
         return Err(Error::Invalid { what: format!("image config {config}"), reason: format!("{} diff_ids for {} layers", parsed.rootfs.diff_ids.len(), layers.len()) });
@@ -22,12 +22,9 @@ pub(super) fn commit_image(store: &Store, names: &[String], manifest: &Digest, c
         store.snapshots.unpack(chain_id, diff_id, store.content.open_blob(layer)?)?;
     }
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut blobs = vec![manifest.clone(), config.clone()];
-    blobs.extend(layers.iter().cloned());
-    blobs.extend(extra_blobs.iter().cloned());
     let mut records = Vec::new();
     for name in names {
-        let record = ImageRecord { name: name.clone(), manifest: manifest.clone(), config: config.clone(), layers: layers.to_vec(), chain_ids: chain.clone(), blobs: blobs.clone(), size, created };
+        let record = ImageRecord { name: name.clone(), manifest: manifest.clone(), config: config.clone(), layers: layers.to_vec(), chain_ids: chain.clone(), index: index.cloned(), size, created };
         store.images.put(&record)?;
         records.push(record);
     }

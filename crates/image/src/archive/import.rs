@@ -102,10 +102,10 @@ fn import_oci(store: &Store, index: &[u8], name: Option<&Reference>) -> Result<V
         let names = names_for(archive_name.into_iter().collect(), name, descriptors.len())?;
         let mut doc: ManifestDoc = store.content.read_json(&descriptor.digest, MAX_JSON)?;
         let mut manifest = descriptor.digest.clone();
-        let mut extra = Vec::new();
+        let mut index = None;
         if doc.manifests.is_some() {
             let chosen = doc.select(&Platform::host(), &format!("index {}", descriptor.digest))?;
-            extra.push(manifest);
+            index = Some(manifest);
             manifest = chosen.digest.clone();
             doc = store.content.read_json(&manifest, MAX_JSON)?;
         }
@@ -117,7 +117,7 @@ fn import_oci(store: &Store, index: &[u8], name: Option<&Reference>) -> Result<V
                 return Err(invalid(&format!("blob {blob} is not in the archive")));
             }
         }
-        records.extend(commit_image(store, &names, &manifest, &config, &layers, &extra)?);
+        records.extend(commit_image(store, &names, &manifest, &config, &layers, index.as_ref())?);
     }
     Ok(records)
 }
@@ -143,7 +143,7 @@ fn import_docker(store: &Store, contents: &Contents, manifest: &[u8], name: Opti
         let config = file(&entry.config)?;
         let layers = entry.layers.iter().map(|l| file(l)).collect::<Result<Vec<_>>>()?;
         let manifest = synthesize_manifest(store, &config, &layers)?;
-        records.extend(commit_image(store, &names, &manifest, &config, &layers, &[])?);
+        records.extend(commit_image(store, &names, &manifest, &config, &layers, None)?);
     }
     Ok(records)
 }
@@ -169,6 +169,6 @@ pub fn import_rootfs(store: &Store, reader: impl Read, name: &Reference) -> Resu
     let config = Digest::of(&config_bytes);
     store.content.put(&config, &config_bytes)?;
     let manifest = synthesize_manifest(store, &config, std::slice::from_ref(&layer))?;
-    let mut records = commit_image(store, &[name.to_string()], &manifest, &config, &[layer], &[])?;
+    let mut records = commit_image(store, &[name.to_string()], &manifest, &config, &[layer], None)?;
     Ok(records.remove(0))
 }

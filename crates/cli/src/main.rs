@@ -1,11 +1,13 @@
-//! berth: the command line over berthd (berth.v1 on a unix socket). Each subcommand is one call;
-//! errors are printed as berthd states them, and the exit status is 1.
+//! berth: the command line over berthd (berth.v1 on a unix socket). Image verbs are in
+//! [`images`], container verbs in [`containers`]; streams to a running container (run, attach,
+//! exec) go straight to its shim ([`stream`]). Errors are printed as berthd states them and the
+//! exit status is 1 — except where the container's own status is the answer (run, exec, wait).
+
+mod containers;
+mod images;
+mod stream;
 
 use anyhow::Context;
-use berth_api::v1::images_client::ImagesClient;
-use berth_api::v1::{
-    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest, RemoveImageRequest, TagImageRequest,
-};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -19,127 +21,52 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
     Table,
     Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Pull an image from a registry.
-    Pull { reference: String },
-    /// List images.
-    Images {
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// Remove an image (its blobs go at the next prune).
-    Rmi { name: String },
-    /// Remove every blob and snapshot no image needs.
-    Prune,
-    /// Show an image and its config as JSON.
+    #[command(flatten)]
+    Images(images::ImageCommand),
+    #[command(flatten)]
+    Containers(Box<containers::ContainerCommand>),
+    /// Show a container (or, failing that, an image) as JSON.
     Inspect { name: String },
-    /// Give an image one more name.
-    Tag { source: String, target: String },
-    /// Import an OCI layout or docker-archive tarball (or, with --rootfs, a root filesystem tarball).
-    #[command(alias = "load")]
-    Import {
-        file: PathBuf,
-        /// The image's name (needed for --rootfs, and for an archive that names its image by tag only).
-        name: Option<String>,
-        #[arg(long)]
-        rootfs: bool,
-    },
-    /// Write images as an OCI layout tarball.
-    #[command(alias = "save")]
-    Export {
-        #[arg(required = true)]
-        names: Vec<String>,
-        #[arg(short, long)]
-        output: PathBuf,
-    },
-    /// How much the image store holds.
-    Df,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
-        eprintln!("berth: {e:#}");
-        std::process::exit(1);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
 /// The message berthd gave, not the transport's wrapping of it.
-fn status(e: tonic::Status) -> anyhow::Error {
+pub fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     let channel = berth_api::connect(&cli.socket).await.with_context(|| format!("connect to berthd at {} (is it running?)", cli.socket.display()))?;
-    let mut images = ImagesClient::new(channel);
     match cli.command {
-        Command::Pull { reference } => {
-            let mut events = images.pull(PullRequest { reference }).await.map_err(status)?.into_inner();
-            while let Some(event) = events.message().await.map_err(status)? {
-                match event.event {
-                    Some(pull_event::Event::Status(text)) => println!("{text}"),
-                    Some(pull_event::Event::Done(image)) => println!("{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded),
-                    None => {}
-                }
-            }
-        }
-        Command::Images { format } => {
-            let list = images.list(ListImagesRequest {}).await.map_err(status)?.into_inner().images;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(image_json).collect::<Vec<_>>())?),
-                Format::Table => {
-                    println!("{:<60} {:<19} {:>12}", "NAME", "MANIFEST", "SIZE");
-                    for image in list {
-                        println!("{:<60} {:<19} {:>12}", image.name, &image.manifest[..image.manifest.len().min(19)], image.size);
-                    }
-                }
-            }
-        }
-        Command::Rmi { name } => {
-            images.remove(RemoveImageRequest { name }).await.map_err(status)?;
-        }
-        Command::Prune => {
-            let pruned = images.prune(PruneRequest {}).await.map_err(status)?.into_inner();
-            println!("removed {} blobs and {} snapshots, {} bytes", pruned.blobs, pruned.snapshots, pruned.bytes);
-        }
+        Command::Images(command) => images::run(channel, command).await.map(|()| 0),
+        Command::Containers(command) => containers::run(channel, *command).await,
         Command::Inspect { name } => {
-            let inspected = images.inspect(InspectImageRequest { name }).await.map_err(status)?.into_inner();
-            let config: serde_json::Value = serde_json::from_str(&inspected.config)?;
-            let mut json = inspected.image.as_ref().map(image_json).unwrap_or_default();
-            json["config"] = config;
-            println!("{}", serde_json::to_string_pretty(&json)?);
-        }
-        Command::Tag { source, target } => {
-            images.tag(TagImageRequest { source, target }).await.map_err(status)?;
-        }
-        Command::Import { file, name, rootfs } => {
-            // berthd opens the file itself: it runs on this host, as root.
-            let path = std::path::absolute(&file).with_context(|| format!("{}", file.display()))?;
-            let request = ImportRequest { path: path.to_string_lossy().into_owned(), name: name.unwrap_or_default(), rootfs };
-            for image in images.import(request).await.map_err(status)?.into_inner().images {
-                println!("{} {}", image.name, image.manifest);
+            let mut client = berth_api::v1::containers_client::ContainersClient::new(channel.clone());
+            match client.inspect(berth_api::v1::ContainerRef { container: name.clone() }).await {
+                Ok(container) => println!("{}", serde_json::to_string_pretty(&containers::container_json(&container.into_inner(), true))?),
+                Err(e) if e.code() == tonic::Code::NotFound => images::inspect(channel, name).await?,
+                Err(e) => return Err(status(e)),
             }
-        }
-        Command::Export { names, output } => {
-            let path = std::path::absolute(&output).with_context(|| format!("{}", output.display()))?;
-            images.export(ExportRequest { names, path: path.to_string_lossy().into_owned() }).await.map_err(status)?;
-        }
-        Command::Df => {
-            let usage = images.disk_usage(DiskUsageRequest {}).await.map_err(status)?.into_inner();
-            println!("images {}\nblobs {} ({} bytes)\nsnapshots {} ({} bytes)", usage.images, usage.blobs, usage.blob_bytes, usage.snapshots, usage.snapshot_bytes);
+            Ok(0)
         }
     }
-    Ok(())
-}
-
-fn image_json(image: &Image) -> serde_json::Value {
-    serde_json::json!({"name": image.name, "manifest": image.manifest, "config": image.config, "size": image.size, "created": image.created, "layers": image.layers})
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The image store (and, later, container metadata): 0700.
+    /// The image store and container metadata and writable layers: 0700.
     pub root: PathBuf,
     /// The berth.v1 socket; its directory is made 0700.
     pub socket: PathBuf,
@@ -19,6 +19,16 @@ pub struct Config {
     pub auth: std::collections::BTreeMap<String, Credentials>,
     /// A docker `config.json` (auths, credential helpers) consulted next, read at each pull.
     pub docker_config: Option<PathBuf>,
+    /// Bundles and shim directories (a tmpfs: containers do not survive a reboot): 0700.
+    pub state: PathBuf,
+    /// The berth-shim binary; next to berthd (else on PATH) by default.
+    pub shim: Option<PathBuf>,
+    /// Runtime names to OCI runtime binaries, added to (or replacing) the defaults: berth-oci
+    /// (next to berthd), runc and crun (on PATH).
+    pub runtimes: std::collections::BTreeMap<String, PathBuf>,
+    pub default_runtime: String,
+    /// A container's log is rotated past this many bytes (one old file kept).
+    pub log_max_size: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +47,11 @@ impl Default for Config {
             concurrency: 4,
             auth: Default::default(),
             docker_config: None,
+            state: PathBuf::from("/run/berth"),
+            shim: None,
+            runtimes: Default::default(),
+            default_runtime: "berth-oci".into(),
+            log_max_size: 10 << 20,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct ImagesService {
     pub options: PullOptions,
     pub auth: std::collections::BTreeMap<String, crate::config::Credentials>,
     pub docker_config: Option<std::path::PathBuf>,
+    /// An image a container was made from is not removed under it.
+    pub containers: Arc<berth_containers::Containers>,
 }
 
 impl ImagesService {
@@ -103,6 +105,10 @@ impl Images for ImagesService {
 
     async fn remove(&self, request: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
         let name = normalized(&request.into_inner().name);
+        let users = self.containers.images_in_use().map_err(|e| Status::internal(e.to_string()))?;
+        if let Some((_, container)) = users.iter().find(|(image, _)| *image == name) {
+            return Err(Status::failed_precondition(format!("image {name} is used by container {container}: remove the container first")));
+        }
         if !self.store.images.remove(&name).map_err(internal)? {
             return Err(Status::not_found(format!("no image {name}")));
         }

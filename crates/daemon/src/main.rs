@@ -1,8 +1,11 @@
-//! berthd: owns the image store and serves berth.v1 on a unix socket (0700 directory). Started
-//! again after a crash, it first recovers the store (half-written blobs and snapshots, the leases
-//! of pulls that died). SIGTERM or SIGINT end it gracefully: calls in flight finish, the socket goes.
+//! berthd: owns the image store and the containers, and serves berth.v1 on a unix socket (0700
+//! directory). Started again after a crash, it first recovers the store (half-written blobs and
+//! snapshots, the leases of pulls that died) and the containers (half-created ones are removed,
+//! exits that happened meanwhile recorded, running ones watched again — never touched). SIGTERM or
+//! SIGINT end it gracefully: calls in flight finish, the socket goes, containers keep running.
 
 mod config;
+mod containers;
 mod images;
 
 use anyhow::Context;
@@ -23,6 +26,9 @@ struct Args {
     /// Overrides the config's `socket`.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Overrides the config's `state`.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -33,11 +39,23 @@ async fn main() -> anyhow::Result<()> {
     let mut config = config::load(&args.config, explicit)?;
     config.root = args.root.unwrap_or(config.root);
     config.socket = args.socket.unwrap_or(config.socket);
+    config.state = args.state.unwrap_or(config.state);
 
     let store = berth_image::Store::open(&config.root).with_context(|| format!("open the image store at {}", config.root.display()))?;
     store.recover().context("recover the image store")?;
     let options = berth_image::pull::PullOptions { plain_http: config.plain_http.clone(), concurrency: config.concurrency, ..Default::default() };
-    let service = images::ImagesService { store: Arc::new(store), options, auth: config.auth.clone(), docker_config: config.docker_config.clone() };
+    let store = Arc::new(store);
+    let containers = Arc::new(open_containers(&config, store.clone())?);
+    let recovered = containers.recover().context("recover the containers")?;
+    tracing::info!(running = recovered.running, exited_meanwhile = recovered.exited_meanwhile, half_created_removed = recovered.half_created, "containers recovered");
+    let (events, _) = tokio::sync::broadcast::channel(256);
+    let containers_service = containers::ContainersService { containers: containers.clone(), events };
+    for record in containers.list().context("list containers")? {
+        if record.state == berth_containers::State::Running {
+            containers_service.watch(record.id);
+        }
+    }
+    let service = images::ImagesService { store, options, auth: config.auth.clone(), docker_config: config.docker_config.clone(), containers };
 
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
@@ -51,10 +69,25 @@ async fn main() -> anyhow::Result<()> {
     };
     let served = tonic::transport::Server::builder()
         .add_service(berth_api::v1::images_server::ImagesServer::new(service))
+        .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
         .serve_with_incoming_shutdown(berth_api::incoming(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(&config.socket);
     served.context("serve berth.v1")
+}
+
+fn open_containers(config: &config::Config, store: Arc<berth_image::Store>) -> anyhow::Result<berth_containers::Containers> {
+    use berth_containers::shim_launcher::sibling_or_path;
+    let mut runtimes: std::collections::BTreeMap<String, PathBuf> =
+        [("berth-oci", sibling_or_path("berth-oci")), ("runc", PathBuf::from("runc")), ("crun", PathBuf::from("crun"))].into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+    runtimes.extend(config.runtimes.clone());
+    let binaries = berth_containers::shim_launcher::Binaries {
+        shim: config.shim.clone().unwrap_or_else(|| sibling_or_path("berth-shim")),
+        runtimes,
+        default_runtime: config.default_runtime.clone(),
+    };
+    let paths = berth_containers::Paths { data: config.root.join("containers"), state: config.state.join("containers"), runtime_root: config.state.join("runtime") };
+    berth_containers::Containers::open(store, paths, binaries, config.log_max_size).context("open the containers")
 }
 
 /// Binds the socket in a 0700 directory, replacing a stale socket file left by a crash.

@@ -12,6 +12,8 @@ pub const SCHEMA_VERSION: u64 = 1;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+/// Leases named so belong to pulls (and die with the process that pulled).
+pub const PULL_LEASE_PREFIX: &str = "pull-";
 
 /// One image as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,29 @@ impl ImageRecord {
     }
 }
 
+/// Opens (creating) a redb database whose `meta` table records `version`, with `tables` made; a
+/// database written with another version is refused with a clear error instead of being misread.
+pub fn open_versioned(path: &Path, version: u64, tables: &[TableDefinition<&str, &[u8]>]) -> Result<redb::Database> {
+    let db = redb::Database::create(path).map_err(|e| Error::Invalid { what: path.display().to_string(), reason: e.to_string() })?;
+    let txn = db.begin_write().map_err(db_error)?;
+    {
+        let mut meta = txn.open_table(META).map_err(db_error)?;
+        let found = meta.get("schema").map_err(db_error)?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema", version).map_err(db_error)?;
+            }
+            Some(v) if v == version => {}
+            Some(other) => return Err(Error::Invalid { what: path.display().to_string(), reason: format!("schema version {other}; this berth reads version {version}") }),
+        }
+        for table in tables {
+            txn.open_table(*table).map_err(db_error)?;
+        }
+    }
+    txn.commit().map_err(db_error)?;
+    Ok(db)
+}
+
 pub struct ImageDb {
     db: redb::Database,
 }
@@ -47,23 +72,7 @@ fn db_error(e: impl std::fmt::Display) -> Error {
 
 impl ImageDb {
     pub fn open(path: &Path) -> Result<ImageDb> {
-        let db = redb::Database::create(path).map_err(db_error)?;
-        let txn = db.begin_write().map_err(db_error)?;
-        {
-            let mut meta = txn.open_table(META).map_err(db_error)?;
-            let found = meta.get("schema").map_err(db_error)?.map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("schema", SCHEMA_VERSION).map_err(db_error)?;
-                }
-                Some(SCHEMA_VERSION) => {}
-                Some(other) => return Err(Error::Invalid { what: path.display().to_string(), reason: format!("schema version {other}; this berth reads version {SCHEMA_VERSION}") }),
-            }
-            txn.open_table(IMAGES).map_err(db_error)?;
-            txn.open_table(LEASES).map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
-        Ok(ImageDb { db })
+        Ok(ImageDb { db: open_versioned(path, SCHEMA_VERSION, &[IMAGES, LEASES])? })
     }
 
     pub fn put(&self, record: &ImageRecord) -> Result<()> {
@@ -121,12 +130,13 @@ impl ImageDb {
         txn.commit().map_err(db_error)
     }
 
-    /// Drops every lease (at start-up, when no pull can be running).
-    pub fn release_all(&self) -> Result<()> {
+    /// Drops the leases of pulls (at start-up, when no pull can be running); other leases (a
+    /// container's, on its image) outlive their owner's restarts.
+    pub fn release_pulls(&self) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(LEASES).map_err(db_error)?;
-            let ids: Vec<String> = table.iter().map_err(db_error)?.flatten().map(|(k, _)| k.value().to_string()).collect();
+            let ids: Vec<String> = table.iter().map_err(db_error)?.flatten().map(|(k, _)| k.value().to_string()).filter(|id| id.starts_with(PULL_LEASE_PREFIX)).collect();
             for id in ids {
                 table.remove(id.as_str()).map_err(db_error)?;
             }

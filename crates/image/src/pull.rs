@@ -134,7 +134,7 @@ struct Lease<'a> {
 impl<'a> Lease<'a> {
     fn new(store: &'a Store) -> Result<Lease<'a>> {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = format!("pull-{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let id = format!("{}{}-{}", crate::meta::PULL_LEASE_PREFIX, std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         store.images.lease(&id, &[])?;
         Ok(Lease { store, id })
     }

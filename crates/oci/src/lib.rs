@@ -33,6 +33,7 @@ pub mod state;
 mod sync;
 pub mod sysctl;
 pub mod sys;
+pub mod template;
 pub mod time;
 pub mod wait;
 

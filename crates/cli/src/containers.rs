@@ -1,0 +1,428 @@
+//! The container verbs, docker's and podman's names and flags: each is one or two
+//! berth.v1.Containers calls, plus a stream to the shim for run, attach and exec.
+
+use crate::stream::pump;
+use crate::{status, Format};
+use berth_api::v1::containers_client::ContainersClient;
+use berth_api::v1::{
+    Container, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, LogsRequest, PrepareExecRequest, RemoveContainerRequest, StopContainerRequest,
+    Volume,
+};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use tonic::transport::Channel;
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// A name (default: the short id).
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE, or KEY to pass this shell's value.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// user, uid, user:group or uid:gid (looked up in the image).
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Replaces the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// SOURCE:TARGET[:ro] bind mount.
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit: bytes, or with a k, m or g suffix.
+    #[arg(short, long)]
+    memory: Option<String>,
+    #[arg(long)]
+    cpus: Option<f64>,
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    #[arg(long)]
+    cap_add: Vec<String>,
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    #[arg(long)]
+    privileged: bool,
+    /// host or none.
+    #[arg(long, default_value = "none")]
+    network: String,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// A terminal for the container.
+    #[arg(short, long)]
+    tty: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// KEY=VALUE.
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// An OCI runtime from berthd's config (berth-oci, runc, crun …).
+    #[arg(long)]
+    runtime: Option<String>,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// Create and start a container; in the foreground, exit with its status.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Print the id and leave it running.
+        #[arg(short, long)]
+        detach: bool,
+        /// Remove the container when it exits.
+        #[arg(long)]
+        rm: bool,
+    },
+    /// Create a container (start it later).
+    Create {
+        #[command(flatten)]
+        create: CreateArgs,
+    },
+    /// Start created or exited containers.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Attach to its output and exit with its status (one container).
+        #[arg(short, long)]
+        attach: bool,
+    },
+    /// List containers (running ones unless --all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Print a container's log.
+    Logs {
+        container: String,
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u32>,
+        #[arg(short = 't', long)]
+        timestamps: bool,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        container: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Attach to a running container's output (and its stdin, if it has one open).
+    Attach {
+        container: String,
+        #[arg(long)]
+        no_stdin: bool,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u32,
+    },
+    /// Send a signal to a container's init.
+    Kill {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Kill it first if it is running.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Wait for containers to exit; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Print container events as they happen.
+    Events,
+}
+
+fn env_entries(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| if e.contains('=') { Some(e.clone()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) })
+        .collect()
+}
+
+fn parse_bytes(text: &str) -> anyhow::Result<i64> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let value: i64 = digits.parse().map_err(|_| anyhow::anyhow!("memory {text:?}: use bytes or a k, m, g suffix"))?;
+    let scale: i64 = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => anyhow::bail!("memory {text:?}: use bytes or a k, m, g suffix"),
+    };
+    value.checked_mul(scale).ok_or_else(|| anyhow::anyhow!("memory {text:?} is too large"))
+}
+
+fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
+    let volumes = args
+        .volume
+        .iter()
+        .map(|v| berth_api_volume(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut labels = std::collections::HashMap::new();
+    for label in &args.label {
+        let (key, value) = label.split_once('=').unwrap_or((label, ""));
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(CreateContainerRequest {
+        image: args.image,
+        name: args.name.unwrap_or_default(),
+        args: args.command,
+        entrypoint: args.entrypoint.clone().into_iter().filter(|e| !e.is_empty()).collect(),
+        entrypoint_set: args.entrypoint.is_some(),
+        env: env_entries(&args.env),
+        user: args.user.unwrap_or_default(),
+        workdir: args.workdir.unwrap_or_default(),
+        volumes,
+        read_only: args.read_only,
+        memory: args.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0),
+        cpus: args.cpus.unwrap_or(0.0),
+        pids_limit: args.pids_limit.unwrap_or(0),
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        privileged: args.privileged,
+        network: args.network,
+        hostname: args.hostname.unwrap_or_default(),
+        tty: args.tty,
+        stdin: args.interactive,
+        labels,
+        runtime: args.runtime.unwrap_or_default(),
+    })
+}
+
+/// `SOURCE:TARGET[:ro]`, the source made absolute here (berthd's working directory is not ours).
+fn berth_api_volume(spec: &str) -> anyhow::Result<Volume> {
+    let mut parts = spec.splitn(2, ':');
+    let source = parts.next().unwrap_or_default();
+    let rest = parts.next().ok_or_else(|| anyhow::anyhow!("volume {spec:?}: use SOURCE:TARGET[:ro]"))?;
+    let source = std::path::absolute(source)?.to_string_lossy().into_owned();
+    let (target, read_only) = match rest.rsplit_once(':') {
+        Some((target, "ro")) => (target.to_string(), true),
+        Some((target, "rw")) => (target.to_string(), false),
+        _ => (rest.to_string(), false),
+    };
+    Ok(Volume { source, target, read_only })
+}
+
+pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
+    let mut json = serde_json::json!({
+        "id": c.id, "name": c.name, "image": c.image, "state": c.state, "pid": c.pid, "command": c.command,
+        "created_at": c.created_at, "started_at": c.started_at, "finished_at": c.finished_at, "runtime": c.runtime, "labels": c.labels,
+    });
+    if c.exited {
+        json["exit_code"] = c.exit_code.into();
+    }
+    if full {
+        json["manifest"] = c.image_manifest.clone().into();
+        json["tty"] = c.tty.into();
+        json["stdin"] = c.stdin.into();
+        json["shim_dir"] = c.shim_dir.clone().into();
+        json["spec"] = serde_json::from_str(&c.spec_json).unwrap_or_default();
+    }
+    json
+}
+
+fn ago(ns: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let secs = now.saturating_sub(ns) / 1_000_000_000;
+    match secs {
+        0..=59 => format!("{secs} seconds ago"),
+        60..=3599 => format!("{} minutes ago", secs / 60),
+        3600..=86399 => format!("{} hours ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+/// Streams to a container's shim until it exits (on a thread: the shim client blocks).
+async fn attach_and_pump(shim_dir: String, tty: bool, stdin: bool, start: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<Option<berth_shim::Exit>> {
+    let client = berth_shim::Client::new(std::path::Path::new(&shim_dir));
+    let stream = client.attach(stdin)?;
+    start.await?;
+    tokio::task::spawn_blocking(move || pump(stream, tty, stdin)).await?
+}
+
+pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<i32> {
+    let mut client = ContainersClient::new(channel);
+    match command {
+        ContainerCommand::Run { create, detach, rm } => {
+            let (tty, stdin) = (create.tty, create.interactive);
+            let container = client.create(create_request(create)?).await.map_err(status)?.into_inner();
+            if detach {
+                client.start(ContainerRef { container: container.id.clone() }).await.map_err(status)?;
+                println!("{}", container.id);
+                return Ok(0);
+            }
+            let mut starter = client.clone();
+            let id = container.id.clone();
+            let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
+            let streamed = attach_and_pump(container.shim_dir.clone(), tty, stdin, start).await;
+            // The exit as berthd recorded it (also when the stream broke off).
+            let waited = client.wait(ContainerRef { container: container.id.clone() }).await.map_err(status);
+            if rm {
+                client.remove(RemoveContainerRequest { container: container.id.clone(), force: true }).await.map_err(status)?;
+            }
+            let exit = streamed?;
+            Ok(match exit {
+                Some(exit) => exit.code,
+                None => waited?.into_inner().exit_code,
+            })
+        }
+        ContainerCommand::Create { create } => {
+            let container = client.create(create_request(create)?).await.map_err(status)?.into_inner();
+            println!("{}", container.id);
+            Ok(0)
+        }
+        ContainerCommand::Start { containers, attach } => {
+            if attach {
+                let [key] = containers.as_slice() else { anyhow::bail!("start --attach takes one container") };
+                let container = client.inspect(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
+                let mut starter = client.clone();
+                let id = container.id.clone();
+                let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
+                let exit = attach_and_pump(container.shim_dir.clone(), container.tty, container.stdin, start).await?;
+                let waited = client.wait(ContainerRef { container: container.id }).await.map_err(status)?.into_inner();
+                return Ok(exit.map(|e| e.code).unwrap_or(waited.exit_code));
+            }
+            for key in containers {
+                client.start(ContainerRef { container: key.clone() }).await.map_err(status)?;
+                println!("{key}");
+            }
+            Ok(0)
+        }
+        ContainerCommand::Ps { all, format } => {
+            let list = client.list(ListContainersRequest { all }).await.map_err(status)?.into_inner().containers;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(|c| container_json(c, false)).collect::<Vec<_>>())?),
+                Format::Table => {
+                    println!("{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  NAME", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS");
+                    for c in list {
+                        let status = if c.exited { format!("exited ({})", c.exit_code) } else { c.state.clone() };
+                        let command: String = c.command.join(" ").chars().take(24).collect();
+                        println!("{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  {}", &c.id[..12.min(c.id.len())], c.image, command, ago(c.created_at), status, c.name);
+                    }
+                }
+            }
+            Ok(0)
+        }
+        ContainerCommand::Logs { container, follow, tail, timestamps } => {
+            let mut entries = client.logs(LogsRequest { container, follow, tail: tail.unwrap_or(0) }).await.map_err(status)?.into_inner();
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            while let Some(entry) = entries.message().await.map_err(status)? {
+                let sink: &mut dyn Write = if entry.stderr { &mut err } else { &mut out };
+                if timestamps {
+                    write!(sink, "{} ", entry.timestamp)?;
+                }
+                sink.write_all(&entry.text)?;
+                if !entry.partial {
+                    sink.write_all(b"\n")?;
+                }
+                sink.flush()?;
+            }
+            Ok(0)
+        }
+        ContainerCommand::Exec { tty, interactive, env, user, workdir, container, command } => {
+            let request = PrepareExecRequest { container, args: command, tty, env: env_entries(&env), user: user.unwrap_or_default(), workdir: workdir.unwrap_or_default() };
+            let prepared = client.prepare_exec(request).await.map_err(status)?.into_inner();
+            let process: serde_json::Value = serde_json::from_str(&prepared.process_json)?;
+            let exit = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<berth_shim::Exit>> {
+                let stream = berth_shim::Client::new(std::path::Path::new(&prepared.shim_dir)).exec(&prepared.exec_id, process, interactive)?;
+                pump(stream, tty, interactive)
+            })
+            .await??;
+            // No exit frame: the container stopped under the exec.
+            Ok(exit.map(|e| e.code).unwrap_or(137))
+        }
+        ContainerCommand::Attach { container, no_stdin } => {
+            let container = client.inspect(ContainerRef { container }).await.map_err(status)?.into_inner();
+            if container.state != "running" {
+                anyhow::bail!("container {} is not running", container.name);
+            }
+            let stdin = container.stdin && !no_stdin;
+            let exit = attach_and_pump(container.shim_dir.clone(), container.tty, stdin, async { Ok(()) }).await?;
+            Ok(exit.map(|e| e.code).unwrap_or(0))
+        }
+        ContainerCommand::Stop { containers, time } => {
+            for key in containers {
+                client.stop(StopContainerRequest { container: key.clone(), timeout_seconds: time }).await.map_err(status)?;
+                println!("{key}");
+            }
+            Ok(0)
+        }
+        ContainerCommand::Kill { containers, signal } => {
+            let number = parse_signal(&signal)?;
+            for key in containers {
+                client.kill(KillContainerRequest { container: key.clone(), signal: number, all: false }).await.map_err(status)?;
+                println!("{key}");
+            }
+            Ok(0)
+        }
+        ContainerCommand::Rm { containers, force } => {
+            for key in containers {
+                client.remove(RemoveContainerRequest { container: key.clone(), force }).await.map_err(status)?;
+                println!("{key}");
+            }
+            Ok(0)
+        }
+        ContainerCommand::Wait { containers } => {
+            for key in containers {
+                println!("{}", client.wait(ContainerRef { container: key }).await.map_err(status)?.into_inner().exit_code);
+            }
+            Ok(0)
+        }
+        ContainerCommand::Events => {
+            let mut events = client.events(EventsRequest {}).await.map_err(status)?.into_inner();
+            while let Some(event) = events.message().await.map_err(status)? {
+                let exit = if event.action == "die" { format!(" exit_code={}", event.exit_code) } else { String::new() };
+                println!("{} container {} {} (name={}{exit})", event.at, event.action, event.id, event.name);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`) or number.
+fn parse_signal(text: &str) -> anyhow::Result<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Ok(number);
+    }
+    let name = text.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| anyhow::anyhow!("unknown signal {text}"))
+}

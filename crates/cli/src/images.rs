@@ -1,0 +1,117 @@
+//! The image verbs: one berth.v1.Images call each.
+
+use crate::{status, Format};
+use berth_api::v1::images_client::ImagesClient;
+use berth_api::v1::{
+    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest, RemoveImageRequest, TagImageRequest,
+};
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::PathBuf;
+use tonic::transport::Channel;
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image from a registry.
+    Pull { reference: String },
+    /// List images.
+    Images {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Remove an image (its blobs go at the next prune).
+    Rmi { name: String },
+    /// Remove every blob and snapshot no image needs.
+    Prune,
+    /// Give an image one more name.
+    Tag { source: String, target: String },
+    /// Import an OCI layout or docker-archive tarball (or, with --rootfs, a root filesystem tarball).
+    #[command(alias = "load")]
+    Import {
+        file: PathBuf,
+        /// The image's name (needed for --rootfs, and for an archive that names its image by tag only).
+        name: Option<String>,
+        #[arg(long)]
+        rootfs: bool,
+    },
+    /// Write images as an OCI layout tarball.
+    #[command(alias = "save")]
+    Export {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// How much the image store holds.
+    Df,
+}
+
+pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> {
+    let mut images = ImagesClient::new(channel);
+    match command {
+        ImageCommand::Pull { reference } => {
+            let mut events = images.pull(PullRequest { reference }).await.map_err(status)?.into_inner();
+            while let Some(event) = events.message().await.map_err(status)? {
+                match event.event {
+                    Some(pull_event::Event::Status(text)) => println!("{text}"),
+                    Some(pull_event::Event::Done(image)) => println!("{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded),
+                    None => {}
+                }
+            }
+        }
+        ImageCommand::Images { format } => {
+            let list = images.list(ListImagesRequest {}).await.map_err(status)?.into_inner().images;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(image_json).collect::<Vec<_>>())?),
+                Format::Table => {
+                    println!("{:<60} {:<19} {:>12}", "NAME", "MANIFEST", "SIZE");
+                    for image in list {
+                        println!("{:<60} {:<19} {:>12}", image.name, &image.manifest[..image.manifest.len().min(19)], image.size);
+                    }
+                }
+            }
+        }
+        ImageCommand::Rmi { name } => {
+            images.remove(RemoveImageRequest { name }).await.map_err(status)?;
+        }
+        ImageCommand::Prune => {
+            let pruned = images.prune(PruneRequest {}).await.map_err(status)?.into_inner();
+            println!("removed {} blobs and {} snapshots, {} bytes", pruned.blobs, pruned.snapshots, pruned.bytes);
+        }
+        ImageCommand::Tag { source, target } => {
+            images.tag(TagImageRequest { source, target }).await.map_err(status)?;
+        }
+        ImageCommand::Import { file, name, rootfs } => {
+            // berthd opens the file itself: it runs on this host, as root.
+            let path = std::path::absolute(&file).with_context(|| format!("{}", file.display()))?;
+            let request = ImportRequest { path: path.to_string_lossy().into_owned(), name: name.unwrap_or_default(), rootfs };
+            for image in images.import(request).await.map_err(status)?.into_inner().images {
+                println!("{} {}", image.name, image.manifest);
+            }
+        }
+        ImageCommand::Export { names, output } => {
+            let path = std::path::absolute(&output).with_context(|| format!("{}", output.display()))?;
+            images.export(ExportRequest { names, path: path.to_string_lossy().into_owned() }).await.map_err(status)?;
+        }
+        ImageCommand::Df => {
+            let usage = images.disk_usage(DiskUsageRequest {}).await.map_err(status)?.into_inner();
+            println!("images {}\nblobs {} ({} bytes)\nsnapshots {} ({} bytes)", usage.images, usage.blobs, usage.blob_bytes, usage.snapshots, usage.snapshot_bytes);
+        }
+    }
+    Ok(())
+}
+
+/// An image and its config as JSON.
+pub async fn inspect(channel: Channel, name: String) -> anyhow::Result<()> {
+    let mut images = ImagesClient::new(channel);
+    let inspected = images.inspect(InspectImageRequest { name }).await.map_err(status)?.into_inner();
+    let config: serde_json::Value = serde_json::from_str(&inspected.config)?;
+    let mut json = inspected.image.as_ref().map(image_json).unwrap_or_default();
+    json["config"] = config;
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+fn image_json(image: &Image) -> serde_json::Value {
+    serde_json::json!({"name": image.name, "manifest": image.manifest, "config": image.config, "size": image.size, "created": image.created, "layers": image.layers})
+}

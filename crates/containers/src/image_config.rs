@@ -1,0 +1,37 @@
+//! The part of an image's config (OCI image-spec `config`, docker's `container_config` twin) that
+//! says how to run it. Read from the content store with the store's JSON size cap.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageConfigFile {
+    #[serde(default)]
+    pub config: RunConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunConfig {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl RunConfig {
+    pub fn load(store: &berth_image::Store, config: &berth_image::Digest) -> crate::Result<RunConfig> {
+        let file: ImageConfigFile = store.content.read_json(config, berth_image::content::MAX_JSON)?;
+        Ok(file.config)
+    }
+}

@@ -1,0 +1,82 @@
+//! What a user asks for when creating a container (`berth run`'s flags), kept in its record so
+//! the container can be started again.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    /// Replaces the image's Cmd (after the entrypoint).
+    pub args: Vec<String>,
+    /// Replaces the image's Entrypoint (and drops its Cmd), when given.
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE`, over the image's Env.
+    pub env: Vec<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid`; the image's User when None.
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub read_only: bool,
+    /// Bytes.
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub network: Network,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    pub stdin: bool,
+    pub labels: BTreeMap<String, String>,
+    /// A runtime name from berthd's config (berth-oci when None).
+    pub runtime: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl Volume {
+    /// `SOURCE:TARGET[:ro|:rw]`, both absolute.
+    pub fn parse(spec: &str) -> Result<Volume, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (source, target, read_only) = match parts.as_slice() {
+            [s, t] => (*s, *t, false),
+            [s, t, "ro"] => (*s, *t, true),
+            [s, t, "rw"] => (*s, *t, false),
+            _ => return Err(format!("volume {spec:?}: use SOURCE:TARGET[:ro]")),
+        };
+        if !source.starts_with('/') || !target.starts_with('/') {
+            return Err(format!("volume {spec:?}: source and target must be absolute paths"));
+        }
+        Ok(Volume { source: source.into(), target: target.into(), read_only })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// A network namespace of its own with only loopback (bridge networks come with CNI).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Network, String> {
+        match s {
+            "" | "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            other => Err(format!("network {other:?}: use host or none (bridge networks need CNI, not here yet)")),
+        }
+    }
+}

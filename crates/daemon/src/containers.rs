@@ -1,0 +1,245 @@
+//! berth.v1.Containers over berth-containers: each call runs the library's synchronous operation
+//! on the blocking pool and maps its error to a gRPC status. Events come from here: create, start,
+//! destroy when the calls succeed, and die from a watcher per started container (one blocked
+//! `wait` on its shim), so exits nobody asked about are recorded and announced too.
+
+use berth_api::v1::containers_server;
+use berth_api::v1::{
+    Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, ListContainersResponse, LogEntry, LogsRequest,
+    PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StopContainerRequest,
+};
+use berth_containers::manager::ExecOptions;
+use berth_containers::{ContainerRecord, Containers, CreateOptions, Error, State, Volume};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct ContainersService {
+    pub containers: Arc<Containers>,
+    pub events: broadcast::Sender<ContainerEvent>,
+}
+
+fn status(e: Error) -> Status {
+    let message = e.to_string();
+    match e {
+        Error::NotFound(_) | Error::NoImage(_) => Status::not_found(message),
+        Error::Conflict(_) => Status::already_exists(message),
+        Error::Invalid(_) => Status::invalid_argument(message),
+        Error::NotRunning(_) => Status::failed_precondition(message),
+        _ => Status::internal(message),
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
+    Ok(CreateOptions {
+        image: r.image,
+        name: non_empty(r.name),
+        args: r.args,
+        entrypoint: r.entrypoint_set.then_some(r.entrypoint),
+        env: r.env,
+        user: non_empty(r.user),
+        workdir: non_empty(r.workdir),
+        volumes: r.volumes.into_iter().map(|v| Volume { source: v.source, target: v.target, read_only: v.read_only }).collect(),
+        read_only: r.read_only,
+        memory: (r.memory != 0).then_some(r.memory),
+        cpus: (r.cpus != 0.0).then_some(r.cpus),
+        pids_limit: (r.pids_limit != 0).then_some(r.pids_limit),
+        cap_add: r.cap_add,
+        cap_drop: r.cap_drop,
+        privileged: r.privileged,
+        network: r.network.parse().map_err(Status::invalid_argument)?,
+        hostname: non_empty(r.hostname),
+        tty: r.tty,
+        stdin: r.stdin,
+        labels: r.labels.into_iter().collect(),
+        runtime: non_empty(r.runtime),
+    })
+}
+
+impl ContainersService {
+    fn message(&self, record: &ContainerRecord) -> Container {
+        Container {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            image: record.image.clone(),
+            image_manifest: record.image_manifest.clone(),
+            state: record.state.as_str().into(),
+            pid: record.pid,
+            exited: record.state == State::Exited,
+            exit_code: record.exit_code.unwrap_or(if record.state == State::Exited { 255 } else { 0 }),
+            command: record.command.clone(),
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            tty: record.options.tty,
+            stdin: record.options.stdin,
+            runtime: record.runtime.clone(),
+            labels: record.options.labels.clone().into_iter().collect(),
+            shim_dir: self.containers.shim_dir(&record.id).to_string_lossy().into_owned(),
+            spec_json: String::new(),
+        }
+    }
+
+    fn emit(&self, action: &str, record: &ContainerRecord) {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let _ = self.events.send(ContainerEvent { action: action.into(), id: record.id.clone(), name: record.name.clone(), exit_code: record.exit_code.unwrap_or(0), at });
+    }
+
+    /// Runs a library call on the blocking pool.
+    async fn blocking<T: Send + 'static>(&self, call: impl FnOnce(&Containers) -> berth_containers::Result<T> + Send + 'static) -> Result<T, Status> {
+        let containers = self.containers.clone();
+        tokio::task::spawn_blocking(move || call(&containers)).await.map_err(|e| Status::internal(e.to_string()))?.map_err(status)
+    }
+
+    /// Records and announces the exit of a started container, whenever it comes.
+    pub fn watch(&self, id: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Ok(record) = service.blocking(move |c| c.wait(&id)).await {
+                service.emit("die", &record);
+            }
+        });
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl containers_server::Containers for ContainersService {
+    async fn create(&self, request: Request<CreateContainerRequest>) -> Reply<Container> {
+        let options = options(request.into_inner())?;
+        let record = self.blocking(move |c| c.create(options)).await?;
+        self.emit("create", &record);
+        Ok(Response::new(self.message(&record)))
+    }
+
+    async fn start(&self, request: Request<ContainerRef>) -> Reply<Container> {
+        let key = request.into_inner().container;
+        let record = self.blocking(move |c| c.start(&key)).await?;
+        self.emit("start", &record);
+        self.watch(record.id.clone());
+        Ok(Response::new(self.message(&record)))
+    }
+
+    async fn stop(&self, request: Request<StopContainerRequest>) -> Reply<Container> {
+        let request = request.into_inner();
+        let record = self.blocking(move |c| c.stop(&request.container, Duration::from_secs(request.timeout_seconds.into()))).await?;
+        Ok(Response::new(self.message(&record)))
+    }
+
+    async fn kill(&self, request: Request<KillContainerRequest>) -> Reply<Container> {
+        let request = request.into_inner();
+        let key = request.container.clone();
+        self.blocking(move |c| c.kill(&request.container, request.signal, request.all)).await?;
+        let record = self.blocking(move |c| c.find(&key)).await?;
+        Ok(Response::new(self.message(&record)))
+    }
+
+    async fn remove(&self, request: Request<RemoveContainerRequest>) -> Reply<Container> {
+        let request = request.into_inner();
+        let record = self.blocking(move |c| c.remove(&request.container, request.force)).await?;
+        self.emit("destroy", &record);
+        Ok(Response::new(self.message(&record)))
+    }
+
+    async fn list(&self, request: Request<ListContainersRequest>) -> Reply<ListContainersResponse> {
+        let all = request.into_inner().all;
+        let records = self.blocking(|c| c.list()).await?;
+        let containers = records.iter().filter(|r| all || r.state == State::Running).map(|r| self.message(r)).collect();
+        Ok(Response::new(ListContainersResponse { containers }))
+    }
+
+    async fn inspect(&self, request: Request<ContainerRef>) -> Reply<Container> {
+        let key = request.into_inner().container;
+        let record = self.blocking(move |c| c.find(&key)).await?;
+        let mut message = self.message(&record);
+        let config = std::path::Path::new(&message.shim_dir).parent().map(|b| b.join("config.json"));
+        message.spec_json = config.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        Ok(Response::new(message))
+    }
+
+    async fn wait(&self, request: Request<ContainerRef>) -> Reply<Container> {
+        let key = request.into_inner().container;
+        let record = self.blocking(move |c| c.wait(&key)).await?;
+        Ok(Response::new(self.message(&record)))
+    }
+
+    type LogsStream = ReceiverStream<Result<LogEntry, Status>>;
+
+    async fn logs(&self, request: Request<LogsRequest>) -> Reply<Self::LogsStream> {
+        let request = request.into_inner();
+        let key = request.container.clone();
+        let record = self.blocking(move |c| c.find(&key)).await?;
+        let log = self.containers.shim_dir(&record.id).join(berth_shim::protocol::LOG);
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut cursor = Default::default();
+            let (mut first, mut exited) = (true, false);
+            loop {
+                let path = log.clone();
+                let read = tokio::task::spawn_blocking(move || berth_containers::logs::read_since(&path, cursor)).await;
+                let Ok(Ok((mut records, next))) = read else {
+                    let _ = sender.send(Err(Status::internal(format!("read {}", log.display())))).await;
+                    return;
+                };
+                cursor = next;
+                if first && request.tail > 0 {
+                    records.drain(..records.len().saturating_sub(request.tail as usize));
+                }
+                first = false;
+                for r in records {
+                    if sender.send(Ok(LogEntry { timestamp: r.timestamp, stderr: r.stderr, partial: r.partial, text: r.text })).await.is_err() {
+                        return;
+                    }
+                }
+                // Following ends once the container has exited and the lines after that are out.
+                if !request.follow || exited {
+                    return;
+                }
+                let id = record.id.clone();
+                match service.blocking(move |c| c.find(&id)).await {
+                    Ok(r) if matches!(r.state, State::Created | State::Running) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    _ => exited = true,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn prepare_exec(&self, request: Request<PrepareExecRequest>) -> Reply<PrepareExecResponse> {
+        let r = request.into_inner();
+        let exec = ExecOptions { args: r.args, tty: r.tty, env: r.env, user: non_empty(r.user), workdir: non_empty(r.workdir) };
+        let (record, process) = self.blocking(move |c| c.exec_process(&r.container, &exec)).await?;
+        let exec_id = format!("exec-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        Ok(Response::new(PrepareExecResponse { shim_dir: self.containers.shim_dir(&record.id).to_string_lossy().into_owned(), exec_id, process_json: process.to_string() }))
+    }
+
+    type EventsStream = ReceiverStream<Result<ContainerEvent, Status>>;
+
+    async fn events(&self, _: Request<EventsRequest>) -> Reply<Self::EventsStream> {
+        let mut events = self.events.subscribe();
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if sender.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}

@@ -1,0 +1,180 @@
+//! A blocking client of a shim's control socket: one connection per request, as the protocol
+//! wants. `attach` and `exec` return a [`Stream`] of frames.
+
+use crate::protocol::{self, Exit, Frame, FrameKind, Reply, Request, ShimState};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The shim is not there (it exits once its container has exited and been deleted).
+    #[error("shim at {path} is gone: {source}")]
+    Gone { path: PathBuf, source: std::io::Error },
+    #[error("shim at {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("shim at {path}: {reason}")]
+    Protocol { path: PathBuf, reason: String },
+    /// The shim answered with an error (the runtime's message, usually).
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    /// A client of the shim whose directory is `dir`.
+    pub fn new(dir: &Path) -> Client {
+        Client { socket: dir.join(protocol::SOCKET) }
+    }
+
+    pub fn state(&self) -> Result<ShimState, Error> {
+        match self.call(&Request::State)? {
+            Reply::State(state) => Ok(state),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    pub fn start(&self) -> Result<(), Error> {
+        self.expect_ok(&Request::Start)
+    }
+
+    pub fn kill(&self, signal: i32, all: bool) -> Result<(), Error> {
+        self.expect_ok(&Request::Kill { signal, all })
+    }
+
+    pub fn resize(&self, exec_id: Option<&str>, width: u16, height: u16) -> Result<(), Error> {
+        self.expect_ok(&Request::Resize { exec_id: exec_id.map(str::to_string), width, height })
+    }
+
+    /// Blocks until the container has exited; `timeout` None waits for ever. Ok(None): timed out.
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> Result<Option<Exit>, Error> {
+        let (stream, mut reader) = self.send(&Request::Wait)?;
+        stream.set_read_timeout(timeout).map_err(|e| self.io(e))?;
+        match self.read_reply(&mut reader) {
+            Ok(Reply::Exit(exit)) => Ok(Some(exit)),
+            Ok(other) => Err(self.unexpected(&other)),
+            Err(Error::Io { source, .. }) if matches!(source.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn attach(&self, stdin: bool) -> Result<Stream, Error> {
+        self.open_stream(&Request::Attach { stdin })
+    }
+
+    pub fn exec(&self, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<Stream, Error> {
+        self.open_stream(&Request::Exec { exec_id: exec_id.to_string(), process, stdin })
+    }
+
+    fn open_stream(&self, request: &Request) -> Result<Stream, Error> {
+        let (stream, mut reader) = self.send(request)?;
+        match self.read_reply(&mut reader)? {
+            Reply::Ok => Ok(Stream { writer: stream, reader, buf: Vec::new(), socket: self.socket.clone() }),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn expect_ok(&self, request: &Request) -> Result<(), Error> {
+        match self.call(request)? {
+            Reply::Ok => Ok(()),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn call(&self, request: &Request) -> Result<Reply, Error> {
+        let (_stream, mut reader) = self.send(request)?;
+        self.read_reply(&mut reader)
+    }
+
+    fn send(&self, request: &Request) -> Result<(UnixStream, BufReader<UnixStream>), Error> {
+        let mut stream = connect(&self.socket).map_err(|source| Error::Gone { path: self.socket.clone(), source })?;
+        let mut line = serde_json::to_vec(request).expect("requests serialize");
+        line.push(b'\n');
+        stream.write_all(&line).map_err(|e| self.io(e))?;
+        let reader = BufReader::new(stream.try_clone().map_err(|e| self.io(e))?);
+        Ok((stream, reader))
+    }
+
+    fn read_reply(&self, reader: &mut BufReader<UnixStream>) -> Result<Reply, Error> {
+        let mut line = Vec::new();
+        reader.by_ref().take(protocol::MAX_LINE as u64).read_until(b'\n', &mut line).map_err(|e| self.io(e))?;
+        if line.is_empty() {
+            return Err(Error::Protocol { path: self.socket.clone(), reason: "closed without a reply".into() });
+        }
+        serde_json::from_slice(&line).map_err(|e| Error::Protocol { path: self.socket.clone(), reason: format!("bad reply: {e}") })
+    }
+
+    fn unexpected(&self, reply: &Reply) -> Error {
+        match reply {
+            Reply::Error(message) => Error::Refused(message.clone()),
+            other => Error::Protocol { path: self.socket.clone(), reason: format!("unexpected reply {other:?}") },
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> Error {
+        Error::Io { path: self.socket.clone(), source }
+    }
+}
+
+/// Connects to `socket` however long its path: a unix socket address holds only 107 bytes, so a
+/// longer path is reached through the fd of its directory (`/proc/self/fd/N/shim.sock`).
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    if socket.as_os_str().len() < 100 {
+        return UnixStream::connect(socket);
+    }
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else { return UnixStream::connect(socket) };
+    let dir = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir))).join(name);
+    UnixStream::connect(short)
+}
+
+/// An attached or exec'd process: frames in both directions.
+pub struct Stream {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+    buf: Vec<u8>,
+    socket: PathBuf,
+}
+
+impl Stream {
+    /// The next frame; None when the shim closed the connection.
+    pub fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
+        loop {
+            match protocol::decode(&self.buf) {
+                Ok(Some((frame, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(Some(frame));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Error::Protocol { path: self.socket.clone(), reason: e.to_string() }),
+            }
+            let mut chunk = [0u8; 32 * 1024];
+            let n = self.reader.read(&mut chunk).map_err(|source| Error::Io { path: self.socket.clone(), source })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A second handle for writing (stdin, resizes) from another thread while this one reads.
+    pub fn writer(&self) -> Result<StreamWriter, Error> {
+        let writer = self.writer.try_clone().map_err(|source| Error::Io { path: self.socket.clone(), source })?;
+        Ok(StreamWriter { writer })
+    }
+}
+
+pub struct StreamWriter {
+    writer: UnixStream,
+}
+
+impl StreamWriter {
+    pub fn write_frame(&mut self, kind: FrameKind, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 5);
+        protocol::encode(kind, payload, &mut out);
+        self.writer.write_all(&out)
+    }
+}

@@ -1,67 +1,9 @@
 //! berthd and the `berth` CLI end to end: pull from a private docker-registry, list, remove,
 //! prune; kill -9 of berthd during a pull, restart, pull again, no orphans; clear errors.
 
-use berth_testsupport::{busybox_registry, workspace_bin, Fault, FaultyProxy, TestEnv, wait_for_partial_blob};
+use berth_testsupport::{busybox_registry, workspace_bin, Berthd, Fault, FaultyProxy, TestEnv, wait_for_partial_blob};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-
-/// A berthd of the test's own: store, socket and config under the test directory.
-struct Berthd {
-    child: Child,
-    socket: PathBuf,
-    root: PathBuf,
-}
-
-impl Berthd {
-    fn start(env: &TestEnv, plain_http: &[&str]) -> Berthd {
-        Berthd::start_with(env, plain_http, "", None)
-    }
-
-    /// With `extra` appended to the config file and `path_prefix` put first on berthd's PATH.
-    fn start_with(env: &TestEnv, plain_http: &[&str], extra: &str, path_prefix: Option<&std::path::Path>) -> Berthd {
-        let (root, socket, config) = (env.dir.join("berth-root"), env.dir.join("run/berth.sock"), env.dir.join("berthd.toml"));
-        let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
-        std::fs::write(&config, format!("root = {:?}\nsocket = {:?}\nplain_http = [{}]\n{extra}", root, socket, registries.join(", "))).unwrap();
-        let mut command = Command::new(workspace_bin("berthd"));
-        if let Some(prefix) = path_prefix {
-            command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap_or_default()));
-        }
-        let child = command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let berthd = Berthd { child, socket, root };
-        for _ in 0..1000 {
-            if std::os::unix::net::UnixStream::connect(&berthd.socket).is_ok() {
-                return berthd;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("berthd never listened on {}", berthd.socket.display());
-    }
-
-    fn berth(&self, env: &TestEnv, args: &[&str]) -> Output {
-        env.capture(Command::new(workspace_bin("berth")).arg("--socket").arg(&self.socket).args(args).stdin(Stdio::null()))
-    }
-
-    fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
-        let out = self.berth(env, args);
-        assert!(out.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// SIGTERM, and wait: a graceful stop.
-    fn stop(mut self) {
-        // SAFETY: kill takes a pid and a signal; the pid is our own child's.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Berthd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::{Command, Stdio};
 
 fn images(berthd: &Berthd, env: &TestEnv) -> Vec<serde_json::Value> {
     serde_json::from_str(&berthd.ok(env, &["images", "--format", "json"])).unwrap()

@@ -191,6 +191,7 @@ fn parse_bytes(text: &str) -> anyhow::Result<i64> {
 }
 
 fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
+    let console = if args.tty { crate::stream::terminal_size() } else { None };
     let volumes = args
         .volume
         .iter()
@@ -224,6 +225,8 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         stdin: args.interactive,
         labels,
         runtime: args.runtime.unwrap_or_default(),
+        console_width: console.map_or(0, |c| c.0.into()),
+        console_height: console.map_or(0, |c| c.1.into()),
     })
 }
 
@@ -312,7 +315,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
         ContainerCommand::Start { containers, attach } => {
             if attach {
                 let [key] = containers.as_slice() else { anyhow::bail!("start --attach takes one container") };
-                let container = client.inspect(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
+                let container = client.prepare(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
                 let mut starter = client.clone();
                 let id = container.id.clone();
                 let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
@@ -358,7 +361,17 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             Ok(0)
         }
         ContainerCommand::Exec { tty, interactive, env, user, workdir, container, command } => {
-            let request = PrepareExecRequest { container, args: command, tty, env: env_entries(&env), user: user.unwrap_or_default(), workdir: workdir.unwrap_or_default() };
+            let console = if tty { crate::stream::terminal_size() } else { None };
+            let request = PrepareExecRequest {
+                container,
+                args: command,
+                tty,
+                env: env_entries(&env),
+                user: user.unwrap_or_default(),
+                workdir: workdir.unwrap_or_default(),
+                console_width: console.map_or(0, |c| c.0.into()),
+                console_height: console.map_or(0, |c| c.1.into()),
+            };
             let prepared = client.prepare_exec(request).await.map_err(status)?.into_inner();
             let process: serde_json::Value = serde_json::from_str(&prepared.process_json)?;
             let exit = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<berth_shim::Exit>> {

@@ -272,14 +272,20 @@ impl Containers {
         Ok(records)
     }
 
-    pub fn start(&self, key: &str) -> Result<ContainerRecord> {
+    /// A created container as it is; an exited one created again (same bundle and writable
+    /// layer, a new shim), so that its output can be attached to before it starts.
+    pub fn prepare(&self, key: &str) -> Result<ContainerRecord> {
         let record = self.find(key)?;
         match record.state {
-            State::Created => {}
-            State::Exited => self.recreate(&record)?,
-            State::Running => return Err(Error::Conflict(format!("container {} is already running", record.name))),
-            State::Creating => return Err(Error::Conflict(format!("container {} is still being created", record.name))),
+            State::Created => Ok(record),
+            State::Exited => self.recreate(&record),
+            State::Running => Err(Error::Conflict(format!("container {} is already running", record.name))),
+            State::Creating => Err(Error::Conflict(format!("container {} is still being created", record.name))),
         }
+    }
+
+    pub fn start(&self, key: &str) -> Result<ContainerRecord> {
+        let record = self.prepare(key)?;
         Client::new(&self.shim_dir(&record.id)).start()?;
         self.db.update(&record.id, |r| {
             r.state = State::Running;
@@ -289,7 +295,7 @@ impl Containers {
     }
 
     /// An exited container started again: same bundle and writable layer, a new shim.
-    fn recreate(&self, record: &ContainerRecord) -> Result<()> {
+    fn recreate(&self, record: &ContainerRecord) -> Result<ContainerRecord> {
         let shim_dir = self.shim_dir(&record.id);
         let _ = std::fs::remove_file(shim_dir.join(berth_shim::protocol::EXIT));
         let image_layers: Vec<PathBuf> = match self.images.images.get(&record.image)? {
@@ -307,8 +313,7 @@ impl Containers {
             r.pid = pid;
             r.exit_code = None;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     pub fn kill(&self, key: &str, signal: i32, all: bool) -> Result<()> {
@@ -354,7 +359,7 @@ impl Containers {
     pub fn remove(&self, key: &str, force: bool) -> Result<ContainerRecord> {
         let mut record = self.find(key)?;
         if matches!(record.state, State::Created | State::Running) {
-            if !force {
+            if !force && record.state == State::Running {
                 return Err(Error::Conflict(format!("container {} is {}: stop it first, or remove it with force", record.name, record.state.as_str())));
             }
             record = self.stop(&record.id, Duration::ZERO)?;
@@ -420,6 +425,12 @@ impl Containers {
         let mut process = config["process"].clone();
         process["args"] = serde_json::json!(exec.args);
         process["terminal"] = serde_json::json!(exec.tty);
+        match (exec.tty, exec.console_size) {
+            (true, Some((width, height))) => process["consoleSize"] = serde_json::json!({"width": width, "height": height}),
+            _ => {
+                process.as_object_mut().map(|p| p.remove("consoleSize"));
+            }
+        }
         if let Some(user) = &exec.user {
             let resolved = passwd::resolve(&self.bundle_dir(&record.id).join("rootfs"), user)?;
             process["user"] = serde_json::json!({"uid": resolved.uid, "gid": resolved.gid, "additionalGids": resolved.additional_gids});
@@ -447,6 +458,7 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    pub console_size: Option<(u16, u16)>,
 }
 
 fn read_exit(shim_dir: &Path) -> Option<Exit> {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CreateOptions {
     pub image: String,
     pub name: Option<String>,
@@ -31,6 +32,8 @@ pub struct CreateOptions {
     pub tty: bool,
     /// Keep stdin open (`-i`).
     pub stdin: bool,
+    /// The terminal's (width, height) at the start, with `tty`.
+    pub console_size: Option<(u16, u16)>,
     pub labels: BTreeMap<String, String>,
     /// A runtime name from berthd's config (berth-oci when None).
     pub runtime: Option<String>,

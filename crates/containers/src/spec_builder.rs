@@ -119,6 +119,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Value> {
     }
     process["user"] = json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
     process["terminal"] = json!(options.tty);
+    if let (true, Some((width, height))) = (options.tty, options.console_size) {
+        process["consoleSize"] = json!({"width": width, "height": height});
+    }
     let caps = capabilities(options)?;
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     // Processes keep no privilege they did not start with (setuid binaries excepted only when privileged).

@@ -37,6 +37,10 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+fn console_size(width: u32, height: u32) -> Option<(u16, u16)> {
+    Some((u16::try_from(width).ok().filter(|w| *w > 0)?, u16::try_from(height).ok().filter(|h| *h > 0)?))
+}
+
 fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
     Ok(CreateOptions {
         image: r.image,
@@ -60,6 +64,7 @@ fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
         stdin: r.stdin,
         labels: r.labels.into_iter().collect(),
         runtime: non_empty(r.runtime),
+        console_size: console_size(r.console_width, r.console_height),
     })
 }
 
@@ -125,6 +130,12 @@ impl containers_server::Containers for ContainersService {
         let record = self.blocking(move |c| c.start(&key)).await?;
         self.emit("start", &record);
         self.watch(record.id.clone());
+        Ok(Response::new(self.message(&record)))
+    }
+
+    async fn prepare(&self, request: Request<ContainerRef>) -> Reply<Container> {
+        let key = request.into_inner().container;
+        let record = self.blocking(move |c| c.prepare(&key)).await?;
         Ok(Response::new(self.message(&record)))
     }
 
@@ -216,7 +227,7 @@ impl containers_server::Containers for ContainersService {
 
     async fn prepare_exec(&self, request: Request<PrepareExecRequest>) -> Reply<PrepareExecResponse> {
         let r = request.into_inner();
-        let exec = ExecOptions { args: r.args, tty: r.tty, env: r.env, user: non_empty(r.user), workdir: non_empty(r.workdir) };
+        let exec = ExecOptions { args: r.args, tty: r.tty, env: r.env, user: non_empty(r.user), workdir: non_empty(r.workdir), console_size: console_size(r.console_width, r.console_height) };
         let (record, process) = self.blocking(move |c| c.exec_process(&r.container, &exec)).await?;
         let exec_id = format!("exec-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
         Ok(Response::new(PrepareExecResponse { shim_dir: self.containers.shim_dir(&record.id).to_string_lossy().into_owned(), exec_id, process_json: process.to_string() }))

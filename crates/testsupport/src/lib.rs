@@ -8,6 +8,7 @@
 //! - [`TestEnv::leak_check`]: asserts that nothing of the test outlives it: mounts, cgroups,
 //!   processes, state directories, and fds of the test process that point into the test's files.
 
+mod berthd;
 mod bundle;
 mod cgroupfs;
 mod console;
@@ -16,6 +17,7 @@ mod proxy;
 mod registry;
 mod trees;
 
+pub use berthd::Berthd;
 pub use bundle::{busybox_rootfs, Bundle};
 pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;

@@ -1,0 +1,74 @@
+//! A berthd of the test's own (store, state, socket and config under the test directory) and the
+//! `berth` CLI pointed at it.
+
+use crate::{workspace_bin, TestEnv};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+pub struct Berthd {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Berthd {
+    pub fn start(env: &TestEnv, plain_http: &[&str]) -> Berthd {
+        Berthd::start_with(env, plain_http, "", None)
+    }
+
+    /// With `extra` appended to the config file and `path_prefix` put first on berthd's PATH.
+    pub fn start_with(env: &TestEnv, plain_http: &[&str], extra: &str, path_prefix: Option<&std::path::Path>) -> Berthd {
+        let (root, socket, config) = (env.dir.join("berth-root"), env.dir.join("run/berth.sock"), env.dir.join("berthd.toml"));
+        let state = env.dir.join("run/state");
+        let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
+        std::fs::write(&config, format!("root = {:?}\nsocket = {:?}\nstate = {:?}\nplain_http = [{}]\n{extra}", root, socket, state, registries.join(", "))).unwrap();
+        let mut command = Command::new(workspace_bin("berthd"));
+        if let Some(prefix) = path_prefix {
+            command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+        let child = command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let berthd = Berthd { child, socket, root, state };
+        for _ in 0..1000 {
+            if std::os::unix::net::UnixStream::connect(&berthd.socket).is_ok() {
+                return berthd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("berthd never listened on {}", berthd.socket.display());
+    }
+
+    pub fn berth(&self, env: &TestEnv, args: &[&str]) -> Output {
+        env.capture(Command::new(workspace_bin("berth")).arg("--socket").arg(&self.socket).args(args).stdin(Stdio::null()))
+    }
+
+    pub fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
+        let out = self.berth(env, args);
+        assert!(out.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGTERM, and wait: a graceful stop.
+    pub fn stop(mut self) {
+        // SAFETY: kill takes a pid and a signal; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Berthd {
+    /// A failed test's containers go too (they would outlive berthd: that is what shims do).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let list = Command::new(workspace_bin("berth")).arg("--socket").arg(&self.socket).args(["ps", "-a", "--format", "json"]).stdin(Stdio::null()).output();
+            let containers: Vec<serde_json::Value> = list.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
+            for container in containers {
+                let id = container["id"].as_str().unwrap_or_default();
+                let _ = Command::new(workspace_bin("berth")).arg("--socket").arg(&self.socket).args(["rm", "-f", id]).stdin(Stdio::null()).output();
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+

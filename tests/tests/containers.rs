@@ -1,0 +1,311 @@
+//! Containers from images, end to end: berthd + berth-shim + berth-oci, images pulled from a
+//! private docker-registry. run/exec/attach/logs/stop, ttys driven through a real pty (`script`),
+//! survival of kill -9 of berthd, many runs in a row and at once, bad input. Each test ends with
+//! the leak check and a look for the containers' cgroups (`/berth/<id>`) and mounts.
+
+use berth_testsupport::{busybox_registry, workspace_bin, Berthd, Registry, TestEnv};
+use std::process::{Command, Output, Stdio};
+
+/// A berthd with busybox pulled from a private registry; returns the image's name.
+fn setup(name: &str) -> (TestEnv, Registry, Berthd, String) {
+    let env = TestEnv::new(name);
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &image]);
+    (env, registry, berthd, image)
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn containers(berthd: &Berthd, env: &TestEnv) -> Vec<serde_json::Value> {
+    serde_json::from_str(&berthd.ok(env, &["ps", "-a", "--format", "json"])).unwrap()
+}
+
+fn id_of(berthd: &Berthd, env: &TestEnv, name: &str) -> String {
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(env, &["inspect", name])).unwrap();
+    inspected["id"].as_str().unwrap().to_string()
+}
+
+/// No cgroup of these containers is left, on v1 (per controller) or v2.
+fn assert_no_cgroups(ids: &[String]) {
+    let mut roots = vec![std::path::PathBuf::from("/sys/fs/cgroup/berth")];
+    roots.extend(std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|c| c.path().join("berth")));
+    for root in roots {
+        for id in ids {
+            assert!(!root.join(id).exists(), "cgroup {} left behind", root.join(id).display());
+        }
+    }
+}
+
+/// Everything of the daemon's containers is gone: state dirs, writable layers, records.
+fn assert_no_container_files(berthd: &Berthd) {
+    for dir in [berthd.state.join("containers"), berthd.root.join("containers")] {
+        let left: Vec<String> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "containers.redb").collect()).unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
+}
+
+/// `berth <args>` inside a pty (util-linux `script`), with `input` typed into it.
+fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output {
+    let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
+    let command = format!("stty cols {} rows {}; {berth} {args}", size.0, size.1);
+    let mut child = Command::new("script").args(["-qec", &command, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    // Kept open until the command is done: a closed pty input would hang up the session.
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap()).join().unwrap();
+    drop(stdin);
+    out
+}
+
+#[test]
+fn run_prints_exits_with_the_containers_status_and_logs_follow() {
+    let (env, _registry, berthd, image) = setup("ctr-run");
+    let out = berthd.berth(&env, &["run", "--rm", &image, "echo", "hi"]);
+    assert_eq!(text(&out).0, "hi\n", "{}", text(&out).1);
+    assert!(out.status.success());
+    let out = berthd.berth(&env, &["run", "--rm", &image, "sh", "-c", "echo to-err >&2; exit 3"]);
+    assert_eq!((out.status.code(), text(&out).1.as_str()), (Some(3), "to-err\n"));
+    assert!(containers(&berthd, &env).is_empty(), "--rm removed them");
+
+    // Detached, with the image's settings overridden; logs (tail, timestamps, follow) while it runs.
+    let id = berthd.ok(&env, &["run", "-d", "--name", "ticker", "-e", "GREETING=hello", "--hostname", "box", "-w", "/tmp", "-u", "nobody", &image, "sh", "-c", "echo $GREETING $(hostname) $(pwd) $(id -u); for i in 1 2 3; do echo tick $i; sleep 0.3; done; echo oops >&2; exit 4"]);
+    let id = id.trim().to_string();
+    let followed = berthd.berth(&env, &["logs", "-f", "ticker"]);
+    assert_eq!(text(&followed).0, "hello box /tmp 65534\ntick 1\ntick 2\ntick 3\n");
+    assert_eq!(text(&followed).1, "oops\n");
+    assert_eq!(berthd.ok(&env, &["wait", "ticker"]).trim(), "4");
+    assert_eq!(berthd.ok(&env, &["logs", "--tail", "2", "ticker"]), "tick 3\n");
+    let stamped = berthd.ok(&env, &["logs", "-t", "--tail", "2", "ticker"]);
+    assert!(stamped.starts_with("20") && stamped.contains("Z tick 3"), "{stamped}");
+    // The log on disk is the CRI format.
+    let log = std::fs::read_to_string(berthd.state.join("containers").join(&id).join("shim/ctr.log")).unwrap();
+    assert!(log.lines().all(|l| l.split(' ').nth(2) == Some("F")) && log.contains(" stderr F oops"), "{log}");
+    let listed = containers(&berthd, &env);
+    assert_eq!((listed[0]["state"].as_str(), listed[0]["exit_code"].as_i64()), (Some("exited"), Some(4)));
+
+    // Started again: the same container, its writable layer kept.
+    berthd.ok(&env, &["rm", "ticker"]);
+    berthd.ok(&env, &["create", "--name", "again", &image, "sh", "-c", "cat /kept 2>/dev/null; echo x > /kept"]);
+    assert_eq!(berthd.berth(&env, &["start", "-a", "again"]).stdout, b"");
+    assert_eq!(berthd.berth(&env, &["start", "-a", "again"]).stdout, b"x\n");
+    let again = id_of(&berthd, &env, "again");
+    berthd.ok(&env, &["rm", "again"]);
+    assert_no_cgroups(&[id, again]);
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn exec_attach_and_ttys() {
+    let (env, _registry, berthd, image) = setup("ctr-exec");
+    berthd.ok(&env, &["run", "-d", "-i", "--name", "box", &image, "sh", "-c", "while read line; do echo got $line; done; echo stdin closed"]);
+    let out = berthd.berth(&env, &["exec", "-e", "X=1", "-w", "/etc", "box", "sh", "-c", "echo $X $(pwd); exit 7"]);
+    assert_eq!((out.status.code(), text(&out).0.as_str()), (Some(7), "1 /etc\n"), "{}", text(&out).1);
+    let mut exec = Command::new(workspace_bin("berth"));
+    exec.arg("--socket").arg(&berthd.socket).args(["exec", "-i", "box", "cat"]);
+    let out = env.capture(exec.stdin(std::fs::File::open("/etc/hostname").unwrap()));
+    assert_eq!(text(&out).0, std::fs::read_to_string("/etc/hostname").unwrap());
+
+    // Attach with stdin: what we type reaches the container, its answer comes back; closing our
+    // stdin closes its stdin.
+    let mut attach = Command::new(workspace_bin("berth"));
+    attach.arg("--socket").arg(&berthd.socket).args(["attach", "box"]);
+    let mut child = attach.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\ntwo\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out).0, "got one\ngot two\nstdin closed\n", "{}", text(&out).1);
+    assert_eq!(berthd.ok(&env, &["wait", "box"]).trim(), "0");
+
+    // A real terminal: tty, its size, input typed into it, the exit status.
+    let out = in_pty(&berthd, (101, 33), &format!("run --rm -it {image} sh -c 'tty; stty size; read x; echo typed $x; exit 5'"), "abc\n");
+    let stdout = text(&out).0;
+    assert!(stdout.contains("/dev/pts/") && stdout.contains("33 101") && stdout.contains("typed abc"), "{stdout:?}");
+    assert_eq!(out.status.code(), Some(5));
+    berthd.ok(&env, &["run", "-d", "--name", "quiet", &image, "sleep", "100"]);
+    let out = in_pty(&berthd, (90, 20), "exec -it quiet sh -c 'tty; stty size'", "");
+    assert!(text(&out).0.contains("/dev/pts/") && text(&out).0.contains("20 90"), "{:?}", text(&out));
+
+    // exec into a stopped container: a clear error.
+    berthd.ok(&env, &["stop", "-t", "0", "quiet"]);
+    let out = berthd.berth(&env, &["exec", "quiet", "true"]);
+    assert!(!out.status.success() && text(&out).1.contains("is not running"), "{:?}", text(&out));
+    let ids = [id_of(&berthd, &env, "box"), id_of(&berthd, &env, "quiet")];
+    berthd.ok(&env, &["rm", "box", "quiet"]);
+    assert_no_cgroups(&ids);
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn stop_escalates_to_sigkill_after_the_timeout() {
+    let (env, _registry, berthd, image) = setup("ctr-stop");
+    berthd.ok(&env, &["run", "-d", "--name", "stubborn", &image, "sh", "-c", "trap 'echo ignored TERM' TERM; while true; do sleep 0.1; done"]);
+    berthd.ok(&env, &["run", "-d", "--name", "polite", &image, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    berthd.ok(&env, &["stop", "-t", "1", "stubborn"]);
+    let took = started.elapsed();
+    berthd.ok(&env, &["stop", "-t", "30", "polite"]);
+    let listed = containers(&berthd, &env);
+    let code = |name: &str| listed.iter().find(|c| c["name"] == name).unwrap()["exit_code"].as_i64();
+    assert_eq!((code("stubborn"), code("polite")), (Some(137), Some(0)));
+    assert!(took.as_secs_f64() >= 1.0, "SIGKILL came only after the timeout ({took:?})");
+    assert!(berthd.ok(&env, &["logs", "stubborn"]).contains("ignored TERM"));
+    // kill by name; rm -f of a running container.
+    // (A container's init ignores signals it has no handler for, SIGKILL aside: hence the trap.)
+    berthd.ok(&env, &["run", "-d", "--name", "victim", &image, "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    berthd.ok(&env, &["kill", "-s", "TERM", "victim"]);
+    assert_eq!(berthd.ok(&env, &["wait", "victim"]).trim(), "3");
+    berthd.ok(&env, &["start", "victim"]);
+    berthd.ok(&env, &["kill", "victim"]);
+    assert_eq!(berthd.ok(&env, &["wait", "victim"]).trim(), "137");
+    berthd.ok(&env, &["run", "-d", "--name", "forced", &image, "sleep", "100"]);
+    let out = berthd.berth(&env, &["rm", "forced"]);
+    assert!(text(&out).1.contains("is running"), "{:?}", text(&out));
+    let ids: Vec<String> = ["stubborn", "polite", "victim", "forced"].iter().map(|n| id_of(&berthd, &env, n)).collect();
+    berthd.ok(&env, &["rm", "-f", "stubborn", "polite", "victim", "forced"]);
+    assert_no_cgroups(&ids);
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_nothing() {
+    let (env, _registry, berthd, image) = setup("ctr-bad");
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--rm", "localhost/nosuch:1", "true"], "no such image"),
+        (&["run", "--rm", "-u", "nosuchuser", &image, "true"], "nosuchuser"),
+        (&["run", "--rm", "-u", "4294967296", &image, "true"], "out of range"),
+        (&["run", "--rm", "-v", "/nonexistent/berth-src:/data", &image, "true"], "volume source /nonexistent/berth-src does not exist"),
+        (&["run", "--rm", "--name", "bad/name", &image, "true"], "container name"),
+        (&["run", "--rm", "--network", "bridge", &image, "true"], "network"),
+        (&["run", "--rm", "--cap-add", "CAP_NOPE", &image, "true"], "unknown capability"),
+        (&["run", "--rm", "--runtime", "nosuch", &image, "true"], "unknown runtime"),
+        (&["run", "--rm", &image, "/no/such/binary"], "/no/such/binary"),
+        (&["exec", "nosuch", "true"], "no such container"),
+    ];
+    for (args, expected) in cases {
+        let out = berthd.berth(&env, args);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success() && stderr.contains(expected), "berth {args:?}: {stderr}");
+        assert!(containers(&berthd, &env).is_empty(), "berth {args:?} left a container");
+        assert_no_container_files(&berthd);
+    }
+    // A name clash: the second create fails and the first container is untouched.
+    berthd.ok(&env, &["create", "--name", "taken", &image, "true"]);
+    let out = berthd.berth(&env, &["create", "--name", "taken", &image, "true"]);
+    assert!(text(&out).1.contains("already used"), "{:?}", text(&out));
+    assert_eq!(containers(&berthd, &env).len(), 1);
+    // An image in use is not removed from under its container.
+    let out = berthd.berth(&env, &["rmi", &image]);
+    assert!(text(&out).1.contains("is used by container taken"), "{:?}", text(&out));
+    let id = id_of(&berthd, &env, "taken");
+    berthd.ok(&env, &["rm", "taken"]);
+    assert_no_cgroups(&[id]);
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn containers_outlive_berthd_and_are_found_again() {
+    let (env, registry, mut berthd, image) = setup("ctr-restart");
+    for i in 0..5 {
+        berthd.ok(&env, &["run", "-d", "--name", &format!("long{i}"), &image, "sh", "-c", "echo up; sleep 1000"]);
+        berthd.ok(&env, &["run", "-d", "--name", &format!("short{i}"), &image, "sh", "-c", &format!("sleep 1; echo done; exit {}", 10 + i)]);
+    }
+    let ids: Vec<String> = containers(&berthd, &env).iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    // kill -9: nothing graceful; the shorts exit while nobody is there.
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let berthd2 = Berthd::start(&env, &[&registry.address]);
+    let listed = containers(&berthd2, &env);
+    assert_eq!(listed.len(), 10);
+    for c in &listed {
+        let name = c["name"].as_str().unwrap();
+        if let Some(i) = name.strip_prefix("short") {
+            assert_eq!((c["state"].as_str(), c["exit_code"].as_i64()), (Some("exited"), Some(10 + i.parse::<i64>().unwrap())), "{c}");
+            assert_eq!(berthd2.ok(&env, &["logs", name]), "done\n");
+        } else {
+            assert_eq!(c["state"], "running", "{c}");
+        }
+    }
+    // The survivors are whole: exec and logs work, and they stop as usual.
+    assert_eq!(berthd2.ok(&env, &["exec", "long3", "echo", "alive"]), "alive\n");
+    assert_eq!(berthd2.ok(&env, &["logs", "long0"]), "up\n");
+    let names: Vec<String> = (0..5).flat_map(|i| [format!("long{i}"), format!("short{i}")]).collect();
+    let mut args = vec!["rm", "-f"];
+    args.extend(names.iter().map(String::as_str));
+    berthd2.ok(&env, &args);
+    assert_no_cgroups(&ids);
+    assert_no_container_files(&berthd2);
+    berthd2.stop();
+    // (The first berthd is already dead; its Drop finds nothing to do.)
+    berthd.child.try_wait().unwrap();
+    env.leak_check();
+}
+
+#[test]
+fn two_hundred_runs_in_a_row_and_fifty_at_once() {
+    let (env, _registry, berthd, image) = setup("ctr-many");
+    let berthd_fds = || std::fs::read_dir(format!("/proc/{}/fd", berthd.child.id())).unwrap().count();
+    // The events stream, read as it comes (a full pipe would hold berthd's sender back).
+    let mut events = Command::new(workspace_bin("berth")).arg("--socket").arg(&berthd.socket).arg("events").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(events.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    // Warm up (the blocking pool's threads, the database's pages) before counting fds; its
+    // events say the stream is subscribed.
+    berthd.ok(&env, &["run", "--rm", &image, "true"]);
+    while !received.recv_timeout(std::time::Duration::from_secs(30)).unwrap().contains(" destroy ") {}
+    let fds_before = berthd_fds();
+    for i in 0..200 {
+        let out = berthd.berth(&env, &["run", "--rm", &image, "sh", "-c", &format!("exit {}", i % 3)]);
+        assert_eq!(out.status.code(), Some(i % 3), "run {i}: {}", text(&out).1);
+    }
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let mut command = Command::new(workspace_bin("berth"));
+            command.arg("--socket").arg(&berthd.socket).args(["run", "--rm", &image, "echo", &format!("n{i}")]).stdin(Stdio::null());
+            std::thread::spawn(move || command.output().unwrap())
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let out = handle.join().unwrap();
+        assert_eq!((out.status.code(), text(&out).0), (Some(0), format!("n{i}\n")), "{}", text(&out).1);
+    }
+    assert!(containers(&berthd, &env).is_empty());
+    assert_no_container_files(&berthd);
+    let fds_after = berthd_fds();
+    assert!(fds_after <= fds_before + 2, "berthd holds {fds_after} fds after 250 runs, {fds_before} before");
+    let mut created = Vec::new();
+    while created.len() < 250 {
+        let line = received.recv_timeout(std::time::Duration::from_secs(30)).expect("an event for every run");
+        if let ["container", "create", id] = line.split_whitespace().skip(1).take(3).collect::<Vec<_>>()[..] {
+            created.push(id.to_string());
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_no_cgroups(&created);
+    berthd.stop();
+    env.leak_check();
+}

@@ -27,21 +27,7 @@ import sys
 import tempfile
 import time
 
-UNIFIED_CONTROLLERS = "/sys/fs/cgroup/unified/cgroup.controllers"
-REEXEC_MARK = "BERTH_BENCH_IN_NAMESPACE"
-
-
-def enter_private_mount_namespace():
-    """Re-executes this script under unshare -m with the unified controllers file masked."""
-    if os.environ.get(REEXEC_MARK) == "1":
-        return
-    if not os.path.exists(UNIFIED_CONTROLLERS):
-        return  # not a hybrid host: nothing to mask
-    env = dict(os.environ, **{REEXEC_MARK: "1"})
-    script = 'mount --bind /dev/null "$1" && shift && exec "$@"'
-    command = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "-",
-               UNIFIED_CONTROLLERS, sys.executable, *sys.argv]
-    os.execvpe("unshare", command, env)
+from benchlib import REEXEC_MARK, enter_private_mount_namespace
 
 
 def spawn(argv, cwd=None):

@@ -12,52 +12,8 @@ socket; containerd with its own root, state and socket, CRI off; podman with its
 Needs root, the binaries built in release mode (cargo build --release), and the Debian packages
 docker-registry skopeo containerd podman busybox-static.
 """
-import argparse, gzip, hashlib, io, json, os, random, shutil, socket, statistics, subprocess, sys, tarfile, tempfile, time
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
-
-def wait_for(check, what, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"{what} did not come up")
-
-def tar_dirs(sources, extra=None):
-    """A tar (bytes) of host directories (as their own paths, without the leading /) plus extra (name, bytes) files."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for src in sources:
-            tar.add(src, arcname=src.lstrip("/"))
-        for name, data in extra or []:
-            info = tarfile.TarInfo(name); info.size = len(data); info.mode = 0o644; info.mtime = 1_600_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-def write_layout(layout, tag, layers):
-    os.makedirs(f"{layout}/blobs/sha256", exist_ok=True)
-    def put(data):
-        digest = hashlib.sha256(data).hexdigest()
-        with open(f"{layout}/blobs/sha256/{digest}", "wb") as f:
-            f.write(data)
-        return {"digest": f"sha256:{digest}", "size": len(data)}
-    descriptors, diff_ids = [], []
-    for tar in layers:
-        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-        d = put(gzip.compress(tar, compresslevel=6)); d["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-        descriptors.append(d)
-    config = put(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
-    config["mediaType"] = "application/vnd.oci.image.config.v1+json"
-    manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": descriptors}).encode())
-    manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
-    manifest["annotations"] = {"org.opencontainers.image.ref.name": tag}
-    with open(f"{layout}/index.json", "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [manifest]}, f)
-    with open(f"{layout}/oci-layout", "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
-    return sum(len(t) for t in layers), sum(d["size"] for d in descriptors)
+import argparse, os, random, shutil, statistics, subprocess, tempfile, time
+from benchlib import BerthdInstance, ContainerdInstance, Registry, podman_argv, tar_dirs, write_layout
 
 def big_image_layers():
     rng = random.Random(42)
@@ -68,71 +24,32 @@ def big_image_layers():
     whiteouts = tar_dirs([], [(f"data/small/00/.wh.f{i:05d}.txt", b"") for i in range(100)] + [("usr/share/man/.wh..wh..opq", b"")])
     return [base, packages, small, large, whiteouts]
 
-class Registry:
-    def __init__(self, work):
-        self.address = f"127.0.0.1:{free_port()}"
-        config = f"{work}/registry.yml"
-        with open(config, "w") as f:
-            f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {work}/registry-data\nhttp:\n  addr: {self.address}\n")
-        self.proc = subprocess.Popen(["docker-registry", "serve", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{self.address}/none"], capture_output=True).returncode in (0, 1) and self._up(), "docker-registry")
-    def _up(self):
-        try:
-            socket.create_connection(tuple(self.address.split(":")), timeout=1).close(); return True
-        except OSError:
-            return False
-    def push(self, layout, tag, repo):
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{self.address}/{repo}:{tag}"], check=True)
-    def stop(self):
-        self.proc.terminate(); self.proc.wait()
-
-class Berth:
+class Berth(BerthdInstance):
     name = "berth"
     def __init__(self, work, registry, bindir):
-        self.dir, self.bindir = f"{work}/berth", bindir
-        os.makedirs(self.dir)
-        self.socket = f"{self.dir}/run/berth.sock"
-        with open(f"{self.dir}/berthd.toml", "w") as f:
-            f.write(f'root = "{self.dir}/root"\nsocket = "{self.socket}"\nplain_http = ["{registry.address}"]\nconcurrency = {os.environ.get("BERTH_CONCURRENCY", "4")}\n')
-        self.proc = subprocess.Popen([f"{bindir}/berthd", "--config", f"{self.dir}/berthd.toml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: os.path.exists(self.socket), "berthd")
-    def cli(self, *args):
-        return subprocess.run([f"{self.bindir}/berth", "--socket", self.socket, *args], check=True, capture_output=True)
+        super().__init__(work, registry, bindir, f'concurrency = {os.environ.get("BERTH_CONCURRENCY", "4")}\n')
     def pull(self, ref):
-        self.cli("pull", ref)
+        subprocess.run(self.cli("pull", ref), check=True, capture_output=True)
     def clean(self, ref):
-        self.cli("rmi", ref); self.cli("prune")
-    def stop(self):
-        self.proc.terminate(); self.proc.wait()
+        subprocess.run(self.cli("rmi", ref), check=True, capture_output=True)
+        subprocess.run(self.cli("prune"), check=True, capture_output=True)
 
-class Containerd:
+class Containerd(ContainerdInstance):
     name = "containerd"
     def __init__(self, work, registry):
-        self.dir = f"{work}/containerd"; os.makedirs(self.dir)
-        self.socket = f"{self.dir}/containerd.sock"
-        with open(f"{self.dir}/config.toml", "w") as f:
-            f.write(f'version = 2\nroot = "{self.dir}/root"\nstate = "{self.dir}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                    f'[grpc]\n  address = "{self.socket}"\n[ttrpc]\n  address = "{self.socket}.ttrpc"\n[debug]\n  address = ""\n[metrics]\n  address = ""\n')
-        self.proc = subprocess.Popen(["containerd", "--config", f"{self.dir}/config.toml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run(self.ctr("version"), capture_output=True).returncode == 0, "containerd")
-    def ctr(self, *args):
-        return ["ctr", "--address", self.socket, "--namespace", "bench", *args]
+        super().__init__(work)
     def pull(self, ref):
         subprocess.run(self.ctr("images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref), check=True, capture_output=True)
     def clean(self, ref):
         subprocess.run(self.ctr("images", "rm", "--sync", ref), check=True, capture_output=True)
-        for kind in ("content",):
-            subprocess.run(self.ctr(kind, "prune", "references"), capture_output=True)
-    def stop(self):
-        self.proc.terminate(); self.proc.wait()
+        subprocess.run(self.ctr("content", "prune", "references"), capture_output=True)
 
 class Podman:
     name = "podman"
     def __init__(self, work, registry):
         self.dir = f"{work}/podman"; os.makedirs(self.dir)
-        self.registry = registry
     def podman(self, *args):
-        return ["podman", "--root", f"{self.dir}/root", "--runroot", f"{self.dir}/runroot", "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", *args]
+        return podman_argv(self.dir, *args)
     def pull(self, ref):
         subprocess.run(self.podman("pull", "--quiet", "--tls-verify=false", ref), check=True, capture_output=True)
     def clean(self, ref):

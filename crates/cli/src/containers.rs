@@ -12,11 +12,9 @@ use clap::{Args, Subcommand};
 use std::io::Write;
 use tonic::transport::Channel;
 
+/// What both `run` and `exec` may set about the process.
 #[derive(Args)]
-pub struct CreateArgs {
-    /// A name (default: the short id).
-    #[arg(long)]
-    name: Option<String>,
+pub struct ProcessArgs {
     /// KEY=VALUE, or KEY to pass this shell's value.
     #[arg(short, long = "env")]
     env: Vec<String>,
@@ -25,6 +23,15 @@ pub struct CreateArgs {
     user: Option<String>,
     #[arg(short, long)]
     workdir: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// A name (default: the short id).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Replaces the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
@@ -118,12 +125,8 @@ pub enum ContainerCommand {
         tty: bool,
         #[arg(short, long)]
         interactive: bool,
-        #[arg(short, long = "env")]
-        env: Vec<String>,
-        #[arg(short, long)]
-        user: Option<String>,
-        #[arg(short, long)]
-        workdir: Option<String>,
+        #[command(flatten)]
+        process: ProcessArgs,
         container: String,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -208,9 +211,9 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         args: args.command,
         entrypoint: args.entrypoint.clone().into_iter().filter(|e| !e.is_empty()).collect(),
         entrypoint_set: args.entrypoint.is_some(),
-        env: env_entries(&args.env),
-        user: args.user.unwrap_or_default(),
-        workdir: args.workdir.unwrap_or_default(),
+        env: env_entries(&args.process.env),
+        user: args.process.user.unwrap_or_default(),
+        workdir: args.process.workdir.unwrap_or_default(),
         volumes,
         read_only: args.read_only,
         memory: args.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0),
@@ -360,15 +363,15 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Exec { tty, interactive, env, user, workdir, container, command } => {
+        ContainerCommand::Exec { tty, interactive, process, container, command } => {
             let console = if tty { crate::stream::terminal_size() } else { None };
             let request = PrepareExecRequest {
                 container,
                 args: command,
                 tty,
-                env: env_entries(&env),
-                user: user.unwrap_or_default(),
-                workdir: workdir.unwrap_or_default(),
+                env: env_entries(&process.env),
+                user: process.user.unwrap_or_default(),
+                workdir: process.workdir.unwrap_or_default(),
                 console_width: console.map_or(0, |c| c.0.into()),
                 console_height: console.map_or(0, |c| c.1.into()),
             };

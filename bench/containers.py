@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Containers from an image, side by side in one run: berth vs podman vs containerd (ctr).
+
+Time: `run --rm <busybox> true` in the foreground, for berth (berthd + berth-shim + berth-oci),
+podman (Debian's, conmon + crun) and ctr (containerd + containerd-shim-runc-v2 + runc), interleaved
+round-robin after a warm-up; medians, p90 and ratios.
+Memory: with 30 containers running `sleep`, the RSS and PSS of each container's supervisor
+(berth-shim, containerd-shim-runc-v2, conmon) and of the daemons (berthd, containerd), idle (image
+pulled, no container) and with the 30.
+
+Each tool is a private instance in a temporary directory, pulling the same busybox image from
+Debian's docker-registry on 127.0.0.1; every container has no network but loopback. crun refuses
+this hybrid cgroup host, so the script runs in a private mount namespace with an empty file over
+/sys/fs/cgroup/unified/cgroup.controllers (as lifecycle.py does). Needs root, a release build and
+the Debian packages docker-registry skopeo containerd runc podman crun busybox-static.
+"""
+import argparse, io, os, shutil, statistics, subprocess, tarfile, tempfile, time
+from benchlib import BerthdInstance, ContainerdInstance, Registry, enter_private_mount_namespace, podman_argv, write_layout
+
+def memory_kib(pid):
+    """(RSS, PSS) of a process in KiB."""
+    rss = pss = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    return rss, pss
+
+def pids_with(needle, program):
+    """Processes named `program` whose command line contains `needle`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0].decode(errors="replace")) == program and needle.encode() in b" ".join(argv):
+            found.append(int(entry))
+    return found
+
+def busybox_layer(work):
+    """A layer of Debian's busybox-static with the applets used here as hard links."""
+    rootfs = f"{work}/rootfs"
+    os.makedirs(f"{rootfs}/bin")
+    shutil.copy("/bin/busybox", f"{rootfs}/bin/busybox")
+    for applet in ("sh", "true", "sleep"):
+        os.link(f"{rootfs}/bin/busybox", f"{rootfs}/bin/{applet}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(rootfs, arcname=".")
+    return buf.getvalue()
+
+def run(argv):
+    return subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+
+class Berth(BerthdInstance):
+    name, supervisor = "berth", "berth-shim"
+    def pull(self, ref):
+        run(self.cli("pull", ref))
+    def run_rm(self, ref, name):
+        return self.cli("run", "--rm", ref, "true")
+    def start_detached(self, ref, name):
+        run(self.cli("run", "-d", "--name", name, ref, "sleep", "1000"))
+    def remove_all(self, names):
+        run(self.cli("rm", "-f", *names))
+    def daemon_pids(self):
+        return [self.proc.pid]
+    def supervisor_pids(self):
+        return pids_with(f"{self.dir}/state", "berth-shim")
+
+class Containerd(ContainerdInstance):
+    name, supervisor = "containerd", "containerd-shim-runc-v2"
+    def __init__(self, work, registry):
+        super().__init__(work)
+    def pull(self, ref):
+        run(self.ctr("images", "pull", "--plain-http", "--snapshotter", "overlayfs", ref))
+    def run_rm(self, ref, name):
+        return self.ctr("run", "--rm", "--snapshotter", "overlayfs", ref, name, "true")
+    def start_detached(self, ref, name):
+        run(self.ctr("run", "-d", "--snapshotter", "overlayfs", ref, name, "sleep", "1000"))
+    def remove_all(self, names):
+        for name in names:
+            subprocess.run(self.ctr("task", "kill", "-s", "KILL", name), capture_output=True)
+        for name in names:
+            for _ in range(100):
+                if subprocess.run(self.ctr("task", "delete", name), capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.05)
+            run(self.ctr("containers", "delete", name))
+    def daemon_pids(self):
+        return [self.proc.pid]
+    def supervisor_pids(self):
+        return pids_with(self.socket, "containerd-shim-runc-v2")
+
+class Podman:
+    name, supervisor = "podman", "conmon"
+    def __init__(self, work, registry):
+        self.dir = f"{work}/podman"; os.makedirs(self.dir)
+    def podman(self, *args):
+        return podman_argv(self.dir, *args)
+    def pull(self, ref):
+        run(self.podman("pull", "--quiet", "--tls-verify=false", ref))
+    def run_rm(self, ref, name):
+        return self.podman("run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", ref, "true")
+    def start_detached(self, ref, name):
+        run(self.podman("run", "-d", "--network", "none", "--ulimit", "nofile=20000:20000", "--name", name, ref, "sleep", "1000"))
+    def remove_all(self, names):
+        run(self.podman("rm", "-f", "-t", "0", *names))
+    def daemon_pids(self):
+        return []
+    def supervisor_pids(self):
+        return pids_with(f"{self.dir}/runroot", "conmon")
+    def stop(self):
+        subprocess.run(self.podman("rm", "-a", "-f", "-t", "0"), capture_output=True)
+        subprocess.run(self.podman("rmi", "--all", "--force"), capture_output=True)
+        subprocess.run(["umount", "-R", f"{self.dir}/root/overlay"], capture_output=True)
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--containers", type=int, default=30, help="running containers for the memory figures")
+    parser.add_argument("--bin", default="target/release", help="where berthd, berth, berth-shim and berth-oci are")
+    parser.add_argument("--only", default="berth,podman,containerd", help="comma-separated tools")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    bindir = os.path.abspath(args.bin)
+    enter_private_mount_namespace()
+    work = tempfile.mkdtemp(prefix="berth-ctr-bench-")
+    tools, registry = [], None
+    try:
+        write_layout(f"{work}/busybox", "v1", [busybox_layer(work)])
+        registry = Registry(work)
+        registry.push(f"{work}/busybox", "v1", "bench/busybox")
+        ref = f"{registry.address}/bench/busybox:v1"
+        makers = {"berth": lambda: Berth(work, registry, bindir), "podman": lambda: Podman(work, registry), "containerd": lambda: Containerd(work, registry)}
+        tools = [make() for name, make in makers.items() if name in args.only.split(",")]
+        for tool in tools:
+            tool.pull(ref)
+        idle = {t.name: [memory_kib(p) for p in t.daemon_pids()] for t in tools}
+        times = {t.name: [] for t in tools}
+        for i in range(args.runs + 1):
+            for tool in tools:
+                argv = tool.run_rm(ref, f"rm{i}")
+                start = time.perf_counter()
+                out = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
+                elapsed = time.perf_counter() - start
+                if out.returncode != 0:
+                    raise SystemExit(f"{tool.name}: {' '.join(argv)}: {out.stderr.decode(errors='replace')}")
+                if i > 0:
+                    times[tool.name].append(elapsed)
+        print(f"`run --rm busybox true`, {args.runs} runs each after a warm-up, round-robin\n")
+        print("| tool       | median ms | p90 ms | vs podman | vs containerd |")
+        print("|------------|-----------|--------|-----------|---------------|")
+        med = {name: statistics.median(v) for name, v in times.items()}
+        ratio = lambda name, peer: f"{med[name] / med[peer]:.2f}" if peer in med else "-"
+        for name, values in times.items():
+            print(f"| {name:<10} | {med[name] * 1000:9.1f} | {percentile(values, 90) * 1000:6.1f} | {ratio(name, 'podman'):>9} | {ratio(name, 'containerd'):>13} |")
+
+        names = [f"c{i}" for i in range(args.containers)]
+        print(f"\nmemory with {args.containers} containers running `sleep` (KiB; per supervisor: median)\n")
+        print("| tool       | supervisor              | RSS   | PSS   | daemon idle RSS/PSS | daemon with containers RSS/PSS |")
+        print("|------------|-------------------------|-------|-------|---------------------|--------------------------------|")
+        for tool in tools:
+            for name in names:
+                tool.start_detached(ref, name)
+            time.sleep(1)
+            supervisors = [memory_kib(p) for p in tool.supervisor_pids()]
+            loaded = [memory_kib(p) for p in tool.daemon_pids()]
+            if len(supervisors) != args.containers:
+                print(f"({tool.name}: found {len(supervisors)} supervisors for {args.containers} containers)")
+            rss = statistics.median(s[0] for s in supervisors) if supervisors else 0
+            pss = statistics.median(s[1] for s in supervisors) if supervisors else 0
+            daemon = lambda m: f"{m[0][0]}/{m[0][1]}" if m else "-"
+            print(f"| {tool.name:<10} | {tool.supervisor:<23} | {rss:5.0f} | {pss:5.0f} | {daemon(idle[tool.name]):>19} | {daemon(loaded):>30} |")
+            tool.remove_all(names)
+    finally:
+        for tool in tools:
+            tool.stop()
+        if registry:
+            registry.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()

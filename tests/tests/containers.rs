@@ -131,7 +131,13 @@ fn exec_attach_and_ttys() {
     let stdout = text(&out).0;
     assert!(stdout.contains("/dev/pts/") && stdout.contains("33 101") && stdout.contains("typed abc"), "{stdout:?}");
     assert_eq!(out.status.code(), Some(5));
-    berthd.ok(&env, &["run", "-d", "--name", "quiet", &image, "sleep", "100"]);
+    berthd.ok(&env, &["run", "-d", "--name", "quiet", "--memory", "64m", "--pids-limit", "20", &image, "sleep", "100"]);
+    // top and stats: the runtime's view of it, limits included.
+    let top = berthd.ok(&env, &["top", "quiet"]);
+    assert!(top.lines().nth(1).is_some_and(|l| l.ends_with("sleep 100")), "{top}");
+    let stats: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["stats", "--format", "json", "quiet"])).unwrap();
+    assert_eq!(stats["stats"]["memory"]["usage"]["limit"], 64 << 20, "{stats}");
+    assert_eq!((stats["stats"]["pids"]["current"].as_u64(), stats["stats"]["pids"]["limit"].as_u64()), (Some(1), Some(20)), "{stats}");
     let out = in_pty(&berthd, (90, 20), "exec -it quiet sh -c 'tty; stty size'", "");
     assert!(text(&out).0.contains("/dev/pts/") && text(&out).0.contains("20 90"), "{:?}", text(&out));
 
@@ -244,9 +250,13 @@ fn containers_outlive_berthd_and_are_found_again() {
             assert_eq!(c["state"], "running", "{c}");
         }
     }
-    // The survivors are whole: exec and logs work, and they stop as usual.
+    // The survivors are whole: exec and logs work; a graceful stop of berthd leaves them running
+    // too, and they stop as usual.
     assert_eq!(berthd2.ok(&env, &["exec", "long3", "echo", "alive"]), "alive\n");
+    berthd2.stop();
+    let berthd2 = Berthd::start(&env, &[&registry.address]);
     assert_eq!(berthd2.ok(&env, &["logs", "long0"]), "up\n");
+    assert!(containers(&berthd2, &env).iter().filter(|c| c["state"] == "running").count() == 5);
     let names: Vec<String> = (0..5).flat_map(|i| [format!("long{i}"), format!("short{i}")]).collect();
     let mut args = vec!["rm", "-f"];
     args.extend(names.iter().map(String::as_str));
@@ -306,6 +316,43 @@ fn two_hundred_runs_in_a_row_and_fifty_at_once() {
     let _ = events.kill();
     let _ = events.wait();
     assert_no_cgroups(&created);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn a_container_half_created_when_berthd_died_is_removed_at_restart() {
+    let (env, registry, berthd, image) = setup("ctr-half");
+    berthd.stop();
+    // A shim that never reports back: berthd is inside `create` when it is killed.
+    let hang = env.dir.join("hanging-shim");
+    let pid_file = env.dir.join("hanging-shim.pid");
+    std::fs::write(&hang, format!("#!/bin/sh\necho $$ > {}\nexec sleep 1000\n", pid_file.display())).unwrap();
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut stuck = Berthd::start_with(&env, &[&registry.address], &format!("shim = {hang:?}\n"), None);
+    let mut command = Command::new(workspace_bin("berth"));
+    let mut create = command.arg("--socket").arg(&stuck.socket).args(["create", "--name", "half", &image, "true"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !pid_file.exists() {
+        assert!(started.elapsed().as_secs() < 30, "the hanging shim never ran");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_dir(stuck.state.join("containers")).unwrap().count(), 1, "create got as far as the bundle");
+    stuck.child.kill().unwrap();
+    stuck.child.wait().unwrap();
+    let _ = create.wait();
+    let shim_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // SAFETY: kill takes a pid and a signal; the pid is the script this test wrote and berthd ran.
+    unsafe { libc::kill(shim_pid, libc::SIGKILL) };
+
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    assert!(containers(&berthd, &env).is_empty(), "the half-created container is gone");
+    assert_no_container_files(&berthd);
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounted.contains(&stuck.state.to_string_lossy().into_owned()), "its rootfs is unmounted");
+    // Its lease went with it: nothing keeps the image's layers once the image is removed.
+    berthd.ok(&env, &["rmi", &image]);
+    assert!(berthd.ok(&env, &["prune"]).starts_with("removed 3 blobs and 1 snapshots"), "the lease was released");
     berthd.stop();
     env.leak_check();
 }

@@ -167,6 +167,15 @@ pub enum ContainerCommand {
     },
     /// Print container events as they happen.
     Events,
+    /// List a running container's processes.
+    Top { container: String },
+    /// A running container's resource use (one sample).
+    Stats {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 fn env_entries(entries: &[String]) -> Vec<String> {
@@ -422,6 +431,28 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
+        ContainerCommand::Top { container } => {
+            let processes = client.top(ContainerRef { container }).await.map_err(status)?.into_inner().processes;
+            println!("{:>8}  {:>6}  COMMAND", "PID", "UID");
+            for p in processes {
+                println!("{:>8}  {:>6}  {}", p.pid, p.uid, p.command);
+            }
+            Ok(0)
+        }
+        ContainerCommand::Stats { containers, format } => {
+            if format == Format::Table {
+                println!("{:<20}  {:>22}  {:>10}  PIDS", "NAME", "MEM USAGE / LIMIT", "CPU");
+            }
+            for key in containers {
+                let sample = client.stats(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
+                let stats: serde_json::Value = serde_json::from_str(&sample.stats_json)?;
+                match format {
+                    Format::Json => println!("{}", serde_json::json!({"container": key, "stats": stats})),
+                    Format::Table => println!("{}", stats_row(&key, &stats)),
+                }
+            }
+            Ok(0)
+        }
         ContainerCommand::Events => {
             let mut events = client.events(EventsRequest {}).await.map_err(status)?.into_inner();
             while let Some(event) = events.message().await.map_err(status)? {
@@ -431,6 +462,17 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             Ok(0)
         }
     }
+}
+
+/// One row of `berth stats`: memory (usage / limit), cpu seconds, pids, from runc's stats JSON.
+fn stats_row(name: &str, stats: &serde_json::Value) -> String {
+    let mib = |v: &serde_json::Value| v.as_u64().map(|b| format!("{:.1}MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
+    let limit = match stats["memory"]["usage"]["limit"].as_u64() {
+        Some(l) if l < (1 << 60) => mib(&stats["memory"]["usage"]["limit"]),
+        _ => "unlimited".into(),
+    };
+    let cpu = stats["cpu"]["usage"]["total"].as_u64().map(|ns| format!("{:.2}s", ns as f64 / 1e9)).unwrap_or_else(|| "-".into());
+    format!("{name:<20}  {:>22}  {cpu:>10}  {}", format!("{} / {limit}", mib(&stats["memory"]["usage"]["usage"])), stats["pids"]["current"])
 }
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.

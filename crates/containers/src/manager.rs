@@ -244,22 +244,54 @@ impl Containers {
         })
     }
 
-    fn runtime_command(&self, record: &ContainerRecord, args: &[&str]) -> Result<()> {
+    /// Runs the container's runtime binary (with its root) and returns what it printed.
+    fn runtime_command(&self, record: &ContainerRecord, args: &[&str]) -> Result<Vec<u8>> {
         let runtime = self.runtime_binary(&record.runtime)?;
-        let status = std::process::Command::new(&runtime)
+        let output = std::process::Command::new(&runtime)
             .arg("--root")
             .arg(self.paths.runtime_root.join(&record.runtime))
             .args(args)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
+            .output()
             .map_err(|e| Error::io("run", &runtime, e))?;
-        if status.success() {
-            Ok(())
+        if output.status.success() {
+            Ok(output.stdout)
         } else {
-            Err(Error::Shim(format!("{} {}: {status}", runtime.display(), args.join(" "))))
+            Err(Error::Shim(format!("{} {}: {}", runtime.display(), args.join(" "), String::from_utf8_lossy(&output.stderr).trim())))
         }
+    }
+
+    fn running(&self, key: &str) -> Result<ContainerRecord> {
+        let record = self.find(key)?;
+        if record.state != State::Running {
+            return Err(Error::NotRunning(format!("container {} is not running", record.name)));
+        }
+        Ok(record)
+    }
+
+    /// The container's processes: (pid, uid, command line), from the runtime's `ps`.
+    pub fn top(&self, key: &str) -> Result<Vec<(i32, u32, String)>> {
+        let record = self.running(key)?;
+        let listed = self.runtime_command(&record, &["ps", "--format", "json", &record.id])?;
+        let pids: Vec<i32> = serde_json::from_slice(&listed).map_err(|e| Error::Shim(format!("the runtime's ps: {e}")))?;
+        Ok(pids
+            .into_iter()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next()).and_then(|u| u.parse().ok())?;
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let command = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ");
+                Some((pid, uid, command))
+            })
+            .collect())
+    }
+
+    /// One sample of the runtime's `events --stats` (runc's JSON shape), its `data` object.
+    pub fn stats(&self, key: &str) -> Result<serde_json::Value> {
+        let record = self.running(key)?;
+        let sample = self.runtime_command(&record, &["events", "--stats", &record.id])?;
+        let event: serde_json::Value = serde_json::from_slice(&sample).map_err(|e| Error::Shim(format!("the runtime's stats: {e}")))?;
+        Ok(event["data"].clone())
     }
 
     pub fn find(&self, key: &str) -> Result<ContainerRecord> {
@@ -413,10 +445,7 @@ impl Containers {
     /// The process for an exec into a running container: its own process settings (env, user,
     /// capabilities, cwd) with the caller's overrides. Returns the record too (for its shim).
     pub fn exec_process(&self, key: &str, exec: &ExecOptions) -> Result<(ContainerRecord, serde_json::Value)> {
-        let record = self.find(key)?;
-        if record.state != State::Running {
-            return Err(Error::NotRunning(format!("container {} is not running", record.name)));
-        }
+        let record = self.running(key)?;
         if exec.args.is_empty() {
             return Err(Error::Invalid("exec needs a command".into()));
         }

@@ -6,7 +6,7 @@
 use berth_api::v1::containers_server;
 use berth_api::v1::{
     Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, ListContainersResponse, LogEntry, LogsRequest,
-    PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StopContainerRequest,
+    PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StatsResponse, StopContainerRequest, TopProcess, TopResponse,
 };
 use berth_containers::manager::ExecOptions;
 use berth_containers::{ContainerRecord, Containers, CreateOptions, Error, State, Volume};
@@ -231,6 +231,18 @@ impl containers_server::Containers for ContainersService {
         let (record, process) = self.blocking(move |c| c.exec_process(&r.container, &exec)).await?;
         let exec_id = format!("exec-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
         Ok(Response::new(PrepareExecResponse { shim_dir: self.containers.shim_dir(&record.id).to_string_lossy().into_owned(), exec_id, process_json: process.to_string() }))
+    }
+
+    async fn top(&self, request: Request<ContainerRef>) -> Reply<TopResponse> {
+        let key = request.into_inner().container;
+        let processes = self.blocking(move |c| c.top(&key)).await?;
+        Ok(Response::new(TopResponse { processes: processes.into_iter().map(|(pid, uid, command)| TopProcess { pid, uid, command }).collect() }))
+    }
+
+    async fn stats(&self, request: Request<ContainerRef>) -> Reply<StatsResponse> {
+        let key = request.into_inner().container;
+        let stats = self.blocking(move |c| c.stats(&key)).await?;
+        Ok(Response::new(StatsResponse { stats_json: stats.to_string() }))
     }
 
     type EventsStream = ReceiverStream<Result<ContainerEvent, Status>>;

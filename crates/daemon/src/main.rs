@@ -31,8 +31,21 @@ struct Args {
     state: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let result = runtime.block_on(serve());
+    // Not a drop of the runtime: it would wait for the watchers blocked on running containers'
+    // shims, and containers outlive berthd by design.
+    std::process::exit(match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            1
+        }
+    })
+}
+
+async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
     let args = Args::parse();
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));

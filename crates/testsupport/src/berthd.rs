@@ -48,11 +48,15 @@ impl Berthd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// SIGTERM, and wait: a graceful stop.
+    /// SIGTERM, and wait (at most 10 s): a graceful stop.
     pub fn stop(mut self) {
         // SAFETY: kill takes a pid and a signal; the pid is our own child's.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap();
+        let started = std::time::Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed().as_secs() < 10, "berthd did not stop within 10 s of SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

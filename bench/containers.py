@@ -106,9 +106,9 @@ class Podman:
     def pull(self, ref):
         run(self.podman("pull", "--quiet", "--tls-verify=false", ref))
     def run_rm(self, ref, name):
-        return self.podman("run", "--rm", "--network", "none", "--ulimit", "nofile=20000:20000", ref, "true")
+        return self.podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", ref, "true")
     def start_detached(self, ref, name):
-        run(self.podman("run", "-d", "--network", "none", "--ulimit", "nofile=20000:20000", "--name", name, ref, "sleep", "1000"))
+        run(self.podman("run", "-d", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", "--name", name, ref, "sleep", "1000"))
     def remove_all(self, names):
         run(self.podman("rm", "-f", "-t", "0", *names))
     def daemon_pids(self):

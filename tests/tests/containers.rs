@@ -102,6 +102,44 @@ fn run_prints_exits_with_the_containers_status_and_logs_follow() {
 }
 
 #[test]
+fn options_reach_the_container() {
+    let (env, _registry, berthd, image) = setup("ctr-options");
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm"];
+        all.extend_from_slice(args);
+        let out = berthd.berth(&env, &all);
+        (out.status.code(), text(&out).0, text(&out).1)
+    };
+    // Networks: none is loopback only; host is the host's.
+    assert_eq!(run(&[&image, "ls", "/sys/class/net"]).1, "lo\n");
+    let host_links: Vec<String> = std::fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(run(&["--network", "host", &image, "ls", "/sys/class/net"]).1.lines().count(), host_links.len());
+    // Read-only root, with a writable volume; labels kept.
+    let volume = env.dir.join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let (code, _, stderr) = run(&["--read-only", "-v", &format!("{}:/data", volume.display()), &image, "sh", "-c", "echo v > /data/f; touch /x"]);
+    assert!(code != Some(0) && stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(volume.join("f")).unwrap(), "v\n");
+    // Capabilities: docker's default set, dropped, or all with --privileged.
+    let cap_eff = |args: &[&str]| -> u64 {
+        let mut all = args.to_vec();
+        all.extend([image.as_str(), "sh", "-c", "grep CapEff /proc/self/status"]);
+        u64::from_str_radix(run(&all).1.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(cap_eff(&[]), 0xa80425fb, "docker's default capability set");
+    assert_eq!(cap_eff(&["--cap-drop", "ALL", "--cap-add", "NET_ADMIN"]), 1 << 12);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own_bounding = u64::from_str_radix(status.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim(), 16).unwrap();
+    assert_eq!(cap_eff(&["--privileged"]), own_bounding, "all the capabilities berthd may grant");
+    // Another OCI runtime under the same shim: runc.
+    assert_eq!(run(&["--runtime", "runc", "--name", "by-runc", &image, "echo", "from runc"]).1, "from runc\n");
+    assert!(containers(&berthd, &env).is_empty());
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
 fn exec_attach_and_ttys() {
     let (env, _registry, berthd, image) = setup("ctr-exec");
     berthd.ok(&env, &["run", "-d", "-i", "--name", "box", &image, "sh", "-c", "while read line; do echo got $line; done; echo stdin closed"]);
@@ -140,6 +178,13 @@ fn exec_attach_and_ttys() {
     assert_eq!((stats["stats"]["pids"]["current"].as_u64(), stats["stats"]["pids"]["limit"].as_u64()), (Some(1), Some(20)), "{stats}");
     let out = in_pty(&berthd, (90, 20), "exec -it quiet sh -c 'tty; stty size'", "");
     assert!(text(&out).0.contains("/dev/pts/") && text(&out).0.contains("20 90"), "{:?}", text(&out));
+
+    // A resize reaches the container's terminal.
+    berthd.ok(&env, &["run", "-d", "-t", "--name", "tty", &image, "sleep", "100"]);
+    let shim_dir: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "tty"])).unwrap();
+    berth_shim::Client::new(std::path::Path::new(shim_dir["shim_dir"].as_str().unwrap())).resize(None, 77, 22).unwrap();
+    assert_eq!(berthd.ok(&env, &["exec", "tty", "sh", "-c", "stty size < /dev/console"]), "22 77\n");
+    berthd.ok(&env, &["rm", "-f", "tty"]);
 
     // exec into a stopped container: a clear error.
     berthd.ok(&env, &["stop", "-t", "0", "quiet"]);

@@ -18,7 +18,8 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability this kernel generation knows (for `--privileged` and `--cap-add ALL`).
+/// Every capability this kernel generation knows, in the order of their numbers (for
+/// `--privileged` and `--cap-add ALL`, which get those of them berthd itself may hold).
 const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
     "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
@@ -77,6 +78,14 @@ pub fn environment(options: &CreateOptions, image: &RunConfig, hostname: &str, h
     Ok(env)
 }
 
+/// The capabilities in berthd's own bounding set: a container cannot be given more (here, for
+/// one, root lacks CAP_SYS_RESOURCE).
+fn grantable() -> Vec<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(u64::MAX);
+    ALL_CAPABILITIES.iter().enumerate().filter(|(bit, _)| bounding & (1 << bit) != 0).map(|(_, c)| c.to_string()).collect()
+}
+
 fn capabilities(options: &CreateOptions) -> Result<Vec<String>> {
     let canonical = |name: &str| -> Result<String> {
         let upper = name.to_ascii_uppercase();
@@ -88,7 +97,7 @@ fn capabilities(options: &CreateOptions) -> Result<Vec<String>> {
         }
     };
     if options.privileged {
-        return Ok(ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect());
+        return Ok(grantable());
     }
     let mut caps: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
     for drop in &options.cap_drop {
@@ -98,7 +107,7 @@ fn capabilities(options: &CreateOptions) -> Result<Vec<String>> {
     for add in &options.cap_add {
         let add = canonical(add)?;
         if add == "CAP_ALL" {
-            caps = ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+            caps = grantable();
         } else if !caps.contains(&add) {
             caps.push(add);
         }

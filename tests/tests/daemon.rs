@@ -97,6 +97,23 @@ fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
     let loaded = berthd.ok(&env, &["load", archive.to_str().unwrap()]);
     assert_eq!(loaded.trim(), format!("localhost/mine:1 {manifest}"));
 
+    // As a docker archive: skopeo (an independent reader) sees the image, its uncompressed layer
+    // and its name; loaded back, it is the same image (same config).
+    let docker = env.dir.join("docker.tar");
+    berthd.ok(&env, &["save", "--format", "docker-archive", "localhost/mine:1", "-o", docker.to_str().unwrap()]);
+    let out = Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", docker.display())]).output().unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config_file: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap();
+    assert_eq!(seen["Layers"], config_file["config"]["rootfs"]["diff_ids"], "{seen}");
+    berthd.ok(&env, &["rmi", "localhost/mine:1"]);
+    let loaded = berthd.ok(&env, &["load", docker.to_str().unwrap()]);
+    assert!(loaded.starts_with("localhost/mine:1 "), "{loaded}");
+    let reloaded: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap();
+    assert_eq!(reloaded["config"]["rootfs"], config_file["config"]["rootfs"]);
+    // (The archive had no manifest or compressed layer: the earlier ones are now unreferenced.)
+    assert!(berthd.ok(&env, &["prune"]).starts_with("removed 2 blobs and 0 snapshots"));
+
     // A rootfs tarball as a one-layer image (the README's offline quickstart).
     let rootfs_tar = env.dir.join("rootfs.tar");
     std::fs::write(&rootfs_tar, berth_testsupport::tar_of(&env.bundle.dir.join("rootfs"))).unwrap();
@@ -104,7 +121,9 @@ fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a name"));
     berthd.ok(&env, &["import", "--rootfs", rootfs_tar.to_str().unwrap(), "localhost/busybox:rootfs"]);
     let df = berthd.ok(&env, &["df"]);
-    assert!(df.starts_with("images 2\nblobs 6 ("), "{df}");
+    // Two manifests, two configs, one layer: the rootfs tarball is the very tar the docker
+    // archive carried uncompressed, so both images share it (and its snapshot).
+    assert!(df.starts_with("images 2\nblobs 5 (") && df.contains("snapshots 1 "), "{df}");
     berthd.stop();
     env.leak_check();
 }
@@ -146,6 +165,32 @@ fn credentials_come_from_the_config_a_docker_config_or_a_helper() {
     let berthd = Berthd::start_with(&env, &[&registry.address], &format!("docker_config = {docker_config:?}\n"), Some(&helpers));
     berthd.ok(&env, &["pull", &name]);
     assert_eq!(images(&berthd, &env).len(), 1);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn mirrors_are_tried_first_and_the_registry_after_them() {
+    let env = TestEnv::new("berthd-mirrors");
+    let origin = busybox_registry(&env);
+    let mirror_dir = env.dir.join("mirror");
+    std::fs::create_dir(&mirror_dir).unwrap();
+    let mirror = berth_testsupport::Registry::start(&mirror_dir);
+    mirror.push(&env.dir.join("layout"), "v1", "test/busybox");
+    // A registry nobody listens on, mirrored: the image comes from the mirror, under its own name.
+    let dead = "127.0.0.1:9";
+    let config = format!("[mirrors]\n{dead:?} = [\"127.0.0.1:1\", {:?}]\n{:?} = [\"127.0.0.1:1\"]\n", mirror.address, origin.address);
+    let berthd = Berthd::start_with(&env, &[dead, &mirror.address, &origin.address, "127.0.0.1:1"], &config, None);
+    let name = format!("{dead}/test/busybox:v1");
+    berthd.ok(&env, &["pull", &name]);
+    assert_eq!(images(&berthd, &env)[0]["name"], name.as_str());
+    // A mirror that cannot serve: the registry itself is asked next.
+    let from_origin = format!("{}/test/busybox:v1", origin.address);
+    berthd.ok(&env, &["pull", &from_origin]);
+    assert_eq!(images(&berthd, &env).len(), 2);
+    // Mirrors that fail and a registry that fails: the registry's error is the one told.
+    let out = berthd.berth(&env, &["pull", &format!("{dead}/test/nosuch:v1")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(dead), "{}", String::from_utf8_lossy(&out.stderr));
     berthd.stop();
     env.leak_check();
 }

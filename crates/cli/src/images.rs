@@ -34,13 +34,16 @@ pub enum ImageCommand {
         #[arg(long)]
         rootfs: bool,
     },
-    /// Write images as an OCI layout tarball.
+    /// Write images as an OCI layout tarball (or a docker archive).
     #[command(alias = "save")]
     Export {
         #[arg(required = true)]
         names: Vec<String>,
         #[arg(short, long)]
         output: PathBuf,
+        /// oci or docker-archive.
+        #[arg(long, default_value = "oci")]
+        format: String,
     },
     /// How much the image store holds.
     Df,
@@ -51,10 +54,15 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
     match command {
         ImageCommand::Pull { reference } => {
             let mut events = images.pull(PullRequest { reference }).await.map_err(status)?.into_inner();
+            let mut bars = ProgressBars::default();
             while let Some(event) = events.message().await.map_err(status)? {
                 match event.event {
                     Some(pull_event::Event::Status(text)) => println!("{text}"),
-                    Some(pull_event::Event::Done(image)) => println!("{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded),
+                    Some(pull_event::Event::Progress(progress)) => bars.update(&progress),
+                    Some(pull_event::Event::Done(image)) => {
+                        bars.finish();
+                        println!("{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded);
+                    }
                     None => {}
                 }
             }
@@ -89,9 +97,9 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
                 println!("{} {}", image.name, image.manifest);
             }
         }
-        ImageCommand::Export { names, output } => {
+        ImageCommand::Export { names, output, format } => {
             let path = std::path::absolute(&output).with_context(|| format!("{}", output.display()))?;
-            images.export(ExportRequest { names, path: path.to_string_lossy().into_owned() }).await.map_err(status)?;
+            images.export(ExportRequest { names, path: path.to_string_lossy().into_owned(), format }).await.map_err(status)?;
         }
         ImageCommand::Df => {
             let usage = images.disk_usage(DiskUsageRequest {}).await.map_err(status)?.into_inner();
@@ -99,6 +107,34 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// A bar per blob being downloaded, on stderr (drawn only when it is a terminal).
+#[derive(Default)]
+struct ProgressBars {
+    all: indicatif::MultiProgress,
+    bars: std::collections::BTreeMap<String, indicatif::ProgressBar>,
+}
+
+impl ProgressBars {
+    fn update(&mut self, progress: &berth_api::v1::PullProgress) {
+        for blob in &progress.blobs {
+            let bar = self.bars.entry(blob.digest.clone()).or_insert_with(|| {
+                let bar = self.all.add(indicatif::ProgressBar::new(blob.total));
+                let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                bar.set_style(style.progress_chars("=> "));
+                bar.set_prefix(blob.digest.trim_start_matches("sha256:").chars().take(12).collect::<String>());
+                bar
+            });
+            bar.set_position(blob.done);
+        }
+    }
+
+    fn finish(&mut self) {
+        for bar in self.bars.values() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// An image and its config as JSON.

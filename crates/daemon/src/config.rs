@@ -15,6 +15,8 @@ pub struct Config {
     pub plain_http: Vec<String>,
     /// Layers downloaded at once per pull.
     pub concurrency: usize,
+    /// Mirrors by registry (`"docker.io" = ["mirror.local:5000"]`), tried in order before it.
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// Credentials by registry (`host[:port]`), first choice.
     pub auth: std::collections::BTreeMap<String, Credentials>,
     /// A docker `config.json` (auths, credential helpers) consulted next, read at each pull.
@@ -45,6 +47,7 @@ impl Default for Config {
             socket: PathBuf::from(berth_api::DEFAULT_SOCKET),
             plain_http: Vec::new(),
             concurrency: 4,
+            mirrors: Default::default(),
             auth: Default::default(),
             docker_config: None,
             state: PathBuf::from("/run/berth"),

@@ -3,8 +3,8 @@
 
 use berth_api::v1::images_server::Images;
 use berth_api::v1::{
-    pull_event, DiskUsageRequest, DiskUsageResponse, ExportRequest, ExportResponse, Image, ImportRequest, ImportResponse, InspectImageRequest, InspectImageResponse, ListImagesRequest, ListImagesResponse,
-    PruneRequest, PruneResponse, PullEvent, PullRequest, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
+    pull_event, BlobProgress, DiskUsageRequest, DiskUsageResponse, ExportRequest, ExportResponse, Image, ImportRequest, ImportResponse, InspectImageRequest, InspectImageResponse, ListImagesRequest, ListImagesResponse,
+    PruneRequest, PruneResponse, PullEvent, PullProgress, PullRequest, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
 };
 use berth_image::meta::ImageRecord;
 use berth_image::pull::{pull, PullOptions};
@@ -18,6 +18,7 @@ pub struct ImagesService {
     pub options: PullOptions,
     pub auth: std::collections::BTreeMap<String, crate::config::Credentials>,
     pub docker_config: Option<std::path::PathBuf>,
+    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// An image a container was made from is not removed under it.
     pub containers: Arc<berth_containers::Containers>,
 }
@@ -78,11 +79,26 @@ impl Images for ImagesService {
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let mut options = self.options.clone();
         options.credentials = self.credentials(reference.registry())?;
+        options.mirrors = self.mirrors.get(reference.registry()).cloned().unwrap_or_default();
         let store = self.store.clone();
         tokio::spawn(async move {
             tracing::info!(reference = %reference, "pull");
             let _ = sender.send(Ok(PullEvent { event: Some(pull_event::Event::Status(format!("pulling {reference}"))) })).await;
-            let outcome = match pull(store.clone(), &reference, &options).await {
+            let progress = Arc::new(berth_image::pull::Progress::default());
+            options.progress = Some(progress.clone());
+            let pulling = pull(store.clone(), &reference, &options);
+            tokio::pin!(pulling);
+            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
+            let pulled = loop {
+                tokio::select! {
+                    pulled = &mut pulling => break pulled,
+                    _ = ticks.tick() => {
+                        let blobs = progress.snapshot().into_iter().map(|(digest, done, total)| BlobProgress { digest, done, total }).collect();
+                        let _ = sender.send(Ok(PullEvent { event: Some(pull_event::Event::Progress(PullProgress { blobs })) })).await;
+                    }
+                }
+            };
+            let outcome = match pulled {
                 Ok(pulled) => match store.images.get(&reference.to_string()) {
                     Ok(Some(record)) => Ok(PullEvent { event: Some(pull_event::Event::Done(image(record, pulled.downloaded))) }),
                     Ok(None) => Err(Status::internal("the pulled image was not recorded")),
@@ -160,9 +176,15 @@ impl Images for ImagesService {
         let path = absolute(&request.path)?;
         let names: Vec<String> = request.names.iter().map(|n| normalized(n)).collect();
         let store = self.store.clone();
+        type Export = fn(&Store, &[String], std::fs::File) -> berth_image::Result<()>;
+        let export: Export = match request.format.as_str() {
+            "" | "oci" => |store, names, file| berth_image::archive::export_oci_layout(store, names, file),
+            "docker-archive" => |store, names, file| berth_image::archive::export_docker_archive(store, names, file),
+            other => return Err(Status::invalid_argument(format!("format {other:?}: use oci or docker-archive"))),
+        };
         blocking(move || {
             let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| Status::already_exists(format!("{}: {e}", path.display())))?;
-            berth_image::archive::export_oci_layout(&store, &names, file).map_err(|e| {
+            export(&store, &names, file).map_err(|e| {
                 let _ = std::fs::remove_file(&path);
                 Status::not_found(e.to_string())
             })

@@ -68,7 +68,7 @@ async fn serve() -> anyhow::Result<()> {
             containers_service.watch(record.id);
         }
     }
-    let service = images::ImagesService { store, options, auth: config.auth.clone(), docker_config: config.docker_config.clone(), containers };
+    let service = images::ImagesService { store, options, auth: config.auth.clone(), docker_config: config.docker_config.clone(), mirrors: config.mirrors.clone(), containers };
 
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");

@@ -42,13 +42,23 @@ impl ContentStore {
         self.ingest_writer(Some(expected), size)
     }
 
-    /// A writer on a fresh ingest file, named after the expected digest when there is one.
-    fn ingest_writer(&self, expected: Option<&Digest>, size: Option<u64>) -> Result<BlobWriter> {
+    /// A new file in the ingest directory (a crash leaves it to [`ContentStore::clean_ingest`]).
+    fn fresh_ingest_file(&self, stem: &str) -> Result<(File, PathBuf)> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let stem = expected.map_or("any", |d| d.hex());
         let temp = self.root.join("ingest").join(format!("{stem}.{}.{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
+        Ok((file, temp))
+    }
+
+    /// Scratch space for the crate (an export's uncompressed layer); the caller removes it.
+    pub(crate) fn scratch(&self) -> Result<(File, PathBuf)> {
+        self.fresh_ingest_file("scratch")
+    }
+
+    /// A writer on a fresh ingest file, named after the expected digest when there is one.
+    fn ingest_writer(&self, expected: Option<&Digest>, size: Option<u64>) -> Result<BlobWriter> {
+        let (file, temp) = self.fresh_ingest_file(expected.map_or("any", |d| d.hex()))?;
         Ok(BlobWriter { file, temp, blobs: self.root.join("blobs/sha256"), expected: expected.cloned(), size, digester: Digester::default() })
     }
 

@@ -29,11 +29,33 @@ pub struct PullOptions {
     pub credentials: Option<(String, String)>,
     /// Layers downloaded at once.
     pub concurrency: usize,
+    /// Where the bytes downloaded per blob are counted, for whoever shows progress.
+    pub progress: Option<Arc<Progress>>,
+    /// Mirrors (`host[:port]`) of the reference's registry, tried in order before it (without
+    /// credentials); the image keeps the name it was asked by.
+    pub mirrors: Vec<String>,
 }
 
 impl Default for PullOptions {
     fn default() -> PullOptions {
-        PullOptions { platform: Platform::host(), plain_http: Vec::new(), credentials: None, concurrency: 4 }
+        PullOptions { platform: Platform::host(), plain_http: Vec::new(), credentials: None, concurrency: 4, mirrors: Vec::new(), progress: None }
+    }
+}
+
+/// Bytes downloaded so far per blob (digest → (done, total)): the latest counts only, so
+/// nothing queues up however slowly they are read.
+#[derive(Debug, Default)]
+pub struct Progress(std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>);
+
+impl Progress {
+    fn set(&self, digest: &str, done: u64, total: u64) {
+        if let Ok(mut blobs) = self.0.lock() {
+            blobs.insert(digest.to_string(), (done, total));
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, u64, u64)> {
+        self.0.lock().map(|blobs| blobs.iter().map(|(d, (done, total))| (d.clone(), *done, *total)).collect()).unwrap_or_default()
     }
 }
 
@@ -54,26 +76,41 @@ struct Remote {
     reference: oci_client::Reference,
     auth: RegistryAuth,
     shown: String,
+    progress: Option<Arc<Progress>>,
 }
 
 pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOptions) -> Result<Pulled> {
+    for mirror in &options.mirrors {
+        // A mirror that fails (down, or without the image) only costs the time it took to say so;
+        // what it did commit is reused by the next attempt.
+        if let Ok(pulled) = pull_from(store.clone(), reference, mirror, options).await {
+            return Ok(pulled);
+        }
+    }
+    pull_from(store, reference, reference.registry(), options).await
+}
+
+/// One attempt, from `endpoint` (the reference's registry or a mirror of it).
+async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, options: &PullOptions) -> Result<Pulled> {
     let config = ClientConfig { protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()), max_concurrent_download: options.concurrency.max(1), ..Default::default() };
-    let auth = match &options.credentials {
-        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-        None => RegistryAuth::Anonymous,
+    let origin = endpoint == reference.registry();
+    let auth = match (&options.credentials, origin) {
+        (Some((user, password)), true) => RegistryAuth::Basic(user.clone(), password.clone()),
+        _ => RegistryAuth::Anonymous,
     };
-    let remote = Arc::new(Remote { client: oci_client::Client::new(config), reference: oci_reference(reference, None), auth, shown: reference.to_string() });
+    let shown = if origin { reference.to_string() } else { format!("{reference} (from mirror {endpoint})") };
+    let remote = Arc::new(Remote { client: oci_client::Client::new(config), reference: oci_reference(reference, endpoint), auth, shown, progress: options.progress.clone() });
 
     // Everything this pull stores is leased before it is committed, so a concurrent GC keeps it.
     let lease = Lease::new(&store)?;
-    let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest(), None).await?;
+    let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest()).await?;
     lease.add(std::slice::from_ref(&manifest_digest))?;
     store.content.put(&manifest_digest, &bytes)?;
     let mut index = None;
     let mut doc: ManifestDoc = parse(&bytes, &remote.shown)?;
     if doc.manifests.is_some() {
         let chosen = doc.select(&options.platform, &remote.shown)?;
-        let (digest, bytes) = fetch_manifest(&remote, Some(&chosen.digest), Some(reference)).await?;
+        let (digest, bytes) = fetch_manifest(&remote, Some(&chosen.digest)).await?;
         lease.add(std::slice::from_ref(&digest))?;
         store.content.put(&digest, &bytes)?;
         doc = parse(&bytes, &remote.shown)?;
@@ -150,9 +187,10 @@ impl Drop for Lease<'_> {
     }
 }
 
-fn oci_reference(reference: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
-    let (registry, repository) = (reference.registry().to_string(), reference.repository().to_string());
-    match (digest.or(reference.digest()), reference.tag()) {
+/// `reference` as oci-client names it, at `registry` (its own, or a mirror's).
+fn oci_reference(reference: &Reference, registry: &str) -> oci_client::Reference {
+    let (registry, repository) = (registry.to_string(), reference.repository().to_string());
+    match (reference.digest(), reference.tag()) {
         (Some(digest), _) => oci_client::Reference::with_digest(registry, repository, digest.to_string()),
         (None, tag) => oci_client::Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string()),
     }
@@ -163,10 +201,10 @@ fn registry_error(remote: &Remote, e: impl std::fmt::Display) -> Error {
 }
 
 /// A manifest by tag (its digest is then what we compute) or by digest (which must match), capped.
-async fn fetch_manifest(remote: &Remote, digest: Option<&Digest>, original: Option<&Reference>) -> Result<(Digest, bytes::Bytes)> {
-    let reference = match (digest, original) {
-        (Some(digest), Some(original)) => oci_reference(original, Some(digest)),
-        _ => remote.reference.clone(),
+async fn fetch_manifest(remote: &Remote, digest: Option<&Digest>) -> Result<(Digest, bytes::Bytes)> {
+    let reference = match digest {
+        Some(digest) => oci_client::Reference::with_digest(remote.reference.registry().to_string(), remote.reference.repository().to_string(), digest.to_string()),
+        None => remote.reference.clone(),
     };
     let (bytes, _) = remote.client.pull_manifest_raw(&reference, &remote.auth, ACCEPTED).await.map_err(|e| registry_error(remote, e))?;
     if bytes.len() as u64 > MAX_JSON {
@@ -227,6 +265,9 @@ async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option
             Some(Ok(chunk)) => {
                 writer.write_all(&chunk).map_err(|e| Error::io("write blob", &digest, e))?;
                 written += chunk.len() as u64;
+                if let Some(progress) = &remote.progress {
+                    progress.set(&digest, written, blob.size);
+                }
                 if let Some(tee) = &tee {
                     if tee.send(chunk).await.is_err() {
                         return Err(registry_error(remote, format!("layer {digest} stopped unpacking")));

@@ -1,8 +1,12 @@
-//! Writing images from the store as an OCI image layout tarball, which skopeo, podman and
-//! `berth import` read back.
+//! Writing images from the store as an OCI image layout tarball or as a docker archive (`docker
+//! save`'s format: `manifest.json`, the config, each layer as an uncompressed `<diff id>/layer.tar`),
+//! which docker, skopeo, podman and `berth import` read back.
 
 use crate::content::MAX_JSON;
-use crate::manifest::{ManifestDoc, REF_NAME};
+use crate::manifest::{ImageConfig, ManifestDoc, REF_NAME};
+use crate::unpack::decompress::decoder;
+use crate::digest::Digester;
+use std::io::Seek;
 use crate::store::Store;
 use crate::{Digest, Error, Result};
 use std::collections::BTreeSet;
@@ -41,6 +45,72 @@ pub fn export_oci_layout(store: &Store, names: &[String], writer: impl Write) ->
     append_bytes(&mut archive, "index.json", index.to_string().as_bytes())?;
     append_bytes(&mut archive, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     archive.into_inner().and_then(|mut w| w.flush()).map_err(|e| Error::io("write archive", "<output>", e))
+}
+
+/// Writes the images `names` as a docker archive to `writer`; layers shared by several images
+/// are written once.
+pub fn export_docker_archive(store: &Store, names: &[String], writer: impl Write) -> Result<()> {
+    let mut archive = tar::Builder::new(writer);
+    let mut written = BTreeSet::new();
+    let mut manifest = Vec::new();
+    for name in names {
+        let record = store.images.get(name)?.ok_or_else(|| Error::Invalid { what: name.clone(), reason: "no such image".into() })?;
+        let config: ImageConfig = store.content.read_json(&record.config, MAX_JSON)?;
+        if config.rootfs.diff_ids.len() != record.layers.len() {
+            return Err(Error::Invalid { what: name.clone(), reason: "its config's diff_ids do not match its layers".into() });
+        }
+        let config_entry = format!("{}.json", record.config.hex());
+        if written.insert(config_entry.clone()) {
+            let path = store.content.path(&record.config);
+            archive.append_file(&config_entry, &mut store.content.open_blob(&record.config)?).map_err(|e| Error::io("write archive", path, e))?;
+        }
+        let mut layers = Vec::new();
+        for (layer, diff_id) in record.layers.iter().zip(&config.rootfs.diff_ids) {
+            let entry = format!("{}/layer.tar", diff_id.hex());
+            if written.insert(entry.clone()) {
+                append_uncompressed(store, &mut archive, layer, diff_id, &entry)?;
+            }
+            layers.push(entry);
+        }
+        manifest.push(serde_json::json!({"Config": config_entry, "RepoTags": [record.name], "Layers": layers}));
+    }
+    append_bytes(&mut archive, "manifest.json", serde_json::Value::Array(manifest).to_string().as_bytes())?;
+    archive.into_inner().and_then(|mut w| w.flush()).map_err(|e| Error::io("write archive", "<output>", e))
+}
+
+/// A layer decompressed into scratch space (a tar entry needs its size first), checked against
+/// its diff id on the way, then appended.
+fn append_uncompressed<W: Write>(store: &Store, archive: &mut tar::Builder<W>, layer: &Digest, diff_id: &Digest, entry: &str) -> Result<()> {
+    let (mut scratch, path) = store.content.scratch()?;
+    let appended = (|| {
+        let mut decoder = decoder(store.content.open_blob(layer)?)?;
+        let mut hashing = HashingWriter { inner: &mut scratch, digester: Digester::default() };
+        std::io::copy(&mut decoder, &mut hashing).map_err(|e| Error::io("decompress layer", store.content.path(layer), e))?;
+        let actual = hashing.digester.finish();
+        if &actual != diff_id {
+            return Err(Error::Invalid { what: format!("layer {layer}"), reason: format!("uncompresses to {actual}, not its diff id {diff_id}") });
+        }
+        scratch.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io("rewind", &path, e))?;
+        archive.append_file(entry, &mut scratch).map_err(|e| Error::io("write archive", &path, e))
+    })();
+    let _ = std::fs::remove_file(&path);
+    appended
+}
+
+struct HashingWriter<'a> {
+    inner: &'a mut std::fs::File,
+    digester: Digester,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn append_blob<W: Write>(store: &Store, archive: &mut tar::Builder<W>, blob: &Digest) -> Result<()> {

@@ -11,5 +11,5 @@ mod export;
 mod import;
 mod image;
 
-pub use export::export_oci_layout;
+pub use export::{export_docker_archive, export_oci_layout};
 pub use import::{import_archive, import_rootfs};

@@ -144,6 +144,11 @@ fn credentials_come_from_the_config_a_docker_config_or_a_helper() {
     let own = format!("[auth.{:?}]\nusername = \"berth\"\npassword = \"s3cret\"\n", registry.address);
     let berthd = Berthd::start_with(&env, &[&registry.address], &own, None);
     berthd.ok(&env, &["pull", &name]);
+    // Pushing takes the same credentials.
+    let pushed = format!("{}/private/pushed:v1", registry.address);
+    berthd.ok(&env, &["tag", &name, &pushed]);
+    berthd.ok(&env, &["push", &pushed]);
+    berthd.ok(&env, &["rmi", &pushed]);
     berthd.ok(&env, &["rmi", &name]);
     berthd.stop();
 
@@ -191,6 +196,41 @@ fn mirrors_are_tried_first_and_the_registry_after_them() {
     // Mirrors that fail and a registry that fails: the registry's error is the one told.
     let out = berthd.berth(&env, &["pull", &format!("{dead}/test/nosuch:v1")]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(dead), "{}", String::from_utf8_lossy(&out.stderr));
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn push_to_another_registry_and_pull_back_the_same_image() {
+    let env = TestEnv::new("berthd-push");
+    let origin = busybox_registry(&env);
+    let target_dir = env.dir.join("target-registry");
+    std::fs::create_dir(&target_dir).unwrap();
+    let target = berth_testsupport::Registry::start(&target_dir);
+    let berthd = Berthd::start(&env, &[&origin.address, &target.address]);
+    let name = format!("{}/test/busybox:v1", origin.address);
+    let copy = format!("{}/copy/busybox:v2", target.address);
+    berthd.ok(&env, &["pull", &name]);
+    let manifest = images(&berthd, &env)[0]["manifest"].as_str().unwrap().to_string();
+    berthd.ok(&env, &["tag", &name, &copy]);
+    assert_eq!(berthd.ok(&env, &["push", &copy]).trim(), format!("{copy} {manifest}"));
+    // The registry serves the very manifest (skopeo, an independent client, says so).
+    let out = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{copy}")]).output().unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["Digest"], manifest.as_str());
+    // Pushed again: every blob is there already, nothing is sent twice, same answer.
+    assert_eq!(berthd.ok(&env, &["push", &copy]).trim(), format!("{copy} {manifest}"));
+    // Gone from the store, pulled back from where it was pushed: the same tree.
+    berthd.ok(&env, &["rmi", &name]);
+    berthd.ok(&env, &["rmi", &copy]);
+    berthd.ok(&env, &["prune"]);
+    berthd.ok(&env, &["pull", &copy]);
+    let snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(berthd.root.join("snapshots")).unwrap().flatten().map(|e| e.path().join("fs")).filter(|p| p.is_dir()).collect();
+    assert_eq!(snapshots.len(), 1);
+    berth_testsupport::assert_same_tree(&env.bundle.dir.join("rootfs"), &snapshots[0]);
+    // An image the store does not have: a clear error.
+    let out = berthd.berth(&env, &["push", &format!("{}/copy/nosuch:v1", target.address)]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such image"), "{}", String::from_utf8_lossy(&out.stderr));
     berthd.stop();
     env.leak_check();
 }

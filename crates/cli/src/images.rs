@@ -3,7 +3,7 @@
 use crate::{status, Format};
 use berth_api::v1::images_client::ImagesClient;
 use berth_api::v1::{
-    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest, RemoveImageRequest, TagImageRequest,
+    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest, PushRequest, RemoveImageRequest, TagImageRequest,
 };
 use anyhow::Context;
 use clap::Subcommand;
@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 pub enum ImageCommand {
     /// Pull an image from a registry.
     Pull { reference: String },
+    /// Push an image to the registry its name says (tag it first to push it elsewhere).
+    Push { name: String },
     /// List images.
     Images {
         #[arg(long, value_enum, default_value = "table")]
@@ -66,6 +68,10 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
                     None => {}
                 }
             }
+        }
+        ImageCommand::Push { name } => {
+            let pushed = images.push(PushRequest { name: name.clone() }).await.map_err(status)?.into_inner();
+            println!("{name} {}", pushed.manifest);
         }
         ImageCommand::Images { format } => {
             let list = images.list(ListImagesRequest {}).await.map_err(status)?.into_inner().images;

@@ -4,7 +4,7 @@
 use berth_api::v1::images_server::Images;
 use berth_api::v1::{
     pull_event, BlobProgress, DiskUsageRequest, DiskUsageResponse, ExportRequest, ExportResponse, Image, ImportRequest, ImportResponse, InspectImageRequest, InspectImageResponse, ListImagesRequest, ListImagesResponse,
-    PruneRequest, PruneResponse, PullEvent, PullProgress, PullRequest, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
+    PruneRequest, PruneResponse, PullEvent, PullProgress, PullRequest, PushRequest, PushResponse, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
 };
 use berth_image::meta::ImageRecord;
 use berth_image::pull::{pull, PullOptions};
@@ -112,6 +112,17 @@ impl Images for ImagesService {
             let _ = sender.send(outcome).await;
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let reference = Reference::parse(&request.into_inner().name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let options = berth_image::push::PushOptions { plain_http: self.options.plain_http.clone(), credentials: self.credentials(reference.registry())? };
+        tracing::info!(reference = %reference, "push");
+        let manifest = berth_image::push::push(self.store.clone(), &reference, &options).await.map_err(|e| match e {
+            berth_image::Error::Invalid { .. } => Status::not_found(e.to_string()),
+            other => Status::unavailable(other.to_string()),
+        })?;
+        Ok(Response::new(PushResponse { manifest: manifest.to_string() }))
     }
 
     async fn list(&self, _: Request<ListImagesRequest>) -> Result<Response<ListImagesResponse>, Status> {

@@ -259,7 +259,13 @@ async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option
     let mut writer = store.content.writer(&blob.digest, Some(blob.size))?;
     let mut written = 0u64;
     let mut resumes = 0;
-    let mut stream = remote.client.pull_blob_stream(&remote.reference, digest.as_str()).await.map_err(|e| registry_error(remote, e))?.stream;
+    // Asked as a range from byte 0: oci-client then leaves the digest to us (the writer checks it
+    // before commit) instead of hashing every byte a second time. A registry without ranges
+    // answers in full, verified by both.
+    let first = remote.client.pull_blob_stream_partial(&remote.reference, digest.as_str(), 0, None).await.map_err(|e| registry_error(remote, e))?;
+    let mut stream = match first {
+        oci_client::client::BlobResponse::Partial(whole) | oci_client::client::BlobResponse::Full(whole) => whole.stream,
+    };
     loop {
         match stream.next().await {
             Some(Ok(chunk)) => {

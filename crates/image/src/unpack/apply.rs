@@ -75,8 +75,12 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
                 let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
                     .map(own)
                     .map_err(|e| sys(&path, "create file", e))?;
-                let mut file = std::fs::File::from(fd);
+                // Copied through a buffer sized to the file (8 KiB to 1 MiB): std::io::copy reads
+                // straight into it, so a large file takes a few large writes, not one per 8 KiB.
+                let capacity = usize::try_from(header.size().unwrap_or(0)).unwrap_or(usize::MAX).clamp(8 << 10, 1 << 20);
+                let mut file = std::io::BufWriter::with_capacity(capacity, std::fs::File::from(fd));
                 bytes += std::io::copy(&mut entry, &mut file).map_err(|e| Error::io("write", &path, e))?;
+                let file = file.into_inner().map_err(|e| Error::io("write", &path, e.into_error()))?;
                 Some(OwnedFd::from(file))
             }
             EntryType::Directory => {

@@ -241,3 +241,21 @@ fn a_pull_killed_half_way_finishes_on_retry_and_leaves_no_orphans() {
     drop(store);
     env.leak_check();
 }
+
+#[test]
+fn two_pulls_of_one_image_at_once_download_each_blob_once() {
+    let env = TestEnv::new("pull-dedup");
+    let registry = busybox_registry(&env);
+    // Slowed, so the two pulls overlap; it counts the large bodies it serves (the layer).
+    let proxy = FaultyProxy::start(&registry.address, Fault::Slow);
+    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let reference = Reference::parse(&format!("{}/test/busybox:v1", proxy.address)).unwrap();
+    let options = PullOptions { plain_http: vec![proxy.address.clone()], ..Default::default() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (first, second) = runtime.block_on(async { tokio::join!(pull(store.clone(), &reference, &options), pull(store.clone(), &reference, &options)) });
+    let downloaded = [first.unwrap().downloaded, second.unwrap().downloaded];
+    assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "the layer was downloaded once ({downloaded:?} bytes)");
+    assert!(downloaded.contains(&0), "one pull found the other's layer: {downloaded:?}");
+    drop((runtime, store));
+    env.leak_check();
+}

@@ -4,7 +4,8 @@
 //! is unpacked while it downloads. Nothing is committed unverified: manifests and the config are
 //! checked against their digests before they are stored or read, a layer blob against its digest
 //! and size, a snapshot against the config's diff_id. No store lock exists to be held across I/O:
-//! blobs and snapshots are committed by rename.
+//! blobs and snapshots are committed by rename; only a blob two pulls both want is fetched by the
+//! first while the second waits for it.
 //!
 //! HTTP, auth (anonymous tokens, basic, bearer) and the registry protocol are oci-client's.
 
@@ -124,8 +125,11 @@ async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, opt
     }
     let mut downloaded = 0;
     lease.add(std::slice::from_ref(&config_descriptor.digest))?;
-    if !store.content.contains(&config_descriptor.digest) {
-        downloaded += download(&remote, &store, &config_descriptor, None).await?;
+    {
+        let _claim = store.in_flight.claim(&config_descriptor.digest).await;
+        if !store.content.contains(&config_descriptor.digest) {
+            downloaded += download(&remote, &store, &config_descriptor, None).await?;
+        }
     }
     let config: ImageConfig = store.content.read_json(&config_descriptor.digest, MAX_JSON)?;
     if config.rootfs.diff_ids.len() != layers.len() {
@@ -226,6 +230,8 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
 /// One layer: skipped when blob and snapshot exist; unpacked from the local blob when only the
 /// snapshot is missing; otherwise downloaded into the content store and the applier at once.
 async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chain_id: Digest, diff_id: Digest) -> Result<u64> {
+    // Another pull fetching this blob: wait for it, then use what it stored.
+    let _claim = store.in_flight.claim(&layer.digest).await;
     let have_blob = store.content.contains(&layer.digest);
     let have_snapshot = store.snapshots.exists(&chain_id);
     if have_blob && have_snapshot {

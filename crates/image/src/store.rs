@@ -11,6 +11,31 @@ pub struct Store {
     pub content: ContentStore,
     pub snapshots: Snapshots,
     pub images: ImageDb,
+    /// Blobs being downloaded, so concurrent pulls fetch each once.
+    pub(crate) in_flight: InFlight,
+}
+
+/// One async lock per blob digest being fetched: a second pull of the same blob waits for the
+/// first and then finds it in the store. Only that blob waits; nothing store-wide is held.
+#[derive(Default)]
+pub(crate) struct InFlight(std::sync::Mutex<std::collections::HashMap<crate::Digest, std::sync::Weak<tokio::sync::Mutex<()>>>>);
+
+impl InFlight {
+    pub(crate) async fn claim(&self, digest: &crate::Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.retain(|_, lock| lock.strong_count() > 0);
+            match locks.get(digest).and_then(std::sync::Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(digest.clone(), std::sync::Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// What the store holds, as [`Store::disk_usage`] counts it.
@@ -42,6 +67,7 @@ impl Store {
             content: ContentStore::open(&root.join("content"))?,
             snapshots: Snapshots::open(&root.join("snapshots"))?,
             images: ImageDb::open(&root.join("meta.redb"))?,
+            in_flight: InFlight::default(),
         })
     }
 

@@ -24,7 +24,7 @@ pub enum Fault {
 pub struct FaultyProxy {
     /// `127.0.0.1:<port>`.
     pub address: String,
-    /// How many responses were damaged.
+    /// How many responses were damaged (for `Slow`: how many large ones were slowed).
     pub damaged: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     acceptor: Option<std::thread::JoinHandle<()>>,
@@ -105,6 +105,9 @@ fn damage(mut server: TcpStream, mut client: TcpStream, fault: Fault, damaged: &
                 let _ = client.shutdown(Shutdown::Both);
                 let _ = server.shutdown(Shutdown::Both);
                 return;
+            }
+            if large && fault == Fault::Slow && *seen == 0 {
+                damaged.fetch_add(1, Ordering::SeqCst);
             }
             *seen += chunk.len();
             let written = if large && fault == Fault::Slow {

@@ -28,8 +28,15 @@ impl RootfsLayout {
         if options.len() >= 4096 {
             return Err(Error::Invalid(format!("the image has too many layers ({}) for one overlay mount here", self.layers.len())));
         }
-        nix::mount::mount(Some("overlay"), &self.target, Some("overlay"), nix::mount::MsFlags::empty(), Some(options.as_str()))
-            .map_err(|e| Error::io("mount the overlay at", &self.target, std::io::Error::from(e)))
+        nix::mount::mount(Some("overlay"), &self.target, Some("overlay"), nix::mount::MsFlags::empty(), Some(options.as_str())).map_err(|e| match e {
+            // The usual cause, and one the kernel does not name.
+            nix::errno::Errno::EINVAL => Error::Invalid(format!(
+                "mount the overlay at {}: invalid argument (is {} on a filesystem overlayfs takes as an upper layer? overlayfs itself, 9p and NFS are not)",
+                self.target.display(),
+                self.upper.display()
+            )),
+            other => Error::io("mount the overlay at", &self.target, std::io::Error::from(other)),
+        })
     }
 }
 

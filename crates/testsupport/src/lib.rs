@@ -54,6 +54,13 @@ pub fn have(command: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {command}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// Where tests make their directories: `/tmp/berth-test`, or `$BERTH_TEST_ROOT` (the cgroup v2 VM
+/// points the containers suite at a tmpfs: its /tmp is an overlay, which overlayfs refuses as the
+/// upper layer of a container's rootfs).
+pub fn test_root() -> PathBuf {
+    std::env::var_os("BERTH_TEST_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp/berth-test"))
+}
+
 pub struct TestEnv {
     pub dir: PathBuf,
     pub root: PathBuf,
@@ -66,7 +73,7 @@ impl TestEnv {
     /// A fresh environment named after the test (used in ids, so leftovers are attributable).
     pub fn new(name: &str) -> TestEnv {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!("/tmp/berth-test/{name}-{}-{n}", std::process::id()));
+        let dir = test_root().join(format!("{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
         let root = dir.join("state");

@@ -12,8 +12,8 @@ pub const SCHEMA_VERSION: u64 = 1;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
-/// Leases named so belong to pulls (and die with the process that pulled).
-pub const PULL_LEASE_PREFIX: &str = "pull-";
+/// Leases named so belong to a pull or an import in progress (and die with the process doing it).
+pub const TRANSIENT_LEASE_PREFIX: &str = "transient-";
 
 /// One image as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,32 @@ pub fn open_versioned(path: &Path, version: u64, tables: &[TableDefinition<&str,
     }
     txn.commit().map_err(db_error)?;
     Ok(db)
+}
+
+/// A pull's or an import's lease, released when it ends, however it ends: what it stores is
+/// leased before it is committed, so a concurrent GC keeps it.
+pub(crate) struct Lease<'a> {
+    images: &'a ImageDb,
+    id: String,
+}
+
+impl<'a> Lease<'a> {
+    pub(crate) fn new(images: &'a ImageDb) -> Result<Lease<'a>> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!("{TRANSIENT_LEASE_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        images.lease(&id, &[])?;
+        Ok(Lease { images, id })
+    }
+
+    pub(crate) fn add(&self, digests: &[Digest]) -> Result<()> {
+        self.images.lease(&self.id, digests)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let _ = self.images.release(&self.id);
+    }
 }
 
 pub struct ImageDb {
@@ -130,13 +156,13 @@ impl ImageDb {
         txn.commit().map_err(db_error)
     }
 
-    /// Drops the leases of pulls (at start-up, when no pull can be running); other leases (a
-    /// container's, on its image) outlive their owner's restarts.
-    pub fn release_pulls(&self) -> Result<()> {
+    /// Drops the leases of pulls and imports (at start-up, when none can be running); other
+    /// leases (a container's, on its image) outlive their owner's restarts.
+    pub fn release_transient(&self) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(LEASES).map_err(db_error)?;
-            let ids: Vec<String> = table.iter().map_err(db_error)?.flatten().map(|(k, _)| k.value().to_string()).filter(|id| id.starts_with(PULL_LEASE_PREFIX)).collect();
+            let ids: Vec<String> = table.iter().map_err(db_error)?.flatten().map(|(k, _)| k.value().to_string()).filter(|id| id.starts_with(TRANSIENT_LEASE_PREFIX)).collect();
             for id in ids {
                 table.remove(id.as_str()).map_err(db_error)?;
             }
@@ -193,6 +219,21 @@ mod tests {
         assert!(db.kept().unwrap().contains(&digest));
         db.release("pull-1").unwrap();
         assert!(db.kept().unwrap().is_empty());
+        // A transient lease goes when its guard does, and all of them at start-up; a container's
+        // lease stays through both.
+        let other = Digest::of(b"container layer");
+        db.lease("container-x", std::slice::from_ref(&other)).unwrap();
+        {
+            let lease = Lease::new(&db).unwrap();
+            lease.add(std::slice::from_ref(&digest)).unwrap();
+            assert!(db.kept().unwrap().contains(&digest));
+        }
+        assert!(!db.kept().unwrap().contains(&digest));
+        let orphan = Lease::new(&db).unwrap();
+        orphan.add(std::slice::from_ref(&digest)).unwrap();
+        std::mem::forget(orphan);
+        db.release_transient().unwrap();
+        assert_eq!(db.kept().unwrap().into_iter().collect::<Vec<_>>(), [other]);
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::content::MAX_JSON;
 use crate::manifest::{Descriptor, ImageConfig, ManifestDoc, Platform, ACCEPTED};
-use crate::meta::ImageRecord;
+use crate::meta::{ImageRecord, Lease};
 use crate::snapshots::chain_ids;
 use crate::store::Store;
 use crate::{Digest, Error, Reference, Result};
@@ -103,7 +103,7 @@ async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, opt
     let remote = Arc::new(Remote { client: oci_client::Client::new(config), reference: oci_reference(reference, endpoint), auth, shown, progress: options.progress.clone() });
 
     // Everything this pull stores is leased before it is committed, so a concurrent GC keeps it.
-    let lease = Lease::new(&store)?;
+    let lease = Lease::new(&store.images)?;
     let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest()).await?;
     lease.add(std::slice::from_ref(&manifest_digest))?;
     store.content.put(&manifest_digest, &bytes)?;
@@ -164,31 +164,6 @@ async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, opt
         created,
     })?;
     Ok(Pulled { manifest: manifest_digest, config: config_descriptor.digest, layers: layer_digests, chain_ids: chain, downloaded })
-}
-
-/// A pull's lease in the metadata database, released when the pull ends, however it ends.
-struct Lease<'a> {
-    store: &'a Store,
-    id: String,
-}
-
-impl<'a> Lease<'a> {
-    fn new(store: &'a Store) -> Result<Lease<'a>> {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = format!("{}{}-{}", crate::meta::PULL_LEASE_PREFIX, std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        store.images.lease(&id, &[])?;
-        Ok(Lease { store, id })
-    }
-
-    fn add(&self, digests: &[Digest]) -> Result<()> {
-        self.store.images.lease(&self.id, digests)
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let _ = self.store.images.release(&self.id);
-    }
 }
 
 /// `reference` as oci-client names it, at `registry` (its own, or a mirror's).

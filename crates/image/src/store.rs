@@ -76,7 +76,7 @@ impl Store {
     pub fn recover(&self) -> Result<()> {
         self.content.clean_ingest()?;
         self.snapshots.clean_temp()?;
-        self.images.release_pulls()
+        self.images.release_transient()
     }
 
     /// Records the image `source` under the name `target` too (same manifest, same blobs).

@@ -3,7 +3,7 @@
 
 use crate::content::MAX_JSON;
 use crate::manifest::ImageConfig;
-use crate::meta::ImageRecord;
+use crate::meta::{ImageRecord, Lease};
 use crate::snapshots::chain_ids;
 use crate::store::Store;
 use crate::{Digest, Error, Result};
@@ -16,6 +16,9 @@ pub(super) fn commit_image(store: &Store, names: &[String], manifest: &Digest, c
         return Err(Error::Invalid { what: format!("image config {config}"), reason: format!("{} diff_ids for {} layers", parsed.rootfs.diff_ids.len(), layers.len()) });
     }
     let chain = chain_ids(&parsed.rootfs.diff_ids);
+    // Leased before the snapshots exist: a GC between an unpack and the record would take them.
+    let lease = Lease::new(&store.images)?;
+    lease.add(&[manifest, config].into_iter().chain(layers).chain(&chain).cloned().collect::<Vec<_>>())?;
     let mut size = 0;
     for ((layer, chain_id), diff_id) in layers.iter().zip(&chain).zip(&parsed.rootfs.diff_ids) {
         size += std::fs::metadata(store.content.path(layer)).map(|m| m.len()).unwrap_or(0);

@@ -3,7 +3,7 @@
 use super::image::{commit_image, synthesize_manifest};
 use crate::content::MAX_JSON;
 use crate::manifest::{ManifestDoc, Platform, REF_NAME};
-use crate::meta::ImageRecord;
+use crate::meta::{ImageRecord, Lease};
 use crate::store::Store;
 use crate::unpack::decompress;
 use crate::{Digest, Error, Reference, Result};
@@ -20,7 +20,7 @@ struct Contents {
     files: BTreeMap<String, Digest>,
 }
 
-fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
+fn read_contents(store: &Store, lease: &Lease, reader: impl Read) -> Result<Contents> {
     let mut archive = tar::Archive::new(decompress::decoder(reader)?);
     let mut contents = Contents { descriptions: BTreeMap::new(), files: BTreeMap::new() };
     for entry in archive.entries().map_err(|e| Error::io("read archive", "<archive>", e))? {
@@ -40,6 +40,7 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
             contents.descriptions.insert(path, bytes);
         } else if let Some(hex) = path.strip_prefix("blobs/sha256/") {
             let digest = Digest::parse(&format!("sha256:{hex}")).map_err(|_| Error::Invalid { what: path.clone(), reason: "not a sha256 blob name".into() })?;
+            lease.add(std::slice::from_ref(&digest))?;
             if !store.content.contains(&digest) {
                 let mut writer = store.content.writer(&digest, Some(size))?;
                 std::io::copy(&mut entry, &mut writer).map_err(|e| Error::io("import blob", &path, e))?;
@@ -48,6 +49,7 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
             contents.files.insert(path, digest);
         } else {
             let (digest, _) = store.content.ingest(&mut entry)?;
+            lease.add(std::slice::from_ref(&digest))?;
             contents.files.insert(path, digest);
         }
     }
@@ -58,7 +60,9 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
 /// by the archive (full references in `org.opencontainers.image.ref.name` or `RepoTags`) or, for
 /// an archive with a single image, by `name`.
 pub fn import_archive(store: &Store, reader: impl Read, name: Option<&Reference>) -> Result<Vec<ImageRecord>> {
-    let contents = read_contents(store, reader)?;
+    // Everything read is leased until the images are committed, so a concurrent GC keeps it.
+    let lease = Lease::new(&store.images)?;
+    let contents = read_contents(store, &lease, reader)?;
     if let Some(index) = contents.descriptions.get("index.json") {
         import_oci(store, index, name)
     } else if let Some(manifest) = contents.descriptions.get("manifest.json") {
@@ -150,7 +154,9 @@ fn import_docker(store: &Store, contents: &Contents, manifest: &[u8], name: Opti
 
 /// Imports a root filesystem tarball (plain or compressed) as a one-layer image named `name`.
 pub fn import_rootfs(store: &Store, reader: impl Read, name: &Reference) -> Result<ImageRecord> {
+    let lease = Lease::new(&store.images)?;
     let (layer, _) = store.content.ingest(reader)?;
+    lease.add(std::slice::from_ref(&layer))?;
     // The diff_id is the digest of the uncompressed stream, which the config must name.
     let mut digester = crate::digest::Digester::default();
     let mut decoder = decompress::decoder(store.content.open_blob(&layer)?)?;

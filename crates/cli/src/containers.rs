@@ -204,11 +204,7 @@ fn parse_bytes(text: &str) -> anyhow::Result<i64> {
 
 fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
     let console = if args.tty { crate::stream::terminal_size() } else { None };
-    let volumes = args
-        .volume
-        .iter()
-        .map(|v| berth_api_volume(v))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let volumes = args.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut labels = std::collections::HashMap::new();
     for label in &args.label {
         let (key, value) = label.split_once('=').unwrap_or((label, ""));
@@ -243,7 +239,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
 }
 
 /// `SOURCE:TARGET[:ro]`, the source made absolute here (berthd's working directory is not ours).
-fn berth_api_volume(spec: &str) -> anyhow::Result<Volume> {
+fn volume(spec: &str) -> anyhow::Result<Volume> {
     let mut parts = spec.splitn(2, ':');
     let source = parts.next().unwrap_or_default();
     let rest = parts.next().ok_or_else(|| anyhow::anyhow!("volume {spec:?}: use SOURCE:TARGET[:ro]"))?;

@@ -153,17 +153,30 @@ impl Containers {
         }
     }
 
+    /// The container's rootfs: the image's snapshots under its own writable layer, in its bundle.
+    fn rootfs_layout(&self, id: &str, chain_ids: &[berth_image::Digest]) -> RootfsLayout {
+        let data = self.data_dir(id);
+        RootfsLayout {
+            layers: chain_ids.iter().map(|c| self.images.snapshots.path(c)).collect(),
+            upper: data.join("upper"),
+            work: data.join("work"),
+            target: self.bundle_dir(id).join("rootfs"),
+        }
+    }
+
+    /// The container's runtime spec (its bundle's config.json).
+    pub fn spec(&self, id: &str) -> Result<serde_json::Value> {
+        let path = self.bundle_dir(id).join("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
+
     /// Rootfs, bundle and shim of a new container; the init's pid.
     fn materialize(&self, record: &ContainerRecord, image: &berth_image::meta::ImageRecord, run_config: &RunConfig, hostname: &str) -> Result<i32> {
         let (bundle, data) = (self.bundle_dir(&record.id), self.data_dir(&record.id));
         make_dir(&self.shim_dir(&record.id))?;
         make_dir(&data)?;
-        let layout = RootfsLayout {
-            layers: image.chain_ids.iter().map(|c| self.images.snapshots.path(c)).collect(),
-            upper: data.join("upper"),
-            work: data.join("work"),
-            target: bundle.join("rootfs"),
-        };
+        let layout = self.rootfs_layout(&record.id, &image.chain_ids);
         layout.mount()?;
         let user_spec = record.options.user.clone().or_else(|| run_config.user.clone()).unwrap_or_default();
         let user = passwd::resolve(&layout.target, &user_spec)?;
@@ -330,15 +343,13 @@ impl Containers {
     fn recreate(&self, record: &ContainerRecord) -> Result<ContainerRecord> {
         let shim_dir = self.shim_dir(&record.id);
         let _ = std::fs::remove_file(shim_dir.join(berth_shim::protocol::EXIT));
-        let image_layers: Vec<PathBuf> = match self.images.images.get(&record.image)? {
-            Some(image) if image.manifest.to_string() == record.image_manifest => image.chain_ids.iter().map(|c| self.images.snapshots.path(c)).collect(),
+        let layout = match self.images.images.get(&record.image)? {
+            Some(image) if image.manifest.to_string() == record.image_manifest => self.rootfs_layout(&record.id, &image.chain_ids),
             // The name moved on (or went): the lease still holds the layers the container had.
             _ => return Err(Error::Conflict(format!("image {} changed since container {} was created; create a new container", record.image, record.name))),
         };
-        let data = self.data_dir(&record.id);
-        let target = self.bundle_dir(&record.id).join("rootfs");
-        unmount(&target)?;
-        RootfsLayout { layers: image_layers, upper: data.join("upper"), work: data.join("work"), target }.mount()?;
+        unmount(&layout.target)?;
+        layout.mount()?;
         let pid = self.launch_shim(record)?;
         self.db.update(&record.id, |r| {
             r.state = State::Created;
@@ -365,8 +376,9 @@ impl Containers {
         }
         let client = Client::new(&self.shim_dir(&record.id));
         // A created container's init waits for `start` and would sit on a polite signal.
+        // A zero timeout (`rm -f`, `stop -t 0`) goes straight to SIGKILL.
         let signal = if record.state == State::Created { libc::SIGKILL } else { record.stop_signal };
-        if client.kill(signal, false).is_ok() && matches!(client.wait(Some(timeout)), Ok(Some(_))) {
+        if !timeout.is_zero() && client.kill(signal, false).is_ok() && matches!(client.wait(Some(timeout)), Ok(Some(_))) {
             return self.wait(&record.id);
         }
         let _ = client.kill(libc::SIGKILL, true);
@@ -449,8 +461,7 @@ impl Containers {
         if exec.args.is_empty() {
             return Err(Error::Invalid("exec needs a command".into()));
         }
-        let config_path = self.bundle_dir(&record.id).join("config.json");
-        let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| Error::io("read", &config_path, e))?).map_err(|e| Error::Invalid(format!("{}: {e}", config_path.display())))?;
+        let config = self.spec(&record.id)?;
         let mut process = config["process"].clone();
         process["args"] = serde_json::json!(exec.args);
         process["terminal"] = serde_json::json!(exec.tty);

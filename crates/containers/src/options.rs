@@ -46,23 +46,6 @@ pub struct Volume {
     pub read_only: bool,
 }
 
-impl Volume {
-    /// `SOURCE:TARGET[:ro|:rw]`, both absolute.
-    pub fn parse(spec: &str) -> Result<Volume, String> {
-        let parts: Vec<&str> = spec.split(':').collect();
-        let (source, target, read_only) = match parts.as_slice() {
-            [s, t] => (*s, *t, false),
-            [s, t, "ro"] => (*s, *t, true),
-            [s, t, "rw"] => (*s, *t, false),
-            _ => return Err(format!("volume {spec:?}: use SOURCE:TARGET[:ro]")),
-        };
-        if !source.starts_with('/') || !target.starts_with('/') {
-            return Err(format!("volume {spec:?}: source and target must be absolute paths"));
-        }
-        Ok(Volume { source: source.into(), target: target.into(), read_only })
-    }
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {

@@ -143,6 +143,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Value> {
         mounts.push(json!({"destination": target, "type": "bind", "source": source, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
     }
     for volume in &options.volumes {
+        if !volume.source.starts_with('/') || !volume.target.starts_with('/') {
+            return Err(Error::Invalid(format!("volume {}:{}: source and target must be absolute paths", volume.source, volume.target)));
+        }
         if !Path::new(&volume.source).exists() {
             return Err(Error::Invalid(format!("volume source {} does not exist", volume.source)));
         }
@@ -248,6 +251,8 @@ mod tests {
         let missing = CreateOptions { volumes: vec![Volume { source: "/nonexistent/x".into(), target: "/x".into(), read_only: false }], ..Default::default() };
         let err = build(&SpecInputs { id: "abc", options: &missing, image: &image(), user: &user, hostname: "h", etc_files: &[] }).unwrap_err();
         assert!(err.to_string().contains("volume source /nonexistent/x does not exist"));
+        let relative = CreateOptions { volumes: vec![Volume { source: "/tmp".into(), target: "data".into(), read_only: false }], ..Default::default() };
+        assert!(build(&SpecInputs { id: "abc", options: &relative, image: &image(), user: &user, hostname: "h", etc_files: &[] }).unwrap_err().to_string().contains("absolute"));
         let bad_cap = CreateOptions { cap_add: vec!["CAP_NOPE".into()], ..Default::default() };
         assert!(build(&SpecInputs { id: "abc", options: &bad_cap, image: &image(), user: &user, hostname: "h", etc_files: &[] }).is_err());
     }

@@ -169,10 +169,15 @@ impl containers_server::Containers for ContainersService {
 
     async fn inspect(&self, request: Request<ContainerRef>) -> Reply<Container> {
         let key = request.into_inner().container;
-        let record = self.blocking(move |c| c.find(&key)).await?;
+        let (record, spec) = self
+            .blocking(move |c| {
+                let record = c.find(&key)?;
+                let spec = c.spec(&record.id).ok();
+                Ok((record, spec))
+            })
+            .await?;
         let mut message = self.message(&record);
-        let config = std::path::Path::new(&message.shim_dir).parent().map(|b| b.join("config.json"));
-        message.spec_json = config.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        message.spec_json = spec.map(|s| s.to_string()).unwrap_or_default();
         Ok(Response::new(message))
     }
 

@@ -73,9 +73,8 @@ pub fn set_nonblocking(fd: &impl AsFd) -> Result<(), String> {
 }
 
 impl Process {
-    pub fn new(exec_id: Option<String>, pid: i32, plumbing: Plumbing, master: Option<OwnedFd>, stdin: bool) -> Result<Process, String> {
-        let mut outputs = plumbing.outputs;
-        let mut input = plumbing.input;
+    /// The process `pid` with our ends of its stdio (`outputs`, `input`), or its pty `master`.
+    pub fn new(exec_id: Option<String>, pid: i32, mut outputs: Vec<Output>, mut input: Option<OwnedFd>, master: Option<OwnedFd>, stdin: bool) -> Result<Process, String> {
         if let Some(master) = &master {
             let reader = master.try_clone().map_err(|e| format!("dup the pty master: {e}"))?;
             outputs.push(Output { stream: Stream::Stdout, fd: reader, ended: false });

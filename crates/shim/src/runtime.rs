@@ -2,6 +2,8 @@
 //! interchangeable). Its own messages go to a JSON log file, as containerd arranges it, so they
 //! never mix with the container's stdio; a failure is reported with the log's last error.
 
+use crate::console::ConsoleSocket;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -38,9 +40,9 @@ impl Runtime {
         command
     }
 
-    /// Runs the runtime to completion with `stdio`; `while_running` is called until it exits
-    /// (the console socket is served from there).
-    pub fn run(&self, args: &[&std::ffi::OsStr], stdio: Stdio3, mut while_running: impl FnMut(&mut std::process::Child) -> Result<(), String>) -> Result<(), String> {
+    /// Runs the runtime to completion with `stdio`, taking the pty master it sends to `console`
+    /// meanwhile (create and exec with a terminal).
+    pub fn run(&self, args: &[&std::ffi::OsStr], stdio: Stdio3, console: Option<&ConsoleSocket>) -> Result<Option<OwnedFd>, String> {
         let _ = std::fs::remove_file(&self.log);
         let mut child = self
             .command(args)
@@ -49,7 +51,10 @@ impl Runtime {
             .stderr(stdio.stderr)
             .spawn()
             .map_err(|e| format!("run {}: {e}", self.binary.display()))?;
-        let served = while_running(&mut child);
+        let master = match console {
+            Some(console) => console.receive(&mut child),
+            None => Ok(None),
+        };
         let status = child.wait().map_err(|e| format!("wait for {}: {e}", self.binary.display()))?;
         if !status.success() {
             let what = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
@@ -58,13 +63,13 @@ impl Runtime {
                 None => format!("{} {what}: {status}", self.binary.display()),
             });
         }
-        served
+        master
     }
 
     /// A runtime command that takes no stdio (start, kill, delete).
     pub fn simple(&self, args: &[&str]) -> Result<(), String> {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        self.run(&args, Stdio3::null(), |_| Ok(()))
+        self.run(&args, Stdio3::null(), None).map(|_| ())
     }
 
     /// The message of the last line of the runtime's JSON log at level error (or any last line).

@@ -100,7 +100,7 @@ impl Supervisor {
         let log = CriLog::open(&args.dir.join(protocol::LOG), args.log_max_size).map_err(|e| format!("open the log: {e}"))?;
         let runtime = Runtime::new(&args.runtime, args.runtime_root.as_deref(), &args.dir);
 
-        let plumbing = Plumbing::new(args.tty, args.stdin)?;
+        let Plumbing { theirs, outputs, input } = Plumbing::new(args.tty, args.stdin)?;
         let console = if args.tty { Some(ConsoleSocket::bind("console.sock")?) } else { None };
         let pid_file = args.dir.join("init.pid");
         let mut create: Vec<&std::ffi::OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), args.bundle.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str()];
@@ -108,20 +108,13 @@ impl Supervisor {
             create.extend(["--console-socket".as_ref(), console.path().as_os_str()]);
         }
         create.push(args.id.as_ref());
-        let mut master = None;
-        runtime.run(&create, plumbing.theirs, |child| {
-            if let Some(console) = &console {
-                master = console.receive(child)?;
-            }
-            Ok(())
-        })?;
+        let master = runtime.run(&create, theirs, console.as_ref())?;
         drop(console);
-        let outputs = Plumbing { theirs: crate::runtime::Stdio3::null(), outputs: plumbing.outputs, input: plumbing.input };
         let pid = read_pid(&pid_file)?;
         if args.tty && master.is_none() {
             return Err("the runtime created the container without sending its terminal".into());
         }
-        let init = Process::new(None, pid, outputs, master, args.stdin)?;
+        let init = Process::new(None, pid, outputs, input, master, args.stdin)?;
 
         let _ = std::fs::remove_file(protocol::SOCKET);
         let listener = UnixListener::bind(protocol::SOCKET).map_err(|e| format!("bind {}: {e}", args.dir.join(protocol::SOCKET).display()))?;
@@ -427,26 +420,19 @@ impl Supervisor {
         let pid_file = self.dir.join(format!("exec-{exec_id}.pid"));
         let json = serde_json::to_vec(process).map_err(|e| format!("exec process: {e}"))?;
         std::fs::write(&process_file, json).map_err(|e| format!("write {}: {e}", process_file.display()))?;
-        let plumbing = Plumbing::new(tty, stdin)?;
+        let Plumbing { theirs, outputs, input } = Plumbing::new(tty, stdin)?;
         let console = if tty { Some(ConsoleSocket::bind(&format!("exec-{exec_id}.sock"))?) } else { None };
         let mut args: Vec<&std::ffi::OsStr> = vec!["exec".as_ref(), "--detach".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), "--process".as_ref(), process_file.as_os_str()];
         if let Some(console) = &console {
             args.extend(["--console-socket".as_ref(), console.path().as_os_str()]);
         }
         args.push(self.id.as_ref());
-        let mut master = None;
-        let ran = self.runtime.run(&args, plumbing.theirs, |child| {
-            if let Some(console) = &console {
-                master = console.receive(child)?;
-            }
-            Ok(())
-        });
+        let ran = self.runtime.run(&args, theirs, console.as_ref());
         let _ = std::fs::remove_file(&process_file);
-        let pid = ran.and_then(|()| read_pid(&pid_file));
+        let started = ran.and_then(|master| Ok((read_pid(&pid_file)?, master)));
         let _ = std::fs::remove_file(&pid_file);
-        let pid = pid?;
-        let plumbing = Plumbing { theirs: crate::runtime::Stdio3::null(), outputs: plumbing.outputs, input: plumbing.input };
-        self.procs.push(Process::new(Some(exec_id.to_string()), pid, plumbing, master, stdin)?);
+        let (pid, master) = started?;
+        self.procs.push(Process::new(Some(exec_id.to_string()), pid, outputs, input, master, stdin)?);
         Ok(())
     }
 

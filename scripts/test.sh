@@ -3,6 +3,10 @@
 # then runs unit and integration tests. Needs root: the tests create real containers.
 set -eu
 cd "$(dirname "$0")/.."
+# Gates first: formatting (rustfmt.toml) and lints, on every target, warnings as errors.
+cargo fmt --all --check
+cargo fmt --check --manifest-path fuzz/Cargo.toml
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 # fuzz/ is its own workspace with its own lock (CI fuzzes after the tests): a stale lock fails here, early.
 cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null

@@ -143,12 +143,16 @@ fn denied_devices_can_be_neither_created_nor_opened() {
         // /dev/kmsg (1:11) reaches the container only as a bind mount; no rule allows it.
         c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/kmsg", "type": "bind", "source": "/dev/kmsg", "options": ["bind"]}));
         // The nodes go on the container's /dev tmpfs: /tmp may be a nodev mount (it is in the VM).
-        c["process"]["args"] = json!(["sh", "-c", "
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "
             mknod /dev/test-null c 1 3 && echo allowed > /dev/test-null && echo created-allowed
             mknod /dev/test-mem c 1 1 2>/dev/null && echo created-denied
             true 2>/dev/null < /kmsg && echo opened-denied
             true < /dev/null && echo opened-allowed
-            true"]);
+            true"
+        ]);
     });
     let id = env.id("dev");
     let out = env.oci(&["run", &id]);

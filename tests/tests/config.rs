@@ -29,11 +29,14 @@ fn mounts_readonly_root_and_masks() {
         let mounts = c["mounts"].as_array_mut().unwrap();
         mounts.push(json!({"destination": "/data", "type": "bind", "source": source, "options": ["rbind", "ro"]}));
         mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=1777"]}));
-        c["process"]["args"] = json!(["sh", "-c",
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
             "cat /data/file; echo; touch /data/x 2>/dev/null && echo data-writable; touch /x 2>/dev/null && echo root-writable; \
              touch /scratch/ok && echo scratch-ok; grep ' /scratch ' /proc/self/mountinfo | grep -c nosuid; \
              cat /proc/kcore 2>/dev/null | head -c1 | wc -c; ls /proc/scsi 2>/dev/null | wc -l; \
-             echo 1 > /proc/sys/kernel/shm_rmid_forced 2>/dev/null && echo procsys-writable; echo done"]);
+             echo 1 > /proc/sys/kernel/shm_rmid_forced 2>/dev/null && echo procsys-writable; echo done"
+        ]);
     });
     let out = run_ok(&env, "mounts");
     assert_eq!(out, "host data\nscratch-ok\n1\n0\n0\ndone\n", "masked/readonly paths and mounts");
@@ -197,7 +200,10 @@ fn devices_from_the_spec_are_created() {
     let mut env = TestEnv::new("devices");
     env.bundle.edit(|c| {
         c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432, "uid": 0, "gid": 0}]);
-        c["linux"]["resources"]["devices"].as_array_mut().unwrap().push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
         c["process"]["args"] = json!(["sh", "-c", "stat -c '%t:%T %a %F' /dev/fuse /dev/null; ls -l /dev/stdout | grep -c /proc/self/fd/1"]);
     });
     let out = run_ok(&env, "dev");
@@ -261,8 +267,12 @@ fn mount_propagation_from_host_reaches_rslave_container_mounts() {
     run(&["mount", "--bind", &shared_str, &shared_str]);
     run(&["mount", "--make-shared", &shared_str]);
     env.bundle.edit(|c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/shared", "type": "bind", "source": shared_str, "options": ["rbind", "rslave"]}));
-        c["process"]["args"] = json!(["sh", "-c", "for i in $(seq 100); do [ -e /shared/late/marker ] && echo propagated && exit 0; sleep 0.05; done; echo missing"]);
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/shared", "type": "bind", "source": shared_str, "options": ["rbind", "rslave"]}));
+        c["process"]["args"] =
+            json!(["sh", "-c", "for i in $(seq 100); do [ -e /shared/late/marker ] && echo propagated && exit 0; sleep 0.05; done; echo missing"]);
     });
     let id = env.id("prop");
     let child = env.command(&["run", &id]).stdout(std::process::Stdio::piped()).spawn().unwrap();

@@ -43,7 +43,9 @@ fn assert_no_cgroups(ids: &[String]) {
 /// Everything of the daemon's containers is gone: state dirs, writable layers, records.
 fn assert_no_container_files(berthd: &Berthd) {
     for dir in [berthd.state.join("containers"), berthd.root.join("containers")] {
-        let left: Vec<String> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "containers.redb").collect()).unwrap_or_default();
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "containers.redb").collect())
+            .unwrap_or_default();
         assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
     }
 }
@@ -52,7 +54,13 @@ fn assert_no_container_files(berthd: &Berthd) {
 fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output {
     let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
     let command = format!("stty cols {} rows {}; {berth} {args}", size.0, size.1);
-    let mut child = Command::new("script").args(["-qec", &command, "/dev/null"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).unwrap();
@@ -73,7 +81,27 @@ fn run_prints_exits_with_the_containers_status_and_logs_follow() {
     assert!(containers(&berthd, &env).is_empty(), "--rm removed them");
 
     // Detached, with the image's settings overridden; logs (tail, timestamps, follow) while it runs.
-    let id = berthd.ok(&env, &["run", "-d", "--name", "ticker", "-e", "GREETING=hello", "--hostname", "box", "-w", "/tmp", "-u", "nobody", &image, "sh", "-c", "echo $GREETING $(hostname) $(pwd) $(id -u); for i in 1 2 3; do echo tick $i; sleep 0.3; done; echo oops >&2; exit 4"]);
+    let id = berthd.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "-e",
+            "GREETING=hello",
+            "--hostname",
+            "box",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            &image,
+            "sh",
+            "-c",
+            "echo $GREETING $(hostname) $(pwd) $(id -u); for i in 1 2 3; do echo tick $i; sleep 0.3; done; echo oops >&2; exit 4",
+        ],
+    );
     let id = id.trim().to_string();
     let followed = berthd.berth(&env, &["logs", "-f", "ticker"]);
     assert_eq!(text(&followed).0, "hello box /tmp 65534\ntick 1\ntick 2\ntick 3\n");
@@ -83,7 +111,7 @@ fn run_prints_exits_with_the_containers_status_and_logs_follow() {
     let stamped = berthd.ok(&env, &["logs", "-t", "--tail", "2", "ticker"]);
     assert!(stamped.starts_with("20") && stamped.contains("Z tick 3"), "{stamped}");
     // The log on disk is the CRI format.
-    let log = std::fs::read_to_string(berthd.state.join("containers").join(&id).join("shim/ctr.log")).unwrap();
+    let log = std::fs::read_to_string(berthd.state.join("containers").join(&id).join("ctr.log")).unwrap();
     assert!(log.lines().all(|l| l.split(' ').nth(2) == Some("F")) && log.contains(" stderr F oops"), "{log}");
     let listed = containers(&berthd, &env);
     assert_eq!((listed[0]["state"].as_str(), listed[0]["exit_code"].as_i64()), (Some("exited"), Some(4)));
@@ -112,7 +140,8 @@ fn options_reach_the_container() {
     };
     // Networks: none is loopback only; host is the host's.
     assert_eq!(run(&[&image, "ls", "/sys/class/net"]).1, "lo\n");
-    let host_links: Vec<String> = std::fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let host_links: Vec<String> =
+        std::fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(run(&["--network", "host", &image, "ls", "/sys/class/net"]).1.lines().count(), host_links.len());
     // Read-only root, with a writable volume; labels kept.
     let volume = env.dir.join("volume");
@@ -181,8 +210,9 @@ fn exec_attach_and_ttys() {
 
     // A resize reaches the container's terminal.
     berthd.ok(&env, &["run", "-d", "-t", "--name", "tty", &image, "sleep", "100"]);
-    let shim_dir: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "tty"])).unwrap();
-    berth_shim::Client::new(std::path::Path::new(shim_dir["shim_dir"].as_str().unwrap())).resize(None, 77, 22).unwrap();
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "tty"])).unwrap();
+    let shim = berth_shim::Client::new(std::path::Path::new(inspected["shim_dir"].as_str().unwrap()));
+    shim.resize(inspected["id"].as_str().unwrap(), None, 77, 22).unwrap();
     assert_eq!(berthd.ok(&env, &["exec", "tty", "sh", "-c", "stty size < /dev/console"]), "22 77\n");
     berthd.ok(&env, &["rm", "-f", "tty"]);
 
@@ -319,7 +349,14 @@ fn two_hundred_runs_in_a_row_and_fifty_at_once() {
     let (env, _registry, berthd, image) = setup("ctr-many");
     let berthd_fds = || std::fs::read_dir(format!("/proc/{}/fd", berthd.child.id())).unwrap().count();
     // The events stream, read as it comes (a full pipe would hold berthd's sender back).
-    let mut events = Command::new(workspace_bin("berth")).arg("--socket").arg(&berthd.socket).arg("events").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut events = Command::new(workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .arg("events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let (lines, received) = std::sync::mpsc::channel();
     let reader = std::io::BufReader::new(events.stdout.take().unwrap());
     std::thread::spawn(move || {
@@ -376,7 +413,15 @@ fn a_container_half_created_when_berthd_died_is_removed_at_restart() {
     std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut stuck = Berthd::start_with(&env, &[&registry.address], &format!("shim = {hang:?}\n"), None);
     let mut command = Command::new(workspace_bin("berth"));
-    let mut create = command.arg("--socket").arg(&stuck.socket).args(["create", "--name", "half", &image, "true"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut create = command
+        .arg("--socket")
+        .arg(&stuck.socket)
+        .args(["create", "--name", "half", &image, "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let started = std::time::Instant::now();
     while !pid_file.exists() {
         assert!(started.elapsed().as_secs() < 30, "the hanging shim never ran");

@@ -1,7 +1,7 @@
 //! berthd and the `berth` CLI end to end: pull from a private docker-registry, list, remove,
 //! prune; kill -9 of berthd during a pull, restart, pull again, no orphans; clear errors.
 
-use berth_testsupport::{busybox_registry, workspace_bin, Berthd, Fault, FaultyProxy, TestEnv, wait_for_partial_blob};
+use berth_testsupport::{busybox_registry, wait_for_partial_blob, workspace_bin, Berthd, Fault, FaultyProxy, TestEnv};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
@@ -31,7 +31,11 @@ fn pull_list_remove_and_prune_through_berthd() {
     assert!(pruned.starts_with("removed 3 blobs and 1 snapshots"), "{pruned}");
 
     // Bad input: clear errors from berthd, exit status 1.
-    for (args, expected) in [(vec!["pull", "Not A Reference"], "invalid image reference"), (vec!["rmi", "nothing/here:1"], "no image"), (vec!["pull", &format!("{}/no/such:1", registry.address)][..].to_vec(), "registry")] {
+    for (args, expected) in [
+        (vec!["pull", "Not A Reference"], "invalid image reference"),
+        (vec!["rmi", "nothing/here:1"], "no image"),
+        (vec!["pull", &format!("{}/no/such:1", registry.address)][..].to_vec(), "registry"),
+    ] {
         let out = berthd.berth(&env, &args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -51,7 +55,14 @@ fn berthd_killed_during_a_pull_restarts_and_pulls_again_without_orphans() {
     let proxy = FaultyProxy::start(&registry.address, Fault::Slow);
     let mut berthd = Berthd::start(&env, &[&registry.address, &proxy.address]);
     let slow_name = format!("{}/test/busybox:v1", proxy.address);
-    let mut client = Command::new(workspace_bin("berth")).arg("--socket").arg(&berthd.socket).args(["pull", &slow_name]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut client = Command::new(workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .args(["pull", &slow_name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let ingest = berthd.root.join("content/ingest");
     wait_for_partial_blob(&ingest);
     berthd.child.kill().unwrap();
@@ -71,7 +82,6 @@ fn berthd_killed_during_a_pull_restarts_and_pulls_again_without_orphans() {
     berthd.stop();
     env.leak_check();
 }
-
 
 #[test]
 fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
@@ -225,7 +235,8 @@ fn push_to_another_registry_and_pull_back_the_same_image() {
     berthd.ok(&env, &["rmi", &copy]);
     berthd.ok(&env, &["prune"]);
     berthd.ok(&env, &["pull", &copy]);
-    let snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(berthd.root.join("snapshots")).unwrap().flatten().map(|e| e.path().join("fs")).filter(|p| p.is_dir()).collect();
+    let snapshots: Vec<std::path::PathBuf> =
+        std::fs::read_dir(berthd.root.join("snapshots")).unwrap().flatten().map(|e| e.path().join("fs")).filter(|p| p.is_dir()).collect();
     assert_eq!(snapshots.len(), 1);
     berth_testsupport::assert_same_tree(&env.bundle.dir.join("rootfs"), &snapshots[0]);
     // An image the store does not have: a clear error.

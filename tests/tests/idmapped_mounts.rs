@@ -36,7 +36,8 @@ fn a_user_namespaced_container_owns_an_idmapped_bind() {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["process"]["args"] = json!(["sh", "-c", "stat -c '%u %g' /shared/by-root /shared/by-1000; touch /shared/made-inside 2>/dev/null && echo touched; exit 0"]);
+        c["process"]["args"] =
+            json!(["sh", "-c", "stat -c '%u %g' /shared/by-root /shared/by-1000; touch /shared/made-inside 2>/dev/null && echo touched; exit 0"]);
     });
     let bind = |options: &[&str]| json!({"destination": "/shared", "type": "bind", "source": shared, "options": options});
 

@@ -170,11 +170,27 @@ fn hostile_layers_never_reach_outside_the_target() {
         ("symlink then write", Layer::new().link("up", EntryType::Symlink, "../..").file("up/outside/pwned", 0o644, b"x").bytes(), true),
         ("absolute symlink then write", Layer::new().link("evil", EntryType::Symlink, &out).file("evil/pwned", 0o644, b"x").bytes(), false),
         ("hardlink out", Layer::new().link("h", EntryType::Link, "../outside/sentinel").bytes(), false),
-        ("hardlink through symlink", Layer::new().link("s", EntryType::Symlink, &format!("{out}/sentinel")).link("h", EntryType::Link, &format!("{out}/sentinel")).bytes(), false),
-        ("hardlink to a symlink", Layer::new().link("s", EntryType::Symlink, &format!("{out}/sentinel")).link("h", EntryType::Link, "s").file("h", 0o644, b"overwrite").bytes(), true),
+        (
+            "hardlink through symlink",
+            Layer::new().link("s", EntryType::Symlink, &format!("{out}/sentinel")).link("h", EntryType::Link, &format!("{out}/sentinel")).bytes(),
+            false,
+        ),
+        (
+            "hardlink to a symlink",
+            Layer::new()
+                .link("s", EntryType::Symlink, &format!("{out}/sentinel"))
+                .link("h", EntryType::Link, "s")
+                .file("h", 0o644, b"overwrite")
+                .bytes(),
+            true,
+        ),
         ("device node", Layer::new().entry("dev/sda", EntryType::Block, 0o660, b"", |h| h.set_device_major(8).unwrap()).bytes(), true),
         ("whiteout of ..", Layer::new().file("a/.wh...", 0o644, b"").bytes(), false),
-        ("symlink replaced by a file", Layer::new().link("x", EntryType::Symlink, &format!("{out}/sentinel")).file("x", 0o644, b"overwrite").bytes(), true),
+        (
+            "symlink replaced by a file",
+            Layer::new().link("x", EntryType::Symlink, &format!("{out}/sentinel")).file("x", 0o644, b"overwrite").bytes(),
+            true,
+        ),
     ];
     for (name, tar, accepted) in cases {
         let target = env.dir.join("target");

@@ -73,7 +73,10 @@ fn delete_of_created_container_kills_its_init() {
     env.ok(&["create", &id]);
     let pid = env.pid(&id);
     env.ok(&["delete", &id]);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/exe")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true)
+    );
     env.leak_check();
 }
 
@@ -81,7 +84,11 @@ fn delete_of_created_container_kills_its_init() {
 fn kill_signals_by_name_and_number_and_all() {
     let mut env = TestEnv::new("kill");
     // The trap proves the exact signal arrived: USR1 prints, TERM exits 42.
-    env.bundle.set_args(&["sh", "-c", "trap 'echo usr1 >/tmp/got' USR1; trap 'exit 42' TERM; echo ready >/tmp/ready; while true; do sleep 0.05; done"]);
+    env.bundle.set_args(&[
+        "sh",
+        "-c",
+        "trap 'echo usr1 >/tmp/got' USR1; trap 'exit 42' TERM; echo ready >/tmp/ready; while true; do sleep 0.05; done",
+    ]);
     env.bundle.edit(|c| c["root"]["readonly"] = serde_json::json!(false));
     let id = env.id("kill");
     env.ok(&["run", "--detach", &id]);

@@ -54,11 +54,15 @@ impl Peer for Podman<'_> {
         let dir = &self.env.dir;
         let mut command = Command::new("podman");
         command
-            .arg("--root").arg(dir.join("podman/storage"))
-            .arg("--runroot").arg(dir.join("podman/run"))
-            .arg("--tmpdir").arg(dir.join("podman/tmp"))
+            .arg("--root")
+            .arg(dir.join("podman/storage"))
+            .arg("--runroot")
+            .arg(dir.join("podman/run"))
+            .arg("--tmpdir")
+            .arg(dir.join("podman/tmp"))
             .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .arg("--runtime").arg(&self.env.bin)
+            .arg("--runtime")
+            .arg(&self.env.bin)
             .args(args)
             .stdin(Stdio::null());
         command
@@ -196,7 +200,12 @@ impl Peer for Containerd<'_> {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("ctr");
-        command.arg("--address").arg(self.env.dir.join("containerd/containerd.sock")).args(["--namespace", &self.namespace]).args(args).stdin(Stdio::null());
+        command
+            .arg("--address")
+            .arg(self.env.dir.join("containerd/containerd.sock"))
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .stdin(Stdio::null());
         command
     }
 }
@@ -225,7 +234,11 @@ impl<'a> Containerd<'a> {
         let containerd = Containerd { env, daemon, namespace: format!("berth-{}", env.dir.file_name().unwrap().to_string_lossy()) };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !containerd.run(&["version"]).status.success() {
-            assert!(Instant::now() < deadline, "containerd did not come up: {}", std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         containerd
@@ -254,7 +267,11 @@ impl<'a> Containerd<'a> {
 
 fn signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
     // SAFETY: kill(2) has no memory effects; the pid is a child of this test.
-    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[test]

@@ -5,7 +5,10 @@
 use berth_image::manifest::Platform;
 use berth_image::pull::{pull, PullOptions, Pulled};
 use berth_image::{Reference, Store};
-use berth_testsupport::{assert_same_tree, busybox_registry, host_architecture, tar_of, write_layout, Fault, FaultyProxy, LayoutImage, Registry, TestEnv, wait_for_partial_blob};
+use berth_testsupport::{
+    assert_same_tree, busybox_registry, host_architecture, tar_of, wait_for_partial_blob, write_layout, Fault, FaultyProxy, LayoutImage, Registry,
+    TestEnv,
+};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +33,11 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     std::fs::write(top.join("bin/.wh.vi"), "").unwrap();
     std::fs::write(top.join("etc/.wh..wh..opq"), "").unwrap();
     std::fs::write(top.join("etc/motd"), "pulled\n").unwrap();
-    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs), tar_of(&top)], zstd: false }]);
+    let layout = write_layout(
+        &env.dir.join("layout"),
+        "v1",
+        &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs), tar_of(&top)], zstd: false }],
+    );
     registry.push(&layout, "v1", "test/busybox");
 
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
@@ -70,7 +77,6 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     drop(store);
     env.leak_check();
 }
-
 
 #[test]
 fn a_multi_arch_index_gives_the_platform_asked_for() {
@@ -126,7 +132,8 @@ fn a_corrupted_layer_is_never_committed() {
     assert!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the proxy damaged the layer");
     assert!(!error.is_empty());
     // Manifest and config may be stored (they were intact); the layer and its snapshot are not.
-    let big_blobs: Vec<_> = store.content.list().unwrap().into_iter().filter(|d| std::fs::metadata(store.content.path(d)).unwrap().len() > 100_000).collect();
+    let big_blobs: Vec<_> =
+        store.content.list().unwrap().into_iter().filter(|d| std::fs::metadata(store.content.path(d)).unwrap().len() > 100_000).collect();
     assert!(big_blobs.is_empty(), "a corrupt layer was committed: {big_blobs:?} ({error})");
     assert!(store.snapshots.list().unwrap().is_empty(), "a snapshot of a corrupt layer was committed ({error})");
     assert_eq!(std::fs::read_dir(env.dir.join("store/content/ingest")).unwrap().count(), 0, "ingest cleaned");
@@ -154,7 +161,11 @@ fn a_download_cut_half_way_resumes_and_completes() {
 fn a_basic_auth_registry_takes_the_right_credentials_only() {
     let env = TestEnv::new("pull-auth");
     let registry = Registry::start_with_auth(&env.dir, "berth", "s3cret");
-    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }]);
+    let layout = write_layout(
+        &env.dir.join("layout"),
+        "v1",
+        &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }],
+    );
     registry.push(&layout, "v1", "private/busybox");
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let reference = Reference::parse(&format!("{}/private/busybox:v1", registry.address)).unwrap();
@@ -169,7 +180,11 @@ fn a_basic_auth_registry_takes_the_right_credentials_only() {
     };
     for wrong in [None, Some(("berth", "wrong")), Some(("nobody", "s3cret"))] {
         let error = attempt(wrong).unwrap_err().to_string();
-        assert!(error.contains("registry") && (error.contains("401") || error.to_lowercase().contains("unauthorized") || error.to_lowercase().contains("auth")), "{wrong:?}: {error}");
+        assert!(
+            error.contains("registry")
+                && (error.contains("401") || error.to_lowercase().contains("unauthorized") || error.to_lowercase().contains("auth")),
+            "{wrong:?}: {error}"
+        );
     }
     assert!(store.content.list().unwrap().is_empty(), "nothing stored without the right credentials");
     let pulled = attempt(Some(("berth", "s3cret"))).unwrap();
@@ -183,7 +198,11 @@ fn a_zstd_layer_image_pulls_like_a_gzip_one() {
     let env = TestEnv::new("pull-zstd");
     let registry = Registry::start(&env.dir);
     let rootfs = env.bundle.dir.join("rootfs");
-    let layout = write_layout(&env.dir.join("layout"), "zstd", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs)], zstd: true }]);
+    let layout = write_layout(
+        &env.dir.join("layout"),
+        "zstd",
+        &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs)], zstd: true }],
+    );
     registry.push(&layout, "zstd", "test/zstd");
     let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
     let pulled = pull_from(&registry.address, &store, &format!("{}/test/zstd:zstd", registry.address), None).unwrap();
@@ -252,7 +271,8 @@ fn two_pulls_of_one_image_at_once_download_each_blob_once() {
     let reference = Reference::parse(&format!("{}/test/busybox:v1", proxy.address)).unwrap();
     let options = PullOptions { plain_http: vec![proxy.address.clone()], ..Default::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (first, second) = runtime.block_on(async { tokio::join!(pull(store.clone(), &reference, &options), pull(store.clone(), &reference, &options)) });
+    let (first, second) =
+        runtime.block_on(async { tokio::join!(pull(store.clone(), &reference, &options), pull(store.clone(), &reference, &options)) });
     let downloaded = [first.unwrap().downloaded, second.unwrap().downloaded];
     assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "the layer was downloaded once ({downloaded:?} bytes)");
     assert!(downloaded.contains(&0), "one pull found the other's layer: {downloaded:?}");

@@ -131,7 +131,13 @@ fn the_init_is_not_dumpable_until_it_executes_the_container_process() {
     let pid = state["pid"].as_i64().unwrap();
     let peek = |env: &TestEnv| {
         let mut command = Command::new("setpriv");
-        command.args([format!("--reuid={uid}"), format!("--regid={}", test_gid()), "--clear-groups".into(), "cat".into(), format!("/proc/{pid}/environ")]);
+        command.args([
+            format!("--reuid={uid}"),
+            format!("--regid={}", test_gid()),
+            "--clear-groups".into(),
+            "cat".into(),
+            format!("/proc/{pid}/environ"),
+        ]);
         env.capture(&mut command)
     };
     let before = peek(&env);
@@ -157,8 +163,10 @@ fn the_init_is_not_dumpable_until_it_executes_the_container_process() {
 fn subordinate_ids_are_mapped_through_newuidmap() {
     let (mut env, uid) = rootless_env("rootless-subids");
     env.bundle.edit(|c| {
-        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
-        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": test_gid(), "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
+        c["linux"]["uidMappings"] =
+            json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
+        c["linux"]["gidMappings"] =
+            json!([{"containerID": 0, "hostID": test_gid(), "size": 1}, {"containerID": 1, "hostID": SUBORDINATE.0, "size": SUBORDINATE.1}]);
         c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [1001]});
         c["process"]["args"] = json!(["sh", "-c", "id; cat /proc/self/uid_map"]);
     });
@@ -197,7 +205,9 @@ fn idmapped_mounts_need_host_root_and_say_so() {
     let (mut env, uid) = rootless_env("rootless-idmap");
     let shared = env.dir.join("shared");
     std::fs::create_dir(&shared).unwrap();
-    env.bundle.edit(|c| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": shared, "options": ["bind", "idmap"]})));
+    env.bundle.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/mnt", "type": "bind", "source": shared, "options": ["bind", "idmap"]}))
+    });
     env.bundle.set_args(&["true"]);
     let id = env.id("idmap");
     let out = env.capture(&mut as_user(&env, uid, &["run", &id]));

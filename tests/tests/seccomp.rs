@@ -33,7 +33,8 @@ fn default_profile_refuses_host_state_and_namespaces_and_runs_a_shell() {
     assert!(env.bundle.config["linux"]["seccomp"].is_object(), "berth-oci spec writes the default profile");
 
     let shell = "echo a | tr a b; ls / > /dev/null && sleep 0.1 & wait; id -u; date > /dev/null && echo done";
-    let expected = "keyctl=EPERM\nbpf=EPERM\nunshare-user=EPERM\nclone-user=EPERM\nclone3=ENOSYS\nclone-plain=ok\npersonality-query=ok\nb\n65534\ndone\n";
+    let expected =
+        "keyctl=EPERM\nbpf=EPERM\nunshare-user=EPERM\nclone-user=EPERM\nclone3=ENOSYS\nclone-plain=ok\npersonality-query=ok\nb\n65534\ndone\n";
     assert_eq!(run_as_nobody(&mut env, "filtered", &format!("{PROBES}; {shell}")), expected);
     // The compiled program was cached under the state root; the next container loads it from there.
     let cached: Vec<_> = std::fs::read_dir(env.root.join("@seccomp")).unwrap().flatten().map(|e| e.file_name()).collect();

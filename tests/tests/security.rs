@@ -36,7 +36,11 @@ fn runtime_binary_reachable_from_a_container_cannot_be_overwritten() {
 #[test]
 fn an_id_that_cannot_be_set_never_becomes_root() {
     let mut env = TestEnv::new("cve-2024-40635");
-    for user in [serde_json::json!({"uid": 4294967295u32, "gid": 0}), serde_json::json!({"uid": 1000, "gid": 4294967295u32}), serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [4294967295u32]})] {
+    for user in [
+        serde_json::json!({"uid": 4294967295u32, "gid": 0}),
+        serde_json::json!({"uid": 1000, "gid": 4294967295u32}),
+        serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [4294967295u32]}),
+    ] {
         env.bundle.edit(|c| {
             c["process"]["user"] = user.clone();
             c["process"]["args"] = serde_json::json!(["id", "-u"]);
@@ -164,7 +168,9 @@ fn inheritable_capabilities_never_reach_an_unprivileged_process() {
     std::fs::copy(env.bundle.dir.join("rootfs/bin/busybox"), &capcat).unwrap();
     let out = std::process::Command::new("setcap").args(["cap_net_raw,cap_dac_override+ei"]).arg(&capcat).output().unwrap();
     assert!(out.status.success(), "setcap: {}", String::from_utf8_lossy(&out.stderr));
-    let fields = |status: &str| -> Vec<String> { status.lines().filter(|l| l.starts_with("CapInh") || l.starts_with("CapPrm") || l.starts_with("CapAmb")).map(str::to_string).collect() };
+    let fields = |status: &str| -> Vec<String> {
+        status.lines().filter(|l| l.starts_with("CapInh") || l.starts_with("CapPrm") || l.starts_with("CapAmb")).map(str::to_string).collect()
+    };
     let empty = ["CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapAmb:\t0000000000000000"];
 
     env.bundle.edit(|c| {

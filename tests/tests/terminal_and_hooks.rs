@@ -10,7 +10,8 @@ fn console_socket_receives_a_working_pty() {
     env.bundle.edit(|c| {
         c["process"]["terminal"] = json!(true);
         c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
-        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; [ -t 0 ] && echo stdin-is-tty; [ /dev/console -ef \"$(tty)\" ] && echo console-is-the-pty"]);
+        c["process"]["args"] =
+            json!(["sh", "-c", "tty; stty size; [ -t 0 ] && echo stdin-is-tty; [ /dev/console -ef \"$(tty)\" ] && echo console-is-the-pty"]);
     });
     let socket_path = env.dir.join("console.sock");
     let socket = ConsoleSocket::bind(&socket_path);
@@ -160,13 +161,8 @@ fn foreground_run_and_exec_get_a_terminal_without_console_socket() {
 fn in_script(command: &str, dir: &std::path::Path) -> (std::process::ExitStatus, String) {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut child = Command::new("script")
-        .args(["-qec", command, "/dev/null"])
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new("script").args(["-qec", command, "/dev/null"]).current_dir(dir).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let stdin = child.stdin.take();
     let mut output = Vec::new();
     child.stdout.take().unwrap().read_to_end(&mut output).unwrap();

@@ -14,8 +14,7 @@ pub enum Hierarchy {
 
 impl Hierarchy {
     pub fn detect() -> Result<Hierarchy> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
         parse_mountinfo(&mountinfo)
     }
 }
@@ -57,8 +56,20 @@ fn parse_mountinfo(mountinfo: &str) -> Result<Hierarchy> {
 fn is_controller(opt: &str) -> bool {
     matches!(
         opt,
-        "cpu" | "cpuacct" | "cpuset" | "memory" | "devices" | "freezer" | "net_cls" | "net_prio" | "blkio"
-            | "perf_event" | "hugetlb" | "pids" | "rdma" | "misc"
+        "cpu"
+            | "cpuacct"
+            | "cpuset"
+            | "memory"
+            | "devices"
+            | "freezer"
+            | "net_cls"
+            | "net_prio"
+            | "blkio"
+            | "perf_event"
+            | "hugetlb"
+            | "pids"
+            | "rdma"
+            | "misc"
     )
 }
 

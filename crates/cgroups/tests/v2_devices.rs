@@ -35,9 +35,11 @@ fn ebpf_device_filter_denies_and_allows() {
     let result = cgroup.apply(&resources);
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg("read go; check() { if \"$@\" 2>/dev/null; then echo allowed; else echo denied; fi; }; \
+        .arg(
+            "read go; check() { if \"$@\" 2>/dev/null; then echo allowed; else echo denied; fi; }; \
               check sh -c 'true < /dev/kmsg'; check sh -c 'true >> /dev/kmsg'; check sh -c 'echo x > /dev/null'; \
-              check sh -c 'true < /dev/fuse'; check mknod /tmp/berth-fuse-$$ c 10 229; rm -f /tmp/berth-fuse-$$")
+              check sh -c 'true < /dev/fuse'; check mknod /tmp/berth-fuse-$$ c 10 229; rm -f /tmp/berth-fuse-$$",
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -5,8 +5,8 @@ use crate::stream::pump;
 use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{
-    Container, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, LogsRequest, PrepareExecRequest, RemoveContainerRequest, StopContainerRequest,
-    Volume,
+    Container, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, LogsRequest, PrepareExecRequest,
+    RemoveContainerRequest, StopContainerRequest, Volume, WaitRequest,
 };
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -179,10 +179,7 @@ pub enum ContainerCommand {
 }
 
 fn env_entries(entries: &[String]) -> Vec<String> {
-    entries
-        .iter()
-        .filter_map(|e| if e.contains('=') { Some(e.clone()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) })
-        .collect()
+    entries.iter().filter_map(|e| if e.contains('=') { Some(e.clone()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) }).collect()
 }
 
 fn parse_bytes(text: &str) -> anyhow::Result<i64> {
@@ -235,6 +232,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         runtime: args.runtime.unwrap_or_default(),
         console_width: console.map_or(0, |c| c.0.into()),
         console_height: console.map_or(0, |c| c.1.into()),
+        auto_remove: false,
     })
 }
 
@@ -282,9 +280,14 @@ fn ago(ns: u64) -> String {
 }
 
 /// Streams to a container's shim until it exits (on a thread: the shim client blocks).
-async fn attach_and_pump(shim_dir: String, tty: bool, stdin: bool, start: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<Option<berth_shim::Exit>> {
-    let client = berth_shim::Client::new(std::path::Path::new(&shim_dir));
-    let stream = client.attach(stdin)?;
+async fn attach_and_pump(
+    container: &Container,
+    tty: bool,
+    stdin: bool,
+    start: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Option<berth_shim::Exit>> {
+    let client = berth_shim::Client::new(std::path::Path::new(&container.shim_dir));
+    let stream = client.attach(&container.id, stdin)?;
     start.await?;
     tokio::task::spawn_blocking(move || pump(stream, tty, stdin)).await?
 }
@@ -294,7 +297,10 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
     match command {
         ContainerCommand::Run { create, detach, rm } => {
             let (tty, stdin) = (create.tty, create.interactive);
-            let container = client.create(create_request(create)?).await.map_err(status)?.into_inner();
+            let mut request = create_request(create)?;
+            // berthd removes it once it has exited, whatever happens to this client.
+            request.auto_remove = rm;
+            let container = client.create(request).await.map_err(status)?.into_inner();
             if detach {
                 client.start(ContainerRef { container: container.id.clone() }).await.map_err(status)?;
                 println!("{}", container.id);
@@ -303,12 +309,10 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             let mut starter = client.clone();
             let id = container.id.clone();
             let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
-            let streamed = attach_and_pump(container.shim_dir.clone(), tty, stdin, start).await;
-            // The exit as berthd recorded it (also when the stream broke off).
-            let waited = client.wait(ContainerRef { container: container.id.clone() }).await.map_err(status);
-            if rm {
-                client.remove(RemoveContainerRequest { container: container.id.clone(), force: true }).await.map_err(status)?;
-            }
+            let streamed = attach_and_pump(&container, tty, stdin, start).await;
+            // The exit as berthd recorded it (also when the stream broke off); with --rm, once
+            // the container is gone.
+            let waited = client.wait(WaitRequest { container: container.id.clone(), removed: rm }).await.map_err(status);
             let exit = streamed?;
             Ok(match exit {
                 Some(exit) => exit.code,
@@ -327,8 +331,8 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 let mut starter = client.clone();
                 let id = container.id.clone();
                 let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
-                let exit = attach_and_pump(container.shim_dir.clone(), container.tty, container.stdin, start).await?;
-                let waited = client.wait(ContainerRef { container: container.id }).await.map_err(status)?.into_inner();
+                let exit = attach_and_pump(&container, container.tty, container.stdin, start).await?;
+                let waited = client.wait(WaitRequest { container: container.id, removed: false }).await.map_err(status)?.into_inner();
                 return Ok(exit.map(|e| e.code).unwrap_or(waited.exit_code));
             }
             for key in containers {
@@ -346,7 +350,15 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                     for c in list {
                         let status = if c.exited { format!("exited ({})", c.exit_code) } else { c.state.clone() };
                         let command: String = c.command.join(" ").chars().take(24).collect();
-                        println!("{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  {}", &c.id[..12.min(c.id.len())], c.image, command, ago(c.created_at), status, c.name);
+                        println!(
+                            "{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  {}",
+                            &c.id[..12.min(c.id.len())],
+                            c.image,
+                            command,
+                            ago(c.created_at),
+                            status,
+                            c.name
+                        );
                     }
                 }
             }
@@ -383,7 +395,12 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             let prepared = client.prepare_exec(request).await.map_err(status)?.into_inner();
             let process: serde_json::Value = serde_json::from_str(&prepared.process_json)?;
             let exit = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<berth_shim::Exit>> {
-                let stream = berth_shim::Client::new(std::path::Path::new(&prepared.shim_dir)).exec(&prepared.exec_id, process, interactive)?;
+                let stream = berth_shim::Client::new(std::path::Path::new(&prepared.shim_dir)).exec(
+                    &prepared.container_id,
+                    &prepared.exec_id,
+                    process,
+                    interactive,
+                )?;
                 pump(stream, tty, interactive)
             })
             .await??;
@@ -396,7 +413,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 anyhow::bail!("container {} is not running", container.name);
             }
             let stdin = container.stdin && !no_stdin;
-            let exit = attach_and_pump(container.shim_dir.clone(), container.tty, stdin, async { Ok(()) }).await?;
+            let exit = attach_and_pump(&container, container.tty, stdin, async { Ok(()) }).await?;
             Ok(exit.map(|e| e.code).unwrap_or(0))
         }
         ContainerCommand::Stop { containers, time } => {
@@ -415,15 +432,22 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             Ok(0)
         }
         ContainerCommand::Rm { containers, force } => {
+            // Every name is tried, as docker does: one that fails does not keep the rest.
+            let mut failed = false;
             for key in containers {
-                client.remove(RemoveContainerRequest { container: key.clone(), force }).await.map_err(status)?;
-                println!("{key}");
+                match client.remove(RemoveContainerRequest { container: key.clone(), force }).await {
+                    Ok(_) => println!("{key}"),
+                    Err(e) => {
+                        eprintln!("berth: {:#}", status(e));
+                        failed = true;
+                    }
+                }
             }
-            Ok(0)
+            Ok(i32::from(failed))
         }
         ContainerCommand::Wait { containers } => {
             for key in containers {
-                println!("{}", client.wait(ContainerRef { container: key }).await.map_err(status)?.into_inner().exit_code);
+                println!("{}", client.wait(WaitRequest { container: key, removed: false }).await.map_err(status)?.into_inner().exit_code);
             }
             Ok(0)
         }

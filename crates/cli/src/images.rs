@@ -1,11 +1,12 @@
 //! The image verbs: one berth.v1.Images call each.
 
 use crate::{status, Format};
+use anyhow::Context;
 use berth_api::v1::images_client::ImagesClient;
 use berth_api::v1::{
-    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest, PushRequest, RemoveImageRequest, TagImageRequest,
+    pull_event, DiskUsageRequest, ExportRequest, Image, ImportRequest, InspectImageRequest, ListImagesRequest, PruneRequest, PullRequest,
+    PushRequest, RemoveImageRequest, TagImageRequest,
 };
-use anyhow::Context;
 use clap::Subcommand;
 use std::path::PathBuf;
 use tonic::transport::Channel;
@@ -109,7 +110,10 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
         }
         ImageCommand::Df => {
             let usage = images.disk_usage(DiskUsageRequest {}).await.map_err(status)?.into_inner();
-            println!("images {}\nblobs {} ({} bytes)\nsnapshots {} ({} bytes)", usage.images, usage.blobs, usage.blob_bytes, usage.snapshots, usage.snapshot_bytes);
+            println!(
+                "images {}\nblobs {} ({} bytes)\nsnapshots {} ({} bytes)",
+                usage.images, usage.blobs, usage.blob_bytes, usage.snapshots, usage.snapshot_bytes
+            );
         }
     }
     Ok(())
@@ -127,7 +131,8 @@ impl ProgressBars {
         for blob in &progress.blobs {
             let bar = self.bars.entry(blob.digest.clone()).or_insert_with(|| {
                 let bar = self.all.add(indicatif::ProgressBar::new(blob.total));
-                let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
                 bar.set_style(style.progress_chars("=> "));
                 bar.set_prefix(blob.digest.trim_start_matches("sha256:").chars().take(12).collect::<String>());
                 bar

@@ -1,26 +1,44 @@
 //! berth-containers: turns images into supervised containers, as a library (berthd's container
-//! service uses it; the CRI's will). Create = the image's layers under an overlay with a writable
-//! layer ([`rootfs`]), a runtime spec from the image config and the user's options
-//! ([`spec_builder`], users resolved by our own bounded [`passwd`] parser), a record in the metadata
-//! database ([`record`]), and a `berth-shim` that runs the OCI runtime ([`shim_launcher`]).
-//! [`manager::Containers`] is the API; [`logs`] reads what the shim wrote.
+//! service uses it; the CRI's will). The API is [`Containers`], async; one file per operation:
+//! [`create`](crate::create) (rootfs from the image's snapshots, spec from the image config and the
+//! options, users from the image's own passwd/group by our bounded [`passwd`] parser, a shim),
+//! [`lifecycle`](crate::lifecycle) (start, kill, stop, wait), [`remove`](crate::remove),
+//! [`exec`](crate::exec), [`stats`](crate::stats). State is in memory ([`table`]), fed by the
+//! shims' pushed events ([`monitor`]), persisted to redb ([`record`]); [`events`] is the bus every
+//! API reports from; [`logs`] reads what the shims wrote.
 //!
 //! Owns: `<root>/containers` (writable layers, `containers.redb`) and `<state>/containers`
-//! (bundles, shim directories), and the leases that keep an image's snapshots while a container
-//! uses them. Does not own: images (berth-image), the container's processes (the shim's).
+//! (bundles, logs, shim directories), and the leases that keep an image's snapshots while a
+//! container uses them. Does not own: images (berth-image), the container's processes and every
+//! run of the OCI runtime binary but `top`/`stats` (the shim's).
 
+mod create;
 mod error;
+pub mod events;
+mod exec;
 pub mod image_config;
+mod lifecycle;
 pub mod logs;
 pub mod manager;
+mod monitor;
 pub mod options;
 pub mod passwd;
 pub mod record;
+mod remove;
 pub mod rootfs;
 pub mod shim_launcher;
 pub mod spec_builder;
+mod stats;
+pub mod table;
 
 pub use error::{Error, Result};
+pub use events::{Action, Event};
+pub use exec::ExecOptions;
 pub use manager::{Containers, Paths};
+pub use monitor::Recovered;
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
+
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}

@@ -37,6 +37,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// A runtime name from berthd's config (berth-oci when None).
     pub runtime: Option<String>,
+    /// Removed once it has exited (`--rm`), by the library: whether or not anyone still waits.
+    pub auto_remove: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

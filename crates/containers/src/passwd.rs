@@ -49,7 +49,12 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
             if fields.len() < 7 || line.starts_with('#') {
                 return None;
             }
-            Some(PasswdEntry { name: fields[0].into(), uid: parse_id(fields[2], "uid").ok()?, gid: parse_id(fields[3], "gid").ok()?, home: fields[5].into() })
+            Some(PasswdEntry {
+                name: fields[0].into(),
+                uid: parse_id(fields[2], "uid").ok()?,
+                gid: parse_id(fields[3], "gid").ok()?,
+                home: fields[5].into(),
+            })
         })
         .collect()
 }
@@ -104,7 +109,10 @@ fn resolve_in(passwd: &[PasswdEntry], groups: &[GroupEntry], user: &str) -> Resu
         let uid = parse_id(user_part, "uid")?;
         passwd.iter().find(|e| e.uid == uid).map(|e| (e.uid, e.gid, e.home.clone(), Some(e.name.clone()))).unwrap_or((uid, 0, "/".into(), None))
     } else {
-        let e = passwd.iter().find(|e| e.name == user_part).ok_or_else(|| Error::Invalid(format!("user {user_part:?} is not in the image's /etc/passwd")))?;
+        let e = passwd
+            .iter()
+            .find(|e| e.name == user_part)
+            .ok_or_else(|| Error::Invalid(format!("user {user_part:?} is not in the image's /etc/passwd")))?;
         (e.uid, e.gid, e.home.clone(), Some(e.name.clone()))
     };
     let (uid, mut gid, home, name) = entry;
@@ -112,7 +120,11 @@ fn resolve_in(passwd: &[PasswdEntry], groups: &[GroupEntry], user: &str) -> Resu
         gid = if group.bytes().all(|b| b.is_ascii_digit()) && !group.is_empty() {
             parse_id(group, "gid")?
         } else {
-            groups.iter().find(|g| g.name == group).map(|g| g.gid).ok_or_else(|| Error::Invalid(format!("group {group:?} is not in the image's /etc/group")))?
+            groups
+                .iter()
+                .find(|g| g.name == group)
+                .map(|g| g.gid)
+                .ok_or_else(|| Error::Invalid(format!("group {group:?} is not in the image's /etc/group")))?
         };
     }
     // Supplementary groups: those listing the user by name (only when no group was forced).

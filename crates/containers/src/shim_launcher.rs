@@ -1,6 +1,6 @@
-//! Starting a container's `berth-shim`. The shim forks; the process we start exits once the
-//! runtime has created the container (printing `ok <pid>` or the error), so berthd reaps it at once
-//! and the supervising half belongs to nobody: it outlives berthd.
+//! Starting a `berth-shim`. The shim forks; the process we start exits once the shim listens
+//! (printing `ok <shim pid>` or the error), so berthd reaps it at once and the supervising half
+//! belongs to nobody: it outlives berthd. Containers are then created through its socket.
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -15,49 +15,58 @@ pub struct Binaries {
     pub default_runtime: String,
 }
 
-pub struct Launch<'a> {
-    pub id: &'a str,
-    pub bundle: &'a Path,
-    pub shim_dir: &'a Path,
-    pub runtime: &'a Path,
-    pub runtime_root: &'a Path,
-    pub tty: bool,
-    pub stdin: bool,
-    pub log_max_size: u64,
-}
-
-/// Starts the shim; returns the container's init pid once it is created.
-pub fn launch(shim: &Path, launch: &Launch) -> Result<i32> {
-    let mut command = Command::new(shim);
-    command
-        .arg("--id")
-        .arg(launch.id)
-        .arg("--bundle")
-        .arg(launch.bundle)
+/// Starts a shim in `dir` (made by the caller, 0700); returns the shim's pid once it listens.
+pub fn launch(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path) -> Result<i32> {
+    let output = Command::new(shim)
         .arg("--dir")
-        .arg(launch.shim_dir)
+        .arg(dir)
         .arg("--runtime")
-        .arg(launch.runtime)
+        .arg(runtime)
         .arg("--runtime-root")
-        .arg(launch.runtime_root)
-        .arg("--log-max-size")
-        .arg(launch.log_max_size.to_string());
-    if launch.tty {
-        command.arg("--tty");
-    }
-    if launch.stdin {
-        command.arg("--stdin");
-    }
-    let output = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output().map_err(|e| Error::io("run", shim, e))?;
+        .arg(runtime_root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::io("run", shim, e))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     match stdout.trim().strip_prefix("ok ").and_then(|pid| pid.parse().ok()) {
         Some(pid) if output.status.success() => Ok(pid),
         _ => {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let message = stderr.trim().strip_prefix("berth-shim: ").unwrap_or(stderr.trim());
-            Err(Error::Shim(format!("create container {}: {message}", crate::record::short(launch.id))))
+            Err(Error::Shim(format!("start a shim: {}", stderr.trim().strip_prefix("berth-shim: ").unwrap_or(stderr.trim()))))
         }
     }
+}
+
+/// For a shim that died: the shim binary has the runtime delete what is left of container `id`.
+pub fn cleanup(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path, id: &str) -> Result<()> {
+    let output = Command::new(shim)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--runtime")
+        .arg(runtime)
+        .arg("--runtime-root")
+        .arg(runtime_root)
+        .arg("--cleanup")
+        .arg(id)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io("run", shim, e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Shim(format!("clean up container {}: {}", crate::record::short(id), String::from_utf8_lossy(&output.stderr).trim())))
+}
+
+/// Whether the shim of `dir` is alive: its pid file names a process whose command line names the
+/// directory (a zombie or a reused pid is not our shim).
+pub fn shim_alive(dir: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(dir.join(berth_shim::protocol::SHIM_PID)).ok().and_then(|p| p.trim().parse::<i32>().ok()) else {
+        return false;
+    };
+    let needle = dir.as_os_str().as_encoded_bytes();
+    std::fs::read(format!("/proc/{pid}/cmdline")).map(|cmd| cmd.windows(needle.len()).any(|w| w == needle)).unwrap_or(false)
 }
 
 /// `name` found next to the running executable (how the workspace and packages install berth),

@@ -14,18 +14,66 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// What a container gets unless it asks otherwise: the capabilities docker and podman grant (more
 /// than runc's template, which breaks chown, su and ping in ordinary images).
 const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 /// Every capability this kernel generation knows, in the order of their numbers (for
 /// `--privileged` and `--cap-add ALL`, which get those of them berthd itself may hold).
 const ALL_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 pub struct SpecInputs<'a> {
@@ -42,7 +90,10 @@ pub struct SpecInputs<'a> {
 pub fn command(options: &CreateOptions, image: &RunConfig) -> Result<Vec<String>> {
     let (entrypoint, cmd) = match &options.entrypoint {
         Some(entrypoint) => (entrypoint.clone(), options.args.clone()),
-        None => (image.entrypoint.clone().unwrap_or_default(), if options.args.is_empty() { image.cmd.clone().unwrap_or_default() } else { options.args.clone() }),
+        None => (
+            image.entrypoint.clone().unwrap_or_default(),
+            if options.args.is_empty() { image.cmd.clone().unwrap_or_default() } else { options.args.clone() },
+        ),
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
@@ -186,8 +237,10 @@ pub fn build(inputs: &SpecInputs) -> Result<Value> {
         linux["readonlyPaths"] = json!([]);
         linux.as_object_mut().expect("linux is an object").remove("seccomp");
     } else {
-        let bounding: oci_spec::runtime::Capabilities = serde_json::from_value(json!(caps)).map_err(|e| Error::Invalid(format!("capabilities: {e}")))?;
-        linux["seccomp"] = serde_json::to_value(berth_oci::seccomp_profile::default_profile(&bounding)).map_err(|e| Error::Invalid(format!("seccomp profile: {e}")))?;
+        let bounding: oci_spec::runtime::Capabilities =
+            serde_json::from_value(json!(caps)).map_err(|e| Error::Invalid(format!("capabilities: {e}")))?;
+        linux["seccomp"] = serde_json::to_value(berth_oci::seccomp_profile::default_profile(&bounding))
+            .map_err(|e| Error::Invalid(format!("seccomp profile: {e}")))?;
     }
     linux["resources"] = resources;
     let mut annotations = serde_json::Map::new();
@@ -204,7 +257,12 @@ mod tests {
     use crate::options::Volume;
 
     fn image() -> RunConfig {
-        RunConfig { entrypoint: Some(vec!["/entry".into()]), cmd: Some(vec!["serve".into()]), env: Some(vec!["PATH=/opt/bin".into(), "A=1".into()]), ..Default::default() }
+        RunConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["serve".into()]),
+            env: Some(vec!["PATH=/opt/bin".into(), "A=1".into()]),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -246,13 +304,22 @@ mod tests {
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], json!(64 << 20));
         assert_eq!(spec["root"]["readonly"], json!(true));
         assert_eq!(spec["process"]["user"], json!({"uid": 33, "gid": 33, "additionalGids": [4]}));
-        assert!(spec["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/data" && m["options"].as_array().unwrap().contains(&json!("ro"))));
+        assert!(spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/data" && m["options"].as_array().unwrap().contains(&json!("ro"))));
         assert!(spec["linux"]["seccomp"].is_object());
-        let missing = CreateOptions { volumes: vec![Volume { source: "/nonexistent/x".into(), target: "/x".into(), read_only: false }], ..Default::default() };
+        let missing =
+            CreateOptions { volumes: vec![Volume { source: "/nonexistent/x".into(), target: "/x".into(), read_only: false }], ..Default::default() };
         let err = build(&SpecInputs { id: "abc", options: &missing, image: &image(), user: &user, hostname: "h", etc_files: &[] }).unwrap_err();
         assert!(err.to_string().contains("volume source /nonexistent/x does not exist"));
-        let relative = CreateOptions { volumes: vec![Volume { source: "/tmp".into(), target: "data".into(), read_only: false }], ..Default::default() };
-        assert!(build(&SpecInputs { id: "abc", options: &relative, image: &image(), user: &user, hostname: "h", etc_files: &[] }).unwrap_err().to_string().contains("absolute"));
+        let relative =
+            CreateOptions { volumes: vec![Volume { source: "/tmp".into(), target: "data".into(), read_only: false }], ..Default::default() };
+        assert!(build(&SpecInputs { id: "abc", options: &relative, image: &image(), user: &user, hostname: "h", etc_files: &[] })
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
         let bad_cap = CreateOptions { cap_add: vec!["CAP_NOPE".into()], ..Default::default() };
         assert!(build(&SpecInputs { id: "abc", options: &bad_cap, image: &image(), user: &user, hostname: "h", etc_files: &[] }).is_err());
     }

@@ -1,16 +1,13 @@
-//! berth.v1.Containers over berth-containers: each call runs the library's synchronous operation
-//! on the blocking pool and maps its error to a gRPC status. Events come from here: create, start,
-//! destroy when the calls succeed, and die from a watcher per started container (one blocked
-//! `wait` on its shim), so exits nobody asked about are recorded and announced too.
+//! berth.v1.Containers over berth-containers: each call is the library's (async) operation with its
+//! error mapped to a gRPC status. Events are the library's bus: whatever caused them.
 
 use berth_api::v1::containers_server;
 use berth_api::v1::{
-    Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, ListContainersResponse, LogEntry, LogsRequest,
-    PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StatsResponse, StopContainerRequest, TopProcess, TopResponse,
+    Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest,
+    ListContainersResponse, LogEntry, LogsRequest, PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StatsResponse,
+    StopContainerRequest, TopProcess, TopResponse, WaitRequest,
 };
-use berth_containers::manager::ExecOptions;
-use berth_containers::{ContainerRecord, Containers, CreateOptions, Error, State, Volume};
-use std::sync::Arc;
+use berth_containers::{ContainerRecord, Containers, CreateOptions, Error, ExecOptions, State, Volume};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::ReceiverStream;
@@ -18,8 +15,7 @@ use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
 pub struct ContainersService {
-    pub containers: Arc<Containers>,
-    pub events: broadcast::Sender<ContainerEvent>,
+    pub containers: Containers,
 }
 
 fn status(e: Error) -> Status {
@@ -65,6 +61,7 @@ fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
         labels: r.labels.into_iter().collect(),
         runtime: non_empty(r.runtime),
         console_size: console_size(r.console_width, r.console_height),
+        auto_remove: r.auto_remove,
     })
 }
 
@@ -87,30 +84,11 @@ impl ContainersService {
             stdin: record.options.stdin,
             runtime: record.runtime.clone(),
             labels: record.options.labels.clone().into_iter().collect(),
-            shim_dir: self.containers.shim_dir(&record.id).to_string_lossy().into_owned(),
+            shim_dir: self.containers.shim_dir(&record.shim).to_string_lossy().into_owned(),
             spec_json: String::new(),
+            oom_killed: record.oom_killed,
+            auto_remove: record.options.auto_remove,
         }
-    }
-
-    fn emit(&self, action: &str, record: &ContainerRecord) {
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        let _ = self.events.send(ContainerEvent { action: action.into(), id: record.id.clone(), name: record.name.clone(), exit_code: record.exit_code.unwrap_or(0), at });
-    }
-
-    /// Runs a library call on the blocking pool.
-    async fn blocking<T: Send + 'static>(&self, call: impl FnOnce(&Containers) -> berth_containers::Result<T> + Send + 'static) -> Result<T, Status> {
-        let containers = self.containers.clone();
-        tokio::task::spawn_blocking(move || call(&containers)).await.map_err(|e| Status::internal(e.to_string()))?.map_err(status)
-    }
-
-    /// Records and announces the exit of a started container, whenever it comes.
-    pub fn watch(&self, id: String) {
-        let service = self.clone();
-        tokio::spawn(async move {
-            if let Ok(record) = service.blocking(move |c| c.wait(&id)).await {
-                service.emit("die", &record);
-            }
-        });
     }
 }
 
@@ -120,82 +98,70 @@ type Reply<T> = Result<Response<T>, Status>;
 impl containers_server::Containers for ContainersService {
     async fn create(&self, request: Request<CreateContainerRequest>) -> Reply<Container> {
         let options = options(request.into_inner())?;
-        let record = self.blocking(move |c| c.create(options)).await?;
-        self.emit("create", &record);
+        let record = self.containers.create(options).await.map_err(status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn start(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let key = request.into_inner().container;
-        let record = self.blocking(move |c| c.start(&key)).await?;
-        self.emit("start", &record);
-        self.watch(record.id.clone());
+        let record = self.containers.start(&request.into_inner().container).await.map_err(status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn prepare(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let key = request.into_inner().container;
-        let record = self.blocking(move |c| c.prepare(&key)).await?;
+        let record = self.containers.prepare(&request.into_inner().container).await.map_err(status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn stop(&self, request: Request<StopContainerRequest>) -> Reply<Container> {
         let request = request.into_inner();
-        let record = self.blocking(move |c| c.stop(&request.container, Duration::from_secs(request.timeout_seconds.into()))).await?;
+        let timeout = Duration::from_secs(request.timeout_seconds.into());
+        let record = self.containers.stop(&request.container, timeout).await.map_err(status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn kill(&self, request: Request<KillContainerRequest>) -> Reply<Container> {
         let request = request.into_inner();
-        let key = request.container.clone();
-        self.blocking(move |c| c.kill(&request.container, request.signal, request.all)).await?;
-        let record = self.blocking(move |c| c.find(&key)).await?;
+        let record = self.containers.kill(&request.container, request.signal, request.all).await.map_err(status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn remove(&self, request: Request<RemoveContainerRequest>) -> Reply<Container> {
         let request = request.into_inner();
-        let record = self.blocking(move |c| c.remove(&request.container, request.force)).await?;
-        self.emit("destroy", &record);
+        let record = self.containers.remove(&request.container, request.force).await.map_err(status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn list(&self, request: Request<ListContainersRequest>) -> Reply<ListContainersResponse> {
         let all = request.into_inner().all;
-        let records = self.blocking(|c| c.list()).await?;
-        let containers = records.iter().filter(|r| all || r.state == State::Running).map(|r| self.message(r)).collect();
+        let containers = self.containers.list().iter().filter(|r| all || r.state == State::Running).map(|r| self.message(r)).collect();
         Ok(Response::new(ListContainersResponse { containers }))
     }
 
     async fn inspect(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let key = request.into_inner().container;
-        let (record, spec) = self
-            .blocking(move |c| {
-                let record = c.find(&key)?;
-                let spec = c.spec(&record.id).ok();
-                Ok((record, spec))
-            })
-            .await?;
+        let record = self.containers.find(&request.into_inner().container).map_err(status)?;
+        let spec = self.containers.spec(&record.id).await.ok();
         let mut message = self.message(&record);
         message.spec_json = spec.map(|s| s.to_string()).unwrap_or_default();
         Ok(Response::new(message))
     }
 
-    async fn wait(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let key = request.into_inner().container;
-        let record = self.blocking(move |c| c.wait(&key)).await?;
-        Ok(Response::new(self.message(&record)))
+    async fn wait(&self, request: Request<WaitRequest>) -> Reply<Container> {
+        let request = request.into_inner();
+        let record = match request.removed {
+            true => self.containers.wait_removed(&request.container).await,
+            false => self.containers.wait(&request.container).await,
+        };
+        Ok(Response::new(self.message(&record.map_err(status)?)))
     }
 
     type LogsStream = ReceiverStream<Result<LogEntry, Status>>;
 
     async fn logs(&self, request: Request<LogsRequest>) -> Reply<Self::LogsStream> {
         let request = request.into_inner();
-        let key = request.container.clone();
-        let record = self.blocking(move |c| c.find(&key)).await?;
-        let log = self.containers.shim_dir(&record.id).join(berth_shim::protocol::LOG);
+        let record = self.containers.find(&request.container).map_err(status)?;
+        let log = self.containers.log_path(&record.id);
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
-        let service = self.clone();
+        let containers = self.containers.clone();
         tokio::spawn(async move {
             let mut cursor = Default::default();
             let (mut first, mut exited) = (true, false);
@@ -220,9 +186,8 @@ impl containers_server::Containers for ContainersService {
                 if !request.follow || exited {
                     return;
                 }
-                let id = record.id.clone();
-                match service.blocking(move |c| c.find(&id)).await {
-                    Ok(r) if matches!(r.state, State::Created | State::Running) => tokio::time::sleep(Duration::from_millis(100)).await,
+                match containers.find(&record.id) {
+                    Ok(r) if r.state.is_live() => tokio::time::sleep(Duration::from_millis(100)).await,
                     _ => exited = true,
                 }
             }
@@ -232,39 +197,55 @@ impl containers_server::Containers for ContainersService {
 
     async fn prepare_exec(&self, request: Request<PrepareExecRequest>) -> Reply<PrepareExecResponse> {
         let r = request.into_inner();
-        let exec = ExecOptions { args: r.args, tty: r.tty, env: r.env, user: non_empty(r.user), workdir: non_empty(r.workdir), console_size: console_size(r.console_width, r.console_height) };
-        let (record, process) = self.blocking(move |c| c.exec_process(&r.container, &exec)).await?;
+        let exec = ExecOptions {
+            args: r.args,
+            tty: r.tty,
+            env: r.env,
+            user: non_empty(r.user),
+            workdir: non_empty(r.workdir),
+            console_size: console_size(r.console_width, r.console_height),
+        };
+        let (record, process) = self.containers.exec_process(&r.container, exec).await.map_err(status)?;
         let exec_id = format!("exec-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-        Ok(Response::new(PrepareExecResponse { shim_dir: self.containers.shim_dir(&record.id).to_string_lossy().into_owned(), exec_id, process_json: process.to_string() }))
+        Ok(Response::new(PrepareExecResponse {
+            shim_dir: self.containers.shim_dir(&record.shim).to_string_lossy().into_owned(),
+            exec_id,
+            process_json: process.to_string(),
+            container_id: record.id,
+        }))
     }
 
     async fn top(&self, request: Request<ContainerRef>) -> Reply<TopResponse> {
-        let key = request.into_inner().container;
-        let processes = self.blocking(move |c| c.top(&key)).await?;
+        let processes = self.containers.top(&request.into_inner().container).await.map_err(status)?;
         Ok(Response::new(TopResponse { processes: processes.into_iter().map(|(pid, uid, command)| TopProcess { pid, uid, command }).collect() }))
     }
 
     async fn stats(&self, request: Request<ContainerRef>) -> Reply<StatsResponse> {
-        let key = request.into_inner().container;
-        let stats = self.blocking(move |c| c.stats(&key)).await?;
+        let stats = self.containers.stats(&request.into_inner().container).await.map_err(status)?;
         Ok(Response::new(StatsResponse { stats_json: stats.to_string() }))
     }
 
     type EventsStream = ReceiverStream<Result<ContainerEvent, Status>>;
 
     async fn events(&self, _: Request<EventsRequest>) -> Reply<Self::EventsStream> {
-        let mut events = self.events.subscribe();
+        let mut events = self.containers.subscribe();
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        if sender.send(Ok(event)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let message = ContainerEvent {
+                    action: event.action.as_str().into(),
+                    id: event.id,
+                    name: event.name,
+                    exit_code: event.exit_code.unwrap_or(0),
+                    at: event.at,
+                };
+                if sender.send(Ok(message)).await.is_err() {
+                    return;
                 }
             }
         });

@@ -3,8 +3,9 @@
 
 use berth_api::v1::images_server::Images;
 use berth_api::v1::{
-    pull_event, BlobProgress, DiskUsageRequest, DiskUsageResponse, ExportRequest, ExportResponse, Image, ImportRequest, ImportResponse, InspectImageRequest, InspectImageResponse, ListImagesRequest, ListImagesResponse,
-    PruneRequest, PruneResponse, PullEvent, PullProgress, PullRequest, PushRequest, PushResponse, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
+    pull_event, BlobProgress, DiskUsageRequest, DiskUsageResponse, ExportRequest, ExportResponse, Image, ImportRequest, ImportResponse,
+    InspectImageRequest, InspectImageResponse, ListImagesRequest, ListImagesResponse, PruneRequest, PruneResponse, PullEvent, PullProgress,
+    PullRequest, PushRequest, PushResponse, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
 };
 use berth_image::meta::ImageRecord;
 use berth_image::pull::{pull, PullOptions};
@@ -20,7 +21,7 @@ pub struct ImagesService {
     pub docker_config: Option<std::path::PathBuf>,
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// An image a container was made from is not removed under it.
-    pub containers: Arc<berth_containers::Containers>,
+    pub containers: berth_containers::Containers,
 }
 
 impl ImagesService {
@@ -116,7 +117,8 @@ impl Images for ImagesService {
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let reference = Reference::parse(&request.into_inner().name).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let options = berth_image::push::PushOptions { plain_http: self.options.plain_http.clone(), credentials: self.credentials(reference.registry())? };
+        let options =
+            berth_image::push::PushOptions { plain_http: self.options.plain_http.clone(), credentials: self.credentials(reference.registry())? };
         tracing::info!(reference = %reference, "push");
         let manifest = berth_image::push::push(self.store.clone(), &reference, &options).await.map_err(|e| match e {
             berth_image::Error::Invalid { .. } => Status::not_found(e.to_string()),
@@ -132,7 +134,7 @@ impl Images for ImagesService {
 
     async fn remove(&self, request: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
         let name = normalized(&request.into_inner().name);
-        let users = self.containers.images_in_use().map_err(|e| Status::internal(e.to_string()))?;
+        let users = self.containers.images_in_use();
         if let Some((_, container)) = users.iter().find(|(image, _)| *image == name) {
             return Err(Status::failed_precondition(format!("image {name} is used by container {container}: remove the container first")));
         }
@@ -167,7 +169,8 @@ impl Images for ImagesService {
     async fn import(&self, request: Request<ImportRequest>) -> Result<Response<ImportResponse>, Status> {
         let request = request.into_inner();
         let path = absolute(&request.path)?;
-        let name = (!request.name.is_empty()).then(|| Reference::parse(&request.name)).transpose().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let name =
+            (!request.name.is_empty()).then(|| Reference::parse(&request.name)).transpose().map_err(|e| Status::invalid_argument(e.to_string()))?;
         let store = self.store.clone();
         let records = blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
@@ -194,7 +197,11 @@ impl Images for ImagesService {
             other => return Err(Status::invalid_argument(format!("format {other:?}: use oci or docker-archive"))),
         };
         blocking(move || {
-            let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| Status::already_exists(format!("{}: {e}", path.display())))?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Status::already_exists(format!("{}: {e}", path.display())))?;
             export(&store, &names, file).map_err(|e| {
                 let _ = std::fs::remove_file(&path);
                 Status::not_found(e.to_string())

@@ -34,8 +34,8 @@ struct Args {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(serve());
-    // Not a drop of the runtime: it would wait for the watchers blocked on running containers'
-    // shims, and containers outlive berthd by design.
+    // Not a drop of the runtime: it would wait for the tasks following the shims' events, and
+    // containers outlive berthd by design.
     std::process::exit(match result {
         Ok(()) => 0,
         Err(e) => {
@@ -58,17 +58,23 @@ async fn serve() -> anyhow::Result<()> {
     store.recover().context("recover the image store")?;
     let options = berth_image::pull::PullOptions { plain_http: config.plain_http.clone(), concurrency: config.concurrency, ..Default::default() };
     let store = Arc::new(store);
-    let containers = Arc::new(open_containers(&config, store.clone())?);
-    let recovered = containers.recover().context("recover the containers")?;
-    tracing::info!(running = recovered.running, exited_meanwhile = recovered.exited_meanwhile, half_created_removed = recovered.half_created, "containers recovered");
-    let (events, _) = tokio::sync::broadcast::channel(256);
-    let containers_service = containers::ContainersService { containers: containers.clone(), events };
-    for record in containers.list().context("list containers")? {
-        if record.state == berth_containers::State::Running {
-            containers_service.watch(record.id);
-        }
-    }
-    let service = images::ImagesService { store, options, auth: config.auth.clone(), docker_config: config.docker_config.clone(), mirrors: config.mirrors.clone(), containers };
+    let containers = open_containers(&config, store.clone())?;
+    let recovered = containers.recover().await.context("recover the containers")?;
+    tracing::info!(
+        running = recovered.running,
+        exited_meanwhile = recovered.exited_meanwhile,
+        half_created_removed = recovered.half_created,
+        "containers recovered"
+    );
+    let containers_service = containers::ContainersService { containers: containers.clone() };
+    let service = images::ImagesService {
+        store,
+        options,
+        auth: config.auth.clone(),
+        docker_config: config.docker_config.clone(),
+        mirrors: config.mirrors.clone(),
+        containers,
+    };
 
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
@@ -92,14 +98,21 @@ async fn serve() -> anyhow::Result<()> {
 fn open_containers(config: &config::Config, store: Arc<berth_image::Store>) -> anyhow::Result<berth_containers::Containers> {
     use berth_containers::shim_launcher::sibling_or_path;
     let mut runtimes: std::collections::BTreeMap<String, PathBuf> =
-        [("berth-oci", sibling_or_path("berth-oci")), ("runc", PathBuf::from("runc")), ("crun", PathBuf::from("crun"))].into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+        [("berth-oci", sibling_or_path("berth-oci")), ("runc", PathBuf::from("runc")), ("crun", PathBuf::from("crun"))]
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .collect();
     runtimes.extend(config.runtimes.clone());
     let binaries = berth_containers::shim_launcher::Binaries {
         shim: config.shim.clone().unwrap_or_else(|| sibling_or_path("berth-shim")),
         runtimes,
         default_runtime: config.default_runtime.clone(),
     };
-    let paths = berth_containers::Paths { data: config.root.join("containers"), state: config.state.join("containers"), runtime_root: config.state.join("runtime") };
+    let paths = berth_containers::Paths {
+        data: config.root.join("containers"),
+        state: config.state.join("containers"),
+        runtime_root: config.state.join("runtime"),
+    };
     berth_containers::Containers::open(store, paths, binaries, config.log_max_size).context("open the containers")
 }
 
@@ -107,10 +120,13 @@ fn open_containers(config: &config::Config, store: Arc<berth_image::Store>) -> a
 fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("create {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).with_context(|| format!("chmod 0700 {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", dir.display()))?;
     }
     match std::fs::symlink_metadata(socket) {
-        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => std::fs::remove_file(socket).with_context(|| format!("remove stale {}", socket.display()))?,
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            std::fs::remove_file(socket).with_context(|| format!("remove stale {}", socket.display()))?
+        }
         Ok(_) => anyhow::bail!("{} exists and is not a socket", socket.display()),
         Err(_) => {}
     }

@@ -47,7 +47,13 @@ impl ContentStore {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let temp = self.root.join("ingest").join(format!("{stem}.{}.{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&temp).map_err(|e| Error::io("create ingest file", &temp, e))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| Error::io("create ingest file", &temp, e))?;
         Ok((file, temp))
     }
 

@@ -87,7 +87,14 @@ mod tests {
         let empty = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(Digest::parse(empty).unwrap().to_string(), empty);
         assert_eq!(Digest::of(b""), Digest::parse(empty).unwrap());
-        for bad in ["", "sha256:", "sha512:e3b0", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "sha256:../../etc/passwd", &format!("{empty}0")] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:e3b0",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:../../etc/passwd",
+            &format!("{empty}0"),
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad:?}");
         }
     }

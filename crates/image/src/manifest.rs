@@ -79,10 +79,14 @@ impl ManifestDoc {
     /// The index entry for `platform`.
     pub fn select(&self, platform: &Platform, what: &str) -> Result<Descriptor> {
         let manifests = self.manifests.as_deref().unwrap_or(&[]);
-        manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p)))
-            .cloned()
-            .ok_or_else(|| Error::Invalid { what: what.into(), reason: format!("no manifest for {}/{}{}", platform.os, platform.architecture, platform.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()) })
+        manifests.iter().find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p))).cloned().ok_or_else(|| Error::Invalid {
+            what: what.into(),
+            reason: format!(
+                "no manifest for {}/{}{}",
+                platform.os,
+                platform.architecture,
+                platform.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()
+            ),
+        })
     }
 }

@@ -52,7 +52,12 @@ pub fn open_versioned(path: &Path, version: u64, tables: &[TableDefinition<&str,
                 meta.insert("schema", version).map_err(db_error)?;
             }
             Some(v) if v == version => {}
-            Some(other) => return Err(Error::Invalid { what: path.display().to_string(), reason: format!("schema version {other}; this berth reads version {version}") }),
+            Some(other) => {
+                return Err(Error::Invalid {
+                    what: path.display().to_string(),
+                    reason: format!("schema version {other}; this berth reads version {version}"),
+                })
+            }
         }
         for table in tables {
             txn.open_table(*table).map_err(db_error)?;
@@ -162,7 +167,13 @@ impl ImageDb {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(LEASES).map_err(db_error)?;
-            let ids: Vec<String> = table.iter().map_err(db_error)?.flatten().map(|(k, _)| k.value().to_string()).filter(|id| id.starts_with(TRANSIENT_LEASE_PREFIX)).collect();
+            let ids: Vec<String> = table
+                .iter()
+                .map_err(db_error)?
+                .flatten()
+                .map(|(k, _)| k.value().to_string())
+                .filter(|id| id.starts_with(TRANSIENT_LEASE_PREFIX))
+                .collect();
             for id in ids {
                 table.remove(id.as_str()).map_err(db_error)?;
             }

@@ -93,14 +93,24 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
 
 /// One attempt, from `endpoint` (the reference's registry or a mirror of it).
 async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, options: &PullOptions) -> Result<Pulled> {
-    let config = ClientConfig { protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()), max_concurrent_download: options.concurrency.max(1), ..Default::default() };
+    let config = ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()),
+        max_concurrent_download: options.concurrency.max(1),
+        ..Default::default()
+    };
     let origin = endpoint == reference.registry();
     let auth = match (&options.credentials, origin) {
         (Some((user, password)), true) => RegistryAuth::Basic(user.clone(), password.clone()),
         _ => RegistryAuth::Anonymous,
     };
     let shown = if origin { reference.to_string() } else { format!("{reference} (from mirror {endpoint})") };
-    let remote = Arc::new(Remote { client: oci_client::Client::new(config), reference: oci_reference(reference, endpoint), auth, shown, progress: options.progress.clone() });
+    let remote = Arc::new(Remote {
+        client: oci_client::Client::new(config),
+        reference: oci_reference(reference, endpoint),
+        auth,
+        shown,
+        progress: options.progress.clone(),
+    });
 
     // Everything this pull stores is leased before it is committed, so a concurrent GC keeps it.
     let lease = Lease::new(&store.images)?;
@@ -182,7 +192,9 @@ fn registry_error(remote: &Remote, e: impl std::fmt::Display) -> Error {
 /// A manifest by tag (its digest is then what we compute) or by digest (which must match), capped.
 async fn fetch_manifest(remote: &Remote, digest: Option<&Digest>) -> Result<(Digest, bytes::Bytes)> {
     let reference = match digest {
-        Some(digest) => oci_client::Reference::with_digest(remote.reference.registry().to_string(), remote.reference.repository().to_string(), digest.to_string()),
+        Some(digest) => {
+            oci_client::Reference::with_digest(remote.reference.registry().to_string(), remote.reference.repository().to_string(), digest.to_string())
+        }
         None => remote.reference.clone(),
     };
     let (bytes, _) = remote.client.pull_manifest_raw(&reference, &remote.auth, ACCEPTED).await.map_err(|e| registry_error(remote, e))?;
@@ -272,11 +284,17 @@ async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option
                     };
                     return Err(registry_error(remote, format!("blob {digest}: {why} (after {RESUMES} resumes)")));
                 }
-                let response = remote.client.pull_blob_stream_partial(&remote.reference, digest.as_str(), written, None).await.map_err(|e| registry_error(remote, e))?;
+                let response = remote
+                    .client
+                    .pull_blob_stream_partial(&remote.reference, digest.as_str(), written, None)
+                    .await
+                    .map_err(|e| registry_error(remote, e))?;
                 stream = match response {
                     oci_client::client::BlobResponse::Partial(rest) => rest.stream,
                     // The registry ignored the range: start over from the first byte.
-                    oci_client::client::BlobResponse::Full(_) => return Err(registry_error(remote, format!("blob {digest}: the registry cannot resume (no Range support)"))),
+                    oci_client::client::BlobResponse::Full(_) => {
+                        return Err(registry_error(remote, format!("blob {digest}: the registry cannot resume (no Range support)")))
+                    }
                 };
             }
         }

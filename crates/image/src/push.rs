@@ -54,12 +54,16 @@ pub async fn push(store: Arc<Store>, name: &Reference, options: &PushOptions) ->
         let chunks = blob_chunks(store.content.open_blob(blob)?);
         client.push_blob_stream(&target, chunks, &blob.to_string(), Some(size)).await.map_err(registry_error)?;
     }
-    let manifest = std::fs::read(store.content.path(&record.manifest)).map_err(|e| Error::io("read manifest", store.content.path(&record.manifest), e))?;
+    let manifest =
+        std::fs::read(store.content.path(&record.manifest)).map_err(|e| Error::io("read manifest", store.content.path(&record.manifest), e))?;
     // What the manifest says it is (docker's schema2 names itself; OCI may leave it out).
-    let media: MediaType = serde_json::from_slice(&manifest).map_err(|e| Error::Invalid { what: format!("manifest of {shown}"), reason: e.to_string() })?;
-    let _: ManifestDoc = serde_json::from_slice(&manifest).map_err(|e| Error::Invalid { what: format!("manifest of {shown}"), reason: e.to_string() })?;
+    let media: MediaType =
+        serde_json::from_slice(&manifest).map_err(|e| Error::Invalid { what: format!("manifest of {shown}"), reason: e.to_string() })?;
+    let _: ManifestDoc =
+        serde_json::from_slice(&manifest).map_err(|e| Error::Invalid { what: format!("manifest of {shown}"), reason: e.to_string() })?;
     let content_type = media.media_type.unwrap_or_else(|| OCI_MANIFEST.to_string());
-    let header = content_type.parse().map_err(|_| Error::Invalid { what: format!("manifest of {shown}"), reason: format!("media type {content_type:?}") })?;
+    let header =
+        content_type.parse().map_err(|_| Error::Invalid { what: format!("manifest of {shown}"), reason: format!("media type {content_type:?}") })?;
     client.push_manifest_raw(&target, manifest, header).await.map_err(registry_error)?;
     Ok(record.manifest)
 }

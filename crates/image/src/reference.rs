@@ -121,9 +121,14 @@ fn valid_registry(registry: &str) -> bool {
         None => (registry, None),
     };
     let label_ok = |label: &str| {
-        !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !label.starts_with('-') && !label.ends_with('-')
+        !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n <= 65535));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n <= 65535));
     host.split('.').all(label_ok) && port_ok
 }
 
@@ -154,9 +159,26 @@ mod tests {
     #[test]
     fn hostile_references_are_refused() {
         for bad in [
-            "", "Busybox", "busybox:", "busybox:-x", "a//b", "a/../b", "../x", "x/", "/x", "a b", "busybox@sha256:12",
-            "reg.io:99999/x", "reg..io/x", "-reg.io/x", "x:tag/with/slash", "a/.b", "a__-b", "a___b",
-            &"x".repeat(300), &format!("x:{}", "t".repeat(129)),
+            "",
+            "Busybox",
+            "busybox:",
+            "busybox:-x",
+            "a//b",
+            "a/../b",
+            "../x",
+            "x/",
+            "/x",
+            "a b",
+            "busybox@sha256:12",
+            "reg.io:99999/x",
+            "reg..io/x",
+            "-reg.io/x",
+            "x:tag/with/slash",
+            "a/.b",
+            "a__-b",
+            "a___b",
+            &"x".repeat(300),
+            &format!("x:{}", "t".repeat(129)),
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -63,7 +63,10 @@ impl Snapshots {
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&fs).map_err(|e| Error::io("create snapshot", &fs, e))?;
         let applied = apply_layer(layer, &fs)?;
         if &applied.diff_id != diff_id {
-            return Err(Error::Invalid { what: format!("layer {chain_id}"), reason: format!("uncompressed digest {} is not the diff_id {diff_id}", applied.diff_id) });
+            return Err(Error::Invalid {
+                what: format!("layer {chain_id}"),
+                reason: format!("uncompressed digest {} is not the diff_id {diff_id}", applied.diff_id),
+            });
         }
         let target = self.root.join(chain_id.hex());
         match std::fs::rename(temp, &target) {

@@ -58,11 +58,7 @@ pub struct Collected {
 
 impl Store {
     pub fn open(root: &Path) -> Result<Store> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .map_err(|e| crate::Error::io("create image store", root, e))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| crate::Error::io("create image store", root, e))?;
         Ok(Store {
             content: ContentStore::open(&root.join("content"))?,
             snapshots: Snapshots::open(&root.join("snapshots"))?,

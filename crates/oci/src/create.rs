@@ -219,9 +219,8 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
             None => return Err(Error::Init("the container init exited during setup".into())),
         }
     }
-    container.start_time = proc::stat(container.pid)
-        .map(|s| s.start_time)
-        .ok_or_else(|| Error::Init("the container init vanished after setup".into()))?;
+    container.start_time =
+        proc::stat(container.pid).map(|s| s.start_time).ok_or_else(|| Error::Init("the container init vanished after setup".into()))?;
     container.save()?;
     if let Some(pid_file) = &options.pid_file {
         write_pid_file(pid_file, container.pid)?;

@@ -23,7 +23,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
         Status::Created | Status::Creating => stop_init(&container)?,
         Status::Running | Status::Paused if force => stop_init(&container)?,
         Status::Running | Status::Paused => {
-            return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot delete a container that is not stopped (use --force)" })
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                action: "cannot delete a container that is not stopped (use --force)",
+            })
         }
     }
     let cgroup = cgroup::open(&container)?;

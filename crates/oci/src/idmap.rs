@@ -4,8 +4,8 @@
 //! inside the rootfs. Mappings come from the mount, else from the container's user namespace.
 
 use crate::namespaces::user_namespace_fd;
-use crate::sys::mount_api::{clone_tree, set_tree_attr, MOUNT_ATTR_IDMAP};
 use crate::spec::MountIdMappings;
+use crate::sys::mount_api::{clone_tree, set_tree_attr, MOUNT_ATTR_IDMAP};
 use crate::{Error, Result};
 use oci_spec::runtime::{Linux, Mount};
 use std::os::fd::{AsFd, OwnedFd};
@@ -32,7 +32,8 @@ pub(crate) fn prepare(mounts: &[Mount], mappings: &[MountIdMappings], linux: &Li
 fn tree(mount: &Mount, ids: &MountIdMappings, linux: &Linux, recursive: bool) -> Result<OwnedFd> {
     let dest = mount.destination().display();
     let bind = mount.typ().as_deref() == Some("bind") || mount.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
-    let source = mount.source().as_ref().filter(|_| bind).ok_or_else(|| Error::Unsupported(format!("idmap on {dest}: only bind mounts can be idmapped")))?;
+    let source =
+        mount.source().as_ref().filter(|_| bind).ok_or_else(|| Error::Unsupported(format!("idmap on {dest}: only bind mounts can be idmapped")))?;
     let uid_mappings = ids.uid.as_ref().or(linux.uid_mappings().as_ref()).filter(|m| !m.is_empty());
     let gid_mappings = ids.gid.as_ref().or(linux.gid_mappings().as_ref()).filter(|m| !m.is_empty());
     let (Some(uid_mappings), Some(gid_mappings)) = (uid_mappings, gid_mappings) else {

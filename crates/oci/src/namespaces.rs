@@ -154,7 +154,10 @@ fn run_id_map_helper(helper: &str, pid: i32, mappings: &[LinuxIdMapping]) -> Res
     }
     let output = command.output().map_err(|e| Error::Unsupported(format!("{helper} (package uidmap) is needed for these id mappings: {e}")))?;
     if !output.status.success() {
-        return Err(Error::Unsupported(format!("{helper} refused the id mappings (see /etc/subuid, /etc/subgid): {}", String::from_utf8_lossy(&output.stderr).trim())));
+        return Err(Error::Unsupported(format!(
+            "{helper} refused the id mappings (see /etc/subuid, /etc/subgid): {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
     Ok(())
 }

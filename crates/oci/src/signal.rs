@@ -15,9 +15,7 @@ pub fn parse_signal(text: &str) -> Result<i32> {
     }
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| Error::Unsupported(format!("unknown signal {text:?}")))
+    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| Error::Unsupported(format!("unknown signal {text:?}")))
 }
 
 /// A pidfd on the container's init, or None if that process is gone.
@@ -37,8 +35,8 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     if all {
         return signal_all(&container, signal);
     }
-    let pidfd = open_init(&container)
-        .ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "container not running" })?;
+    let pidfd =
+        open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "container not running" })?;
     pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| Error::sys(format!("signal {signal} to container {id}"), e))
 }
 

@@ -128,8 +128,7 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
         }
     }
     let has = |t: LinuxNamespaceType| seen.contains(&t);
-    let has_mappings = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let has_mappings = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if has_mappings && !has(LinuxNamespaceType::User) {
         return Err("uidMappings/gidMappings need a user namespace".into());
     }
@@ -189,7 +188,9 @@ pub fn validate_process(process: &Process) -> std::result::Result<(), String> {
     // (uid_t)-1 tells setresuid "leave unchanged": the process would keep running as root
     // (CVE-2024-40635 class: an id that cannot be set must never become 0).
     let user = process.user();
-    for (what, id) in [("uid", user.uid()), ("gid", user.gid())].into_iter().chain(user.additional_gids().iter().flatten().map(|g| ("additionalGids", *g))) {
+    for (what, id) in
+        [("uid", user.uid()), ("gid", user.gid())].into_iter().chain(user.additional_gids().iter().flatten().map(|g| ("additionalGids", *g)))
+    {
         if id == u32::MAX {
             return Err(format!("process.user.{what} {id} is not a valid id"));
         }

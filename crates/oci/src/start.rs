@@ -32,11 +32,8 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<Error>> {
 fn release(container: &Container) -> Result<()> {
     let path = container.dir.join(EXEC_FIFO);
     // Non-blocking open never hangs; the read below waits for the init's byte.
-    let mut fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(|e| Error::io("open exec fifo", &path, e))?;
+    let mut fifo =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(|e| Error::io("open exec fifo", &path, e))?;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {

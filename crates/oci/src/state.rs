@@ -82,8 +82,7 @@ impl Container {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.into())),
             Err(e) => return Err(Error::io("read state", path, e)),
         };
-        let mut container: Container =
-            serde_json::from_str(&text).map_err(|e| Error::config(&path, format!("corrupt state: {e}")))?;
+        let mut container: Container = serde_json::from_str(&text).map_err(|e| Error::config(&path, format!("corrupt state: {e}")))?;
         container.dir = dir;
         Ok(container)
     }
@@ -105,8 +104,7 @@ impl Container {
 
     /// Whether the recorded init still exists (and is not a zombie) as the same process.
     pub fn init_alive(&self) -> bool {
-        self.pid > 0
-            && proc::stat(self.pid).is_some_and(|s| s.start_time == self.start_time && s.state != 'Z' && s.state != 'X')
+        self.pid > 0 && proc::stat(self.pid).is_some_and(|s| s.start_time == self.start_time && s.state != 'Z' && s.state != 'X')
     }
 
     pub fn status(&self) -> Status {
@@ -116,9 +114,7 @@ impl Container {
         if self.dir.join(EXEC_FIFO).exists() {
             return Status::Created;
         }
-        let paused = crate::cgroup::open(self)
-            .and_then(|cg| Ok(cg.freezer_state()?))
-            .is_ok_and(|s| s == berth_cgroups::FreezerState::Frozen);
+        let paused = crate::cgroup::open(self).and_then(|cg| Ok(cg.freezer_state()?)).is_ok_and(|s| s == berth_cgroups::FreezerState::Frozen);
         if paused {
             Status::Paused
         } else {
@@ -147,11 +143,7 @@ impl Container {
 
 /// Creates `<root>` (0700) and the container's directory; an existing directory means a duplicate id.
 pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .map_err(|e| Error::io("create state root", root, e))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| Error::io("create state root", root, e))?;
     let dir = root.join(id);
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => Ok(dir),

@@ -36,8 +36,7 @@ pub(crate) struct SyncSocket(OwnedFd);
 
 impl SyncSocket {
     pub(crate) fn pair() -> Result<(SyncSocket, SyncSocket)> {
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .map_err(|e| Error::sys("socketpair", e))?;
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(|e| Error::sys("socketpair", e))?;
         Ok((SyncSocket(a), SyncSocket(b)))
     }
 

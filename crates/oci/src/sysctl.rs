@@ -4,10 +4,8 @@
 use oci_spec::runtime::LinuxNamespaceType;
 use std::path::PathBuf;
 
-const IPC_KEYS: &[&str] = &[
-    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
-    "kernel.shmmni", "kernel.shm_rmid_forced",
-];
+const IPC_KEYS: &[&str] =
+    &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
 
 /// Checks one sysctl against the namespaces the container has.
 pub fn check(key: &str, value: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(), String> {

@@ -7,7 +7,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// Signals a foreground runtime passes on to the container rather than acting on itself.
-pub const FORWARDED: &[Signal] = &[Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
+pub const FORWARDED: &[Signal] =
+    &[Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
 
 /// Blocks the forwarded signals and SIGCHLD, so they are only received on purpose (sigwait/signalfd).
 pub fn block_signals() -> Result<SigSet> {

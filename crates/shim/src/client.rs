@@ -1,7 +1,7 @@
 //! A blocking client of a shim's control socket: one connection per request, as the protocol
 //! wants. `attach` and `exec` return a [`Stream`] of frames.
 
-use crate::protocol::{self, Exit, Frame, FrameKind, Reply, Request, ShimState};
+use crate::protocol::{self, Event, Exit, Frame, FrameKind, Reply, Request, ShimState};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -24,34 +24,68 @@ pub struct Client {
     socket: PathBuf,
 }
 
+/// What `create` needs besides the container's id.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub bundle: PathBuf,
+    pub log: PathBuf,
+    pub log_max_size: u64,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
 impl Client {
     /// A client of the shim whose directory is `dir`.
     pub fn new(dir: &Path) -> Client {
         Client { socket: dir.join(protocol::SOCKET) }
     }
 
-    pub fn state(&self) -> Result<ShimState, Error> {
-        match self.call(&Request::State)? {
+    /// Has the runtime create container `id`; returns its init's pid.
+    pub fn create(&self, id: &str, r: &CreateRequest) -> Result<i32, Error> {
+        let request = Request::Create {
+            id: id.to_string(),
+            bundle: r.bundle.clone(),
+            log: r.log.clone(),
+            log_max_size: r.log_max_size,
+            tty: r.tty,
+            stdin: r.stdin,
+        };
+        match self.call(&request)? {
+            Reply::Created { pid } => Ok(pid),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    pub fn state(&self, id: &str) -> Result<ShimState, Error> {
+        match self.call(&Request::State { id: id.to_string() })? {
             Reply::State(state) => Ok(state),
             other => Err(self.unexpected(&other)),
         }
     }
 
-    pub fn start(&self) -> Result<(), Error> {
-        self.expect_ok(&Request::Start)
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        self.expect_ok(&Request::Start { id: id.to_string() })
     }
 
-    pub fn kill(&self, signal: i32, all: bool) -> Result<(), Error> {
-        self.expect_ok(&Request::Kill { signal, all })
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        self.expect_ok(&Request::Kill { id: id.to_string(), signal, all })
     }
 
-    pub fn resize(&self, exec_id: Option<&str>, width: u16, height: u16) -> Result<(), Error> {
-        self.expect_ok(&Request::Resize { exec_id: exec_id.map(str::to_string), width, height })
+    pub fn delete(&self, id: &str) -> Result<(), Error> {
+        self.expect_ok(&Request::Delete { id: id.to_string() })
+    }
+
+    pub fn reopen_log(&self, id: &str) -> Result<(), Error> {
+        self.expect_ok(&Request::ReopenLog { id: id.to_string() })
+    }
+
+    pub fn resize(&self, id: &str, exec_id: Option<&str>, width: u16, height: u16) -> Result<(), Error> {
+        self.expect_ok(&Request::Resize { id: id.to_string(), exec_id: exec_id.map(str::to_string), width, height })
     }
 
     /// Blocks until the container has exited; `timeout` None waits for ever. Ok(None): timed out.
-    pub fn wait(&self, timeout: Option<std::time::Duration>) -> Result<Option<Exit>, Error> {
-        let (stream, mut reader) = self.send(&Request::Wait)?;
+    pub fn wait(&self, id: &str, timeout: Option<std::time::Duration>) -> Result<Option<Exit>, Error> {
+        let (stream, mut reader) = self.send(&Request::Wait { id: id.to_string() })?;
         stream.set_read_timeout(timeout).map_err(|e| self.io(e))?;
         match self.read_reply(&mut reader) {
             Ok(Reply::Exit(exit)) => Ok(Some(exit)),
@@ -61,12 +95,45 @@ impl Client {
         }
     }
 
-    pub fn attach(&self, stdin: bool) -> Result<Stream, Error> {
-        self.open_stream(&Request::Attach { stdin })
+    /// The shim's events: what it holds, then exits as they happen (see the protocol).
+    pub fn subscribe(&self) -> Result<Events, Error> {
+        let (_stream, mut reader) = self.send(&Request::Subscribe)?;
+        match self.read_reply(&mut reader)? {
+            Reply::Ok => Ok(Events { reader, socket: self.socket.clone() }),
+            other => Err(self.unexpected(&other)),
+        }
     }
 
-    pub fn exec(&self, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<Stream, Error> {
-        self.open_stream(&Request::Exec { exec_id: exec_id.to_string(), process, stdin })
+    pub fn attach(&self, id: &str, stdin: bool) -> Result<Stream, Error> {
+        self.open_stream(&Request::Attach { id: id.to_string(), stdin })
+    }
+
+    pub fn exec(&self, id: &str, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<Stream, Error> {
+        self.open_stream(&Request::Exec { id: id.to_string(), exec_id: exec_id.to_string(), process, stdin })
+    }
+
+    /// Runs `process` to its end (or its timeout); its output, each stream capped by the
+    /// protocol, and how it ended.
+    pub fn exec_sync(&self, id: &str, exec_id: &str, process: serde_json::Value, timeout: std::time::Duration) -> Result<ExecOutput, Error> {
+        let timeout_ms = timeout.as_millis().min(u64::MAX as u128) as u64;
+        let mut stream = self.open_stream(&Request::ExecSync { id: id.to_string(), exec_id: exec_id.to_string(), process, timeout_ms })?;
+        let mut output = ExecOutput::default();
+        while let Some(frame) = stream.read_frame()? {
+            let sink = match frame.kind {
+                FrameKind::Stdout => &mut output.stdout,
+                FrameKind::Stderr => &mut output.stderr,
+                FrameKind::Exit => {
+                    output.exit = serde_json::from_slice(&frame.payload).map_err(|e| self.protocol(format!("bad exit: {e}")))?;
+                    return Ok(output);
+                }
+                _ => continue,
+            };
+            if sink.len() + frame.payload.len() > protocol::MAX_EXEC_SYNC_OUTPUT {
+                return Err(self.protocol("exec output beyond its cap".into()));
+            }
+            sink.extend_from_slice(&frame.payload);
+        }
+        Err(self.protocol("closed before the exec's exit".into()))
     }
 
     fn open_stream(&self, request: &Request) -> Result<Stream, Error> {
@@ -99,23 +166,62 @@ impl Client {
     }
 
     fn read_reply(&self, reader: &mut BufReader<UnixStream>) -> Result<Reply, Error> {
-        let mut line = Vec::new();
-        reader.by_ref().take(protocol::MAX_LINE as u64).read_until(b'\n', &mut line).map_err(|e| self.io(e))?;
+        let line = read_line(reader).map_err(|e| self.io(e))?;
         if line.is_empty() {
-            return Err(Error::Protocol { path: self.socket.clone(), reason: "closed without a reply".into() });
+            return Err(self.protocol("closed without a reply".into()));
         }
-        serde_json::from_slice(&line).map_err(|e| Error::Protocol { path: self.socket.clone(), reason: format!("bad reply: {e}") })
+        serde_json::from_slice(&line).map_err(|e| self.protocol(format!("bad reply: {e}")))
     }
 
     fn unexpected(&self, reply: &Reply) -> Error {
         match reply {
             Reply::Error(message) => Error::Refused(message.clone()),
-            other => Error::Protocol { path: self.socket.clone(), reason: format!("unexpected reply {other:?}") },
+            other => self.protocol(format!("unexpected reply {other:?}")),
         }
+    }
+
+    fn protocol(&self, reason: String) -> Error {
+        Error::Protocol { path: self.socket.clone(), reason }
     }
 
     fn io(&self, source: std::io::Error) -> Error {
         Error::Io { path: self.socket.clone(), source }
+    }
+}
+
+/// One line, at most [`protocol::MAX_LINE`] bytes (a longer one is an error, never a buffer grown
+/// without bound). Empty at the end of the stream.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    reader.take(protocol::MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+    if line.len() > protocol::MAX_LINE {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line longer than the protocol allows"));
+    }
+    Ok(line)
+}
+
+/// What `exec_sync` returns.
+#[derive(Debug, Default)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: Exit,
+}
+
+/// A subscription: events until the shim goes (None).
+pub struct Events {
+    reader: BufReader<UnixStream>,
+    socket: PathBuf,
+}
+
+impl Events {
+    pub fn next_event(&mut self) -> Result<Option<Event>, Error> {
+        let io = |source| Error::Io { path: self.socket.clone(), source };
+        let line = read_line(&mut self.reader).map_err(io)?;
+        if line.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&line).map(Some).map_err(|e| Error::Protocol { path: self.socket.clone(), reason: format!("bad event: {e}") })
     }
 }
 

@@ -84,6 +84,14 @@ impl CriLog {
         Ok(())
     }
 
+    /// Opens the log's path again: whoever rotates the log (the kubelet) moved the file away.
+    /// Unfinished lines go on in the new file.
+    pub fn reopen(&mut self) -> std::io::Result<()> {
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.written = self.file.metadata()?.len();
+        Ok(())
+    }
+
     fn rotate(&mut self) -> std::io::Result<()> {
         let mut old = self.path.clone().into_os_string();
         old.push(".1");
@@ -122,7 +130,10 @@ mod tests {
         log.write(Stream::Stdout, b"ld\n").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let records: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(4, ' ').collect()).collect();
-        assert_eq!(records.iter().map(|r| r[1..].to_vec()).collect::<Vec<_>>(), [["stdout", "F", "hello"], ["stderr", "F", "oops"], ["stdout", "F", "world"]]);
+        assert_eq!(
+            records.iter().map(|r| r[1..].to_vec()).collect::<Vec<_>>(),
+            [["stdout", "F", "hello"], ["stderr", "F", "oops"], ["stdout", "F", "world"]]
+        );
         log.write(Stream::Stdout, &vec![b'x'; MAX_LINE + 3]).unwrap();
         log.flush(Stream::Stdout).unwrap();
         // The long line rotated the small file; the old records are in ctr.log.1.

@@ -1,12 +1,17 @@
-//! berth-shim's library half: the wire protocol of its control socket ([`protocol`]) and a blocking
-//! client for it ([`client`]). berthd and the `berth` CLI (attach, exec) use the client; the
-//! `berth-shim` binary (src/main.rs and its modules) is the server.
+//! berth-shim's library half: the wire protocol of its control socket ([`protocol`]), a blocking
+//! client ([`client`], for the CLI's attach and exec and for tests) and, with the `async-client`
+//! feature, the async client berthd uses ([`async_client`]). The `berth-shim` binary (src/main.rs
+//! and its modules) is the server.
 //!
-//! Owns: one container's supervision after `create`. Does not own: bundles, rootfs mounts, metadata
-//! (berthd's), nor anything the runtime binary does.
+//! Owns: the supervision of containers after `create` (one container's, or a pod's), and every run
+//! of the OCI runtime binary. Does not own: bundles, rootfs mounts, metadata (berthd's).
 
+#[cfg(feature = "async-client")]
+pub mod async_client;
 pub mod client;
 pub mod protocol;
 
-pub use client::{Client, Error, Stream};
-pub use protocol::{Exit, Frame, FrameKind, Reply, Request, ShimState, Status};
+#[cfg(feature = "async-client")]
+pub use async_client::{AsyncClient, AsyncEvents};
+pub use client::{Client, CreateRequest, Error, Events, ExecOutput, Stream};
+pub use protocol::{Event, Exit, Frame, FrameKind, Reply, Request, ShimState, Status};

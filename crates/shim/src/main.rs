@@ -1,17 +1,26 @@
-//! berth-shim: supervises one container for berthd, and outlives it.
+//! berth-shim: supervises containers for berthd — one container's, or a whole pod's — and outlives
+//! berthd.
 //!
-//! `berth-shim --id ID --bundle DIR --dir DIR --runtime BIN [--runtime-root DIR] [--tty] [--stdin]
-//! [--log-max-size BYTES]` forks; the child starts its own session, becomes a subreaper, runs
-//! `BIN create` with stdio it owns (pipes, or the pty from a console socket) and then serves its
-//! control socket. The parent exits once the container is created, printing `ok <init pid>` or the
-//! error, so its caller (berthd) reaps it at once and the shim is nobody's child.
+//! `berth-shim --dir DIR --runtime BIN [--runtime-root DIR]` forks; the child starts its own
+//! session, becomes a subreaper, binds `DIR/shim.sock` and serves the protocol (crate::protocol):
+//! containers are created, started, exec'd into and deleted by requests that name them, and their
+//! exits are pushed to subscribers. The parent exits once the socket is bound, printing `ok <shim
+//! pid>` or the error, so its caller (berthd) reaps it at once and the shim is nobody's child. The
+//! shim ends once the last of its containers is deleted (or fails to be created), or when nobody
+//! has asked it for anything within a minute of its start.
+//!
+//! `berth-shim --dir DIR --runtime BIN [--runtime-root DIR] --cleanup ID` is for a shim that died:
+//! the runtime deletes the container (killing what is left of it) and its files in DIR go. The shim
+//! binary stays the one program that runs the OCI runtime.
 //!
 //! The shim stays single-threaded and allocation-light (poll loop, fixed buffers): memory per
 //! container is a headline figure.
 
 mod console;
+mod container;
 mod cri_log;
 mod process;
+mod requests;
 mod runtime;
 mod supervisor;
 
@@ -20,49 +29,39 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 pub struct Args {
-    pub id: String,
-    pub bundle: PathBuf,
     pub dir: PathBuf,
     pub runtime: PathBuf,
     pub runtime_root: Option<PathBuf>,
-    pub tty: bool,
-    pub stdin: bool,
-    pub log_max_size: u64,
+    pub cleanup: Option<String>,
 }
 
-const USAGE: &str = "usage: berth-shim --id ID --bundle DIR --dir DIR --runtime BIN [--runtime-root DIR] [--tty] [--stdin] [--log-max-size BYTES]";
+const USAGE: &str = "usage: berth-shim --dir DIR --runtime BIN [--runtime-root DIR] [--cleanup ID]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args_os().skip(1);
-    let (mut id, mut bundle, mut dir, mut runtime, mut runtime_root) = (None, None, None, None, None);
-    let (mut tty, mut stdin, mut log_max_size) = (false, false, 10 << 20);
+    let (mut dir, mut runtime, mut runtime_root, mut cleanup) = (None, None, None, None);
     while let Some(arg) = args.next() {
         let arg = arg.to_str().ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?.to_string();
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--id" => id = Some(value()?.into_string().map_err(|_| "--id is not UTF-8".to_string())?),
-            "--bundle" => bundle = Some(PathBuf::from(value()?)),
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--runtime" => runtime = Some(PathBuf::from(value()?)),
             "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
-            "--log-max-size" => log_max_size = value()?.to_str().and_then(|v| v.parse().ok()).ok_or("--log-max-size needs a number of bytes")?,
-            "--tty" => tty = true,
-            "--stdin" => stdin = true,
+            "--cleanup" => cleanup = Some(value()?.into_string().map_err(|_| "--cleanup is not UTF-8".to_string())?),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     let missing = |name: &str| format!("{name} is required\n{USAGE}");
     // The shim changes directory (into its own): every path it keeps must be absolute.
     let absolute = |p: PathBuf| std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()));
+    if cleanup.as_deref().is_some_and(|id| !berth_shim::protocol::valid_id(id)) {
+        return Err(format!("--cleanup {cleanup:?}: not a container id"));
+    }
     Ok(Args {
-        id: id.ok_or_else(|| missing("--id"))?,
-        bundle: absolute(bundle.ok_or_else(|| missing("--bundle"))?)?,
         dir: absolute(dir.ok_or_else(|| missing("--dir"))?)?,
         runtime: runtime.ok_or_else(|| missing("--runtime"))?,
-        runtime_root,
-        tty,
-        stdin,
-        log_max_size,
+        runtime_root: runtime_root.map(absolute).transpose()?,
+        cleanup,
     })
 }
 
@@ -74,6 +73,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(id) = &args.cleanup {
+        std::process::exit(cleanup(&args, id));
+    }
     let (ready_read, ready_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(pair) => pair,
         Err(e) => {
@@ -98,6 +100,22 @@ fn main() {
     }
 }
 
+/// The runtime deletes what is left of container `id`; its files in the shim's directory go.
+fn cleanup(args: &Args, id: &str) -> i32 {
+    let runtime = runtime::Runtime::new(&args.runtime, args.runtime_root.as_deref(), &args.dir);
+    let deleted = runtime.simple(&["delete", "--force", id]);
+    let _ = std::fs::remove_dir_all(args.dir.join(id));
+    match deleted {
+        Ok(()) => 0,
+        // Never created, or already deleted: nothing is left, which is what was asked.
+        Err(e) if ["does not exist", "not found", "no such"].iter().any(|m| e.to_lowercase().contains(m)) => 0,
+        Err(e) => {
+            eprintln!("berth-shim: {e}");
+            1
+        }
+    }
+}
+
 /// The parent's part: print what the child reported (`ok <pid>` or an error) and exit with it.
 fn relay_readiness(ready: OwnedFd) -> i32 {
     let mut report = String::new();
@@ -106,7 +124,7 @@ fn relay_readiness(ready: OwnedFd) -> i32 {
         print!("{report}");
         0
     } else if report.is_empty() {
-        eprintln!("berth-shim: the shim died before the container was created");
+        eprintln!("berth-shim: the shim died before it was ready");
         1
     } else {
         eprint!("berth-shim: {report}");
@@ -123,7 +141,7 @@ fn supervise(args: Args, ready: OwnedFd) -> ! {
             std::process::exit(1);
         }
     };
-    let _ = writeln!(ready, "ok {}", shim.init_pid());
+    let _ = writeln!(ready, "ok {}", std::process::id());
     drop(ready);
     detach_stdio(&args.dir.join("shim.log"));
     shim.run()

@@ -19,6 +19,8 @@ pub struct Output {
 }
 
 pub struct Process {
+    /// The container it belongs to.
+    pub container: String,
     /// None for the init.
     pub exec_id: Option<String>,
     pub pid: i32,
@@ -29,6 +31,31 @@ pub struct Process {
     pub close_input: bool,
     pub master: Option<OwnedFd>,
     pub exit: Option<(berth_shim::Exit, std::time::Instant)>,
+    /// Set for an `exec_sync`: its output is capped and it may be killed at a deadline.
+    pub sync: Option<SyncLimits>,
+}
+
+/// What an `exec_sync` may take: output up to the protocol's cap per stream, time up to `deadline`.
+#[derive(Default)]
+pub struct SyncLimits {
+    pub deadline: Option<std::time::Instant>,
+    /// Bytes passed on, stdout and stderr.
+    pub sent: [usize; 2],
+    pub truncated: bool,
+    pub timed_out: bool,
+}
+
+impl SyncLimits {
+    /// How much of `len` new bytes of `stream` may still be passed on.
+    pub fn allow(&mut self, stream: Stream, len: usize) -> usize {
+        let sent = &mut self.sent[stream as usize];
+        let allowed = len.min(berth_shim::protocol::MAX_EXEC_SYNC_OUTPUT - *sent);
+        *sent += allowed;
+        if allowed < len {
+            self.truncated = true;
+        }
+        allowed
+    }
 }
 
 /// The process's ends of its stdio, handed to the runtime, and ours, kept.
@@ -55,7 +82,10 @@ impl Plumbing {
         };
         Ok(Plumbing {
             theirs: Stdio3 { stdin: their_stdin, stdout: Stdio::from(out_write), stderr: Stdio::from(err_write) },
-            outputs: vec![Output { stream: Stream::Stdout, fd: out_read, ended: false }, Output { stream: Stream::Stderr, fd: err_read, ended: false }],
+            outputs: vec![
+                Output { stream: Stream::Stdout, fd: out_read, ended: false },
+                Output { stream: Stream::Stderr, fd: err_read, ended: false },
+            ],
             input,
         })
     }
@@ -74,7 +104,15 @@ pub fn set_nonblocking(fd: &impl AsFd) -> Result<(), String> {
 
 impl Process {
     /// The process `pid` with our ends of its stdio (`outputs`, `input`), or its pty `master`.
-    pub fn new(exec_id: Option<String>, pid: i32, mut outputs: Vec<Output>, mut input: Option<OwnedFd>, master: Option<OwnedFd>, stdin: bool) -> Result<Process, String> {
+    pub fn new(
+        container: &str,
+        exec_id: Option<String>,
+        pid: i32,
+        mut outputs: Vec<Output>,
+        mut input: Option<OwnedFd>,
+        master: Option<OwnedFd>,
+        stdin: bool,
+    ) -> Result<Process, String> {
         if let Some(master) = &master {
             let reader = master.try_clone().map_err(|e| format!("dup the pty master: {e}"))?;
             outputs.push(Output { stream: Stream::Stdout, fd: reader, ended: false });
@@ -85,7 +123,18 @@ impl Process {
         for fd in outputs.iter().map(|o| &o.fd).chain(input.iter()) {
             set_nonblocking(fd)?;
         }
-        Ok(Process { exec_id, pid, outputs, input, pending_input: Vec::new(), close_input: false, master, exit: None })
+        Ok(Process {
+            container: container.to_string(),
+            exec_id,
+            pid,
+            outputs,
+            input,
+            pending_input: Vec::new(),
+            close_input: false,
+            master,
+            exit: None,
+            sync: None,
+        })
     }
 
     /// Queues input; false when the buffer is full (the caller stops reading its client).
@@ -129,6 +178,10 @@ impl Process {
             return Err(format!("resize the terminal: {}", std::io::Error::last_os_error()));
         }
         Ok(())
+    }
+
+    pub fn is(&self, container: &str, exec_id: Option<&str>) -> bool {
+        self.container == container && self.exec_id.as_deref() == exec_id
     }
 
     /// Exited, and its output fully read (or given up on: see the supervisor's grace period).

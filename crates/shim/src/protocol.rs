@@ -1,46 +1,111 @@
-//! The control socket's protocol. A connection carries one request: a JSON line from the client,
-//! a JSON line back. `attach` and `exec` then turn the connection into a stream of frames —
-//! `[kind: u8][length: u32 big-endian][payload]` — in both directions until the process exits (the
-//! last frame is `Exit`). Everything read is bounded: a request line by [`MAX_LINE`], a frame by
-//! [`MAX_FRAME`].
+//! The control socket's protocol. A shim supervises one or more containers (a pod's, or one
+//! container's); every request names the container it is about.
+//!
+//! A connection carries one request: a JSON line from the client, a JSON line back. Then:
+//! - `subscribe` turns the connection into a stream of [`Event`] lines from the shim: first what it
+//!   holds ([`Event::Container`] per container, then [`Event::Synced`]), then every exit as it
+//!   happens. This is how berthd learns of exits: no thread waits per container, nothing polls.
+//! - `attach`, `exec` and `exec_sync` turn it into a stream of frames —
+//!   `[kind: u8][length: u32 big-endian][payload]` — in both directions until the process exits (the
+//!   last frame is `Exit`).
+//!
+//! Everything read is bounded: a request or event line by [`MAX_LINE`], a frame by [`MAX_FRAME`],
+//! an `exec_sync` output by [`MAX_EXEC_SYNC_OUTPUT`] per stream (the rest is read and dropped, and
+//! the exit says `truncated`).
 //!
 //! Files in the shim's directory (0700, made by whoever starts the shim) are part of the contract:
-//! berthd reads them when the shim is gone.
+//! `shim.sock`, `shim.pid`, and per container `<id>/exit.json`, which berthd reads if the shim
+//! died after the exit and before the container was deleted. Containers' ids name directories: see
+//! [`valid_id`].
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 pub const SOCKET: &str = "shim.sock";
-/// The CRI-format log of the container's stdout and stderr; rotated to `ctr.log.1`.
-pub const LOG: &str = "ctr.log";
-/// Written (atomically, fsynced) when the container's init has exited and been deleted.
+/// Written (atomically, fsynced) in the container's directory when its init has exited.
 pub const EXIT: &str = "exit.json";
 /// The shim's own pid (for `kill -9`-style cleanup of a wedged shim).
 pub const SHIM_PID: &str = "shim.pid";
 
 pub const MAX_LINE: usize = 1 << 20;
 pub const MAX_FRAME: usize = 1 << 16;
+/// What `exec_sync` keeps of each of stdout and stderr (as the CRI's ExecSync expects of runtimes).
+pub const MAX_EXEC_SYNC_OUTPUT: usize = 16 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    State,
-    Start,
+    /// Has the runtime create container `id` from `bundle`; its output goes to the CRI log at
+    /// `log` (rotated past `log_max_size` bytes). Answered with [`Reply::Created`].
+    Create {
+        id: String,
+        bundle: PathBuf,
+        log: PathBuf,
+        log_max_size: u64,
+        tty: bool,
+        stdin: bool,
+    },
+    State {
+        id: String,
+    },
+    Start {
+        id: String,
+    },
     /// Signal the init (or, with `all`, every process of the container).
-    Kill { signal: i32, all: bool },
+    Kill {
+        id: String,
+        signal: i32,
+        all: bool,
+    },
+    /// Deletes an exited or never-started container from the runtime and forgets it. The shim
+    /// exits once its last container is deleted (after this reply).
+    Delete {
+        id: String,
+    },
     /// Answered when the container has exited.
-    Wait,
+    Wait {
+        id: String,
+    },
+    /// The stream of events (see the module doc).
+    Subscribe,
     /// The container's output from now on, and its stdin if it was started with one.
-    Attach { stdin: bool },
+    Attach {
+        id: String,
+        stdin: bool,
+    },
     /// Runs `process` (a runtime-spec process; `terminal` asks for a pty) and streams it.
-    Exec { exec_id: String, process: serde_json::Value, stdin: bool },
+    Exec {
+        id: String,
+        exec_id: String,
+        process: serde_json::Value,
+        stdin: bool,
+    },
+    /// Runs `process` without stdin; streams its output (capped) and ends with an `Exit` frame
+    /// saying whether it was cut off or killed at `timeout_ms` (0: no timeout).
+    ExecSync {
+        id: String,
+        exec_id: String,
+        process: serde_json::Value,
+        timeout_ms: u64,
+    },
     /// Resizes the pty of the container (`exec_id` None) or of an exec.
-    Resize { exec_id: Option<String>, width: u16, height: u16 },
+    Resize {
+        id: String,
+        exec_id: Option<String>,
+        width: u16,
+        height: u16,
+    },
+    /// Closes and opens the container's log again (after whoever rotates it moved it away).
+    ReopenLog {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     Ok,
+    Created { pid: i32 },
     State(ShimState),
     Exit(Exit),
     Error(String),
@@ -59,16 +124,44 @@ pub struct ShimState {
     pub id: String,
     pub pid: i32,
     pub status: Status,
+    /// Set once stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Exit>,
+}
+
+/// Pushed to subscribers, one JSON line each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A container the shim holds, as the subscription begins.
+    Container(ShimState),
+    /// Every container has been told; from here on events are live.
+    Synced,
+    /// The container's init has exited (its other processes are gone too).
+    Exit { id: String, exit: Exit },
 }
 
 /// How a process ended: `code` is its exit status, or 128 + the signal that killed it (as shells
 /// and docker report it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exit {
     pub code: i32,
     pub signal: Option<i32>,
     /// Nanoseconds since the epoch.
     pub exited_at: u64,
+    /// The kernel's OOM killer killed a process of the container's memory cgroup.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oom_killed: bool,
+    /// `exec_sync` killed the process at its timeout.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timed_out: bool,
+    /// `exec_sync` dropped output beyond [`MAX_EXEC_SYNC_OUTPUT`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,9 +249,12 @@ pub fn parse_resize(payload: &[u8]) -> Option<(u16, u16)> {
     }
 }
 
-/// Exec ids name files in the shim's directory: short, plain.
-pub fn valid_exec_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// Container and exec ids name files in the shim's directory: short, plain, never `.` or `..`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -186,11 +282,23 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_one_json_line_each() {
-        let r = Request::Kill { signal: 15, all: true };
+    fn requests_and_events_are_one_json_line_each() {
+        let r = Request::Kill { id: "c1".into(), signal: 15, all: true };
         let line = serde_json::to_string(&r).unwrap();
-        assert_eq!(line, r#"{"op":"kill","signal":15,"all":true}"#);
+        assert_eq!(line, r#"{"op":"kill","id":"c1","signal":15,"all":true}"#);
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
-        assert!(!valid_exec_id("../x") && !valid_exec_id("") && valid_exec_id("exec-1_a"));
+        let e = Event::Exit { id: "c1".into(), exit: Exit { code: 137, signal: Some(9), exited_at: 1, oom_killed: true, ..Default::default() } };
+        let line = serde_json::to_string(&e).unwrap();
+        assert_eq!(line, r#"{"event":"exit","id":"c1","exit":{"code":137,"signal":9,"exited_at":1,"oom_killed":true}}"#);
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e);
+        assert_eq!(serde_json::to_string(&Event::Synced).unwrap(), r#"{"event":"synced"}"#);
+    }
+
+    #[test]
+    fn ids_cannot_name_other_files() {
+        for bad in ["", "..", ".", "../x", "a/b", "-x", &"a".repeat(65)] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        assert!(valid_id("exec-1_a") && valid_id(&"f".repeat(64)));
     }
 }

@@ -31,6 +31,10 @@ impl Runtime {
         Runtime { binary: binary.to_path_buf(), root: root.map(Path::to_path_buf), log: dir.join("runtime.log") }
     }
 
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     fn command(&self, args: &[&std::ffi::OsStr]) -> Command {
         let mut command = Command::new(&self.binary);
         if let Some(root) = &self.root {

@@ -1,16 +1,18 @@
 //! The shim's one loop: poll over the SIGCHLD signalfd, the control socket, the processes' output
 //! and input, and the clients. Nothing in it blocks on a client or a container; the runtime binary
-//! is run to completion in place (create, start, kill, exec all return in milliseconds).
+//! is run to completion in place (create, start, kill, exec all return in milliseconds). What each
+//! request does is in crate::requests.
 //!
-//! The container's output goes to the CRI log first and to attached clients second: a client that
-//! falls more than [`MAX_CLIENT_BACKLOG`] behind is disconnected, the log loses nothing.
+//! A container's output goes to its CRI log first and to attached clients second: a client that
+//! falls more than [`MAX_CLIENT_BACKLOG`] behind is disconnected, the log loses nothing. An
+//! `exec_sync`'s output has no log: its process is not read while its client is behind.
 
-use crate::console::ConsoleSocket;
-use crate::cri_log::CriLog;
-use crate::process::{set_nonblocking, Plumbing, Process};
+use crate::container::Container;
+use crate::cri_log::Stream;
+use crate::process::{set_nonblocking, Process};
 use crate::runtime::Runtime;
 use crate::Args;
-use berth_shim::protocol::{self, Exit, FrameKind, Reply, Request, ShimState, Status};
+use berth_shim::protocol::{self, Event, Exit, FrameKind, Reply};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -18,48 +20,62 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const MAX_CLIENT_BACKLOG: usize = 4 << 20;
+pub const MAX_CLIENT_BACKLOG: usize = 4 << 20;
 /// After a process exits, how long its output may stay open (a daemon it left behind outside a
 /// pid namespace) before the shim stops reading it.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+/// A shim nobody asks anything of (its starter died before creating a container) goes after this.
+const IDLE_EXIT: Duration = Duration::from_secs(60);
 
-enum Role {
+pub enum Role {
     /// Still sending its request line.
     Request,
-    Waiter,
-    Attached { exec_id: Option<String> },
+    Waiter(String),
+    Subscriber,
+    Attached {
+        id: String,
+        exec_id: Option<String>,
+    },
 }
 
-struct Conn {
+pub struct Conn {
     stream: UnixStream,
     input: Vec<u8>,
-    output: Vec<u8>,
-    role: Role,
+    pub output: Vec<u8>,
+    pub role: Role,
     /// Close once the output is flushed.
-    done: bool,
+    pub done: bool,
     /// Not read from while its process's input buffer is full.
     blocked: bool,
-    closed: bool,
+    pub closed: bool,
 }
 
 impl Conn {
-    fn reply(&mut self, reply: &Reply) {
+    pub fn reply(&mut self, reply: &Reply) {
         serde_json::to_writer(&mut self.output, reply).expect("replies serialize");
         self.output.push(b'\n');
     }
 
-    fn frame(&mut self, kind: FrameKind, payload: &[u8]) {
+    pub fn frame(&mut self, kind: FrameKind, payload: &[u8]) {
         protocol::encode(kind, payload, &mut self.output);
         if self.output.len() > MAX_CLIENT_BACKLOG {
             self.closed = true;
         }
     }
 
-    fn attached_to(&self, exec: Option<&str>) -> bool {
-        matches!(&self.role, Role::Attached { exec_id } if exec_id.as_deref() == exec)
+    pub fn event(&mut self, event: &Event) {
+        serde_json::to_writer(&mut self.output, event).expect("events serialize");
+        self.output.push(b'\n');
+        // A subscriber this far behind has stopped reading: it resyncs when it subscribes again.
+        if self.output.len() > MAX_CLIENT_BACKLOG {
+            self.closed = true;
+        }
+    }
+
+    pub fn attached_to(&self, container: &str, exec: Option<&str>) -> bool {
+        matches!(&self.role, Role::Attached { id, exec_id } if id == container && exec_id.as_deref() == exec)
     }
 }
 
@@ -73,57 +89,48 @@ enum Token {
 }
 
 pub struct Supervisor {
-    id: String,
-    dir: PathBuf,
-    runtime: Runtime,
+    pub runtime: Runtime,
     listener: UnixListener,
     signals: SignalFd,
-    log: CriLog,
-    /// The init first, then the execs.
-    procs: Vec<Process>,
-    started: bool,
-    conns: Vec<Conn>,
+    pub containers: Vec<Container>,
+    /// Inits and execs of every container.
+    pub procs: Vec<Process>,
+    pub conns: Vec<Conn>,
+    /// Set by the first request that created or deleted a container; cleared by none.
+    pub served: bool,
+    started_at: Instant,
 }
 
 impl Supervisor {
-    /// Becomes the container's supervisor and has the runtime create it.
+    /// Becomes a supervisor: own session, subreaper, in its directory, listening.
     pub fn start(args: &Args) -> Result<Supervisor, String> {
         nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
         // Sockets are bound by name here: the directory's path may be too long for an address.
         std::env::set_current_dir(&args.dir).map_err(|e| format!("chdir {}: {e}", args.dir.display()))?;
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become a subreaper: {e}"))?;
-        std::fs::write(args.dir.join(protocol::SHIM_PID), std::process::id().to_string()).map_err(|e| format!("write {}: {e}", protocol::SHIM_PID))?;
+        std::fs::write(protocol::SHIM_PID, std::process::id().to_string()).map_err(|e| format!("write {}: {e}", protocol::SHIM_PID))?;
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         mask.thread_block().map_err(|e| format!("block SIGCHLD: {e}"))?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
-        let log = CriLog::open(&args.dir.join(protocol::LOG), args.log_max_size).map_err(|e| format!("open the log: {e}"))?;
         let runtime = Runtime::new(&args.runtime, args.runtime_root.as_deref(), &args.dir);
-
-        let Plumbing { theirs, outputs, input } = Plumbing::new(args.tty, args.stdin)?;
-        let console = if args.tty { Some(ConsoleSocket::bind("console.sock")?) } else { None };
-        let pid_file = args.dir.join("init.pid");
-        let mut create: Vec<&std::ffi::OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), args.bundle.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str()];
-        if let Some(console) = &console {
-            create.extend(["--console-socket".as_ref(), console.path().as_os_str()]);
-        }
-        create.push(args.id.as_ref());
-        let master = runtime.run(&create, theirs, console.as_ref())?;
-        drop(console);
-        let pid = read_pid(&pid_file)?;
-        if args.tty && master.is_none() {
-            return Err("the runtime created the container without sending its terminal".into());
-        }
-        let init = Process::new(None, pid, outputs, input, master, args.stdin)?;
-
         let _ = std::fs::remove_file(protocol::SOCKET);
         let listener = UnixListener::bind(protocol::SOCKET).map_err(|e| format!("bind {}: {e}", args.dir.join(protocol::SOCKET).display()))?;
         listener.set_nonblocking(true).map_err(|e| format!("control socket: {e}"))?;
-        Ok(Supervisor { id: args.id.clone(), dir: args.dir.clone(), runtime, listener, signals, log, procs: vec![init], started: false, conns: Vec::new() })
+        Ok(Supervisor {
+            runtime,
+            listener,
+            signals,
+            containers: Vec::new(),
+            procs: Vec::new(),
+            conns: Vec::new(),
+            served: false,
+            started_at: Instant::now(),
+        })
     }
 
-    pub fn init_pid(&self) -> i32 {
-        self.procs[0].pid
+    pub fn container(&mut self, id: &str) -> Result<&mut Container, String> {
+        self.containers.iter_mut().find(|c| c.id == id).ok_or_else(|| format!("no container {id} in this shim"))
     }
 
     pub fn run(mut self) -> ! {
@@ -138,17 +145,19 @@ impl Supervisor {
                     Token::Conn(c) => self.serve(c, events),
                 }
             }
+            self.enforce_deadlines();
             self.close_outputs();
-            for p in (1..self.procs.len()).rev() {
+            for p in (0..self.procs.len()).rev() {
                 if self.procs[p].finished() {
-                    let exec = self.procs.remove(p);
-                    self.announce_exit(exec.exec_id.as_deref(), exec.exit.as_ref().map(|e| &e.0));
+                    let process = self.procs.remove(p);
+                    self.process_ended(process);
                 }
             }
-            if self.procs[0].finished() {
-                self.finish();
-            }
             self.conns.retain(|c| !c.closed);
+            let idle = !self.served && self.started_at.elapsed() >= IDLE_EXIT;
+            if (self.served || idle) && self.containers.is_empty() {
+                self.shut_down();
+            }
         }
     }
 
@@ -157,9 +166,11 @@ impl Supervisor {
         let mut tokens = vec![Token::Signals, Token::Listener];
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN), PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
         for (p, process) in self.procs.iter().enumerate() {
-            for (o, output) in process.outputs.iter().enumerate() {
-                tokens.push(Token::Output(p, o));
-                fds.push(PollFd::new(output.fd.as_fd(), PollFlags::POLLIN));
+            if process.sync.is_none() || !self.client_behind(process) {
+                for (o, output) in process.outputs.iter().enumerate() {
+                    tokens.push(Token::Output(p, o));
+                    fds.push(PollFd::new(output.fd.as_fd(), PollFlags::POLLIN));
+                }
             }
             if let (Some(input), false) = (&process.input, process.pending_input.is_empty()) {
                 tokens.push(Token::Input(p));
@@ -179,9 +190,14 @@ impl Supervisor {
                 fds.push(PollFd::new(conn.stream.as_fd(), events));
             }
         }
-        let deadline = self.procs.iter().filter(|p| !p.outputs.is_empty()).filter_map(|p| p.exit.as_ref().map(|e| e.1 + OUTPUT_GRACE)).min();
-        let timeout = match deadline {
-            Some(at) => PollTimeout::try_from(at.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::NONE),
+        let grace = self.procs.iter().filter(|p| !p.outputs.is_empty()).filter_map(|p| p.exit.as_ref().map(|e| e.1 + OUTPUT_GRACE));
+        let sync = self.procs.iter().filter(|p| p.exit.is_none()).filter_map(|p| p.sync.as_ref().and_then(|s| s.deadline));
+        let idle = (!self.served).then_some(self.started_at + IDLE_EXIT);
+        let timeout = match grace.chain(sync).chain(idle).min() {
+            Some(at) => {
+                let millis = at.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1;
+                PollTimeout::try_from(millis).unwrap_or(PollTimeout::NONE)
+            }
             None => PollTimeout::NONE,
         };
         match nix::poll::poll(&mut fds, timeout) {
@@ -190,12 +206,18 @@ impl Supervisor {
         }
     }
 
+    fn client_behind(&self, process: &Process) -> bool {
+        self.conns.iter().any(|c| c.attached_to(&process.container, process.exec_id.as_deref()) && c.output.len() > MAX_CLIENT_BACKLOG / 2)
+    }
+
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.signals.read_signal() {}
         loop {
             let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), Exit { code, signal: None, exited_at: now_ns() }),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid.as_raw(), Exit { code: 128 + signal as i32, signal: Some(signal as i32), exited_at: now_ns() }),
+                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), Exit { code, exited_at: now_ns(), ..Default::default() }),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    (pid.as_raw(), Exit { code: 128 + signal as i32, signal: Some(signal as i32), exited_at: now_ns(), ..Default::default() })
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
@@ -205,10 +227,29 @@ impl Supervisor {
         }
     }
 
+    /// `exec_sync` processes past their deadline are killed (their exit says so).
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        for process in self.procs.iter_mut().filter(|p| p.exit.is_none()) {
+            if let Some(sync) = process.sync.as_mut().filter(|s| s.deadline.is_some_and(|d| d <= now) && !s.timed_out) {
+                sync.timed_out = true;
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.pid), Signal::SIGKILL);
+            }
+        }
+    }
+
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
             if set_nonblocking(&stream).is_ok() {
-                self.conns.push(Conn { stream, input: Vec::new(), output: Vec::new(), role: Role::Request, done: false, blocked: false, closed: false });
+                self.conns.push(Conn {
+                    stream,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    role: Role::Request,
+                    done: false,
+                    blocked: false,
+                    closed: false,
+                });
             }
         }
     }
@@ -220,17 +261,26 @@ impl Supervisor {
         match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&output.fd), &mut buf) {
             Ok(0) | Err(nix::errno::Errno::EIO) => process.outputs[o].ended = true,
             Ok(n) => {
-                let (stream, exec_id) = (output.stream, process.exec_id.clone());
-                if p == 0 {
-                    // A full disk must not stop the container: the bytes still go to clients.
-                    let _ = self.log.write(stream, &buf[..n]);
+                let stream = output.stream;
+                let mut data = &buf[..n];
+                if process.exec_id.is_none() {
+                    if let Some(container) = self.containers.iter_mut().find(|c| c.id == process.container) {
+                        // A full disk must not stop the container: the bytes still go to clients.
+                        let _ = container.log.write(stream, data);
+                    }
+                }
+                if let Some(sync) = process.sync.as_mut() {
+                    data = &data[..sync.allow(stream, data.len())];
                 }
                 let kind = match stream {
-                    crate::cri_log::Stream::Stdout => FrameKind::Stdout,
-                    crate::cri_log::Stream::Stderr => FrameKind::Stderr,
+                    Stream::Stdout => FrameKind::Stdout,
+                    Stream::Stderr => FrameKind::Stderr,
                 };
-                for conn in self.conns.iter_mut().filter(|c| c.attached_to(exec_id.as_deref())) {
-                    conn.frame(kind, &buf[..n]);
+                let (container, exec_id) = (&process.container, process.exec_id.as_deref());
+                for conn in self.conns.iter_mut().filter(|c| c.attached_to(container, exec_id)) {
+                    if !data.is_empty() {
+                        conn.frame(kind, data);
+                    }
                 }
             }
             Err(_) => {}
@@ -238,14 +288,17 @@ impl Supervisor {
     }
 
     /// Drops the outputs that ended, and those of processes that exited more than the grace
-    /// period ago; the init's unfinished log lines are written out.
+    /// period ago; an init's unfinished log lines are written out.
     fn close_outputs(&mut self) {
-        for (p, process) in self.procs.iter_mut().enumerate() {
+        for process in &mut self.procs {
             let expired = process.exit.as_ref().is_some_and(|e| e.1.elapsed() >= OUTPUT_GRACE);
-            let log = &mut self.log;
+            let mut log = match process.exec_id {
+                None => self.containers.iter_mut().find(|c| c.id == process.container).map(|c| &mut c.log),
+                Some(_) => None,
+            };
             process.outputs.retain(|output| {
                 let keep = !output.ended && !expired;
-                if !keep && p == 0 {
+                if let (false, Some(log)) = (keep, log.as_mut()) {
                     let _ = log.flush(output.stream);
                 }
                 keep
@@ -257,8 +310,8 @@ impl Supervisor {
         let process = &mut self.procs[p];
         process.drain_input();
         if process.pending_input.len() < crate::process::MAX_PENDING_INPUT {
-            let exec_id = process.exec_id.clone();
-            for conn in self.conns.iter_mut().filter(|c| c.attached_to(exec_id.as_deref())) {
+            let (container, exec_id) = (&process.container, process.exec_id.as_deref());
+            for conn in self.conns.iter_mut().filter(|c| c.attached_to(container, exec_id)) {
                 conn.blocked = false;
             }
         }
@@ -303,7 +356,7 @@ impl Supervisor {
                     return;
                 };
                 let line: Vec<u8> = conn.input.drain(..=newline).collect();
-                match serde_json::from_slice::<Request>(&line) {
+                match serde_json::from_slice(&line) {
                     Ok(request) => self.handle(c, request),
                     Err(e) => {
                         conn.reply(&Reply::Error(format!("bad request: {e}")));
@@ -315,10 +368,9 @@ impl Supervisor {
                     self.consume(c);
                 }
             }
-            Role::Waiter => self.conns[c].input.clear(),
-            Role::Attached { exec_id } => {
-                let exec_id = exec_id.clone();
-                let Some(p) = self.procs.iter().position(|p| p.exec_id == exec_id) else { return };
+            Role::Waiter(_) | Role::Subscriber => self.conns[c].input.clear(),
+            Role::Attached { id, exec_id } => {
+                let Some(p) = self.procs.iter().position(|p| p.is(id, exec_id.as_deref())) else { return };
                 loop {
                     let conn = &mut self.conns[c];
                     let (frame, used) = match protocol::decode(&conn.input) {
@@ -347,145 +399,56 @@ impl Supervisor {
         }
     }
 
-    fn handle(&mut self, c: usize, request: Request) {
-        let reply = match request {
-            Request::State => {
-                let status = match (&self.procs[0].exit, self.started) {
-                    (Some(_), _) => Status::Stopped,
-                    (None, true) => Status::Running,
-                    (None, false) => Status::Created,
-                };
-                Reply::State(ShimState { id: self.id.clone(), pid: self.procs[0].pid, status })
-            }
-            Request::Start if self.started => Reply::Error(format!("container {} is already started", self.id)),
-            Request::Start => match self.runtime.simple(&["start", &self.id]) {
-                Ok(()) => {
-                    self.started = true;
-                    Reply::Ok
-                }
-                Err(e) => Reply::Error(e),
-            },
-            Request::Kill { signal, all } => {
-                let signal = signal.to_string();
-                let mut args = vec!["kill"];
-                if all {
-                    args.push("--all");
-                }
-                args.extend([self.id.as_str(), signal.as_str()]);
-                self.runtime.simple(&args).map_or_else(Reply::Error, |()| Reply::Ok)
-            }
-            Request::Wait => {
-                self.conns[c].role = Role::Waiter;
-                return;
-            }
-            Request::Attach { stdin } => {
-                if stdin && self.procs[0].input.is_none() {
-                    Reply::Error(format!("container {} was not created with stdin open", self.id))
-                } else {
-                    self.conns[c].role = Role::Attached { exec_id: None };
-                    Reply::Ok
+    /// A process has exited and its output is read: its clients get the exit frame; an init's
+    /// exit is recorded and pushed to subscribers and waiters.
+    fn process_ended(&mut self, process: Process) {
+        let Some((mut exit, _)) = process.exit else { return };
+        if let Some(sync) = &process.sync {
+            (exit.timed_out, exit.truncated) = (sync.timed_out, sync.truncated);
+        }
+        let exec_id = process.exec_id.as_deref();
+        if exec_id.is_none() {
+            let Ok(container) = self.container(&process.container) else { return };
+            exit = container.exited(exit).clone();
+            let event = Event::Exit { id: process.container.clone(), exit: exit.clone() };
+            for conn in &mut self.conns {
+                match &conn.role {
+                    Role::Subscriber => conn.event(&event),
+                    Role::Waiter(id) if *id == process.container => {
+                        conn.reply(&Reply::Exit(exit.clone()));
+                        conn.done = true;
+                    }
+                    _ => {}
                 }
             }
-            Request::Exec { exec_id, process, stdin } => match self.exec(&exec_id, &process, stdin) {
-                Ok(()) => {
-                    self.conns[c].role = Role::Attached { exec_id: Some(exec_id) };
-                    Reply::Ok
-                }
-                Err(e) => Reply::Error(e),
-            },
-            Request::Resize { exec_id, width, height } => match self.procs.iter().find(|p| p.exec_id == exec_id) {
-                Some(process) => process.resize(width, height).map_or_else(Reply::Error, |()| Reply::Ok),
-                None => Reply::Error(format!("no exec {}", exec_id.unwrap_or_default())),
-            },
-        };
-        let conn = &mut self.conns[c];
-        conn.reply(&reply);
-        if !matches!(conn.role, Role::Attached { .. }) || matches!(reply, Reply::Error(_)) {
-            conn.done = true;
         }
-    }
-
-    fn exec(&mut self, exec_id: &str, process: &serde_json::Value, stdin: bool) -> Result<(), String> {
-        if !protocol::valid_exec_id(exec_id) {
-            return Err(format!("exec id {exec_id:?}: use 1-64 letters, digits, - or _"));
-        }
-        if self.procs.iter().any(|p| p.exec_id.as_deref() == Some(exec_id)) {
-            return Err(format!("exec id {exec_id} is in use"));
-        }
-        if !self.started || self.procs[0].exit.is_some() {
-            return Err(format!("container {} is not running", self.id));
-        }
-        let tty = process["terminal"].as_bool().unwrap_or(false);
-        let process_file = self.dir.join(format!("exec-{exec_id}.json"));
-        let pid_file = self.dir.join(format!("exec-{exec_id}.pid"));
-        let json = serde_json::to_vec(process).map_err(|e| format!("exec process: {e}"))?;
-        std::fs::write(&process_file, json).map_err(|e| format!("write {}: {e}", process_file.display()))?;
-        let Plumbing { theirs, outputs, input } = Plumbing::new(tty, stdin)?;
-        let console = if tty { Some(ConsoleSocket::bind(&format!("exec-{exec_id}.sock"))?) } else { None };
-        let mut args: Vec<&std::ffi::OsStr> = vec!["exec".as_ref(), "--detach".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), "--process".as_ref(), process_file.as_os_str()];
-        if let Some(console) = &console {
-            args.extend(["--console-socket".as_ref(), console.path().as_os_str()]);
-        }
-        args.push(self.id.as_ref());
-        let ran = self.runtime.run(&args, theirs, console.as_ref());
-        let _ = std::fs::remove_file(&process_file);
-        let started = ran.and_then(|master| Ok((read_pid(&pid_file)?, master)));
-        let _ = std::fs::remove_file(&pid_file);
-        let (pid, master) = started?;
-        self.procs.push(Process::new(Some(exec_id.to_string()), pid, outputs, input, master, stdin)?);
-        Ok(())
-    }
-
-    /// An exec ended: its client gets the exit frame.
-    fn announce_exit(&mut self, exec_id: Option<&str>, exit: Option<&Exit>) {
-        let payload = exit.map(|e| serde_json::to_vec(e).expect("exits serialize")).unwrap_or_default();
-        for conn in self.conns.iter_mut().filter(|c| c.attached_to(exec_id)) {
+        let payload = serde_json::to_vec(&exit).expect("exits serialize");
+        for conn in self.conns.iter_mut().filter(|c| c.attached_to(&process.container, exec_id)) {
             conn.frame(FrameKind::Exit, &payload);
             conn.done = true;
         }
     }
 
-    /// The container has exited: record it durably, delete it from the runtime, tell every
-    /// client, and go.
-    fn finish(mut self) -> ! {
-        let exit = self.procs[0].exit.clone().map(|e| e.0).expect("finished means exited");
-        // The record first: whoever finds the socket gone must find the exit.
-        let recorded = write_durably(&self.dir.join(protocol::EXIT), &serde_json::to_vec(&exit).expect("exits serialize"));
-        let _ = std::fs::remove_file(self.dir.join(protocol::SOCKET));
-        let _ = self.runtime.simple(&["delete", "--force", &self.id]);
+    /// Nothing left to supervise: the socket and pid file go first (whoever is told of the last
+    /// delete may remove the directory), then every client gets what it is owed, and the shim exits.
+    fn shut_down(mut self) -> ! {
+        let _ = std::fs::remove_file(protocol::SOCKET);
+        let _ = std::fs::remove_file(protocol::SHIM_PID);
+        let _ = std::fs::remove_file(self.runtime.log_path());
         for conn in &mut self.conns {
-            match conn.role {
-                Role::Waiter => conn.reply(&Reply::Exit(exit.clone())),
-                Role::Attached { exec_id: None } => conn.frame(FrameKind::Exit, &serde_json::to_vec(&exit).expect("exits serialize")),
-                Role::Request => conn.reply(&Reply::Error(format!("container {} has exited", self.id))),
-                Role::Attached { .. } => {}
-            }
             let _ = conn.stream.set_nonblocking(false);
             let _ = conn.stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = conn.stream.write_all(&conn.output);
         }
-        std::process::exit(if recorded.is_ok() { 0 } else { 1 })
+        std::process::exit(0)
     }
 }
 
-fn read_pid(path: &std::path::Path) -> Result<i32, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    text.trim().parse().map_err(|_| format!("{} holds no pid: {text:?}", path.display()))
-}
-
-fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-/// Writes `path` so that after a crash it holds either nothing or all of `data`.
-fn write_durably(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    let temp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+pub fn read_pid(path: &std::path::Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    text.trim().parse().map_err(|_| format!("{} holds no pid: {text:?}", path.display()))
 }

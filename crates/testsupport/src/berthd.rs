@@ -22,7 +22,11 @@ impl Berthd {
         let (root, socket, config) = (env.dir.join("berth-root"), env.dir.join("run/berth.sock"), env.dir.join("berthd.toml"));
         let state = env.dir.join("run/state");
         let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
-        std::fs::write(&config, format!("root = {:?}\nsocket = {:?}\nstate = {:?}\nplain_http = [{}]\n{extra}", root, socket, state, registries.join(", "))).unwrap();
+        std::fs::write(
+            &config,
+            format!("root = {:?}\nsocket = {:?}\nstate = {:?}\nplain_http = [{}]\n{extra}", root, socket, state, registries.join(", ")),
+        )
+        .unwrap();
         let mut command = Command::new(workspace_bin("berthd"));
         if let Some(prefix) = path_prefix {
             command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap_or_default()));
@@ -64,7 +68,12 @@ impl Drop for Berthd {
     /// A failed test's containers go too (they would outlive berthd: that is what shims do).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let list = Command::new(workspace_bin("berth")).arg("--socket").arg(&self.socket).args(["ps", "-a", "--format", "json"]).stdin(Stdio::null()).output();
+            let list = Command::new(workspace_bin("berth"))
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(["ps", "-a", "--format", "json"])
+                .stdin(Stdio::null())
+                .output();
             let containers: Vec<serde_json::Value> = list.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
             for container in containers {
                 let id = container["id"].as_str().unwrap_or_default();
@@ -75,4 +84,3 @@ impl Drop for Berthd {
         let _ = self.child.wait();
     }
 }
-

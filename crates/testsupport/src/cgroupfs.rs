@@ -17,7 +17,11 @@ pub fn cgroup_v2() -> bool {
 pub fn cgroup_dir(controller: &str, path: &str) -> PathBuf {
     let root = PathBuf::from("/sys/fs/cgroup");
     let path = path.trim_start_matches('/');
-    if cgroup_v2() { root.join(path) } else { root.join(controller).join(path) }
+    if cgroup_v2() {
+        root.join(path)
+    } else {
+        root.join(controller).join(path)
+    }
 }
 
 /// The trimmed content of one cgroup file of `path`.

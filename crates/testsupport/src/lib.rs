@@ -119,7 +119,13 @@ impl TestEnv {
     /// Runs berth-oci and insists on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.oci(args);
-        assert!(out.status.success(), "berth-oci {args:?} failed ({}):\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "berth-oci {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

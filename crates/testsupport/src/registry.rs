@@ -41,7 +41,13 @@ impl Registry {
             yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", htpasswd.display()));
         }
         std::fs::write(&config, yaml).unwrap();
-        let child = Command::new("docker-registry").arg("serve").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start docker-registry");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
         let registry = Registry { address, credentials: auth.map(|(u, p)| format!("{u}:{p}")), child };
         for _ in 0..500 {
             // 401 is an answer too: the auth-protected registry is up.
@@ -126,10 +132,12 @@ pub fn write_layout(layout: &Path, tag: &str, images: &[LayoutImage]) -> PathBuf
             layers.push(descriptor);
             diff_ids.push(digest(tar));
         }
-        let config = json!({"architecture": image.architecture, "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let config =
+            json!({"architecture": image.architecture, "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}});
         let mut config_descriptor = put_blob(layout, config.to_string().as_bytes());
         config_descriptor["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
-        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config_descriptor, "layers": layers});
+        let manifest =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config_descriptor, "layers": layers});
         let mut descriptor = put_blob(layout, manifest.to_string().as_bytes());
         descriptor["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
         descriptor["platform"] = json!({"os": "linux", "architecture": image.architecture});

@@ -194,12 +194,8 @@ impl Cgroup for V1Cgroup {
         stats.cpu.usage.user = cpuacct.get("user").copied().unwrap_or(0) * tick_ns;
         stats.cpu.usage.kernel = cpuacct.get("system").copied().unwrap_or(0) * tick_ns;
         stats.cpu.usage.total = self.read_u64("cpuacct", "cpuacct.usage");
-        stats.cpu.usage.percpu = self
-            .read("cpuacct", "cpuacct.usage_percpu")
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|v| v.parse().ok())
-            .collect();
+        stats.cpu.usage.percpu =
+            self.read("cpuacct", "cpuacct.usage_percpu").unwrap_or_default().split_whitespace().filter_map(|v| v.parse().ok()).collect();
         let cpu_stat = parse_flat_keyed(&self.read("cpu", "cpu.stat").unwrap_or_default());
         stats.cpu.throttling.periods = cpu_stat.get("nr_periods").copied().unwrap_or(0);
         stats.cpu.throttling.throttled_periods = cpu_stat.get("nr_throttled").copied().unwrap_or(0);
@@ -207,11 +203,9 @@ impl Cgroup for V1Cgroup {
 
         let raw = parse_flat_keyed(&self.read("memory", "memory.stat").unwrap_or_default());
         stats.memory.cache = raw.get("total_cache").or_else(|| raw.get("cache")).copied().unwrap_or(0);
-        for (entry, prefix) in [
-            (&mut stats.memory.usage, "memory"),
-            (&mut stats.memory.swap, "memory.memsw"),
-            (&mut stats.memory.kernel, "memory.kmem"),
-        ] {
+        for (entry, prefix) in
+            [(&mut stats.memory.usage, "memory"), (&mut stats.memory.swap, "memory.memsw"), (&mut stats.memory.kernel, "memory.kmem")]
+        {
             entry.usage = self.read_u64("memory", &format!("{prefix}.usage_in_bytes"));
             entry.max = self.read_u64("memory", &format!("{prefix}.max_usage_in_bytes"));
             entry.limit = self.read_u64("memory", &format!("{prefix}.limit_in_bytes"));
@@ -221,10 +215,8 @@ impl Cgroup for V1Cgroup {
 
         stats.pids.current = self.read_u64("pids", "pids.current");
         stats.pids.limit = self.read_u64("pids", "pids.max");
-        stats.blkio.io_service_bytes_recursive =
-            parse_blkio(&self.read("blkio", "blkio.throttle.io_service_bytes_recursive").unwrap_or_default());
-        stats.blkio.io_serviced_recursive =
-            parse_blkio(&self.read("blkio", "blkio.throttle.io_serviced_recursive").unwrap_or_default());
+        stats.blkio.io_service_bytes_recursive = parse_blkio(&self.read("blkio", "blkio.throttle.io_service_bytes_recursive").unwrap_or_default());
+        stats.blkio.io_serviced_recursive = parse_blkio(&self.read("blkio", "blkio.throttle.io_serviced_recursive").unwrap_or_default());
         Ok(stats)
     }
 

@@ -55,9 +55,7 @@ pub(super) fn apply(cgroup: &V1Cgroup, resources: &LinuxResources) -> Result<()>
 }
 
 fn require<'a>(cgroup: &'a V1Cgroup, controller: &'static str) -> Result<&'a Path> {
-    cgroup
-        .dir(controller)
-        .ok_or_else(|| Error::Unsupported(format!("the {controller} controller is not mounted on this host")))
+    cgroup.dir(controller).ok_or_else(|| Error::Unsupported(format!("the {controller} controller is not mounted on this host")))
 }
 
 /// -1 means "unlimited" in the spec and in v1 files; anything below that is nonsense.

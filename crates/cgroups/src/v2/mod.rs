@@ -39,7 +39,8 @@ impl V2Cgroup {
 
     /// Enables every available controller in each ancestor's subtree_control, so the leaf gets them.
     fn enable_controllers(&self) -> Result<()> {
-        let available = std::fs::read_to_string(self.root.join("cgroup.controllers")).map_err(|e| Error::io("read", self.root.join("cgroup.controllers"), e))?;
+        let available =
+            std::fs::read_to_string(self.root.join("cgroup.controllers")).map_err(|e| Error::io("read", self.root.join("cgroup.controllers"), e))?;
         let enable: String = available.split_whitespace().map(|c| format!("+{c} ")).collect();
         let mut dir = self.root.clone();
         let relative = self.dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
@@ -187,4 +188,3 @@ impl Cgroup for V2Cgroup {
         vec![(String::new(), self.dir.clone())]
     }
 }
-

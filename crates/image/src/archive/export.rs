@@ -3,13 +3,13 @@
 //! which docker, skopeo, podman and `berth import` read back.
 
 use crate::content::MAX_JSON;
-use crate::manifest::{ImageConfig, ManifestDoc, REF_NAME};
-use crate::unpack::decompress::decoder;
 use crate::digest::Digester;
-use std::io::Seek;
+use crate::manifest::{ImageConfig, ManifestDoc, REF_NAME};
 use crate::store::Store;
+use crate::unpack::decompress::decoder;
 use crate::{Digest, Error, Result};
 use std::collections::BTreeSet;
+use std::io::Seek;
 use std::io::Write;
 
 #[derive(serde::Deserialize)]
@@ -33,7 +33,9 @@ pub fn export_oci_layout(store: &Store, names: &[String], writer: impl Write) ->
                 append_blob(store, &mut archive, &blob)?;
             }
         }
-        let size = std::fs::metadata(store.content.path(&record.manifest)).map_err(|e| Error::io("stat blob", store.content.path(&record.manifest), e))?.len();
+        let size = std::fs::metadata(store.content.path(&record.manifest))
+            .map_err(|e| Error::io("stat blob", store.content.path(&record.manifest), e))?
+            .len();
         index.push(serde_json::json!({
             "mediaType": media.media_type.unwrap_or_else(|| crate::manifest::OCI_MANIFEST.into()),
             "digest": record.manifest.to_string(),

@@ -10,10 +10,20 @@ use crate::{Digest, Error, Result};
 
 /// Unpacks `layers` (blob digests, bottom first) as the snapshots `config` names by diff_id and
 /// records the image as each of `names` (`index`: the index the manifest was chosen from).
-pub(super) fn commit_image(store: &Store, names: &[String], manifest: &Digest, config: &Digest, layers: &[Digest], index: Option<&Digest>) -> Result<Vec<ImageRecord>> {
+pub(super) fn commit_image(
+    store: &Store,
+    names: &[String],
+    manifest: &Digest,
+    config: &Digest,
+    layers: &[Digest],
+    index: Option<&Digest>,
+) -> Result<Vec<ImageRecord>> {
     let parsed: ImageConfig = store.content.read_json(config, MAX_JSON)?;
     if parsed.rootfs.diff_ids.len() != layers.len() {
-        return Err(Error::Invalid { what: format!("image config {config}"), reason: format!("{} diff_ids for {} layers", parsed.rootfs.diff_ids.len(), layers.len()) });
+        return Err(Error::Invalid {
+            what: format!("image config {config}"),
+            reason: format!("{} diff_ids for {} layers", parsed.rootfs.diff_ids.len(), layers.len()),
+        });
     }
     let chain = chain_ids(&parsed.rootfs.diff_ids);
     // Leased before the snapshots exist: a GC between an unpack and the record would take them.
@@ -27,7 +37,16 @@ pub(super) fn commit_image(store: &Store, names: &[String], manifest: &Digest, c
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut records = Vec::new();
     for name in names {
-        let record = ImageRecord { name: name.clone(), manifest: manifest.clone(), config: config.clone(), layers: layers.to_vec(), chain_ids: chain.clone(), index: index.cloned(), size, created };
+        let record = ImageRecord {
+            name: name.clone(),
+            manifest: manifest.clone(),
+            config: config.clone(),
+            layers: layers.to_vec(),
+            chain_ids: chain.clone(),
+            index: index.cloned(),
+            size,
+            created,
+        };
         store.images.put(&record)?;
         records.push(record);
     }

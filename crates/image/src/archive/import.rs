@@ -39,7 +39,8 @@ fn read_contents(store: &Store, lease: &Lease, reader: impl Read) -> Result<Cont
             (&mut entry).take(MAX_JSON).read_to_end(&mut bytes).map_err(|e| Error::io("read archive", &path, e))?;
             contents.descriptions.insert(path, bytes);
         } else if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-            let digest = Digest::parse(&format!("sha256:{hex}")).map_err(|_| Error::Invalid { what: path.clone(), reason: "not a sha256 blob name".into() })?;
+            let digest = Digest::parse(&format!("sha256:{hex}"))
+                .map_err(|_| Error::Invalid { what: path.clone(), reason: "not a sha256 blob name".into() })?;
             lease.add(std::slice::from_ref(&digest))?;
             if !store.content.contains(&digest) {
                 let mut writer = store.content.writer(&digest, Some(size))?;
@@ -139,7 +140,11 @@ struct DockerEntry {
 fn import_docker(store: &Store, contents: &Contents, manifest: &[u8], name: Option<&Reference>) -> Result<Vec<ImageRecord>> {
     let entries: Vec<DockerEntry> = parse(manifest, "manifest.json")?;
     let file = |path: &str| {
-        contents.files.get(path.trim_start_matches("./")).cloned().ok_or_else(|| Error::Invalid { what: "manifest.json".into(), reason: format!("{path} is not in the archive") })
+        contents
+            .files
+            .get(path.trim_start_matches("./"))
+            .cloned()
+            .ok_or_else(|| Error::Invalid { what: "manifest.json".into(), reason: format!("{path} is not in the archive") })
     };
     let mut records = Vec::new();
     for entry in &entries {

@@ -8,8 +8,8 @@
 //! read (a "10 GiB index.json"), and everything one file says of another is checked by digest.
 
 mod export;
-mod import;
 mod image;
+mod import;
 
 pub use export::{export_docker_archive, export_oci_layout};
 pub use import::{import_archive, import_rootfs};

@@ -72,9 +72,14 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
         let xattrs = xattrs(&mut entry)?;
         let opened = match kind {
             EntryType::Regular | EntryType::Continuous => {
-                let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
-                    .map(own)
-                    .map_err(|e| sys(&path, "create file", e))?;
+                let fd = nix::fcntl::openat(
+                    Some(dir.as_raw_fd()),
+                    name,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map(own)
+                .map_err(|e| sys(&path, "create file", e))?;
                 // Copied through a buffer sized to the file (8 KiB to 1 MiB): std::io::copy reads
                 // straight into it, so a large file takes a few large writes, not one per 8 KiB.
                 let capacity = usize::try_from(header.size().unwrap_or(0)).unwrap_or(usize::MAX).clamp(8 << 10, 1 << 20);
@@ -100,11 +105,13 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
             EntryType::Link => {
                 let target = entry.link_name_bytes().ok_or_else(|| Error::layer(path.display().to_string(), "hardlink without a target"))?;
                 let target = paths::normalize(&target)?.ok_or_else(|| Error::layer(path.display().to_string(), "hardlink to the layer's root"))?;
-                let existing = open_in_root(&root, &target, OFlag::O_PATH | OFlag::O_NOFOLLOW).map_err(|e| sys(&path, &format!("hardlink target {}", target.display()), e))?;
+                let existing = open_in_root(&root, &target, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+                    .map_err(|e| sys(&path, &format!("hardlink target {}", target.display()), e))?;
                 if kind_of(&existing) == Some(SFlag::S_IFDIR) {
                     return Err(Error::layer(path.display().to_string(), "hardlink to a directory"));
                 }
-                linkat(Some(existing.as_raw_fd()), OsStr::new(""), Some(dir.as_raw_fd()), name, AtFlags::AT_EMPTY_PATH).map_err(|e| sys(&path, "make hardlink", e))?;
+                linkat(Some(existing.as_raw_fd()), OsStr::new(""), Some(dir.as_raw_fd()), name, AtFlags::AT_EMPTY_PATH)
+                    .map_err(|e| sys(&path, "make hardlink", e))?;
                 // A hardlink shares its target's inode: owner, mode and times are the target's.
                 continue;
             }
@@ -121,7 +128,8 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
             other => return Err(Error::layer(path.display().to_string(), format!("unsupported entry type {other:?}"))),
         };
         // Owner first: chown clears set-id bits and file capabilities, which come after.
-        fchownat(Some(dir.as_raw_fd()), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| sys(&path, "chown", e))?;
+        fchownat(Some(dir.as_raw_fd()), name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| sys(&path, "chown", e))?;
         if let Some(fd) = &opened {
             nix::sys::stat::fchmod(fd.as_raw_fd(), mode).map_err(|e| sys(&path, "chmod", e))?;
             for (key, value) in &xattrs {
@@ -178,7 +186,9 @@ fn replace(dir: &OwnedFd, name: &OsStr, new_is_dir: bool, path: &Path) -> Result
 
 /// An O_PATH fd reopened for real I/O (xattrs need one).
 fn reopen(dir: &OwnedFd, path: &Path) -> Result<OwnedFd> {
-    nix::fcntl::openat(Some(dir.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map(own).map_err(|e| sys(path, "open directory", e))
+    nix::fcntl::openat(Some(dir.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map(own)
+        .map_err(|e| sys(path, "open directory", e))
 }
 
 fn reopen_child(dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<OwnedFd> {

@@ -76,13 +76,10 @@ fn remove_at_depth(dir: RawFd, name: &OsStr, depth: usize) -> nix::Result<()> {
     if depth > MAX_DEPTH {
         return Err(nix::errno::Errno::ELOOP);
     }
-    let mut listing = nix::dir::Dir::openat(Some(dir), name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
-    let names: Vec<OsString> = listing
-        .iter()
-        .flatten()
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
-        .collect();
+    let mut listing =
+        nix::dir::Dir::openat(Some(dir), name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+    let names: Vec<OsString> =
+        listing.iter().flatten().map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string()).filter(|n| n != "." && n != "..").collect();
     for child in names {
         remove_at_depth(listing.as_raw_fd(), &child, depth + 1)?;
     }

@@ -31,7 +31,16 @@ pub fn list(root: &Path, format: &str, quiet: bool) -> anyhow::Result<i32> {
             for c in &containers {
                 let status = c.status();
                 let pid = if status == berth_oci::Status::Stopped { 0 } else { c.pid };
-                writeln!(out, "{:<20} {:<8} {:<10} {:<50} {:<31} {}", c.id, pid, status, c.bundle.display(), c.created, if c.owner.is_empty() { "root" } else { &c.owner })?;
+                writeln!(
+                    out,
+                    "{:<20} {:<8} {:<10} {:<50} {:<31} {}",
+                    c.id,
+                    pid,
+                    status,
+                    c.bundle.display(),
+                    c.created,
+                    if c.owner.is_empty() { "root" } else { &c.owner }
+                )?;
             }
         }
         other => bail!("invalid format {other:?} (table or json)"),

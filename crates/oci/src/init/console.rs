@@ -65,20 +65,29 @@ fn bind_over_dev_console(slave: &std::fs::File) -> Result<()> {
     let dev = nix::fcntl::open("/dev", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys("open /dev (must be a directory, not a symlink)", e))?;
     let dev = unsafe_owned(dev);
-    match openat(Some(dev.as_raw_fd()), "console", OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600)) {
+    match openat(
+        Some(dev.as_raw_fd()),
+        "console",
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    ) {
         Ok(fd) => drop(unsafe_owned(fd)),
         Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(Error::sys("create /dev/console", e)),
     }
-    let target = openat(Some(dev.as_raw_fd()), "console", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| Error::sys("open /dev/console", e))?;
+    let target = openat(Some(dev.as_raw_fd()), "console", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys("open /dev/console", e))?;
     let target = unsafe_owned(target);
     let kind = SFlag::from_bits_truncate(fstat(target.as_raw_fd()).map_err(|e| Error::sys("stat /dev/console", e))?.st_mode & SFlag::S_IFMT.bits());
     if kind != SFlag::S_IFREG && kind != SFlag::S_IFCHR {
-        return Err(Error::Init("/dev/console in the container is neither a file nor a device (a symlink?): refusing to mount the console there".into()));
+        return Err(Error::Init(
+            "/dev/console in the container is neither a file nor a device (a symlink?): refusing to mount the console there".into(),
+        ));
     }
     let source = format!("/proc/self/fd/{}", slave.as_raw_fd());
     let target_path = format!("/proc/self/fd/{}", target.as_raw_fd());
-    nix::mount::mount(Some(source.as_str()), target_path.as_str(), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::sys("bind the pty over /dev/console", e))
+    nix::mount::mount(Some(source.as_str()), target_path.as_str(), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| Error::sys("bind the pty over /dev/console", e))
 }
 
 fn unsafe_owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {

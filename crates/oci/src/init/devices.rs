@@ -5,7 +5,7 @@ use super::mounts::{create_in_root, fd_path, relative, Kind};
 use crate::sys::{open_in_root, ResolveFlags};
 use crate::{Error, Result};
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{mknodat, makedev, Mode, SFlag};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;

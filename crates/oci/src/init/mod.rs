@@ -196,4 +196,3 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     (&file).write_all(b"0").map_err(|e| Error::io("write exec fifo", &path, e))?;
     Ok(())
 }
-

@@ -99,9 +99,7 @@ pub(super) fn relative(dest: &Path) -> Result<PathBuf> {
             Component::Normal(part) => out.push(part),
             Component::RootDir | Component::CurDir => {}
             // RESOLVE_IN_ROOT would clamp it anyway; refusing is clearer.
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(Error::Init(format!("mount destination {} contains '..'", dest.display())))
-            }
+            Component::ParentDir | Component::Prefix(_) => return Err(Error::Init(format!("mount destination {} contains '..'", dest.display()))),
         }
     }
     Ok(out)
@@ -117,8 +115,14 @@ pub(super) fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> R
     let components: Vec<_> = path.components().collect();
     let mut current = PathBuf::new();
     for (i, component) in components.iter().enumerate() {
-        let parent = open_in_root(root, if current.as_os_str().is_empty() { Path::new(".") } else { &current }, libc::O_PATH | libc::O_DIRECTORY, 0, ResolveFlags::IN_ROOT)
-            .map_err(|e| Error::io("open in rootfs", &current, e))?;
+        let parent = open_in_root(
+            root,
+            if current.as_os_str().is_empty() { Path::new(".") } else { &current },
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            ResolveFlags::IN_ROOT,
+        )
+        .map_err(|e| Error::io("open in rootfs", &current, e))?;
         current.push(component);
         if open_in_root(root, &current, libc::O_PATH, 0, ResolveFlags::IN_ROOT).is_ok() {
             continue;
@@ -126,8 +130,13 @@ pub(super) fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> R
         let last = i + 1 == components.len();
         let name = component.as_os_str();
         if last && kind == Kind::File {
-            let fd = nix::fcntl::openat(Some(parent.as_raw_fd()), name, nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW, nix::sys::stat::Mode::from_bits_truncate(0o644))
-                .map_err(|e| Error::sys(format!("create {}", current.display()), e))?;
+            let fd = nix::fcntl::openat(
+                Some(parent.as_raw_fd()),
+                name,
+                nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+            )
+            .map_err(|e| Error::sys(format!("create {}", current.display()), e))?;
             let _ = nix::unistd::close(fd);
         } else {
             match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
@@ -165,7 +174,13 @@ pub(super) fn locked_flags(path: &str) -> MsFlags {
 
 /// Performs one spec mount inside `root` (an fd on the rootfs, still at its host path).
 /// `idmapped`: the detached tree the parent made for an idmap mount, attached instead of a bind.
-pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts: &[(String, PathBuf)], in_userns: bool, idmapped: Option<BorrowedFd<'_>>) -> Result<()> {
+pub(super) fn mount_one(
+    root: BorrowedFd<'_>,
+    spec_mount: &Mount,
+    cgroup_mounts: &[(String, PathBuf)],
+    in_userns: bool,
+    idmapped: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let options = parse_options(spec_mount.options().as_deref().unwrap_or(&[]))?;
     let typ = spec_mount.typ().clone().unwrap_or_default();
     let dest = spec_mount.destination();
@@ -177,7 +192,8 @@ pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts:
         let source = spec_mount.source().as_deref().unwrap_or(Path::new(""));
         let is_dir = std::fs::metadata(source).map_err(|e| Error::io("bind source", source, e))?.is_dir();
         let target = create_in_root(root, dest, if is_dir { Kind::Dir } else { Kind::File })?;
-        crate::sys::mount_api::move_mount(tree, target.as_fd()).map_err(|e| Error::sys(format!("attach idmapped {} on {}", source.display(), dest.display()), e))?;
+        crate::sys::mount_api::move_mount(tree, target.as_fd())
+            .map_err(|e| Error::sys(format!("attach idmapped {} on {}", source.display(), dest.display()), e))?;
         remount_bind(root, dest, &options, in_userns)?;
     } else if bind {
         let source = spec_mount.source().as_ref().ok_or_else(|| Error::Init(format!("bind mount to {} has no source", dest.display())))?;
@@ -194,8 +210,14 @@ pub(super) fn mount_one(root: BorrowedFd<'_>, spec_mount: &Mount, cgroup_mounts:
         let target = create_in_root(root, dest, Kind::Dir)?;
         let data = options.data.join(",");
         let source = spec_mount.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| typ.clone());
-        mount(Some(source.as_str()), fd_path(target.as_fd()).as_str(), Some(typ.as_str()), options.flags, (!data.is_empty()).then_some(data.as_str()))
-            .map_err(|e| Error::sys(format!("mount {typ} on {}", dest.display()), e))?;
+        mount(
+            Some(source.as_str()),
+            fd_path(target.as_fd()).as_str(),
+            Some(typ.as_str()),
+            options.flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .map_err(|e| Error::sys(format!("mount {typ} on {}", dest.display()), e))?;
     }
     if !options.propagation.is_empty() {
         let mounted = create_in_root(root, dest, Kind::Dir)?;

@@ -14,11 +14,8 @@ use std::path::Path;
 pub(super) fn apply_sysctls(linux: &Linux) -> Result<()> {
     for (key, value) in linux.sysctl().iter().flatten() {
         let path = crate::sysctl::proc_path(key);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| Error::io("open sysctl", &path, e))?;
+        let file =
+            std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(&path).map_err(|e| Error::io("open sysctl", &path, e))?;
         let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| Error::sys(format!("statfs {}", path.display()), e))?;
         if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
             return Err(Error::Init(format!("sysctl {key}: {} is not on procfs", path.display())));
@@ -89,8 +86,14 @@ pub(super) fn make_readonly(paths: &[String]) -> Result<()> {
         mount(Some(path.as_str()), path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(|e| Error::sys(format!("bind {path} for read-only"), e))?;
         let locked = super::mounts::locked_flags(path);
-        mount(None::<&str>, path.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked, None::<&str>)
-            .map_err(|e| Error::sys(format!("remount {path} read-only"), e))?;
+        mount(
+            None::<&str>,
+            path.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(format!("remount {path} read-only"), e))?;
     }
     Ok(())
 }

@@ -40,7 +40,10 @@ pub(crate) fn apply_rlimits(process: &Process) -> Result<()> {
         // SAFETY: limit is a valid rlimit struct for the duration of the call.
         if unsafe { libc::setrlimit(resource, &limit) } != 0 {
             let err = std::io::Error::last_os_error();
-            return Err(Error::sys(format!("setrlimit {name} soft {} hard {} (raising a hard limit needs CAP_SYS_RESOURCE)", rlimit.soft(), rlimit.hard()), err));
+            return Err(Error::sys(
+                format!("setrlimit {name} soft {} hard {} (raising a hard limit needs CAP_SYS_RESOURCE)", rlimit.soft(), rlimit.hard()),
+                err,
+            ));
         }
     }
     Ok(())
@@ -180,7 +183,13 @@ fn last_cap() -> u8 {
 
 /// The last step: become the spec's process and execve. Used by both init and exec.
 /// `seccomp` comes with the socket a notify fd is reported on.
-pub(crate) fn exec(process: &Process, seccomp: Option<(&super::SeccompProgram, &SyncSocket)>, preserve_fds: u32, executable: &CString, env: &[String]) -> Result<Infallible> {
+pub(crate) fn exec(
+    process: &Process,
+    seccomp: Option<(&super::SeccompProgram, &SyncSocket)>,
+    preserve_fds: u32,
+    executable: &CString,
+    env: &[String],
+) -> Result<Infallible> {
     // Before any seccomp filter: a profile that predates close_range would refuse it.
     crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);

@@ -16,8 +16,7 @@ pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
     // Nothing mounted from here on may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| Error::sys("make / rslave", e))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(|e| Error::sys("make / rslave", e))?;
     mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
     let root = std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?;
@@ -29,7 +28,8 @@ pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
         mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, ctx.plan.new_user, idmapped)?;
     }
     let dev_is_host_bind = spec_mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev") && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
     });
     if !dev_is_host_bind {
         devices::create_defaults(root_fd, ctx.plan.new_user)?;
@@ -81,8 +81,7 @@ fn pivot(new_root: &std::fs::File) -> Result<()> {
     pivot_root(".", ".").map_err(|e| Error::sys("pivot_root", e))?;
     fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).map_err(|e| Error::sys("chdir to old root", e))?;
     // The old root may be shared with the host: make it slave first so the unmount stays ours.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| Error::sys("make old root rslave", e))?;
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(|e| Error::sys("make old root rslave", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("detach old root", e))?;
     Ok(())
 }

@@ -46,7 +46,9 @@ pub fn set_tree_attr(tree: BorrowedFd<'_>, attr_set: u64, userns: Option<Borrowe
         flags |= libc::AT_RECURSIVE;
     }
     // SAFETY: attr is a valid mount_attr of the size passed; the path is empty with AT_EMPTY_PATH.
-    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -56,7 +58,16 @@ pub fn set_tree_attr(tree: BorrowedFd<'_>, attr_set: u64, userns: Option<Borrowe
 /// Attaches the detached tree `tree` on the directory or file `target` (an fd, O_PATH is enough).
 pub fn move_mount(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: both fds are valid for the call; both paths are empty C strings.
-    let rc = unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), target.as_raw_fd(), c"".as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

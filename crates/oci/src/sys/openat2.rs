@@ -30,9 +30,8 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int, mode:
     let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve: resolve.0 };
     loop {
         // SAFETY: c_path and how outlive the call; the kernel copies `how` (size given) and reads the path.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c_path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
-        };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c_path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
         if rc >= 0 {
             // SAFETY: the kernel returned a new fd that nothing else owns.
             return Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) });

@@ -1,0 +1,206 @@
+//! What happens at create: the record first (state `Creating`, persisted), then the image's
+//! layers leased, the rootfs mounted (the image's snapshots under a writable layer), the user
+//! resolved from the image's own passwd/group, the spec and /etc files written into the bundle,
+//! a shim started and asked to create the container. A failure anywhere undoes all of it.
+
+use crate::events::Action;
+use crate::image_config::RunConfig;
+use crate::manager::{blocking, make_dir, Containers};
+use crate::options::{CreateOptions, Network};
+use crate::record::{short, ContainerRecord, State};
+use crate::rootfs::RootfsLayout;
+use crate::spec_builder::{self, SpecInputs};
+use crate::{passwd, Error, Result};
+use berth_image::meta::ImageRecord;
+use std::path::{Path, PathBuf};
+
+pub(crate) fn lease_id(id: &str) -> String {
+    format!("container-{id}")
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    let urandom = Path::new("/dev/urandom");
+    let mut file = std::fs::File::open(urandom).map_err(|e| Error::io("open", urandom, e))?;
+    std::io::Read::read_exact(&mut file, &mut bytes).map_err(|e| Error::io("read", urandom, e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Names: docker's rule, so scripts that work there work here.
+fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 128 && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric()) && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// What create works from, once the request is checked.
+pub(crate) struct Plan {
+    pub image: ImageRecord,
+    pub run_config: RunConfig,
+    pub hostname: String,
+}
+
+impl Containers {
+    pub async fn create(&self, options: CreateOptions) -> Result<ContainerRecord> {
+        let this = self.clone();
+        let (record, plan) = blocking(move || this.plan(options)).await?;
+        let entry = self.table().insert(record.clone())?;
+        drop(entry);
+        if let Err(e) = self.persist(&record).await {
+            self.table().remove(&record.id);
+            return Err(e);
+        }
+        match self.materialize(&record, plan).await {
+            Ok(pid) => {
+                let entry = self.entry(&record.id)?;
+                let record = Containers::modify(&entry, |r| {
+                    r.state = State::Created;
+                    r.pid = pid;
+                });
+                self.persist(&record).await?;
+                self.events.publish(Action::Create, &record);
+                Ok(record)
+            }
+            Err(e) => {
+                let _ = self.destroy(&record.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks the request against the image; the record to be.
+    fn plan(&self, options: CreateOptions) -> Result<(ContainerRecord, Plan)> {
+        let name = berth_image::Reference::parse(&options.image).map(|r| r.to_string()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let image = self.images.images.get(&name)?.ok_or_else(|| Error::NoImage(options.image.clone()))?;
+        let runtime = options.runtime.clone().unwrap_or_else(|| self.binaries.default_runtime.clone());
+        self.runtime_binary(&runtime)?;
+        let id = random_id()?;
+        let container_name = options.name.clone().unwrap_or_else(|| short(&id).to_string());
+        if !valid_name(&container_name) {
+            return Err(Error::Invalid(format!("container name {container_name:?}: use letters, digits, _ . - (starting with a letter or digit)")));
+        }
+        let hostname = options.hostname.clone().unwrap_or_else(|| short(&id).to_string());
+        if !valid_hostname(&hostname) {
+            return Err(Error::Invalid(format!("hostname {hostname:?}: use letters, digits, - and .")));
+        }
+        let run_config = RunConfig::load(&self.images, &image.config)?;
+        let command = spec_builder::command(&options, &run_config)?;
+        let stop_signal = match run_config.stop_signal.as_deref() {
+            Some(signal) => berth_oci::parse_signal(signal).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
+            None => libc::SIGTERM,
+        };
+        let record = ContainerRecord {
+            id: id.clone(),
+            name: container_name,
+            image: name,
+            image_manifest: image.manifest.to_string(),
+            options,
+            command,
+            stop_signal,
+            runtime,
+            shim: id,
+            state: State::Creating,
+            pid: 0,
+            exit_code: None,
+            oom_killed: false,
+            created_at: crate::now_ns(),
+            started_at: 0,
+            finished_at: 0,
+            releasing: false,
+            removing: false,
+        };
+        Ok((record, Plan { image, run_config, hostname }))
+    }
+
+    /// Rootfs, bundle, shim; the init's pid.
+    async fn materialize(&self, record: &ContainerRecord, plan: Plan) -> Result<i32> {
+        let this = self.clone();
+        let r = record.clone();
+        blocking(move || this.write_bundle(&r, &plan)).await?;
+        self.launch_and_create(record).await
+    }
+
+    /// The container's rootfs: the image's snapshots under its own writable layer, in its bundle.
+    pub(crate) fn rootfs_layout(&self, id: &str, chain_ids: &[berth_image::Digest]) -> RootfsLayout {
+        let data = self.data_dir(id);
+        RootfsLayout {
+            layers: chain_ids.iter().map(|c| self.images.snapshots.path(c)).collect(),
+            upper: data.join("upper"),
+            work: data.join("work"),
+            target: self.bundle_dir(id).join("rootfs"),
+        }
+    }
+
+    fn write_bundle(&self, record: &ContainerRecord, plan: &Plan) -> Result<()> {
+        let image = &plan.image;
+        let kept: Vec<berth_image::Digest> = image.chain_ids.iter().chain([&image.config, &image.manifest]).cloned().collect();
+        self.images.images.lease(&lease_id(&record.id), &kept)?;
+        let bundle = self.bundle_dir(&record.id);
+        make_dir(&bundle)?;
+        make_dir(&self.data_dir(&record.id))?;
+        let layout = self.rootfs_layout(&record.id, &image.chain_ids);
+        layout.mount()?;
+        let user_spec = record.options.user.clone().or_else(|| plan.run_config.user.clone()).unwrap_or_default();
+        let user = passwd::resolve(&layout.target, &user_spec)?;
+        let etc_files = write_etc_files(&bundle, &plan.hostname, record.options.network)?;
+        let inputs = SpecInputs {
+            id: &record.id,
+            options: &record.options,
+            image: &plan.run_config,
+            user: &user,
+            hostname: &plan.hostname,
+            etc_files: &etc_files,
+        };
+        let spec = spec_builder::build(&inputs)?;
+        let config = bundle.join("config.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(&spec).expect("specs serialize")).map_err(|e| Error::io("write", &config, e))
+    }
+
+    /// Starts the container's shim (a shim of its own) and has it create the container; its
+    /// events are followed from then on.
+    pub(crate) async fn launch_and_create(&self, record: &ContainerRecord) -> Result<i32> {
+        let shim_dir = self.shim_dir(&record.shim);
+        let runtime = self.runtime_binary(&record.runtime)?;
+        let runtime_root = self.paths.runtime_root.join(&record.runtime);
+        let shim = self.binaries.shim.clone();
+        let dir = shim_dir.clone();
+        blocking(move || {
+            make_dir(&dir)?;
+            crate::shim_launcher::launch(&shim, &dir, &runtime, &runtime_root)
+        })
+        .await?;
+        let request = berth_shim::CreateRequest {
+            bundle: self.bundle_dir(&record.id),
+            log: self.log_path(&record.id),
+            log_max_size: self.log_max_size,
+            tty: record.options.tty,
+            stdin: record.options.stdin,
+        };
+        let pid = berth_shim::AsyncClient::new(&shim_dir)
+            .create(&record.id, &request)
+            .await
+            .map_err(|e| Error::Shim(format!("create container {}: {e}", short(&record.id))))?;
+        self.monitor(&record.shim);
+        Ok(pid)
+    }
+}
+
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf for the container, bound read-only: with the
+/// host's network, the host's files; with none, loopback only.
+fn write_etc_files(bundle: &Path, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>> {
+    let (hosts, resolv) = match network {
+        Network::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+        Network::None => (String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), String::new()),
+    };
+    let hosts = format!("{hosts}127.0.1.1\t{hostname}\n");
+    let mut files = Vec::new();
+    for (name, text) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
+        let path = bundle.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+        files.push((format!("/etc/{name}"), path));
+    }
+    Ok(files)
+}

@@ -1,0 +1,68 @@
+//! Exec into a running container: the process is the container's own (env, user, capabilities,
+//! cwd from its spec) with the caller's overrides; the caller streams it through the shim.
+
+use crate::image_config::RunConfig;
+use crate::manager::{blocking, Containers};
+use crate::options::CreateOptions;
+use crate::record::{ContainerRecord, State};
+use crate::{passwd, spec_builder, Error, Result};
+
+/// What `berth exec` may change about the container's process.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub console_size: Option<(u16, u16)>,
+}
+
+impl Containers {
+    pub(crate) fn running(&self, key: &str) -> Result<ContainerRecord> {
+        let record = self.find(key)?;
+        if record.state != State::Running {
+            return Err(Error::NotRunning(format!("container {} is not running", record.name)));
+        }
+        Ok(record)
+    }
+
+    /// The process for an exec into a running container. Returns the record too (for its shim).
+    pub async fn exec_process(&self, key: &str, exec: ExecOptions) -> Result<(ContainerRecord, serde_json::Value)> {
+        let record = self.running(key)?;
+        if exec.args.is_empty() {
+            return Err(Error::Invalid("exec needs a command".into()));
+        }
+        let config = self.spec(&record.id).await?;
+        let rootfs = self.bundle_dir(&record.id).join("rootfs");
+        let process = blocking(move || {
+            let mut process = config["process"].clone();
+            process["args"] = serde_json::json!(exec.args);
+            process["terminal"] = serde_json::json!(exec.tty);
+            match (exec.tty, exec.console_size) {
+                (true, Some((width, height))) => process["consoleSize"] = serde_json::json!({"width": width, "height": height}),
+                _ => {
+                    process.as_object_mut().map(|p| p.remove("consoleSize"));
+                }
+            }
+            if let Some(user) = &exec.user {
+                let resolved = passwd::resolve(&rootfs, user)?;
+                process["user"] = serde_json::json!({"uid": resolved.uid, "gid": resolved.gid, "additionalGids": resolved.additional_gids});
+            }
+            if let Some(workdir) = &exec.workdir {
+                if !workdir.starts_with('/') {
+                    return Err(Error::Invalid(format!("working directory {workdir} is not absolute")));
+                }
+                process["cwd"] = serde_json::json!(workdir);
+            }
+            let base = CreateOptions { env: exec.env.clone(), tty: exec.tty, ..Default::default() };
+            let current: Vec<String> = process["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+            let image_env = RunConfig { env: Some(current), ..Default::default() };
+            let hostname = config["hostname"].as_str().unwrap_or_default().to_string();
+            process["env"] = serde_json::json!(spec_builder::environment(&base, &image_env, &hostname, "/")?);
+            Ok(process)
+        })
+        .await?;
+        Ok((record, process))
+    }
+}

@@ -1,0 +1,115 @@
+//! Start, kill, stop, wait, and starting an exited container again. Waiting is on the container's
+//! record in memory (a `watch` channel the shim's pushed exit updates): no thread, no poll.
+
+use crate::events::Action;
+use crate::manager::{blocking, Containers};
+use crate::record::{ContainerRecord, State};
+use crate::rootfs::unmount;
+use crate::{Error, Result};
+use berth_shim::AsyncClient;
+use std::time::Duration;
+
+impl Containers {
+    fn shim_of(&self, record: &ContainerRecord) -> AsyncClient {
+        AsyncClient::new(&self.shim_dir(&record.shim))
+    }
+
+    /// A created container as it is; an exited one created again (same bundle and writable
+    /// layer, a new shim), so that its output can be attached to before it starts.
+    pub async fn prepare(&self, key: &str) -> Result<ContainerRecord> {
+        let record = self.find(key)?;
+        match record.state {
+            State::Created => Ok(record),
+            State::Exited => self.recreate(&record).await,
+            State::Running => Err(Error::Conflict(format!("container {} is already running", record.name))),
+            State::Creating => Err(Error::Conflict(format!("container {} is still being created", record.name))),
+        }
+    }
+
+    pub async fn start(&self, key: &str) -> Result<ContainerRecord> {
+        let record = self.prepare(key).await?;
+        self.shim_of(&record).start(&record.id).await?;
+        let entry = self.entry(&record.id)?;
+        let record = Containers::modify(&entry, |r| {
+            // The exit may already be in (a command that ends at once).
+            if r.state == State::Created {
+                r.state = State::Running;
+            }
+            r.started_at = crate::now_ns();
+        });
+        drop(entry);
+        self.persist(&record).await?;
+        self.events.publish(Action::Start, &record);
+        Ok(record)
+    }
+
+    /// An exited container started again: same bundle and writable layer, a new shim.
+    async fn recreate(&self, record: &ContainerRecord) -> Result<ContainerRecord> {
+        let mut watch = self.watch(&record.id)?;
+        let _ = watch.wait_for(|r| !r.releasing).await;
+        let image = self.images.images.get(&record.image)?;
+        let layout = match image {
+            Some(image) if image.manifest.to_string() == record.image_manifest => self.rootfs_layout(&record.id, &image.chain_ids),
+            // The name moved on (or went): the lease still holds the layers the container had.
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "image {} changed since container {} was created; create a new container",
+                    record.image, record.name
+                )))
+            }
+        };
+        blocking(move || {
+            unmount(&layout.target)?;
+            layout.mount()
+        })
+        .await?;
+        let pid = self.launch_and_create(record).await?;
+        let entry = self.entry(&record.id)?;
+        let record = Containers::modify(&entry, |r| {
+            r.state = State::Created;
+            r.pid = pid;
+            r.exit_code = None;
+            r.oom_killed = false;
+        });
+        drop(entry);
+        self.persist(&record).await?;
+        Ok(record)
+    }
+
+    pub async fn kill(&self, key: &str, signal: i32, all: bool) -> Result<ContainerRecord> {
+        let record = self.find(key)?;
+        if !record.state.is_live() {
+            return Err(Error::NotRunning(format!("container {} is not running", record.name)));
+        }
+        self.shim_of(&record).kill(&record.id, signal, all).await?;
+        self.find(&record.id)
+    }
+
+    /// The stop signal, then after `timeout` SIGKILL to every process; returns once exited.
+    pub async fn stop(&self, key: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let record = self.find(key)?;
+        if !record.state.is_live() {
+            return self.wait(&record.id).await;
+        }
+        let shim = self.shim_of(&record);
+        // A created container's init waits for `start` and would sit on a polite signal.
+        // A zero timeout (`rm -f`, `stop -t 0`) goes straight to SIGKILL.
+        let signal = if record.state == State::Created { libc::SIGKILL } else { record.stop_signal };
+        if !timeout.is_zero() && shim.kill(&record.id, signal, false).await.is_ok() {
+            if let Ok(exited) = tokio::time::timeout(timeout, self.wait(&record.id)).await {
+                return exited;
+            }
+        }
+        // The shim refuses when the container has just exited: the wait tells.
+        let _ = shim.kill(&record.id, libc::SIGKILL, true).await;
+        self.wait(&record.id).await
+    }
+
+    /// Returns once the container has exited and its shim has let go of it (or it was removed:
+    /// then with its last record).
+    pub async fn wait(&self, key: &str) -> Result<ContainerRecord> {
+        let mut watch = self.watch(key)?;
+        let settled = watch.wait_for(|r| r.settled()).await.map(|r| r.clone());
+        Ok(settled.unwrap_or_else(|_| watch.borrow().clone()))
+    }
+}

@@ -1,0 +1,112 @@
+//! What happens at remove: a live container is killed first (SIGKILL to all its processes) and
+//! waited for until its shim has let go of it; then its rootfs is unmounted, its bundle, writable
+//! layer and lease go, and its record last, so a crash half way leaves a record to retry. Nothing
+//! is deleted while a shim may still write into it: that ordering is what makes `rm -f` of many
+//! containers reliable.
+
+use crate::create::lease_id;
+use crate::events::Action;
+use crate::manager::{blocking, Containers};
+use crate::record::{Change, ContainerRecord, State};
+use crate::rootfs::unmount;
+use crate::shim_launcher::shim_alive;
+use crate::{Error, Result};
+use std::path::Path;
+use std::time::Duration;
+
+impl Containers {
+    pub async fn remove(&self, key: &str, force: bool) -> Result<ContainerRecord> {
+        let entry = self.entry(key)?;
+        let mut already = false;
+        let record = Containers::modify(&entry, |r| {
+            already = r.removing;
+            if !already && (force || !r.state.is_live() || r.state == State::Created) {
+                r.removing = true;
+            }
+        });
+        drop(entry);
+        if already {
+            // Someone else removes it (an auto-remove, another rm): done when they are.
+            return self.wait_removed(&record.id).await;
+        }
+        if !record.removing {
+            return Err(Error::Conflict(format!("container {} is {}: stop it first, or remove it with force", record.name, record.state.as_str())));
+        }
+        if record.state.is_live() || record.releasing {
+            if let Err(e) = self.stop(&record.id, Duration::ZERO).await {
+                self.entry(&record.id).map(|entry| entry.send_modify(|r| r.removing = false)).ok();
+                return Err(e);
+            }
+        }
+        let mut watch = self.watch(&record.id)?;
+        let _ = watch.wait_for(|r| !r.releasing).await;
+        let record = watch.borrow().clone();
+        self.destroy(&record.id).await?;
+        Ok(record)
+    }
+
+    /// Returns once the container is removed (by whoever removes it).
+    pub async fn wait_removed(&self, key: &str) -> Result<ContainerRecord> {
+        let mut watch = self.watch(key)?;
+        while watch.changed().await.is_ok() {}
+        let record = watch.borrow().clone();
+        Ok(record)
+    }
+
+    /// Removes everything of a container that no shim holds: rootfs mount, bundle, writable layer,
+    /// lease, record — in that order. For a container still being created (a failed create, or
+    /// one found half-created at start-up) its shim is told to let go first, or cleaned up after.
+    pub(crate) async fn destroy(&self, id: &str) -> Result<()> {
+        let Some(record) = self.table().get(id).map(|e| e.borrow().clone()) else { return Ok(()) };
+        if record.state == State::Creating {
+            self.release_half_created(&record).await;
+        }
+        let this = self.clone();
+        let r = record.clone();
+        blocking(move || {
+            let bundle = this.bundle_dir(&r.id);
+            unmount(&bundle.join("rootfs"))?;
+            remove_tree(&bundle)?;
+            remove_tree(&this.data_dir(&r.id))?;
+            this.images.images.release(&lease_id(&r.id))?;
+            Ok(())
+        })
+        .await?;
+        self.persister.write(Change::Remove(record.id.clone())).await?;
+        if let Some(removed) = self.table().remove(id) {
+            self.events.publish(Action::Destroy, &removed);
+        }
+        Ok(())
+    }
+
+    /// A half-created container's shim, if it got one: told to delete the container (and then
+    /// waited for, as it ends with its last container), or, if it died, cleaned up after.
+    async fn release_half_created(&self, record: &ContainerRecord) {
+        let dir = self.shim_dir(&record.shim);
+        if shim_alive(&dir) {
+            let _ = berth_shim::AsyncClient::new(&dir).delete(&record.id).await;
+            for _ in 0..100 {
+                if !shim_alive(&dir) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // The runtime made its state directory only if the create got that far.
+        if self.paths.runtime_root.join(&record.runtime).join(&record.id).exists() {
+            if let Ok(runtime) = self.runtime_binary(&record.runtime) {
+                let (shim, root, id) = (self.binaries.shim.clone(), self.paths.runtime_root.join(&record.runtime), record.id.clone());
+                let _ = blocking(move || crate::shim_launcher::cleanup(&shim, &dir, &runtime, &root, &id)).await;
+            }
+        }
+    }
+}
+
+/// Removes a directory tree, whatever is already gone.
+fn remove_tree(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", dir, e)),
+    }
+}

@@ -446,3 +446,100 @@ fn a_container_half_created_when_berthd_died_is_removed_at_restart() {
     berthd.stop();
     env.leak_check();
 }
+
+#[test]
+fn run_rm_removes_the_container_even_when_the_client_is_killed() {
+    let (env, _registry, berthd, image) = setup("ctr-rm-killed");
+    let mut client = Command::new(workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .args(["run", "--rm", "--name", "orphan", &image, "sh", "-c", "sleep 1; exit 3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !containers(&berthd, &env).iter().any(|c| c["name"] == "orphan" && c["state"] == "running") {
+        assert!(started.elapsed().as_secs() < 30, "the container never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let id = id_of(&berthd, &env, "orphan");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    // Nobody waits on it any more: berthd removes it when it exits.
+    while !containers(&berthd, &env).is_empty() {
+        assert!(started.elapsed().as_secs() < 30, "the container was never removed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_no_cgroups(&[id]);
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}
+
+#[test]
+fn berthd_killed_while_fifty_containers_start_leaves_each_whole_or_gone() {
+    let (env, registry, berthd, image) = setup("ctr-crash50");
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            Command::new(workspace_bin("berth"))
+                .arg("--socket")
+                .arg(&berthd.socket)
+                .args(["run", "-d", "--name", &format!("c{i}"), &image, "sleep", "1000"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Killed with some containers made, some half made, some not begun.
+    let bundles = berthd.state.join("containers");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0) < 30 && started.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut berthd = berthd;
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    for mut client in clients {
+        client.wait().unwrap();
+    }
+
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let listed = containers(&berthd, &env);
+    let ids: Vec<String> = listed.iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    // What is listed is whole: running, or created and startable (berthd died between the two).
+    for c in &listed {
+        let name = c["name"].as_str().unwrap();
+        match c["state"].as_str().unwrap() {
+            "running" => {}
+            "created" => {
+                berthd.ok(&env, &["start", name]);
+            }
+            other => panic!("{name} is {other} after the restart"),
+        }
+        assert_eq!(berthd.ok(&env, &["exec", name, "echo", "whole"]), "whole\n", "{name}");
+    }
+    // What is not listed left no trace: no bundle, writable layer, runtime state, mount or shim.
+    for dir in [berthd.state.join("containers"), berthd.root.join("containers"), berthd.state.join("runtime/berth-oci")] {
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        // (berth-oci keeps files of its own there, named with an @.)
+        left.retain(|n| n != "containers.redb" && !n.starts_with('@') && !ids.contains(n));
+        assert!(left.is_empty(), "unlisted containers left in {}: {left:?}", dir.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let rootfs_mounts = mounts.lines().filter(|l| l.contains(&*berthd.state.to_string_lossy())).count();
+    assert_eq!(rootfs_mounts, listed.len(), "one rootfs mount per listed container");
+    eprintln!("crash50: {} of 50 containers whole after the restart, the rest gone", listed.len());
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    if !ids.is_empty() {
+        berthd.ok(&env, &args);
+    }
+    assert_no_container_files(&berthd);
+    berthd.stop();
+    env.leak_check();
+}

@@ -53,7 +53,7 @@ impl Containers {
                             held.insert(state.id.clone());
                             match state.exit {
                                 Some(exit) => self.exited(&state.id, exit),
-                                None => self.still_held(&state.id, &shim),
+                                None => self.still_held(&state, &shim),
                             }
                         }
                         Event::Synced => {
@@ -144,15 +144,32 @@ impl Containers {
         }
     }
 
-    /// A live container the shim holds: nothing to do but to check the record agrees.
-    fn still_held(&self, id: &str, shim: &str) {
-        if self.table().get(id).is_none() {
-            // A container the records do not know, never started, in one of our shims: undo it.
+    /// A live container the shim holds: the record catches up with it (berthd died between the
+    /// shim's start and recording it), or, unknown to the records, it goes.
+    fn still_held(&self, state: &berth_shim::ShimState, shim: &str) {
+        let Some(entry) = self.table().get(&state.id) else {
             let this = self.clone();
-            let (id, shim) = (id.to_string(), shim.to_string());
+            let (id, shim) = (state.id.clone(), shim.to_string());
             tokio::spawn(async move {
                 let client = AsyncClient::new(&this.shim_dir(&shim));
                 let _ = client.kill(&id, libc::SIGKILL, true).await;
+            });
+            return;
+        };
+        let mut started = false;
+        let record = Containers::modify(&entry, |r| {
+            if r.state == State::Created && state.status == berth_shim::Status::Running {
+                r.state = State::Running;
+                r.started_at = crate::now_ns();
+                started = true;
+            }
+        });
+        if started {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.persist(&record).await {
+                    tracing_error(&record.id, &e);
+                }
             });
         }
     }

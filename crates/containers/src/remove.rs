@@ -9,7 +9,7 @@ use crate::events::Action;
 use crate::manager::{blocking, Containers};
 use crate::record::{Change, ContainerRecord, State};
 use crate::rootfs::unmount;
-use crate::shim_launcher::shim_alive;
+use crate::shim_launcher::{shim_alive, shim_pid};
 use crate::{Error, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -91,6 +91,11 @@ impl Containers {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+        // A shim of its own that never got as far as listening (berthd died while starting it)
+        // would wait out its idle time: it holds nothing the runtime cannot clean up, so it goes.
+        if let Some(pid) = shim_pid(&dir).filter(|_| record.shim == record.id) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         // The runtime made its state directory only if the create got that far.
         if self.paths.runtime_root.join(&record.runtime).join(&record.id).exists() {

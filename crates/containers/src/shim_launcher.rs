@@ -62,11 +62,15 @@ pub fn cleanup(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path, id:
 /// Whether the shim of `dir` is alive: its pid file names a process whose command line names the
 /// directory (a zombie or a reused pid is not our shim).
 pub fn shim_alive(dir: &Path) -> bool {
-    let Some(pid) = std::fs::read_to_string(dir.join(berth_shim::protocol::SHIM_PID)).ok().and_then(|p| p.trim().parse::<i32>().ok()) else {
-        return false;
-    };
+    shim_pid(dir).is_some()
+}
+
+/// The pid of the live shim of `dir` (see [`shim_alive`]).
+pub fn shim_pid(dir: &Path) -> Option<i32> {
+    let pid = std::fs::read_to_string(dir.join(berth_shim::protocol::SHIM_PID)).ok()?.trim().parse::<i32>().ok()?;
     let needle = dir.as_os_str().as_encoded_bytes();
-    std::fs::read(format!("/proc/{pid}/cmdline")).map(|cmd| cmd.windows(needle.len()).any(|w| w == needle)).unwrap_or(false)
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    cmdline.windows(needle.len()).any(|w| w == needle).then_some(pid)
 }
 
 /// `name` found next to the running executable (how the workspace and packages install berth),

@@ -32,6 +32,7 @@ struct Args {
 }
 
 fn main() {
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(serve());
     // Not a drop of the runtime: it would wait for the tasks following the shims' events, and
@@ -93,6 +94,19 @@ async fn serve() -> anyhow::Result<()> {
         .await;
     let _ = std::fs::remove_file(&config.socket);
     served.context("serve berth.v1")
+}
+
+/// berthd holds a connection to every shim (their events): the soft limit on open files (1024
+/// under most service managers) goes up to the hard one, as containerd and dockerd do.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit struct that outlives the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 fn open_containers(config: &config::Config, store: Arc<berth_image::Store>) -> anyhow::Result<berth_containers::Containers> {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+const READ_BUFFER: usize = 1024;
+
 #[derive(Debug, Clone)]
 pub struct AsyncClient {
     socket: PathBuf,
@@ -121,7 +123,9 @@ impl AsyncClient {
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
         stream.write_all(&line).await.map_err(|e| self.io(e))?;
-        Ok(BufReader::new(stream))
+        // Replies and events are short lines, and a subscription's reader lives as long as its
+        // shim: a small buffer (a longer line still reads whole, up to the protocol's bound).
+        Ok(BufReader::with_capacity(READ_BUFFER, stream))
     }
 
     async fn read_reply(&self, reader: &mut BufReader<UnixStream>) -> Result<Reply, Error> {

@@ -7,6 +7,9 @@ round-robin after a warm-up; medians, p90 and ratios.
 Memory: with 30 containers running `sleep`, the RSS and PSS of each container's supervisor
 (berth-shim, containerd-shim-runc-v2, conmon) and of the daemons (berthd, containerd), idle (image
 pulled, no container) and with the 30.
+Scale: with 500 containers running `sleep` (berth and containerd), the time of one list call
+(`berth ps -a` vs `ctr containers ls` and `ctr tasks ls`, medians of 10) and the daemon's RSS per
+container.
 
 Each tool is a private instance in a temporary directory, pulling the same busybox image from
 Debian's docker-registry on 127.0.0.1; every container has no network but loopback. crun refuses
@@ -72,6 +75,8 @@ class Berth(BerthdInstance):
         return [self.proc.pid]
     def supervisor_pids(self):
         return pids_with(f"{self.dir}/state", "berth-shim")
+    def list_calls(self):
+        return {"berth ps -a": self.cli("ps", "-a")}
 
 class Containerd(ContainerdInstance):
     name, supervisor = "containerd", "containerd-shim-runc-v2"
@@ -96,6 +101,9 @@ class Containerd(ContainerdInstance):
         return [self.proc.pid]
     def supervisor_pids(self):
         return pids_with(self.socket, "containerd-shim-runc-v2")
+    def list_calls(self):
+        # containers ls reads metadata only; tasks ls asks every shim for its state.
+        return {"ctr containers ls": self.ctr("containers", "ls"), "ctr tasks ls": self.ctr("tasks", "ls")}
 
 class Podman:
     name, supervisor = "podman", "conmon"
@@ -124,12 +132,42 @@ def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
+def scale(tools, ref, count):
+    """List calls and daemon memory with `count` containers running, per tool."""
+    print(f"\nwith {count} containers running `sleep`: one list call (median of 10, client process included) and the daemon's RSS\n")
+    print("| tool       | list call             | median ms | vs berth | daemon RSS KiB idle -> loaded | per container KiB |")
+    print("|------------|-----------------------|-----------|----------|-------------------------------|-------------------|")
+    names = [f"s{i}" for i in range(count)]
+    medians, rows = {}, []
+    for tool in tools:
+        before = memory_kib(tool.daemon_pids()[0])[0]
+        started = time.perf_counter()
+        for name in names:
+            tool.start_detached(ref, name)
+        print(f"({tool.name}: {count} containers started in {time.perf_counter() - started:.1f} s)")
+        time.sleep(2)
+        after = memory_kib(tool.daemon_pids()[0])[0]
+        for label, argv in tool.list_calls().items():
+            samples = []
+            for _ in range(11):
+                start = time.perf_counter()
+                run(argv)
+                samples.append(time.perf_counter() - start)
+            medians[label] = statistics.median(samples[1:])
+            rows.append((tool.name, label, before, after))
+        tool.remove_all(names)
+    base = medians.get("berth ps -a")
+    for name, label, before, after in rows:
+        ratio = f"{medians[label] / base:.2f}" if base else "-"
+        print(f"| {name:<10} | {label:<21} | {medians[label] * 1000:9.1f} | {ratio:>8} | {before:>13} -> {after:<13} | {(after - before) / count:17.1f} |")
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--containers", type=int, default=30, help="running containers for the memory figures")
     parser.add_argument("--bin", default="target/release", help="where berthd, berth, berth-shim and berth-oci are")
     parser.add_argument("--only", default="berth,podman,containerd", help="comma-separated tools")
+    parser.add_argument("--scale", type=int, default=500, help="running containers for the list figures (0: skip)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
@@ -183,6 +221,10 @@ def main():
             daemon = lambda m: f"{m[0][0]}/{m[0][1]}" if m else "-"
             print(f"| {tool.name:<10} | {tool.supervisor:<23} | {rss:5.0f} | {pss:5.0f} | {daemon(idle[tool.name]):>19} | {daemon(loaded):>30} |")
             tool.remove_all(names)
+
+        scaled = [t for t in tools if hasattr(t, "list_calls")]
+        if args.scale and scaled:
+            scale(scaled, ref, args.scale)
     finally:
         for tool in tools:
             tool.stop()

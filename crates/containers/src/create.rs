@@ -9,7 +9,7 @@ use crate::manager::{blocking, make_dir, Containers};
 use crate::options::{CreateOptions, Network};
 use crate::record::{short, ContainerRecord, State};
 use crate::rootfs::RootfsLayout;
-use crate::spec_builder::{self, SpecInputs};
+use crate::run_spec::{self, SpecInputs};
 use crate::{passwd, Error, Result};
 use berth_image::meta::ImageRecord;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ pub(crate) fn lease_id(id: &str) -> String {
     format!("container-{id}")
 }
 
-fn random_id() -> Result<String> {
+pub(crate) fn random_id() -> Result<String> {
     let mut bytes = [0u8; 32];
     let urandom = Path::new("/dev/urandom");
     let mut file = std::fs::File::open(urandom).map_err(|e| Error::io("open", urandom, e))?;
@@ -32,12 +32,9 @@ fn valid_name(name: &str) -> bool {
     name.len() <= 128 && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric()) && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-fn valid_hostname(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
 /// What create works from, once the request is checked.
 pub(crate) struct Plan {
+    pub options: CreateOptions,
     pub image: ImageRecord,
     pub run_config: RunConfig,
     pub hostname: String,
@@ -76,6 +73,8 @@ impl Containers {
         let name = berth_image::Reference::parse(&options.image).map(|r| r.to_string()).map_err(|e| Error::Invalid(e.to_string()))?;
         let image = self.images.images.get(&name)?.ok_or_else(|| Error::NoImage(options.image.clone()))?;
         let runtime = options.runtime.clone().unwrap_or_else(|| self.binaries.default_runtime.clone());
+        // A pod's containers share its shim; any other container has one of its own.
+        let sandbox = options.sandbox.as_deref().map(|key| self.find_sandbox(key)).transpose()?.map(|s| s.id);
         self.runtime_binary(&runtime)?;
         let id = random_id()?;
         let container_name = options.name.clone().unwrap_or_else(|| short(&id).to_string());
@@ -83,13 +82,10 @@ impl Containers {
             return Err(Error::Invalid(format!("container name {container_name:?}: use letters, digits, _ . - (starting with a letter or digit)")));
         }
         let hostname = options.hostname.clone().unwrap_or_else(|| short(&id).to_string());
-        if !valid_hostname(&hostname) {
-            return Err(Error::Invalid(format!("hostname {hostname:?}: use letters, digits, - and .")));
-        }
         let run_config = RunConfig::load(&self.images, &image.config)?;
-        let command = spec_builder::command(&options, &run_config)?;
+        let command = run_spec::command(&options, &run_config)?;
         let stop_signal = match run_config.stop_signal.as_deref() {
-            Some(signal) => berth_oci::parse_signal(signal).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
+            Some(signal) => berth_spec::signals::parse(signal).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
             None => libc::SIGTERM,
         };
         let record = ContainerRecord {
@@ -97,11 +93,17 @@ impl Containers {
             name: container_name,
             image: name,
             image_manifest: image.manifest.to_string(),
-            options,
+            labels: options.labels.clone(),
+            annotations: Default::default(),
+            shim: sandbox.clone().unwrap_or_else(|| id.clone()),
+            sandbox,
+            attempt: 0,
+            tty: options.tty,
+            stdin: options.stdin,
+            auto_remove: options.auto_remove,
             command,
             stop_signal,
             runtime,
-            shim: id,
             state: State::Creating,
             pid: 0,
             exit_code: None,
@@ -112,7 +114,7 @@ impl Containers {
             releasing: false,
             removing: false,
         };
-        Ok((record, Plan { image, run_config, hostname }))
+        Ok((record, Plan { options, image, run_config, hostname }))
     }
 
     /// Rootfs, bundle, shim; the init's pid.
@@ -143,41 +145,43 @@ impl Containers {
         make_dir(&self.data_dir(&record.id))?;
         let layout = self.rootfs_layout(&record.id, &image.chain_ids);
         layout.mount()?;
-        let user_spec = record.options.user.clone().or_else(|| plan.run_config.user.clone()).unwrap_or_default();
+        let user_spec = plan.options.user.clone().or_else(|| plan.run_config.user.clone()).unwrap_or_default();
         let user = passwd::resolve(&layout.target, &user_spec)?;
-        let etc_files = write_etc_files(&bundle, &plan.hostname, record.options.network)?;
+        let etc_files = write_etc_files(&bundle, &plan.hostname, plan.options.network)?;
         let inputs = SpecInputs {
             id: &record.id,
-            options: &record.options,
+            options: &plan.options,
             image: &plan.run_config,
             user: &user,
             hostname: &plan.hostname,
             etc_files: &etc_files,
         };
-        let spec = spec_builder::build(&inputs)?;
-        let config = bundle.join("config.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&spec).expect("specs serialize")).map_err(|e| Error::io("write", &config, e))
+        crate::spec_opts::write(&run_spec::build(&inputs)?, &bundle)
     }
 
-    /// Starts the container's shim (a shim of its own) and has it create the container; its
-    /// events are followed from then on.
+    /// Has the container's shim create it (its pod's shim, or one of its own), starting the shim
+    /// first if it is not running; its events are followed from then on.
     pub(crate) async fn launch_and_create(&self, record: &ContainerRecord) -> Result<i32> {
         let shim_dir = self.shim_dir(&record.shim);
-        let runtime = self.runtime_binary(&record.runtime)?;
-        let runtime_root = self.paths.runtime_root.join(&record.runtime);
-        let shim = self.binaries.shim.clone();
-        let dir = shim_dir.clone();
-        blocking(move || {
-            make_dir(&dir)?;
-            crate::shim_launcher::launch(&shim, &dir, &runtime, &runtime_root)
-        })
-        .await?;
+        let lock = self.shim_lock(&record.shim);
+        let _held = lock.lock().await;
+        if !crate::shim_launcher::shim_alive(&shim_dir) {
+            let runtime = self.runtime_binary(&record.runtime)?;
+            let runtime_root = self.paths.runtime_root.join(&record.runtime);
+            let shim = self.binaries.shim.clone();
+            let dir = shim_dir.clone();
+            blocking(move || {
+                make_dir(&dir)?;
+                crate::shim_launcher::launch(&shim, &dir, &runtime, &runtime_root)
+            })
+            .await?;
+        }
         let request = berth_shim::CreateRequest {
             bundle: self.bundle_dir(&record.id),
             log: self.log_path(&record.id),
             log_max_size: self.log_max_size,
-            tty: record.options.tty,
-            stdin: record.options.stdin,
+            tty: record.tty,
+            stdin: record.stdin,
         };
         let pid = berth_shim::AsyncClient::new(&shim_dir)
             .create(&record.id, &request)

@@ -6,12 +6,16 @@ pub enum Error {
     NotFound(String),
     #[error("no such image: {0} (pull or import it first)")]
     NoImage(String),
+    #[error("no such pod: {0}")]
+    NoPod(String),
+    /// A name or id is taken.
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The container is not in a state that allows this (not running, running, being created).
     #[error("{0}")]
-    NotRunning(String),
+    WrongState(String),
     #[error("{what} {}: {source}", path.display())]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("container metadata: {0}")]
@@ -20,6 +24,20 @@ pub enum Error {
     Image(#[from] berth_image::Error),
     #[error("{0}")]
     Shim(String),
+}
+
+impl berth_errdefs::HasKind for Error {
+    fn kind(&self) -> berth_errdefs::Kind {
+        use berth_errdefs::Kind;
+        match self {
+            Error::NotFound(_) | Error::NoImage(_) | Error::NoPod(_) => Kind::NotFound,
+            Error::Conflict(_) => Kind::AlreadyExists,
+            Error::Invalid(_) => Kind::Invalid,
+            Error::WrongState(_) => Kind::FailedPrecondition,
+            Error::Image(e) => berth_errdefs::HasKind::kind(e),
+            Error::Io { .. } | Error::Db(_) | Error::Shim(_) => Kind::Internal,
+        }
+    }
 }
 
 impl Error {

@@ -5,7 +5,7 @@ use crate::image_config::RunConfig;
 use crate::manager::{blocking, Containers};
 use crate::options::CreateOptions;
 use crate::record::{ContainerRecord, State};
-use crate::{passwd, spec_builder, Error, Result};
+use crate::{passwd, run_spec, Error, Result};
 
 /// What `berth exec` may change about the container's process.
 #[derive(Debug, Clone, Default)]
@@ -22,7 +22,7 @@ impl Containers {
     pub(crate) fn running(&self, key: &str) -> Result<ContainerRecord> {
         let record = self.find(key)?;
         if record.state != State::Running {
-            return Err(Error::NotRunning(format!("container {} is not running", record.name)));
+            return Err(Error::WrongState(format!("container {} is not running", record.name)));
         }
         Ok(record)
     }
@@ -59,7 +59,7 @@ impl Containers {
             let current: Vec<String> = process["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
             let image_env = RunConfig { env: Some(current), ..Default::default() };
             let hostname = config["hostname"].as_str().unwrap_or_default().to_string();
-            process["env"] = serde_json::json!(spec_builder::environment(&base, &image_env, &hostname, "/")?);
+            process["env"] = serde_json::json!(run_spec::environment(&base, &image_env, &hostname, "/")?);
             Ok(process)
         })
         .await?;

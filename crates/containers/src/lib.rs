@@ -26,8 +26,10 @@ pub mod passwd;
 pub mod record;
 mod remove;
 pub mod rootfs;
+pub mod run_spec;
+pub mod sandbox;
 pub mod shim_launcher;
-pub mod spec_builder;
+pub mod spec_opts;
 mod stats;
 pub mod table;
 
@@ -38,6 +40,7 @@ pub use manager::{Containers, Paths};
 pub use monitor::Recovered;
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
+pub use sandbox::{SandboxConfig, SandboxRecord, SandboxState};
 
 pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)

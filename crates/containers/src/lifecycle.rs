@@ -21,8 +21,8 @@ impl Containers {
         match record.state {
             State::Created => Ok(record),
             State::Exited => self.recreate(&record).await,
-            State::Running => Err(Error::Conflict(format!("container {} is already running", record.name))),
-            State::Creating => Err(Error::Conflict(format!("container {} is still being created", record.name))),
+            State::Running => Err(Error::WrongState(format!("container {} is already running", record.name))),
+            State::Creating => Err(Error::WrongState(format!("container {} is still being created", record.name))),
         }
     }
 
@@ -52,7 +52,7 @@ impl Containers {
             Some(image) if image.manifest.to_string() == record.image_manifest => self.rootfs_layout(&record.id, &image.chain_ids),
             // The name moved on (or went): the lease still holds the layers the container had.
             _ => {
-                return Err(Error::Conflict(format!(
+                return Err(Error::WrongState(format!(
                     "image {} changed since container {} was created; create a new container",
                     record.image, record.name
                 )))
@@ -79,7 +79,7 @@ impl Containers {
     pub async fn kill(&self, key: &str, signal: i32, all: bool) -> Result<ContainerRecord> {
         let record = self.find(key)?;
         if !record.state.is_live() {
-            return Err(Error::NotRunning(format!("container {} is not running", record.name)));
+            return Err(Error::WrongState(format!("container {} is not running", record.name)));
         }
         self.shim_of(&record).kill(&record.id, signal, all).await?;
         self.find(&record.id)

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// Where containers live: `data` keeps writable layers and the database (survives reboots),
-/// `state` keeps bundles, logs and shim directories (a tmpfs like /run), `runtime_root` is the
-/// OCI runtime's `--root`.
+/// Where containers live: `data` keeps writable layers (survives reboots; the records are in the
+/// image store's database), `state` keeps bundles, logs and shim directories (a tmpfs like /run),
+/// `runtime_root` is the OCI runtime's `--root`.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub data: PathBuf,
@@ -41,8 +41,14 @@ pub struct Inner {
     pub(crate) paths: Paths,
     pub(crate) binaries: Binaries,
     pub(crate) log_max_size: u64,
+    pub(crate) sandboxes: Mutex<std::collections::BTreeMap<String, crate::sandbox::SandboxRecord>>,
     /// Shims (by id) whose events are being followed.
     pub(crate) monitored: Mutex<std::collections::HashSet<String>>,
+    /// The tasks following them (ended by [`Containers::shutdown`]).
+    pub(crate) followers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Per shim: held while it is started or asked to create or delete a container, so a pod's
+    /// containers never start two shims, nor meet one that is going away.
+    pub(crate) shim_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::ops::Deref for Containers {
@@ -67,11 +73,12 @@ impl Containers {
         for dir in [&paths.data, &paths.state, &paths.runtime_root] {
             make_dir(dir)?;
         }
-        let db = ContainerDb::open(&paths.data.join("containers.redb"))?;
+        let db = ContainerDb::open(images.images.database(), &paths.data.join("containers.redb"))?;
         let mut table = Table::default();
         for record in db.list()? {
             table.insert(record)?;
         }
+        let sandboxes = db.list_sandboxes()?.into_iter().map(|s| (s.id.clone(), s)).collect();
         let inner = Inner {
             images,
             persister: Persister::start(db),
@@ -80,7 +87,10 @@ impl Containers {
             paths,
             binaries,
             log_max_size,
+            sandboxes: Mutex::new(sandboxes),
             monitored: Default::default(),
+            followers: Default::default(),
+            shim_locks: Default::default(),
         };
         Ok(Containers { inner: Arc::new(inner) })
     }
@@ -116,6 +126,11 @@ impl Containers {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The lock of shim `shim` (see `Inner::shim_locks`).
+    pub(crate) fn shim_lock(&self, shim: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.shim_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(shim.to_string()).or_default().clone()
+    }
+
     pub(crate) fn entry(&self, key: &str) -> Result<watch::Sender<ContainerRecord>> {
         self.table().find(key)
     }
@@ -146,6 +161,18 @@ impl Containers {
         let mut records: Vec<ContainerRecord> = self.table().records().collect();
         records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         records
+    }
+
+    /// Stops following the shims (the containers run on, as they do without berthd); returns
+    /// once no task of this library holds it.
+    pub async fn shutdown(self) {
+        let followers = std::mem::take(&mut *self.followers.lock().unwrap_or_else(|e| e.into_inner()));
+        for follower in &followers {
+            follower.abort();
+        }
+        for follower in followers {
+            let _ = follower.await;
+        }
     }
 
     /// The events of every container from now on.

@@ -38,7 +38,10 @@ impl Containers {
             return;
         }
         let (this, shim) = (self.clone(), shim.to_string());
-        tokio::spawn(async move { this.follow(shim, synced).await });
+        let follower = tokio::spawn(async move { this.follow(shim, synced).await });
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        followers.retain(|f| !f.is_finished());
+        followers.push(follower);
     }
 
     async fn follow(&self, shim: String, mut synced: Option<tokio::sync::oneshot::Sender<()>>) {
@@ -66,13 +69,19 @@ impl Containers {
                     }
                 }
             }
-            // Between a shim's last delete and its exit the socket is already gone.
-            if !shim_alive(&dir) {
-                break;
+            // Between a shim's last delete and its exit the socket is already gone. Decided under
+            // the lock `monitor` takes: a new shim started in the directory meanwhile (a pod's
+            // next container, a container started again) is followed by this task or a new one,
+            // never by none.
+            {
+                let mut monitored = self.monitored.lock().unwrap_or_else(|e| e.into_inner());
+                if !shim_alive(&dir) {
+                    monitored.remove(&shim);
+                    break;
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.monitored.lock().unwrap_or_else(|e| e.into_inner()).remove(&shim);
         self.shim_gone(&shim).await;
         drop(synced);
     }
@@ -125,7 +134,12 @@ impl Containers {
         let record = self.table().get(id).map(|e| e.borrow().clone());
         let shim = record.as_ref().map(|r| r.shim.clone()).unwrap_or_else(|| id.to_string());
         let dir = self.shim_dir(&shim);
-        if AsyncClient::new(&dir).delete(id).await.is_err() && !shim_alive(&dir) {
+        let lock = self.shim_lock(&shim);
+        let deleted = {
+            let _held = lock.lock().await;
+            AsyncClient::new(&dir).delete(id).await
+        };
+        if deleted.is_err() && !shim_alive(&dir) {
             // The shim died between the exit and the delete: the runtime's state is still there.
             if let Some(record) = record {
                 let this = self.clone();
@@ -139,7 +153,7 @@ impl Containers {
         let Some(entry) = self.table().get(id) else { return };
         let record = Containers::modify(&entry, |r| r.releasing = false);
         drop(entry);
-        if record.options.auto_remove && !record.removing {
+        if record.auto_remove && !record.removing {
             let _ = self.remove(id, true).await;
         }
     }
@@ -216,13 +230,20 @@ impl Containers {
         let records: Vec<ContainerRecord> = self.table().records().collect();
         let live: HashSet<String> = records.iter().filter(|r| r.state.is_live()).map(|r| r.id.clone()).collect();
         let mut shims: HashMap<String, Vec<ContainerRecord>> = HashMap::new();
+        // Half-created containers are undone at once, not one after another: each may wait for
+        // its shim to go.
+        let mut undone = tokio::task::JoinSet::new();
         for record in records {
             if record.state == State::Creating {
-                self.destroy(&record.id).await?;
+                let this = self.clone();
+                undone.spawn(async move { this.destroy(&record.id).await });
                 recovered.half_created += 1;
             } else {
                 shims.entry(record.shim.clone()).or_default().push(record);
             }
+        }
+        while let Some(done) = undone.join_next().await {
+            done.map_err(|e| crate::Error::Shim(format!("undo a half-created container: {e}")))??;
         }
         let mut syncs = Vec::new();
         for (shim, records) in shims {

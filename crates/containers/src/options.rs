@@ -1,11 +1,9 @@
-//! What a user asks for when creating a container (`berth run`'s flags), kept in its record so
-//! the container can be started again.
+//! What a `berth run` user asks for (docker's flags): mapped onto a spec at create
+//! (crate::run_spec); the record keeps the container's identity, not these.
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateOptions {
     pub image: String,
     pub name: Option<String>,
@@ -39,17 +37,18 @@ pub struct CreateOptions {
     pub runtime: Option<String>,
     /// Removed once it has exited (`--rm`), by the library: whether or not anyone still waits.
     pub auto_remove: bool,
+    /// The pod (by id or unique prefix) it joins: it runs under the pod's shim.
+    pub sandbox: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
     pub source: String,
     pub target: String,
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Network {
     /// A network namespace of its own with only loopback (bridge networks come with CNI).
     #[default]

@@ -75,7 +75,7 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 /// Reads `path` inside `rootfs`; a missing file is empty.
 fn read_in_root(rootfs: &Path, path: &str) -> Result<String> {
     let root = std::fs::File::open(rootfs).map_err(|e| Error::io("open rootfs", rootfs, e))?;
-    let fd = match berth_oci::sys::open_in_root(root.as_fd(), Path::new(path), libc::O_RDONLY, 0, berth_oci::sys::ResolveFlags::IN_ROOT) {
+    let fd = match berth_sys::open_in_root(root.as_fd(), Path::new(path), libc::O_RDONLY, 0, berth_sys::ResolveFlags::IN_ROOT) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(String::new()),
         Err(e) => return Err(Error::io("open in the image", Path::new(path), e)),

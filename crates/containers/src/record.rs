@@ -1,19 +1,23 @@
-//! Container records and where they persist: an embedded database (redb,
-//! `<root>/containers/containers.redb`), by id, with a schema version like the image metadata's.
+//! Container and pod (sandbox) records and where they persist: tables of berthd's one metadata
+//! database (redb, `<root>/meta.redb`, beside the images and leases), by id.
 //! A record is written before anything else of a container exists (state `Creating`), so a crash
 //! half way is found and undone at start-up.
 //!
 //! The database is written by one thread ([`Persister`]) that commits whatever is queued in one
 //! transaction: 500 containers exiting at once cost a few commits, not 500 fsyncs in a row.
 
-use crate::options::CreateOptions;
+use crate::sandbox::SandboxRecord;
 use crate::{Error, Result};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-pub const SCHEMA_VERSION: u64 = 1;
+/// The version of the file containers had to themselves before they moved into `meta.redb`.
+const SCHEMA_VERSION: u64 = 1;
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +52,24 @@ pub struct ContainerRecord {
     /// The normalized image name, and the manifest it resolved to at create.
     pub image: String,
     pub image_manifest: String,
-    pub options: CreateOptions,
+    /// The user's labels (berth.v1) or the CRI's; annotations are the CRI's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The pod (sandbox) it belongs to, and which attempt of the pod's container it is (CRI).
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    #[serde(default)]
+    pub attempt: u32,
+    /// Its stdio: a terminal, and stdin kept open.
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    /// Removed once it has exited (`--rm`), by the library, whether or not anyone still waits.
+    #[serde(default)]
+    pub auto_remove: bool,
     /// The process the container runs (for `ps` and `inspect`).
     pub command: Vec<String>,
     /// The signal `stop` sends first (the image's StopSignal, else SIGTERM).
@@ -84,37 +105,61 @@ impl ContainerRecord {
 }
 
 pub struct ContainerDb {
-    db: redb::Database,
+    db: Arc<redb::Database>,
 }
 
 fn db_error(e: impl std::fmt::Display) -> Error {
     Error::Db(e.to_string())
 }
 
-/// One change to the table.
+/// One change to the tables.
 pub enum Change {
     Put(Box<ContainerRecord>),
     Remove(String),
+    PutSandbox(Box<SandboxRecord>),
+    RemoveSandbox(String),
 }
 
 impl ContainerDb {
-    pub fn open(path: &Path) -> Result<ContainerDb> {
-        Ok(ContainerDb { db: berth_image::meta::open_versioned(path, SCHEMA_VERSION, &[CONTAINERS])? })
+    /// The containers' and pods' tables in berthd's metadata database (the image store's file).
+    /// Containers recorded by an older berth in their own `legacy` file are moved in, once.
+    pub fn open(db: Arc<redb::Database>, legacy: &Path) -> Result<ContainerDb> {
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_table(CONTAINERS).map_err(db_error)?;
+        txn.open_table(SANDBOXES).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        let db = ContainerDb { db };
+        if legacy.exists() {
+            let old = ContainerDb { db: Arc::new(berth_image::meta::open_versioned(legacy, SCHEMA_VERSION, &[CONTAINERS])?) };
+            let moved: Vec<Change> = old.list()?.into_iter().map(|r| Change::Put(Box::new(r))).collect();
+            db.apply(&moved)?;
+            drop(old);
+            std::fs::remove_file(legacy).map_err(|e| Error::io("remove", legacy, e))?;
+        }
+        Ok(db)
     }
 
     /// Every change in one transaction.
     pub fn apply(&self, changes: &[Change]) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
-            let mut table = txn.open_table(CONTAINERS).map_err(db_error)?;
+            let mut containers = txn.open_table(CONTAINERS).map_err(db_error)?;
+            let mut sandboxes = txn.open_table(SANDBOXES).map_err(db_error)?;
             for change in changes {
                 match change {
                     Change::Put(record) => {
                         let json = serde_json::to_vec(record).map_err(db_error)?;
-                        table.insert(record.id.as_str(), json.as_slice()).map_err(db_error)?;
+                        containers.insert(record.id.as_str(), json.as_slice()).map_err(db_error)?;
                     }
                     Change::Remove(id) => {
-                        table.remove(id.as_str()).map_err(db_error)?;
+                        containers.remove(id.as_str()).map_err(db_error)?;
+                    }
+                    Change::PutSandbox(record) => {
+                        let json = serde_json::to_vec(record).map_err(db_error)?;
+                        sandboxes.insert(record.id.as_str(), json.as_slice()).map_err(db_error)?;
+                    }
+                    Change::RemoveSandbox(id) => {
+                        sandboxes.remove(id.as_str()).map_err(db_error)?;
                     }
                 }
             }
@@ -123,8 +168,16 @@ impl ContainerDb {
     }
 
     pub fn list(&self) -> Result<Vec<ContainerRecord>> {
+        self.read_all(CONTAINERS)
+    }
+
+    pub fn list_sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        self.read_all(SANDBOXES)
+    }
+
+    fn read_all<T: serde::de::DeserializeOwned>(&self, definition: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(CONTAINERS).map_err(db_error)?;
+        let table = txn.open_table(definition).map_err(db_error)?;
         let mut records = Vec::new();
         for entry in table.iter().map_err(db_error)? {
             let (_, value) = entry.map_err(db_error)?;

@@ -30,7 +30,7 @@ impl Containers {
             return self.wait_removed(&record.id).await;
         }
         if !record.removing {
-            return Err(Error::Conflict(format!("container {} is {}: stop it first, or remove it with force", record.name, record.state.as_str())));
+            return Err(Error::WrongState(format!("container {} is {}: stop it first, or remove it with force", record.name, record.state.as_str())));
         }
         if record.state.is_live() || record.releasing {
             if let Err(e) = self.stop(&record.id, Duration::ZERO).await {

@@ -7,7 +7,7 @@ use berth_api::v1::{
     ListContainersResponse, LogEntry, LogsRequest, PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StatsResponse,
     StopContainerRequest, TopProcess, TopResponse, WaitRequest,
 };
-use berth_containers::{ContainerRecord, Containers, CreateOptions, Error, ExecOptions, State, Volume};
+use berth_containers::{ContainerRecord, Containers, CreateOptions, ExecOptions, State, Volume};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,17 +16,6 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct ContainersService {
     pub containers: Containers,
-}
-
-fn status(e: Error) -> Status {
-    let message = e.to_string();
-    match e {
-        Error::NotFound(_) | Error::NoImage(_) => Status::not_found(message),
-        Error::Conflict(_) => Status::already_exists(message),
-        Error::Invalid(_) => Status::invalid_argument(message),
-        Error::NotRunning(_) => Status::failed_precondition(message),
-        _ => Status::internal(message),
-    }
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -62,6 +51,8 @@ fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
         runtime: non_empty(r.runtime),
         console_size: console_size(r.console_width, r.console_height),
         auto_remove: r.auto_remove,
+        // berth.v1 has no pods: its containers have shims of their own.
+        sandbox: None,
     })
 }
 
@@ -80,14 +71,14 @@ impl ContainersService {
             created_at: record.created_at,
             started_at: record.started_at,
             finished_at: record.finished_at,
-            tty: record.options.tty,
-            stdin: record.options.stdin,
+            tty: record.tty,
+            stdin: record.stdin,
             runtime: record.runtime.clone(),
-            labels: record.options.labels.clone().into_iter().collect(),
+            labels: record.labels.clone().into_iter().collect(),
             shim_dir: self.containers.shim_dir(&record.shim).to_string_lossy().into_owned(),
             spec_json: String::new(),
             oom_killed: record.oom_killed,
-            auto_remove: record.options.auto_remove,
+            auto_remove: record.auto_remove,
         }
     }
 }
@@ -98,36 +89,36 @@ type Reply<T> = Result<Response<T>, Status>;
 impl containers_server::Containers for ContainersService {
     async fn create(&self, request: Request<CreateContainerRequest>) -> Reply<Container> {
         let options = options(request.into_inner())?;
-        let record = self.containers.create(options).await.map_err(status)?;
+        let record = self.containers.create(options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn start(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let record = self.containers.start(&request.into_inner().container).await.map_err(status)?;
+        let record = self.containers.start(&request.into_inner().container).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn prepare(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let record = self.containers.prepare(&request.into_inner().container).await.map_err(status)?;
+        let record = self.containers.prepare(&request.into_inner().container).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn stop(&self, request: Request<StopContainerRequest>) -> Reply<Container> {
         let request = request.into_inner();
         let timeout = Duration::from_secs(request.timeout_seconds.into());
-        let record = self.containers.stop(&request.container, timeout).await.map_err(status)?;
+        let record = self.containers.stop(&request.container, timeout).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn kill(&self, request: Request<KillContainerRequest>) -> Reply<Container> {
         let request = request.into_inner();
-        let record = self.containers.kill(&request.container, request.signal, request.all).await.map_err(status)?;
+        let record = self.containers.kill(&request.container, request.signal, request.all).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }
 
     async fn remove(&self, request: Request<RemoveContainerRequest>) -> Reply<Container> {
         let request = request.into_inner();
-        let record = self.containers.remove(&request.container, request.force).await.map_err(status)?;
+        let record = self.containers.remove(&request.container, request.force).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }
 
@@ -138,7 +129,7 @@ impl containers_server::Containers for ContainersService {
     }
 
     async fn inspect(&self, request: Request<ContainerRef>) -> Reply<Container> {
-        let record = self.containers.find(&request.into_inner().container).map_err(status)?;
+        let record = self.containers.find(&request.into_inner().container).map_err(berth_errdefs::status)?;
         let spec = self.containers.spec(&record.id).await.ok();
         let mut message = self.message(&record);
         message.spec_json = spec.map(|s| s.to_string()).unwrap_or_default();
@@ -151,14 +142,14 @@ impl containers_server::Containers for ContainersService {
             true => self.containers.wait_removed(&request.container).await,
             false => self.containers.wait(&request.container).await,
         };
-        Ok(Response::new(self.message(&record.map_err(status)?)))
+        Ok(Response::new(self.message(&record.map_err(berth_errdefs::status)?)))
     }
 
     type LogsStream = ReceiverStream<Result<LogEntry, Status>>;
 
     async fn logs(&self, request: Request<LogsRequest>) -> Reply<Self::LogsStream> {
         let request = request.into_inner();
-        let record = self.containers.find(&request.container).map_err(status)?;
+        let record = self.containers.find(&request.container).map_err(berth_errdefs::status)?;
         let log = self.containers.log_path(&record.id);
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let containers = self.containers.clone();
@@ -205,7 +196,7 @@ impl containers_server::Containers for ContainersService {
             workdir: non_empty(r.workdir),
             console_size: console_size(r.console_width, r.console_height),
         };
-        let (record, process) = self.containers.exec_process(&r.container, exec).await.map_err(status)?;
+        let (record, process) = self.containers.exec_process(&r.container, exec).await.map_err(berth_errdefs::status)?;
         let exec_id = format!("exec-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
         Ok(Response::new(PrepareExecResponse {
             shim_dir: self.containers.shim_dir(&record.shim).to_string_lossy().into_owned(),
@@ -216,12 +207,12 @@ impl containers_server::Containers for ContainersService {
     }
 
     async fn top(&self, request: Request<ContainerRef>) -> Reply<TopResponse> {
-        let processes = self.containers.top(&request.into_inner().container).await.map_err(status)?;
+        let processes = self.containers.top(&request.into_inner().container).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(TopResponse { processes: processes.into_iter().map(|(pid, uid, command)| TopProcess { pid, uid, command }).collect() }))
     }
 
     async fn stats(&self, request: Request<ContainerRef>) -> Reply<StatsResponse> {
-        let stats = self.containers.stats(&request.into_inner().container).await.map_err(status)?;
+        let stats = self.containers.stats(&request.into_inner().container).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(StatsResponse { stats_json: stats.to_string() }))
     }
 

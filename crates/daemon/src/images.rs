@@ -48,10 +48,6 @@ fn image(record: ImageRecord, downloaded: u64) -> Image {
     }
 }
 
-fn internal(e: berth_image::Error) -> Status {
-    Status::internal(e.to_string())
-}
-
 /// What people type ("busybox") as the recorded name ("docker.io/library/busybox:latest").
 fn normalized(given: &str) -> String {
     Reference::parse(given).map(|r| r.to_string()).unwrap_or_else(|_| given.to_string())
@@ -76,7 +72,7 @@ impl Images for ImagesService {
     type PullStream = ReceiverStream<Result<PullEvent, Status>>;
 
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
-        let reference = Reference::parse(&request.into_inner().reference).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let reference = Reference::parse(&request.into_inner().reference).map_err(berth_errdefs::status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let mut options = self.options.clone();
         options.credentials = self.credentials(reference.registry())?;
@@ -103,11 +99,11 @@ impl Images for ImagesService {
                 Ok(pulled) => match store.images.get(&reference.to_string()) {
                     Ok(Some(record)) => Ok(PullEvent { event: Some(pull_event::Event::Done(image(record, pulled.downloaded))) }),
                     Ok(None) => Err(Status::internal("the pulled image was not recorded")),
-                    Err(e) => Err(internal(e)),
+                    Err(e) => Err(berth_errdefs::status(e)),
                 },
                 Err(e) => {
                     tracing::warn!(reference = %reference, error = %e, "pull failed");
-                    Err(Status::unavailable(e.to_string()))
+                    Err(berth_errdefs::status(e))
                 }
             };
             let _ = sender.send(outcome).await;
@@ -116,19 +112,16 @@ impl Images for ImagesService {
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let reference = Reference::parse(&request.into_inner().name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let reference = Reference::parse(&request.into_inner().name).map_err(berth_errdefs::status)?;
         let options =
             berth_image::push::PushOptions { plain_http: self.options.plain_http.clone(), credentials: self.credentials(reference.registry())? };
         tracing::info!(reference = %reference, "push");
-        let manifest = berth_image::push::push(self.store.clone(), &reference, &options).await.map_err(|e| match e {
-            berth_image::Error::Invalid { .. } => Status::not_found(e.to_string()),
-            other => Status::unavailable(other.to_string()),
-        })?;
+        let manifest = berth_image::push::push(self.store.clone(), &reference, &options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(PushResponse { manifest: manifest.to_string() }))
     }
 
     async fn list(&self, _: Request<ListImagesRequest>) -> Result<Response<ListImagesResponse>, Status> {
-        let images = self.store.images.list().map_err(internal)?.into_iter().map(|r| image(r, 0)).collect();
+        let images = self.store.images.list().map_err(berth_errdefs::status)?.into_iter().map(|r| image(r, 0)).collect();
         Ok(Response::new(ListImagesResponse { images }))
     }
 
@@ -138,39 +131,39 @@ impl Images for ImagesService {
         if let Some((_, container)) = users.iter().find(|(image, _)| *image == name) {
             return Err(Status::failed_precondition(format!("image {name} is used by container {container}: remove the container first")));
         }
-        if !self.store.images.remove(&name).map_err(internal)? {
+        if !self.store.images.remove(&name).map_err(berth_errdefs::status)? {
             return Err(Status::not_found(format!("no image {name}")));
         }
         Ok(Response::new(RemoveImageResponse {}))
     }
 
     async fn prune(&self, _: Request<PruneRequest>) -> Result<Response<PruneResponse>, Status> {
-        let collected = self.store.gc().map_err(internal)?;
+        let collected = self.store.gc().map_err(berth_errdefs::status)?;
         Ok(Response::new(PruneResponse { blobs: collected.blobs as u64, snapshots: collected.snapshots as u64, bytes: collected.bytes }))
     }
 
     async fn inspect(&self, request: Request<InspectImageRequest>) -> Result<Response<InspectImageResponse>, Status> {
         let name = normalized(&request.into_inner().name);
-        let record = self.store.images.get(&name).map_err(internal)?.ok_or_else(|| Status::not_found(format!("no image {name}")))?;
-        let config: serde_json::Value = self.store.content.read_json(&record.config, berth_image::content::MAX_JSON).map_err(internal)?;
+        let record = self.store.images.get(&name).map_err(berth_errdefs::status)?.ok_or_else(|| Status::not_found(format!("no image {name}")))?;
+        let config: serde_json::Value =
+            self.store.content.read_json(&record.config, berth_image::content::MAX_JSON).map_err(berth_errdefs::status)?;
         Ok(Response::new(InspectImageResponse { image: Some(image(record, 0)), config: config.to_string() }))
     }
 
     async fn tag(&self, request: Request<TagImageRequest>) -> Result<Response<Image>, Status> {
         let request = request.into_inner();
-        let target = Reference::parse(&request.target).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let target = Reference::parse(&request.target).map_err(berth_errdefs::status)?;
         let source = normalized(&request.source);
-        if self.store.images.get(&source).map_err(internal)?.is_none() {
+        if self.store.images.get(&source).map_err(berth_errdefs::status)?.is_none() {
             return Err(Status::not_found(format!("no image {source}")));
         }
-        Ok(Response::new(image(self.store.tag(&source, &target.to_string()).map_err(internal)?, 0)))
+        Ok(Response::new(image(self.store.tag(&source, &target.to_string()).map_err(berth_errdefs::status)?, 0)))
     }
 
     async fn import(&self, request: Request<ImportRequest>) -> Result<Response<ImportResponse>, Status> {
         let request = request.into_inner();
         let path = absolute(&request.path)?;
-        let name =
-            (!request.name.is_empty()).then(|| Reference::parse(&request.name)).transpose().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let name = (!request.name.is_empty()).then(|| Reference::parse(&request.name)).transpose().map_err(berth_errdefs::status)?;
         let store = self.store.clone();
         let records = blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
@@ -213,7 +206,7 @@ impl Images for ImagesService {
 
     async fn disk_usage(&self, _: Request<DiskUsageRequest>) -> Result<Response<DiskUsageResponse>, Status> {
         let store = self.store.clone();
-        let usage = blocking(move || store.disk_usage().map_err(internal)).await?;
+        let usage = blocking(move || store.disk_usage().map_err(berth_errdefs::status)).await?;
         Ok(Response::new(DiskUsageResponse {
             images: usage.images as u64,
             blobs: usage.blobs as u64,

@@ -21,10 +21,32 @@ pub enum Error {
     TooLarge { what: String, limit: u64 },
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
+    #[error("no such image: {0}")]
+    NotFound(String),
+    /// Our own failure: the metadata database, a task.
+    #[error("{what}: {reason}")]
+    Internal { what: String, reason: String },
     #[error("registry, pulling {reference}: {reason}")]
     Registry { reference: String, reason: String },
     #[error("layer entry {entry:?}: {reason}")]
     Layer { entry: String, reason: String },
+}
+
+impl berth_errdefs::HasKind for Error {
+    fn kind(&self) -> berth_errdefs::Kind {
+        use berth_errdefs::Kind;
+        match self {
+            Error::Reference(..)
+            | Error::Digest(_)
+            | Error::Invalid { .. }
+            | Error::TooLarge { .. }
+            | Error::Layer { .. }
+            | Error::Mismatch { .. } => Kind::Invalid,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::Registry { .. } => Kind::Unavailable,
+            Error::Io { .. } | Error::Internal { .. } => Kind::Internal,
+        }
+    }
 }
 
 impl Error {

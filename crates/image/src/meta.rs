@@ -42,7 +42,7 @@ impl ImageRecord {
 /// Opens (creating) a redb database whose `meta` table records `version`, with `tables` made; a
 /// database written with another version is refused with a clear error instead of being misread.
 pub fn open_versioned(path: &Path, version: u64, tables: &[TableDefinition<&str, &[u8]>]) -> Result<redb::Database> {
-    let db = redb::Database::create(path).map_err(|e| Error::Invalid { what: path.display().to_string(), reason: e.to_string() })?;
+    let db = redb::Database::create(path).map_err(|e| Error::Internal { what: path.display().to_string(), reason: e.to_string() })?;
     let txn = db.begin_write().map_err(db_error)?;
     {
         let mut meta = txn.open_table(META).map_err(db_error)?;
@@ -94,16 +94,22 @@ impl Drop for Lease<'_> {
 }
 
 pub struct ImageDb {
-    db: redb::Database,
+    db: std::sync::Arc<redb::Database>,
 }
 
 fn db_error(e: impl std::fmt::Display) -> Error {
-    Error::Invalid { what: "image metadata".into(), reason: e.to_string() }
+    Error::Internal { what: "image metadata".into(), reason: e.to_string() }
 }
 
 impl ImageDb {
     pub fn open(path: &Path) -> Result<ImageDb> {
-        Ok(ImageDb { db: open_versioned(path, SCHEMA_VERSION, &[IMAGES, LEASES])? })
+        Ok(ImageDb { db: std::sync::Arc::new(open_versioned(path, SCHEMA_VERSION, &[IMAGES, LEASES])?) })
+    }
+
+    /// The database file itself: berth-containers keeps its containers' and pods' tables in it
+    /// (one file for all of berthd's metadata, one schema version).
+    pub fn database(&self) -> std::sync::Arc<redb::Database> {
+        self.db.clone()
     }
 
     pub fn put(&self, record: &ImageRecord) -> Result<()> {

@@ -159,7 +159,7 @@ async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, opt
     }
     while let Some(joined) = tasks.join_next().await {
         // The first failure ends the pull; dropping the set aborts the other layers.
-        downloaded += joined.map_err(|e| Error::Invalid { what: remote.shown.clone(), reason: format!("layer task: {e}") })??;
+        downloaded += joined.map_err(|e| Error::Internal { what: remote.shown.clone(), reason: format!("layer task: {e}") })??;
     }
     let layer_digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -305,7 +305,7 @@ async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Invalid { what: "blocking task".into(), reason: e.to_string() })?
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal { what: "blocking task".into(), reason: e.to_string() })?
 }
 
 /// The applier's side of a download: a blocking `Read` over the chunks as they arrive.

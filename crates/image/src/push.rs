@@ -34,7 +34,7 @@ struct MediaType {
 /// manifest's digest.
 pub async fn push(store: Arc<Store>, name: &Reference, options: &PushOptions) -> Result<Digest> {
     let shown = name.to_string();
-    let record = store.images.get(&shown)?.ok_or_else(|| Error::Invalid { what: shown.clone(), reason: "no such image".into() })?;
+    let record = store.images.get(&shown)?.ok_or_else(|| Error::NotFound(shown.clone()))?;
     let registry_error = |e: oci_client::errors::OciDistributionError| Error::Registry { reference: shown.clone(), reason: e.to_string() };
     let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()), ..Default::default() });
     let target = match name.tag() {

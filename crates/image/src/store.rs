@@ -77,7 +77,7 @@ impl Store {
 
     /// Records the image `source` under the name `target` too (same manifest, same blobs).
     pub fn tag(&self, source: &str, target: &str) -> Result<crate::meta::ImageRecord> {
-        let mut record = self.images.get(source)?.ok_or_else(|| crate::Error::Invalid { what: source.into(), reason: "no such image".into() })?;
+        let mut record = self.images.get(source)?.ok_or_else(|| crate::Error::NotFound(source.into()))?;
         record.name = target.to_string();
         self.images.put(&record)?;
         Ok(record)

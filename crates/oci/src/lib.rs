@@ -25,15 +25,13 @@ pub mod manage;
 mod namespaces;
 pub mod proc;
 mod seccomp_listener;
-pub mod seccomp_profile;
 pub mod signal;
 pub mod spec;
 pub mod start;
 pub mod state;
 mod sync;
-pub mod sys;
+pub use berth_sys as sys;
 pub mod sysctl;
-pub mod template;
 pub mod time;
 pub mod wait;
 

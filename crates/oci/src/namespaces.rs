@@ -208,12 +208,12 @@ pub(crate) fn write_time_offsets(linux: &Linux) -> Result<()> {
         if clock != "monotonic" && clock != "boottime" {
             return Err(Error::Unsupported(format!("time offset for clock {clock:?}")));
         }
-        // The spec's value is "secs nanosecs" as a string; the kernel wants "clock secs nanosecs".
-        let value = value.trim();
-        if !value.split_whitespace().all(|v| v.parse::<i64>().is_ok()) {
-            return Err(Error::Unsupported(format!("time offset {value:?}")));
+        // The spec's object ({"secs": …, "nanosecs": …}); the kernel wants "clock secs nanosecs".
+        let (secs, nanosecs) = (value.secs().unwrap_or(0), value.nanosecs().unwrap_or(0));
+        if nanosecs >= 1_000_000_000 {
+            return Err(Error::Unsupported(format!("time offset for {clock}: {nanosecs} nanoseconds is a second or more")));
         }
-        text.push_str(&format!("{clock} {value}\n"));
+        text.push_str(&format!("{clock} {secs} {nanosecs}\n"));
     }
     std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))
 }

@@ -8,14 +8,9 @@ use berth_cgroups::FreezerState;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-/// Parses "KILL", "SIGKILL", "kill" or "9".
+/// Parses "KILL", "SIGKILL", "kill" or "9" (see berth-spec's signal names).
 pub fn parse_signal(text: &str) -> Result<i32> {
-    if let Ok(n) = text.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(Error::Unsupported(format!("invalid signal number {n}"))) };
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| Error::Unsupported(format!("unknown signal {text:?}")))
+    berth_spec::signals::parse(text).map_err(|e| Error::Unsupported(e.to_string()))
 }
 
 /// A pidfd on the container's init, or None if that process is gone.

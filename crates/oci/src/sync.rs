@@ -2,10 +2,10 @@
 //! so there is no framing to get wrong, and EOF means the other side died.
 
 use crate::{Error, Result};
-use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Largest message: an error string or a hook state document.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -71,24 +71,7 @@ impl SyncSocket {
     /// The next message and the fd that came with it, if any.
     pub(crate) fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let mut control = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let (n, mut fds) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut control), MsgFlags::MSG_CMSG_CLOEXEC) {
-                Ok(msg) => {
-                    let mut fds = Vec::new();
-                    for cmsg in msg.cmsgs().into_iter().flatten() {
-                        if let ControlMessageOwned::ScmRights(received) = cmsg {
-                            // SAFETY: the kernel just installed these descriptors in our table for us.
-                            fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-                        }
-                    }
-                    break (msg.bytes, fds);
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("receive sync message", e)),
-            }
-        };
+        let (n, mut fds) = berth_sys::recv_with_fds(self.0.as_fd(), &mut buf).map_err(|e| Error::sys("receive sync message", e))?;
         if n == 0 {
             return Ok(None);
         }

@@ -1,8 +1,7 @@
 //! The console socket: the runtime sends the pty master it made for the container (or an exec)
 //! over a unix socket we listen on; we keep the master.
 
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -60,18 +59,6 @@ impl Drop for ConsoleSocket {
 fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd, String> {
     stream.set_nonblocking(false).map_err(|e| format!("console socket: {e}"))?;
     let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
-    let msg = recvmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(stream), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| format!("console socket recvmsg: {e}"))?;
-    let mut received = Vec::new();
-    for cmsg in msg.cmsgs().map_err(|e| format!("console socket: {e}"))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            // SAFETY: the kernel just installed these descriptors in our table; nothing else owns them.
-            received.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-        }
-    }
-    let mut fds = received.into_iter();
-    let master = fds.next().ok_or("the runtime sent no pty master over the console socket")?;
-    Ok(master)
+    let (_, fds) = berth_sys::recv_with_fds(std::os::fd::AsFd::as_fd(stream), &mut buf).map_err(|e| format!("console socket recvmsg: {e}"))?;
+    fds.into_iter().next().ok_or_else(|| "the runtime sent no pty master over the console socket".to_string())
 }

@@ -32,13 +32,18 @@ impl Berthd {
             command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap_or_default()));
         }
         let child = command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let berthd = Berthd { child, socket, root, state };
-        for _ in 0..1000 {
+        let mut berthd = Berthd { child, socket, root, state };
+        // Recovery comes before listening: under the VM's emulation, many containers take a while.
+        for _ in 0..6000 {
             if std::os::unix::net::UnixStream::connect(&berthd.socket).is_ok() {
                 return berthd;
             }
+            if let Ok(Some(status)) = berthd.child.try_wait() {
+                panic!("berthd exited ({status}) before it listened on {}", berthd.socket.display());
+            }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        // Dropped here: killed, and whatever containers it had with it.
         panic!("berthd never listened on {}", berthd.socket.display());
     }
 

@@ -24,7 +24,7 @@ pub fn export_oci_layout(store: &Store, names: &[String], writer: impl Write) ->
     let mut written = BTreeSet::new();
     let mut index = Vec::new();
     for name in names {
-        let record = store.images.get(name)?.ok_or_else(|| Error::Invalid { what: name.clone(), reason: "no such image".into() })?;
+        let record = store.images.get(name)?.ok_or_else(|| Error::NotFound(name.clone()))?;
         let doc: ManifestDoc = store.content.read_json(&record.manifest, MAX_JSON)?;
         let media: MediaType = store.content.read_json(&record.manifest, MAX_JSON)?;
         let blobs = [record.manifest.clone(), doc.config.map(|c| c.digest).unwrap_or(record.config)].into_iter().chain(record.layers.iter().cloned());
@@ -56,7 +56,7 @@ pub fn export_docker_archive(store: &Store, names: &[String], writer: impl Write
     let mut written = BTreeSet::new();
     let mut manifest = Vec::new();
     for name in names {
-        let record = store.images.get(name)?.ok_or_else(|| Error::Invalid { what: name.clone(), reason: "no such image".into() })?;
+        let record = store.images.get(name)?.ok_or_else(|| Error::NotFound(name.clone()))?;
         let config: ImageConfig = store.content.read_json(&record.config, MAX_JSON)?;
         if config.rootfs.diff_ids.len() != record.layers.len() {
             return Err(Error::Invalid { what: name.clone(), reason: "its config's diff_ids do not match its layers".into() });

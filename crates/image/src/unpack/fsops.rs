@@ -1,13 +1,13 @@
 //! The file-system calls the applier makes, each relative to a directory fd inside the layer.
 
 use crate::Error;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
+use nix::fcntl::OFlag;
+use nix::sys::stat::{fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Deeper trees than this are refused when removed (PATH_MAX allows about 2048 levels).
 const MAX_DEPTH: usize = 1024;
@@ -21,40 +21,18 @@ pub(super) fn sys(entry: &Path, what: &str, e: nix::errno::Errno) -> Error {
     Error::layer(entry.display().to_string(), format!("{what}: {e}"))
 }
 
-/// Opens `path` under `root` as openat2(RESOLVE_IN_ROOT) does: `..` and symlinks, absolute ones
-/// included, resolve as if `root` were `/`.
+/// Opens `path` under `root` as if `root` were `/` (berth-sys's openat2 with RESOLVE_IN_ROOT).
 pub(super) fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root.as_raw_fd(), path, how).map(own)
+    berth_sys::open_in_root(root.as_fd(), path, flags.bits(), 0, berth_sys::ResolveFlags::IN_ROOT).map_err(errno)
 }
 
-/// The directory `dir` (relative, plain components) under `root`, made (0755) where missing. Each
-/// prefix is resolved inside the root again, so an existing symlink on the way stays inside.
+/// The directory `dir` under `root`, made (0755) where missing, every prefix resolved inside.
 pub(super) fn make_dirs(root: &OwnedFd, dir: &Path) -> nix::Result<OwnedFd> {
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-    match open_in_root(root, dir, flags) {
-        Err(nix::errno::Errno::ENOENT) => {}
-        other => return other,
-    }
-    let mut current = open_in_root(root, Path::new("."), flags)?;
-    let mut prefix = PathBuf::new();
-    for component in dir.components() {
-        prefix.push(component);
-        match open_in_root(root, &prefix, flags) {
-            Ok(fd) => {
-                current = fd;
-                continue;
-            }
-            Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e),
-        }
-        match mkdirat(Some(current.as_raw_fd()), component.as_os_str(), Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(e),
-        }
-        current = open_in_root(root, &prefix, flags)?;
-    }
-    Ok(current)
+    berth_sys::mkdir_all_in_root(root.as_fd(), dir, 0o755).map_err(errno)
+}
+
+fn errno(e: std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// What is at `name` in `dir`, without following a symlink there.

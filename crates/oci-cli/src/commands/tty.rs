@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -38,17 +38,9 @@ impl LocalConsole {
     pub fn take_master(&self) -> anyhow::Result<OwnedFd> {
         let (stream, _) = self.listener.accept().context("accept console connection")?;
         let mut name = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let message = nix::sys::socket::recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC)
-            .context("receive pty master")?;
-        for cmsg in message.cmsgs().context("read control message")? {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the kernel installed this fd in our table for us; nothing else owns it.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-                }
-            }
+        let (_, fds) = berth_sys::recv_with_fds(stream.as_fd(), &mut name).context("receive pty master")?;
+        if let Some(fd) = fds.into_iter().next() {
+            return Ok(fd);
         }
         bail!("the container sent no pty master")
     }

@@ -2,7 +2,7 @@
 //! openat2(RESOLVE_IN_ROOT) and the mount is made on `/proc/self/fd/N`, so a symlink planted in the
 //! image can never redirect a mount onto the host.
 
-use crate::sys::{open_in_root, ResolveFlags};
+use crate::sys::{mkdir_all_in_root, open_in_root, ResolveFlags};
 use crate::{Error, Result};
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
@@ -112,39 +112,23 @@ pub(super) fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> R
     if let Ok(fd) = open_in_root(root, &path, libc::O_PATH, 0, ResolveFlags::IN_ROOT) {
         return Ok(fd);
     }
-    let components: Vec<_> = path.components().collect();
-    let mut current = PathBuf::new();
-    for (i, component) in components.iter().enumerate() {
-        let parent = open_in_root(
-            root,
-            if current.as_os_str().is_empty() { Path::new(".") } else { &current },
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            ResolveFlags::IN_ROOT,
-        )
-        .map_err(|e| Error::io("open in rootfs", &current, e))?;
-        current.push(component);
-        if open_in_root(root, &current, libc::O_PATH, 0, ResolveFlags::IN_ROOT).is_ok() {
-            continue;
-        }
-        let last = i + 1 == components.len();
-        let name = component.as_os_str();
-        if last && kind == Kind::File {
-            let fd = nix::fcntl::openat(
-                Some(parent.as_raw_fd()),
-                name,
-                nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
-                nix::sys::stat::Mode::from_bits_truncate(0o644),
-            )
-            .map_err(|e| Error::sys(format!("create {}", current.display()), e))?;
-            let _ = nix::unistd::close(fd);
-        } else {
-            match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(e) => return Err(Error::sys(format!("mkdir {}", current.display()), e)),
-            }
-        }
+    if kind != Kind::File {
+        return mkdir_all_in_root(root, &path, 0o755).map_err(|e| Error::io("mkdir in rootfs", &path, e));
     }
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => (parent, name),
+        _ => return Err(Error::Init(format!("mount destination {} names no file", path.display()))),
+    };
+    // The parent is resolved inside the root; O_NOFOLLOW keeps a symlink planted at the name out.
+    let dir = mkdir_all_in_root(root, parent, 0o755).map_err(|e| Error::io("mkdir in rootfs", parent, e))?;
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NOFOLLOW,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| Error::sys(format!("create {}", path.display()), e))?;
+    let _ = nix::unistd::close(fd);
     open_in_root(root, &path, libc::O_PATH, 0, ResolveFlags::IN_ROOT).map_err(|e| Error::io("open in rootfs", &path, e))
 }
 

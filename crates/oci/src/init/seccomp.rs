@@ -208,3 +208,22 @@ pub(crate) fn compile(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Seccom
     }
     Ok(SeccompProgram { instructions: instructions?, flags })
 }
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::Capabilities;
+
+    #[test]
+    fn the_default_profile_compiles_with_and_without_capabilities() {
+        let all: Capabilities = berth_spec::capabilities::ALL.iter().map(|c| serde_json::from_value(serde_json::json!(c)).unwrap()).collect();
+        for bounding in [Capabilities::new(), all] {
+            let profile = berth_spec::seccomp::default_profile(&bounding);
+            let cache = std::env::temp_dir().join(format!("berth-seccomp-test-{}", std::process::id()));
+            let compiled = super::compile(&profile, &cache);
+            let cached = super::compile(&profile, &cache);
+            std::fs::remove_dir_all(&cache).unwrap();
+            compiled.expect("the default profile compiles");
+            cached.expect("and reads back from the cache");
+        }
+    }
+}

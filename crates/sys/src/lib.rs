@@ -1,14 +1,18 @@
-//! The syscall layer: every raw syscall nix does not wrap, each in a small `unsafe` block.
-//! Nothing above this module calls `libc::syscall` directly.
+//! berth-sys: the syscall layer every berth crate shares — each raw syscall nix does not wrap
+//! (clone3, openat2, pidfd, the mount API, …), and the few fd-level helpers that must exist once
+//! (opening and making directories inside a root, receiving passed fds), each in a small `unsafe`
+//! block. Nothing outside this crate calls `libc::syscall` directly.
 
 mod clone;
+mod fds;
 pub mod mount_api;
 mod openat2;
 mod pidfd;
 pub mod sealed_exe;
 
 pub use clone::{clone3, CloneResult};
-pub use openat2::{open_in_root, ResolveFlags};
+pub use fds::{recv_with_fds, MAX_FDS};
+pub use openat2::{mkdir_all_in_root, open_in_root, ResolveFlags};
 pub use pidfd::{pidfd_open, pidfd_send_signal, setns_pidfd};
 
 use std::io;

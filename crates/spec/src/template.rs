@@ -26,7 +26,7 @@ pub fn default_spec(rootless: bool) -> Spec {
     // Our default seccomp profile, fitted to the spec's bounding set.
     let bounding = spec.process().as_ref().and_then(|p| p.capabilities().as_ref()).and_then(|c| c.bounding().clone()).unwrap_or_default();
     if let Some(linux) = spec.linux_mut().as_mut() {
-        linux.set_seccomp(Some(crate::seccomp_profile::default_profile(&bounding)));
+        linux.set_seccomp(Some(crate::seccomp::default_profile(&bounding)));
     }
     if !rootless {
         // Deny every device by default; the runtime adds the standard ones back.

@@ -43,3 +43,35 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int, mode:
         }
     }
 }
+
+/// The directory `dir` under `root` (opened O_PATH), made with `mode` where missing. Each prefix
+/// is resolved inside the root again after it is made, so a symlink on the way (planted before or
+/// meanwhile) still resolves inside `root`.
+pub fn mkdir_all_in_root(root: BorrowedFd<'_>, dir: &Path, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    match open_in_root(root, dir, flags, 0, ResolveFlags::IN_ROOT) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        other => return other,
+    }
+    let mut current = open_in_root(root, Path::new("."), flags, 0, ResolveFlags::IN_ROOT)?;
+    let mut prefix = std::path::PathBuf::new();
+    for component in dir.components() {
+        prefix.push(component);
+        match open_in_root(root, &prefix, flags, 0, ResolveFlags::IN_ROOT) {
+            Ok(fd) => {
+                current = fd;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let name = CString::new(component.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: mkdirat reads the NUL-terminated name we own; the directory fd is ours.
+        let rc = unsafe { libc::mkdirat(current.as_raw_fd(), name.as_ptr(), mode) };
+        if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            return Err(io::Error::last_os_error());
+        }
+        current = open_in_root(root, &prefix, flags, 0, ResolveFlags::IN_ROOT)?;
+    }
+    Ok(current)
+}

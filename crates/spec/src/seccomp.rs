@@ -487,21 +487,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_a_loadable_filter_with_and_without_capabilities() {
-        let none = Capabilities::new();
-        let all: Capabilities = WITH_CAPABILITY.iter().map(|(c, _)| *c).collect();
-        for bounding in [none, all] {
-            let profile = default_profile(&bounding);
-            let cache = std::env::temp_dir().join(format!("berth-seccomp-test-{}", std::process::id()));
-            let compiled = crate::init::compile_seccomp(&profile, &cache);
-            let cached = crate::init::compile_seccomp(&profile, &cache);
-            std::fs::remove_dir_all(&cache).unwrap();
-            compiled.expect("the default profile compiles");
-            cached.expect("and reads back from the cache");
-        }
-    }
-
-    #[test]
     fn namespaces_and_host_state_need_capabilities() {
         let profile = serde_json::to_string(&default_profile(&Capabilities::new())).unwrap();
         for refused in ["\"unshare\"", "\"setns\"", "\"mount\"", "\"keyctl\"", "\"bpf\"", "\"add_key\"", "\"io_uring_setup\""] {

@@ -1,0 +1,206 @@
+//! The spec of a `berth run` container: the template, then the image's config, then the user's
+//! options, in that order of precedence — as `docker run` composes them — mapped onto
+//! [`crate::spec_opts`].
+
+use crate::image_config::RunConfig;
+use crate::options::{CreateOptions, Network};
+use crate::passwd::ResolvedUser;
+use crate::spec_opts::{self, SpecOpt};
+use crate::{Error, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::path::PathBuf;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct SpecInputs<'a> {
+    pub id: &'a str,
+    pub options: &'a CreateOptions,
+    pub image: &'a RunConfig,
+    pub user: &'a ResolvedUser,
+    pub hostname: &'a str,
+    /// Files berthd wrote for the container (hosts, hostname, resolv.conf), bound read-only.
+    pub etc_files: &'a [(String, std::path::PathBuf)],
+}
+
+/// The process's argv: entrypoint + command, with the user's overrides.
+pub fn command(options: &CreateOptions, image: &RunConfig) -> Result<Vec<String>> {
+    let (entrypoint, cmd) = match &options.entrypoint {
+        Some(entrypoint) => (entrypoint.clone(), options.args.clone()),
+        None => (
+            image.entrypoint.clone().unwrap_or_default(),
+            if options.args.is_empty() { image.cmd.clone().unwrap_or_default() } else { options.args.clone() },
+        ),
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(Error::Invalid("no command: the image has no Entrypoint or Cmd, give one".into()));
+    }
+    Ok(argv)
+}
+
+/// Image env, then the user's `KEY=VALUE` (same key replaces), then PATH/HOSTNAME/HOME/TERM
+/// defaults where absent.
+pub fn environment(options: &CreateOptions, image: &RunConfig, hostname: &str, home: &str) -> Result<Vec<String>> {
+    let mut env: Vec<String> = Vec::new();
+    for entry in image.env.iter().flatten().chain(&options.env) {
+        let Some((key, _)) = entry.split_once('=') else {
+            return Err(Error::Invalid(format!("environment entry {entry:?} has no '='")));
+        };
+        if key.is_empty() || key.contains('\0') || entry.contains('\0') {
+            return Err(Error::Invalid(format!("environment entry {entry:?} is not KEY=VALUE")));
+        }
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(entry.clone());
+    }
+    let mut defaults = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}"), format!("HOME={home}")];
+    if options.tty {
+        defaults.push("TERM=xterm".into());
+    }
+    for default in defaults {
+        let key = default.split_once('=').map(|(k, _)| k).unwrap_or_default().to_string();
+        if !env.iter().any(|e| e.split_once('=').map(|(k, _)| k) == Some(key.as_str())) {
+            env.push(default);
+        }
+    }
+    Ok(env)
+}
+
+fn capabilities(options: &CreateOptions) -> Result<Vec<String>> {
+    let canonical = |name: &str| -> Result<String> {
+        let upper = name.to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+        if full == "CAP_ALL" || berth_spec::capabilities::ALL.contains(&full.as_str()) {
+            Ok(full)
+        } else {
+            Err(Error::Invalid(format!("unknown capability {name:?}")))
+        }
+    };
+    if options.privileged {
+        return Ok(spec_opts::grantable_capabilities());
+    }
+    let mut caps: Vec<String> = berth_spec::capabilities::DEFAULT.iter().map(|c| c.to_string()).collect();
+    for drop in &options.cap_drop {
+        let drop = canonical(drop)?;
+        caps.retain(|c| drop != "CAP_ALL" && *c != drop);
+    }
+    for add in &options.cap_add {
+        let add = canonical(add)?;
+        if add == "CAP_ALL" {
+            caps = spec_opts::grantable_capabilities();
+        } else if !caps.contains(&add) {
+            caps.push(add);
+        }
+    }
+    Ok(caps)
+}
+
+pub fn build(inputs: &SpecInputs) -> Result<Spec> {
+    let SpecInputs { id, options, image, user, hostname, etc_files } = inputs;
+    let cwd = options.workdir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    let mut opts: Vec<SpecOpt> = vec![
+        spec_opts::with_args(command(options, image)?),
+        spec_opts::with_env(environment(options, image, hostname, &user.home)?),
+        spec_opts::with_cwd(cwd),
+        spec_opts::with_user(user),
+        spec_opts::with_hostname(hostname.to_string()),
+        spec_opts::with_root("rootfs", options.read_only),
+        spec_opts::with_cgroups_path(PathBuf::from(format!("/berth/{id}"))),
+        spec_opts::with_capabilities(capabilities(options)?),
+        spec_opts::with_limits(options.memory, options.cpus, options.pids_limit),
+    ];
+    if options.tty {
+        opts.push(spec_opts::with_terminal(options.console_size));
+    }
+    // Processes keep no privilege they did not start with (setuid binaries excepted only when privileged).
+    opts.push(if options.privileged { spec_opts::with_privileged() } else { spec_opts::with_no_new_privileges() });
+    for (target, source) in etc_files.iter() {
+        opts.push(spec_opts::with_bind(source.clone(), target.clone(), ["rbind", "ro", "nosuid", "nodev", "noexec"].map(String::from).to_vec()));
+    }
+    for volume in &options.volumes {
+        let mode = if volume.read_only { "ro" } else { "rw" };
+        opts.push(spec_opts::with_bind(PathBuf::from(&volume.source), volume.target.clone(), ["rbind", "rprivate", mode].map(String::from).to_vec()));
+    }
+    if options.network == Network::Host {
+        opts.push(spec_opts::with_namespace(LinuxNamespaceType::Network, None, true));
+    }
+    opts.push(spec_opts::with_annotations(options.labels.iter().map(|(k, v)| (format!("berth.label.{k}"), v.clone())).collect()));
+    spec_opts::build(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Volume;
+
+    fn image() -> RunConfig {
+        RunConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["serve".into()]),
+            env: Some(vec!["PATH=/opt/bin".into(), "A=1".into()]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn command_precedence() {
+        let mut options = CreateOptions::default();
+        assert_eq!(command(&options, &image()).unwrap(), ["/entry", "serve"]);
+        options.args = vec!["other".into()];
+        assert_eq!(command(&options, &image()).unwrap(), ["/entry", "other"]);
+        options.entrypoint = Some(vec!["/bin/sh".into()]);
+        options.args.clear();
+        assert_eq!(command(&options, &image()).unwrap(), ["/bin/sh"]);
+        assert!(command(&CreateOptions::default(), &RunConfig::default()).is_err());
+    }
+
+    #[test]
+    fn environment_overrides_and_defaults() {
+        let options = CreateOptions { env: vec!["A=2".into(), "B=x=y".into()], tty: true, ..Default::default() };
+        let env = environment(&options, &image(), "h", "/root").unwrap();
+        assert_eq!(env, ["PATH=/opt/bin", "A=2", "B=x=y", "HOSTNAME=h", "HOME=/root", "TERM=xterm"]);
+        let bad = CreateOptions { env: vec!["NOEQUALS".into()], ..Default::default() };
+        assert!(environment(&bad, &image(), "h", "/").is_err());
+    }
+
+    #[test]
+    fn options_shape_the_spec() {
+        let options = CreateOptions {
+            cap_drop: vec!["all".into()],
+            cap_add: vec!["net_admin".into()],
+            network: Network::Host,
+            memory: Some(64 << 20),
+            read_only: true,
+            volumes: vec![Volume { source: "/tmp".into(), target: "/data".into(), read_only: true }],
+            ..Default::default()
+        };
+        let user = ResolvedUser { uid: 33, gid: 33, additional_gids: vec![4], home: "/var/www".into() };
+        let image = image();
+        let inputs = |options| SpecInputs { id: "abc", options, image: &image, user: &user, hostname: "h", etc_files: &[] };
+        let spec = build(&inputs(&options)).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        let bounding = process.capabilities().as_ref().unwrap().bounding().clone().unwrap();
+        assert_eq!(serde_json::to_value(&bounding).unwrap(), serde_json::json!(["CAP_NET_ADMIN"]));
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.namespaces().as_ref().unwrap().iter().all(|ns| ns.typ() != LinuxNamespaceType::Network));
+        assert_eq!(linux.resources().as_ref().unwrap().memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        assert_eq!((process.user().uid(), process.user().gid(), process.user().additional_gids().clone()), (33, 33, Some(vec![4])));
+        let data = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == &PathBuf::from("/data")).expect("the volume");
+        assert!(data.options().as_ref().unwrap().contains(&"ro".to_string()));
+        assert!(linux.seccomp().is_some() && process.no_new_privileges() == Some(true));
+        assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/berth/abc")));
+
+        let missing =
+            CreateOptions { volumes: vec![Volume { source: "/nonexistent/x".into(), target: "/x".into(), read_only: false }], ..Default::default() };
+        assert!(build(&inputs(&missing)).unwrap_err().to_string().contains("volume source /nonexistent/x does not exist"));
+        let relative =
+            CreateOptions { volumes: vec![Volume { source: "/tmp".into(), target: "data".into(), read_only: false }], ..Default::default() };
+        assert!(build(&inputs(&relative)).unwrap_err().to_string().contains("absolute"));
+        let bad_cap = CreateOptions { cap_add: vec!["CAP_NOPE".into()], ..Default::default() };
+        assert!(build(&inputs(&bad_cap)).is_err());
+        let privileged = build(&inputs(&CreateOptions { privileged: true, ..Default::default() })).unwrap();
+        let linux = privileged.linux().as_ref().unwrap();
+        assert!(linux.seccomp().is_none() && linux.masked_paths().as_ref().is_some_and(|m| m.is_empty()));
+        assert_eq!(privileged.process().as_ref().unwrap().no_new_privileges(), Some(false));
+    }
+}

@@ -33,7 +33,7 @@ fn pull_list_remove_and_prune_through_berthd() {
     // Bad input: clear errors from berthd, exit status 1.
     for (args, expected) in [
         (vec!["pull", "Not A Reference"], "invalid image reference"),
-        (vec!["rmi", "nothing/here:1"], "no image"),
+        (vec!["rmi", "nothing/here:1"], "no such image"),
         (vec!["pull", &format!("{}/no/such:1", registry.address)][..].to_vec(), "registry"),
     ] {
         let out = berthd.berth(&env, &args);

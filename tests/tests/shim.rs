@@ -203,3 +203,14 @@ fn a_shim_whose_first_create_fails_goes_away() {
     assert!(!shim.dir.join(&id).exists());
     env.leak_check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_shim_passes_the_shim_conformance_suite() {
+    let env = TestEnv::new("shim-conformance");
+    let mut bundle = Bundle::new(&env.dir.join("conformance"));
+    bundle.set_args(&["sleep", "1000"]);
+    let shims = berth_containers::shims::ProcessShims { binary: workspace_bin("berth-shim") };
+    let dir = env.dir.join("conformance-shim");
+    berth_containers::shims::conformance(&shims, &dir, &bundle.dir, &env.dir.join("conformance.log"), &berth_oci_bin(), &env.root).await;
+    env.leak_check();
+}

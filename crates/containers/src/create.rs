@@ -165,14 +165,13 @@ impl Containers {
         let shim_dir = self.shim_dir(&record.shim);
         let lock = self.shim_lock(&record.shim);
         let _held = lock.lock().await;
-        if !crate::shim_launcher::shim_alive(&shim_dir) {
+        if self.shims.pid(&shim_dir).is_none() {
             let runtime = self.runtime_binary(&record.runtime)?;
             let runtime_root = self.paths.runtime_root.join(&record.runtime);
-            let shim = self.binaries.shim.clone();
-            let dir = shim_dir.clone();
+            let (shims, dir) = (self.shims.clone(), shim_dir.clone());
             blocking(move || {
                 make_dir(&dir)?;
-                crate::shim_launcher::launch(&shim, &dir, &runtime, &runtime_root)
+                shims.launch(&dir, &runtime, &runtime_root)
             })
             .await?;
         }
@@ -183,7 +182,9 @@ impl Containers {
             tty: record.tty,
             stdin: record.stdin,
         };
-        let pid = berth_shim::AsyncClient::new(&shim_dir)
+        let pid = self
+            .shims
+            .client(&shim_dir)
             .create(&record.id, &request)
             .await
             .map_err(|e| Error::Shim(format!("create container {}: {e}", short(&record.id))))?;

@@ -16,6 +16,7 @@ mod create;
 mod error;
 pub mod events;
 mod exec;
+pub mod fake_shims;
 pub mod image_config;
 mod lifecycle;
 pub mod logs;
@@ -29,7 +30,10 @@ pub mod rootfs;
 pub mod run_spec;
 pub mod sandbox;
 pub mod shim_launcher;
+pub mod shims;
 pub mod spec_opts;
+#[cfg(test)]
+mod state_machine_tests;
 mod stats;
 pub mod table;
 

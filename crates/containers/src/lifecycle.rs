@@ -6,12 +6,11 @@ use crate::manager::{blocking, Containers};
 use crate::record::{ContainerRecord, State};
 use crate::rootfs::unmount;
 use crate::{Error, Result};
-use berth_shim::AsyncClient;
 use std::time::Duration;
 
 impl Containers {
-    fn shim_of(&self, record: &ContainerRecord) -> AsyncClient {
-        AsyncClient::new(&self.shim_dir(&record.shim))
+    fn shim_of(&self, record: &ContainerRecord) -> std::sync::Arc<dyn crate::shims::Shim> {
+        self.shims.client(&self.shim_dir(&record.shim))
     }
 
     /// A created container as it is; an exited one created again (same bundle and writable

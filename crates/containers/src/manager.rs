@@ -40,6 +40,7 @@ pub struct Inner {
     pub(crate) events: Bus,
     pub(crate) paths: Paths,
     pub(crate) binaries: Binaries,
+    pub(crate) shims: Arc<dyn crate::shims::Shims>,
     pub(crate) log_max_size: u64,
     pub(crate) sandboxes: Mutex<std::collections::BTreeMap<String, crate::sandbox::SandboxRecord>>,
     /// Shims (by id) whose events are being followed.
@@ -68,8 +69,21 @@ pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T>
 }
 
 impl Containers {
-    /// Opens the database and loads every record into memory. Call [`Containers::recover`] next.
+    /// Opens the database and loads every record into memory; containers are supervised by
+    /// `berth-shim` processes. Call [`Containers::recover`] next.
     pub fn open(images: Arc<berth_image::Store>, paths: Paths, binaries: Binaries, log_max_size: u64) -> Result<Containers> {
+        let shims = Arc::new(crate::shims::ProcessShims { binary: binaries.shim.clone() });
+        Containers::open_with(images, paths, binaries, log_max_size, shims)
+    }
+
+    /// As [`Containers::open`], with the shims given (the fake ones in tests).
+    pub fn open_with(
+        images: Arc<berth_image::Store>,
+        paths: Paths,
+        binaries: Binaries,
+        log_max_size: u64,
+        shims: Arc<dyn crate::shims::Shims>,
+    ) -> Result<Containers> {
         for dir in [&paths.data, &paths.state, &paths.runtime_root] {
             make_dir(dir)?;
         }
@@ -86,6 +100,7 @@ impl Containers {
             events: Bus::default(),
             paths,
             binaries,
+            shims,
             log_max_size,
             sandboxes: Mutex::new(sandboxes),
             monitored: Default::default(),
@@ -180,10 +195,17 @@ impl Containers {
         self.events.subscribe()
     }
 
-    /// The image names containers were made from, with the container's name (an image in use is
-    /// not removed).
-    pub fn images_in_use(&self) -> Vec<(String, String)> {
-        self.table().records().map(|r| (r.image, r.name)).collect()
+    /// Removes image `name` (normalized) from the store unless a container was made from it:
+    /// the rule every API that removes images keeps.
+    pub async fn remove_image(&self, name: &str) -> Result<()> {
+        if let Some(user) = self.table().records().find(|r| r.image == name) {
+            return Err(Error::WrongState(format!("image {name} is used by container {}: remove the container first", user.name)));
+        }
+        let (images, owned) = (self.images.clone(), name.to_string());
+        if !blocking(move || Ok(images.images.remove(&owned)?)).await? {
+            return Err(Error::NoImage(name.to_string()));
+        }
+        Ok(())
     }
 
     /// The container's runtime spec (its bundle's config.json).

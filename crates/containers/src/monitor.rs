@@ -13,9 +13,8 @@
 use crate::events::Action;
 use crate::manager::{blocking, Containers};
 use crate::record::{ContainerRecord, State};
-use crate::shim_launcher::shim_alive;
 use crate::Result;
-use berth_shim::{AsyncClient, Event, Exit};
+use berth_shim::{Event, Exit};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -46,7 +45,7 @@ impl Containers {
 
     async fn follow(&self, shim: String, mut synced: Option<tokio::sync::oneshot::Sender<()>>) {
         let dir = self.shim_dir(&shim);
-        let client = AsyncClient::new(&dir);
+        let client = self.shims.client(&dir);
         loop {
             if let Ok(mut events) = client.subscribe().await {
                 let mut held = HashSet::new();
@@ -75,7 +74,7 @@ impl Containers {
             // never by none.
             {
                 let mut monitored = self.monitored.lock().unwrap_or_else(|e| e.into_inner());
-                if !shim_alive(&dir) {
+                if self.shims.pid(&dir).is_none() {
                     monitored.remove(&shim);
                     break;
                 }
@@ -137,9 +136,9 @@ impl Containers {
         let lock = self.shim_lock(&shim);
         let deleted = {
             let _held = lock.lock().await;
-            AsyncClient::new(&dir).delete(id).await
+            self.shims.client(&dir).delete(id).await
         };
-        if deleted.is_err() && !shim_alive(&dir) {
+        if deleted.is_err() && self.shims.pid(&dir).is_none() {
             // The shim died between the exit and the delete: the runtime's state is still there.
             if let Some(record) = record {
                 let this = self.clone();
@@ -165,7 +164,7 @@ impl Containers {
             let this = self.clone();
             let (id, shim) = (state.id.clone(), shim.to_string());
             tokio::spawn(async move {
-                let client = AsyncClient::new(&this.shim_dir(&shim));
+                let client = this.shims.client(&this.shim_dir(&shim));
                 let _ = client.kill(&id, libc::SIGKILL, true).await;
             });
             return;
@@ -215,7 +214,7 @@ impl Containers {
         let exit = std::fs::read(dir.join(&record.id).join(berth_shim::protocol::EXIT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         if let Ok(runtime) = self.runtime_binary(&record.runtime) {
             let root = self.paths.runtime_root.join(&record.runtime);
-            if let Err(e) = crate::shim_launcher::cleanup(&self.binaries.shim, &dir, &runtime, &root, &record.id) {
+            if let Err(e) = self.shims.cleanup(&dir, &runtime, &root, &record.id) {
                 tracing_error(&record.id, &e);
             }
         }
@@ -247,7 +246,7 @@ impl Containers {
         }
         let mut syncs = Vec::new();
         for (shim, records) in shims {
-            if shim_alive(&self.shim_dir(&shim)) {
+            if self.shims.pid(&self.shim_dir(&shim)).is_some() {
                 let (synced, done) = tokio::sync::oneshot::channel();
                 self.monitor_with(&shim, Some(synced));
                 syncs.push(done);

@@ -98,6 +98,37 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// A created container of its own shim, for tests of the library's logic.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            name: name.into(),
+            image: String::new(),
+            image_manifest: String::new(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            sandbox: None,
+            attempt: 0,
+            tty: false,
+            stdin: false,
+            auto_remove: false,
+            command: Vec::new(),
+            stop_signal: libc::SIGTERM,
+            runtime: "fake".into(),
+            shim: id.into(),
+            state: State::Created,
+            pid: 0,
+            exit_code: None,
+            oom_killed: false,
+            created_at: 0,
+            started_at: 0,
+            finished_at: 0,
+            releasing: false,
+            removing: false,
+        }
+    }
+
     /// Exited and let go of by its shim: what `wait` waits for.
     pub fn settled(&self) -> bool {
         self.state == State::Exited && !self.releasing

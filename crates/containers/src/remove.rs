@@ -9,7 +9,6 @@ use crate::events::Action;
 use crate::manager::{blocking, Containers};
 use crate::record::{Change, ContainerRecord, State};
 use crate::rootfs::unmount;
-use crate::shim_launcher::{shim_alive, shim_pid};
 use crate::{Error, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -83,10 +82,10 @@ impl Containers {
     /// waited for, as it ends with its last container), or, if it died, cleaned up after.
     async fn release_half_created(&self, record: &ContainerRecord) {
         let dir = self.shim_dir(&record.shim);
-        if shim_alive(&dir) {
-            let _ = berth_shim::AsyncClient::new(&dir).delete(&record.id).await;
+        if self.shims.pid(&dir).is_some() {
+            let _ = self.shims.client(&dir).delete(&record.id).await;
             for _ in 0..100 {
-                if !shim_alive(&dir) {
+                if self.shims.pid(&dir).is_none() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -94,14 +93,14 @@ impl Containers {
         }
         // A shim of its own that never got as far as listening (berthd died while starting it)
         // would wait out its idle time: it holds nothing the runtime cannot clean up, so it goes.
-        if let Some(pid) = shim_pid(&dir).filter(|_| record.shim == record.id) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        if record.shim == record.id {
+            self.shims.terminate(&dir);
         }
         // The runtime made its state directory only if the create got that far.
         if self.paths.runtime_root.join(&record.runtime).join(&record.id).exists() {
             if let Ok(runtime) = self.runtime_binary(&record.runtime) {
-                let (shim, root, id) = (self.binaries.shim.clone(), self.paths.runtime_root.join(&record.runtime), record.id.clone());
-                let _ = blocking(move || crate::shim_launcher::cleanup(&shim, &dir, &runtime, &root, &id)).await;
+                let (shims, root, id) = (self.shims.clone(), self.paths.runtime_root.join(&record.runtime), record.id.clone());
+                let _ = blocking(move || shims.cleanup(&dir, &runtime, &root, &id)).await;
             }
         }
     }

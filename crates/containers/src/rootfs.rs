@@ -42,6 +42,11 @@ impl RootfsLayout {
 
 /// Unmounts `target` if something is mounted there (detaching if busy).
 pub fn unmount(target: &Path) -> Result<()> {
+    // Nothing there (a create that failed early): nothing to ask the kernel, which would want
+    // privileges even to say so.
+    if std::fs::symlink_metadata(target).is_err() {
+        return Ok(());
+    }
     match nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(Error::io("unmount", target, std::io::Error::from(e))),

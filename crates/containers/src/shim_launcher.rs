@@ -59,13 +59,8 @@ pub fn cleanup(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path, id:
     Err(Error::Shim(format!("clean up container {}: {}", crate::record::short(id), String::from_utf8_lossy(&output.stderr).trim())))
 }
 
-/// Whether the shim of `dir` is alive: its pid file names a process whose command line names the
+/// The pid of the live shim of `dir`: its pid file names a process whose command line names the
 /// directory (a zombie or a reused pid is not our shim).
-pub fn shim_alive(dir: &Path) -> bool {
-    shim_pid(dir).is_some()
-}
-
-/// The pid of the live shim of `dir` (see [`shim_alive`]).
 pub fn shim_pid(dir: &Path) -> Option<i32> {
     let pid = std::fs::read_to_string(dir.join(berth_shim::protocol::SHIM_PID)).ok()?.trim().parse::<i32>().ok()?;
     let needle = dir.as_os_str().as_encoded_bytes();

@@ -69,35 +69,9 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::State;
 
     fn record(id: &str, name: &str) -> ContainerRecord {
-        ContainerRecord {
-            id: id.into(),
-            name: name.into(),
-            image: String::new(),
-            image_manifest: String::new(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            sandbox: None,
-            attempt: 0,
-            tty: false,
-            stdin: false,
-            auto_remove: false,
-            command: Vec::new(),
-            stop_signal: 15,
-            runtime: String::new(),
-            shim: id.into(),
-            state: State::Created,
-            pid: 0,
-            exit_code: None,
-            oom_killed: false,
-            created_at: 0,
-            started_at: 0,
-            finished_at: 0,
-            releasing: false,
-            removing: false,
-        }
+        ContainerRecord::for_test(id, name)
     }
 
     #[test]

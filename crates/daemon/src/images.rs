@@ -8,7 +8,8 @@ use berth_api::v1::{
     PullRequest, PushRequest, PushResponse, RemoveImageRequest, RemoveImageResponse, TagImageRequest,
 };
 use berth_image::meta::ImageRecord;
-use berth_image::pull::{pull, PullOptions};
+use berth_image::pull::pull;
+use berth_image::registries::Registries;
 use berth_image::{Reference, Store};
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,24 +17,9 @@ use tonic::{Request, Response, Status};
 
 pub struct ImagesService {
     pub store: Arc<Store>,
-    pub options: PullOptions,
-    pub auth: std::collections::BTreeMap<String, crate::config::Credentials>,
-    pub docker_config: Option<std::path::PathBuf>,
-    pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
+    pub registries: Registries,
     /// An image a container was made from is not removed under it.
     pub containers: berth_containers::Containers,
-}
-
-impl ImagesService {
-    /// Credentials for `registry`: berthd's own config first, then the docker config.
-    fn credentials(&self, registry: &str) -> Result<Option<(String, String)>, Status> {
-        if let Some(c) = self.auth.get(registry) {
-            return Ok(Some((c.username.clone(), c.password.clone())));
-        }
-        let Some(path) = &self.docker_config else { return Ok(None) };
-        let config = berth_image::credentials::DockerConfig::load(path).map_err(|e| Status::failed_precondition(e.to_string()))?;
-        config.credentials(registry).map_err(|e| Status::failed_precondition(e.to_string()))
-    }
 }
 
 fn image(record: ImageRecord, downloaded: u64) -> Image {
@@ -74,9 +60,7 @@ impl Images for ImagesService {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let reference = Reference::parse(&request.into_inner().reference).map_err(berth_errdefs::status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
-        let mut options = self.options.clone();
-        options.credentials = self.credentials(reference.registry())?;
-        options.mirrors = self.mirrors.get(reference.registry()).cloned().unwrap_or_default();
+        let mut options = self.registries.pull_options(&reference).map_err(berth_errdefs::status)?;
         let store = self.store.clone();
         tokio::spawn(async move {
             tracing::info!(reference = %reference, "pull");
@@ -113,8 +97,7 @@ impl Images for ImagesService {
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let reference = Reference::parse(&request.into_inner().name).map_err(berth_errdefs::status)?;
-        let options =
-            berth_image::push::PushOptions { plain_http: self.options.plain_http.clone(), credentials: self.credentials(reference.registry())? };
+        let options = self.registries.push_options(&reference).map_err(berth_errdefs::status)?;
         tracing::info!(reference = %reference, "push");
         let manifest = berth_image::push::push(self.store.clone(), &reference, &options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(PushResponse { manifest: manifest.to_string() }))
@@ -127,13 +110,7 @@ impl Images for ImagesService {
 
     async fn remove(&self, request: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
         let name = normalized(&request.into_inner().name);
-        let users = self.containers.images_in_use();
-        if let Some((_, container)) = users.iter().find(|(image, _)| *image == name) {
-            return Err(Status::failed_precondition(format!("image {name} is used by container {container}: remove the container first")));
-        }
-        if !self.store.images.remove(&name).map_err(berth_errdefs::status)? {
-            return Err(Status::not_found(format!("no image {name}")));
-        }
+        self.containers.remove_image(&name).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(RemoveImageResponse {}))
     }
 

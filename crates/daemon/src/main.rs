@@ -57,7 +57,6 @@ async fn serve() -> anyhow::Result<()> {
 
     let store = berth_image::Store::open(&config.root).with_context(|| format!("open the image store at {}", config.root.display()))?;
     store.recover().context("recover the image store")?;
-    let options = berth_image::pull::PullOptions { plain_http: config.plain_http.clone(), concurrency: config.concurrency, ..Default::default() };
     let store = Arc::new(store);
     let containers = open_containers(&config, store.clone())?;
     let recovered = containers.recover().await.context("recover the containers")?;
@@ -68,14 +67,14 @@ async fn serve() -> anyhow::Result<()> {
         "containers recovered"
     );
     let containers_service = containers::ContainersService { containers: containers.clone() };
-    let service = images::ImagesService {
-        store,
-        options,
-        auth: config.auth.clone(),
-        docker_config: config.docker_config.clone(),
+    let registries = berth_image::registries::Registries {
+        plain_http: config.plain_http.clone(),
         mirrors: config.mirrors.clone(),
-        containers,
+        credentials: config.auth.iter().map(|(registry, c)| (registry.clone(), (c.username.clone(), c.password.clone()))).collect(),
+        docker_config: config.docker_config.clone(),
+        concurrency: config.concurrency,
     };
+    let service = images::ImagesService { store, registries, containers };
 
     let listener = bind(&config.socket)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");

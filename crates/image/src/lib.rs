@@ -17,6 +17,7 @@ pub mod meta;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod registries;
 pub mod snapshots;
 pub mod store;
 pub mod unpack;

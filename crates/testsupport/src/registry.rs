@@ -49,7 +49,9 @@ impl Registry {
             .spawn()
             .expect("start docker-registry");
         let registry = Registry { address, credentials: auth.map(|(u, p)| format!("{u}:{p}")), child };
-        for _ in 0..500 {
+        // Up to a minute: under the VM's emulation, with other tests starting theirs, a registry
+        // has been seen to need more than five seconds.
+        for _ in 0..6000 {
             // 401 is an answer too: the auth-protected registry is up.
             if registry.get("/v2/").is_some_and(|status| status.contains(" 200 ") || status.contains(" 401 ")) {
                 return registry;

@@ -63,6 +63,8 @@ def run(argv):
 
 class Berth(BerthdInstance):
     name, supervisor = "berth", "berth-shim"
+    def __init__(self, work, registry, bindir, shim=None):
+        super().__init__(work, registry, bindir, f'shim = "{shim}"\n' if shim else "")
     def pull(self, ref):
         run(self.cli("pull", ref))
     def run_rm(self, ref, name):
@@ -167,6 +169,7 @@ def main():
     parser.add_argument("--containers", type=int, default=30, help="running containers for the memory figures")
     parser.add_argument("--bin", default="target/release", help="where berthd, berth, berth-shim and berth-oci are")
     parser.add_argument("--only", default="berth,podman,containerd", help="comma-separated tools")
+    parser.add_argument("--shim", help="the berth-shim binary berthd runs (default: the one in --bin), e.g. a static build")
     parser.add_argument("--scale", type=int, default=500, help="running containers for the list figures (0: skip)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -180,7 +183,7 @@ def main():
         registry = Registry(work)
         registry.push(f"{work}/busybox", "v1", "bench/busybox")
         ref = f"{registry.address}/bench/busybox:v1"
-        makers = {"berth": lambda: Berth(work, registry, bindir), "podman": lambda: Podman(work, registry), "containerd": lambda: Containerd(work, registry)}
+        makers = {"berth": lambda: Berth(work, registry, bindir, args.shim and os.path.abspath(args.shim)), "podman": lambda: Podman(work, registry), "containerd": lambda: Containerd(work, registry)}
         tools = [make() for name, make in makers.items() if name in args.only.split(",")]
         for tool in tools:
             tool.pull(ref)

@@ -210,9 +210,11 @@ fn exec_attach_and_ttys() {
 
     // A resize reaches the container's terminal.
     berthd.ok(&env, &["run", "-d", "-t", "--name", "tty", &image, "sleep", "100"]);
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "tty"])).unwrap();
-    let shim = berth_shim::Client::new(std::path::Path::new(inspected["shim_dir"].as_str().unwrap()));
-    shim.resize(inspected["id"].as_str().unwrap(), None, 77, 22).unwrap();
+    // (Straight to its shim, whose directory berthd keeps in its state: no client resizes a
+    // container it is not attached to.)
+    let id = id_of(&berthd, &env, "tty");
+    let shim = berth_shim::Client::new(&berthd.state.join("containers").join(&id).join("shim"));
+    shim.resize(&id, None, 77, 22).unwrap();
     assert_eq!(berthd.ok(&env, &["exec", "tty", "sh", "-c", "stty size < /dev/console"]), "22 77\n");
     berthd.ok(&env, &["rm", "-f", "tty"]);
 

@@ -1,12 +1,12 @@
 //! The container verbs, docker's and podman's names and flags: each is one or two
 //! berth.v1.Containers calls, plus a stream to the shim for run, attach and exec.
 
-use crate::stream::pump;
+use crate::stream::{pump, Kind};
 use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{
-    Container, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest, LogsRequest, PrepareExecRequest,
-    RemoveContainerRequest, StopContainerRequest, Volume, WaitRequest,
+    stream_input, AttachRequest, Container, ContainerRef, CreateContainerRequest, EventsRequest, ExecRequest, KillContainerRequest,
+    ListContainersRequest, LogsRequest, RemoveContainerRequest, StopContainerRequest, Volume, WaitRequest,
 };
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -262,7 +262,8 @@ pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
         json["manifest"] = c.image_manifest.clone().into();
         json["tty"] = c.tty.into();
         json["stdin"] = c.stdin.into();
-        json["shim_dir"] = c.shim_dir.clone().into();
+        json["oom_killed"] = c.oom_killed.into();
+        json["auto_remove"] = c.auto_remove.into();
         json["spec"] = serde_json::from_str(&c.spec_json).unwrap_or_default();
     }
     json
@@ -279,17 +280,16 @@ fn ago(ns: u64) -> String {
     }
 }
 
-/// Streams to a container's shim until it exits (on a thread: the shim client blocks).
+/// Attaches to the container through berthd, runs `start`, and streams until it exits.
 async fn attach_and_pump(
+    client: &mut ContainersClient<Channel>,
     container: &Container,
     tty: bool,
     stdin: bool,
     start: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<Option<berth_shim::Exit>> {
-    let client = berth_shim::Client::new(std::path::Path::new(&container.shim_dir));
-    let stream = client.attach(&container.id, stdin)?;
-    start.await?;
-    tokio::task::spawn_blocking(move || pump(stream, tty, stdin)).await?
+) -> anyhow::Result<Option<i32>> {
+    let attach = stream_input::Input::Attach(AttachRequest { container: container.id.clone(), stdin });
+    pump(client, Kind::Attach, attach, tty, stdin, start).await
 }
 
 pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<i32> {
@@ -309,13 +309,12 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             let mut starter = client.clone();
             let id = container.id.clone();
             let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
-            let streamed = attach_and_pump(&container, tty, stdin, start).await;
+            let streamed = attach_and_pump(&mut client.clone(), &container, tty, stdin, start).await;
             // The exit as berthd recorded it (also when the stream broke off); with --rm, once
             // the container is gone.
             let waited = client.wait(WaitRequest { container: container.id.clone(), removed: rm }).await.map_err(status);
-            let exit = streamed?;
-            Ok(match exit {
-                Some(exit) => exit.code,
+            Ok(match streamed? {
+                Some(code) => code,
                 None => waited?.into_inner().exit_code,
             })
         }
@@ -331,9 +330,9 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 let mut starter = client.clone();
                 let id = container.id.clone();
                 let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
-                let exit = attach_and_pump(&container, container.tty, container.stdin, start).await?;
+                let exit = attach_and_pump(&mut client.clone(), &container, container.tty, container.stdin, start).await?;
                 let waited = client.wait(WaitRequest { container: container.id, removed: false }).await.map_err(status)?.into_inner();
-                return Ok(exit.map(|e| e.code).unwrap_or(waited.exit_code));
+                return Ok(exit.unwrap_or(waited.exit_code));
             }
             for key in containers {
                 client.start(ContainerRef { container: key.clone() }).await.map_err(status)?;
@@ -382,7 +381,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
         }
         ContainerCommand::Exec { tty, interactive, process, container, command } => {
             let console = if tty { crate::stream::terminal_size() } else { None };
-            let request = PrepareExecRequest {
+            let exec = ExecRequest {
                 container,
                 args: command,
                 tty,
@@ -391,21 +390,11 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 workdir: process.workdir.unwrap_or_default(),
                 console_width: console.map_or(0, |c| c.0.into()),
                 console_height: console.map_or(0, |c| c.1.into()),
+                stdin: interactive,
             };
-            let prepared = client.prepare_exec(request).await.map_err(status)?.into_inner();
-            let process: serde_json::Value = serde_json::from_str(&prepared.process_json)?;
-            let exit = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<berth_shim::Exit>> {
-                let stream = berth_shim::Client::new(std::path::Path::new(&prepared.shim_dir)).exec(
-                    &prepared.container_id,
-                    &prepared.exec_id,
-                    process,
-                    interactive,
-                )?;
-                pump(stream, tty, interactive)
-            })
-            .await??;
+            let exit = pump(&mut client, Kind::Exec, stream_input::Input::Exec(exec), tty, interactive, async { Ok(()) }).await?;
             // No exit frame: the container stopped under the exec.
-            Ok(exit.map(|e| e.code).unwrap_or(137))
+            Ok(exit.unwrap_or(137))
         }
         ContainerCommand::Attach { container, no_stdin } => {
             let container = client.inspect(ContainerRef { container }).await.map_err(status)?.into_inner();
@@ -413,8 +402,8 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 anyhow::bail!("container {} is not running", container.name);
             }
             let stdin = container.stdin && !no_stdin;
-            let exit = attach_and_pump(&container, container.tty, stdin, async { Ok(()) }).await?;
-            Ok(exit.map(|e| e.code).unwrap_or(0))
+            let exit = attach_and_pump(&mut client, &container, container.tty, stdin, async { Ok(()) }).await?;
+            Ok(exit.unwrap_or(0))
         }
         ContainerCommand::Stop { containers, time } => {
             for key in containers {

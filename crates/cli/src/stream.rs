@@ -1,11 +1,14 @@
-//! Pumping a container's (or an exec's) stream between this terminal and its shim: output frames
-//! to stdout/stderr, our stdin to stdin frames, and with a tty our terminal in raw mode and its
-//! size followed. Runs on plain threads: the shim client is blocking.
+//! A container's (or an exec's) stream between this terminal and berthd (berth.v1's Attach and
+//! Exec): its output to our stdout/stderr, our stdin to its stdin, and with a tty our terminal in
+//! raw mode and its size followed. Reading our stdin and watching the size run on plain threads
+//! (blocking reads); the rest is the async gRPC stream.
 
-use berth_shim::protocol::{self, FrameKind};
-use berth_shim::{Exit, Stream};
+use berth_api::v1::containers_client::ContainersClient;
+use berth_api::v1::{stream_input, stream_output, StreamInput, TerminalSize};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
 
 /// Puts the terminal on stdin in raw mode until dropped.
 struct RawMode {
@@ -39,12 +42,44 @@ pub fn terminal_size() -> Option<(u16, u16)> {
     (rc == 0 && size.ws_col > 0).then_some((size.ws_col, size.ws_row))
 }
 
-/// Streams until the process exits; returns its exit (None if the shim went away first).
-pub fn pump(mut stream: Stream, tty: bool, stdin: bool) -> anyhow::Result<Option<Exit>> {
+pub enum Kind {
+    Attach,
+    Exec,
+}
+
+fn input(input: stream_input::Input) -> StreamInput {
+    StreamInput { input: Some(input) }
+}
+
+/// Opens the stream with `first` (the attach or exec request) and, once berthd says it is
+/// attached, runs `start`; then pumps until the process exits. Returns its exit code (None if the
+/// stream ended without one: the container went away).
+pub async fn pump(
+    client: &mut ContainersClient<Channel>,
+    kind: Kind,
+    first: stream_input::Input,
+    tty: bool,
+    stdin: bool,
+    start: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Option<i32>> {
+    let (sender, receiver) = mpsc::channel(64);
+    sender.send(input(first)).await?;
+    let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let mut outputs = match kind {
+        Kind::Attach => client.attach(requests).await,
+        Kind::Exec => client.exec(requests).await,
+    }
+    .map_err(crate::status)?
+    .into_inner();
+    match outputs.message().await.map_err(crate::status)?.and_then(|m| m.output) {
+        Some(stream_output::Output::Ready(_)) => {}
+        other => anyhow::bail!("berthd did not attach: {other:?}"),
+    }
+    start.await?;
     let interactive_tty = tty && nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false);
     let _raw = interactive_tty.then(RawMode::enter);
     if interactive_tty {
-        let mut writer = stream.writer()?;
+        let sender = sender.clone();
         // The terminal's size now and whenever it changes (polled: no signal handler to share).
         std::thread::spawn(move || {
             let mut last = None;
@@ -52,7 +87,8 @@ pub fn pump(mut stream: Stream, tty: bool, stdin: bool) -> anyhow::Result<Option
                 let size = terminal_size();
                 if size != last {
                     if let Some((width, height)) = size {
-                        if writer.write_frame(FrameKind::Resize, &protocol::resize_payload(width, height)).is_err() {
+                        let resize = TerminalSize { width: width.into(), height: height.into() };
+                        if sender.blocking_send(input(stream_input::Input::Resize(resize))).is_err() {
                             return;
                         }
                     }
@@ -63,18 +99,17 @@ pub fn pump(mut stream: Stream, tty: bool, stdin: bool) -> anyhow::Result<Option
         });
     }
     if stdin {
-        let mut writer = stream.writer()?;
+        let sender = sender.clone();
         std::thread::spawn(move || {
-            let mut input = std::io::stdin();
             let mut buf = [0u8; 32 * 1024];
             loop {
-                match input.read(&mut buf) {
+                match std::io::stdin().read(&mut buf) {
                     Ok(0) | Err(_) => {
-                        let _ = writer.write_frame(FrameKind::StdinClose, &[]);
+                        let _ = sender.blocking_send(input(stream_input::Input::CloseStdin(true)));
                         return;
                     }
                     Ok(n) => {
-                        if writer.write_frame(FrameKind::Stdin, &buf[..n]).is_err() {
+                        if sender.blocking_send(input(stream_input::Input::Stdin(buf[..n].to_vec()))).is_err() {
                             return;
                         }
                     }
@@ -82,18 +117,20 @@ pub fn pump(mut stream: Stream, tty: bool, stdin: bool) -> anyhow::Result<Option
             }
         });
     }
+    // Our own sender goes: the request stream stays open as long as a reader thread holds one.
+    drop(sender);
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    while let Some(frame) = stream.read_frame()? {
-        match frame.kind {
-            FrameKind::Stdout => {
-                out.write_all(&frame.payload)?;
+    while let Some(message) = outputs.message().await.map_err(crate::status)? {
+        match message.output {
+            Some(stream_output::Output::Stdout(data)) => {
+                out.write_all(&data)?;
                 out.flush()?;
             }
-            FrameKind::Stderr => {
-                err.write_all(&frame.payload)?;
+            Some(stream_output::Output::Stderr(data)) => {
+                err.write_all(&data)?;
                 err.flush()?;
             }
-            FrameKind::Exit => return Ok(serde_json::from_slice(&frame.payload).ok()),
+            Some(stream_output::Output::ExitCode(code)) => return Ok(Some(code)),
             _ => {}
         }
     }

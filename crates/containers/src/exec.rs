@@ -1,5 +1,5 @@
-//! Exec into a running container: the process is the container's own (env, user, capabilities,
-//! cwd from its spec) with the caller's overrides; the caller streams it through the shim.
+//! Exec into and attach to a running container, streamed through its shim. An exec's process is
+//! the container's own (env, user, capabilities, cwd from its spec) with the caller's overrides.
 
 use crate::image_config::RunConfig;
 use crate::manager::{blocking, Containers};
@@ -27,8 +27,26 @@ impl Containers {
         Ok(record)
     }
 
+    /// The container's output from now on, and its stdin with `stdin` (if it was created with it
+    /// open). A created container may be attached to before it starts.
+    pub async fn attach(&self, key: &str, stdin: bool) -> Result<(ContainerRecord, berth_shim::AsyncStream)> {
+        let record = self.find(key)?;
+        if !record.state.is_live() {
+            return Err(Error::WrongState(format!("container {} is not running", record.name)));
+        }
+        let stream = berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).attach(&record.id, stdin).await?;
+        Ok((record, stream))
+    }
+
+    /// Runs a process in a running container (stdin kept open with `stdin`) and streams it.
+    pub async fn exec(&self, key: &str, exec: ExecOptions, stdin: bool) -> Result<berth_shim::AsyncStream> {
+        let (record, process) = self.exec_process(key, exec).await?;
+        let exec_id = format!("exec-{}", crate::now_ns());
+        Ok(berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).exec(&record.id, &exec_id, process, stdin).await?)
+    }
+
     /// The process for an exec into a running container. Returns the record too (for its shim).
-    pub async fn exec_process(&self, key: &str, exec: ExecOptions) -> Result<(ContainerRecord, serde_json::Value)> {
+    async fn exec_process(&self, key: &str, exec: ExecOptions) -> Result<(ContainerRecord, serde_json::Value)> {
         let record = self.running(key)?;
         if exec.args.is_empty() {
             return Err(Error::Invalid("exec needs a command".into()));

@@ -3,15 +3,16 @@
 
 use berth_api::v1::containers_server;
 use berth_api::v1::{
-    Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest, ListContainersRequest,
-    ListContainersResponse, LogEntry, LogsRequest, PrepareExecRequest, PrepareExecResponse, RemoveContainerRequest, StatsResponse,
-    StopContainerRequest, TopProcess, TopResponse, WaitRequest,
+    stream_input, stream_output, Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest,
+    ListContainersRequest, ListContainersResponse, LogEntry, LogsRequest, RemoveContainerRequest, StatsResponse, StopContainerRequest, StreamInput,
+    StreamOutput, TopProcess, TopResponse, WaitRequest,
 };
 use berth_containers::{ContainerRecord, Containers, CreateOptions, ExecOptions, State, Volume};
+use berth_shim::FrameKind;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 #[derive(Clone)]
 pub struct ContainersService {
@@ -75,7 +76,6 @@ impl ContainersService {
             stdin: record.stdin,
             runtime: record.runtime.clone(),
             labels: record.labels.clone().into_iter().collect(),
-            shim_dir: self.containers.shim_dir(&record.shim).to_string_lossy().into_owned(),
             spec_json: String::new(),
             oom_killed: record.oom_killed,
             auto_remove: record.auto_remove,
@@ -84,6 +84,64 @@ impl ContainersService {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+async fn first(input: &mut Streaming<StreamInput>) -> Result<Option<stream_input::Input>, Status> {
+    Ok(input.message().await?.and_then(|m| m.input))
+}
+
+fn output(output: stream_output::Output) -> Result<StreamOutput, Status> {
+    Ok(StreamOutput { output: Some(output) })
+}
+
+/// Joins the client's stream and the shim's: the client's stdin, stdin close and resizes go to
+/// the shim as frames, the process's output and exit come back. The client going away closes the
+/// shim connection (the process runs on, as with a detached docker client).
+fn bridge(stream: berth_shim::AsyncStream, mut input: Streaming<StreamInput>) -> ReceiverStream<Result<StreamOutput, Status>> {
+    let (mut frames, mut writer) = stream.split();
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    let forward = tokio::spawn(async move {
+        while let Ok(Some(message)) = input.message().await {
+            let written = match message.input {
+                Some(stream_input::Input::Stdin(data)) => writer.write_frame(FrameKind::Stdin, &data).await,
+                Some(stream_input::Input::CloseStdin(_)) => writer.write_frame(FrameKind::StdinClose, &[]).await,
+                Some(stream_input::Input::Resize(size)) => {
+                    let (width, height) = (u16::try_from(size.width).unwrap_or(u16::MAX), u16::try_from(size.height).unwrap_or(u16::MAX));
+                    writer.write_frame(FrameKind::Resize, &berth_shim::protocol::resize_payload(width, height)).await
+                }
+                _ => Ok(()),
+            };
+            if written.is_err() {
+                return;
+            }
+        }
+        // The client has nothing more to send, but the shim connection stays whole (dropping the
+        // writer would shut its write side, which the shim takes for the client going away)
+        // until the output side ends and aborts this task.
+        std::future::pending::<()>().await;
+        drop(writer);
+    });
+    tokio::spawn(async move {
+        if sender.send(output(stream_output::Output::Ready(true))).await.is_ok() {
+            while let Ok(Some(frame)) = frames.read_frame().await {
+                let message = match frame.kind {
+                    FrameKind::Stdout => stream_output::Output::Stdout(frame.payload),
+                    FrameKind::Stderr => stream_output::Output::Stderr(frame.payload),
+                    FrameKind::Exit => {
+                        let exit: berth_shim::Exit = serde_json::from_slice(&frame.payload).unwrap_or_default();
+                        let _ = sender.send(output(stream_output::Output::ExitCode(exit.code))).await;
+                        break;
+                    }
+                    _ => continue,
+                };
+                if sender.send(output(message)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        forward.abort();
+    });
+    ReceiverStream::new(receiver)
+}
 
 #[tonic::async_trait]
 impl containers_server::Containers for ContainersService {
@@ -186,8 +244,24 @@ impl containers_server::Containers for ContainersService {
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
-    async fn prepare_exec(&self, request: Request<PrepareExecRequest>) -> Reply<PrepareExecResponse> {
-        let r = request.into_inner();
+    type AttachStream = ReceiverStream<Result<StreamOutput, Status>>;
+
+    async fn attach(&self, request: Request<Streaming<StreamInput>>) -> Reply<Self::AttachStream> {
+        let mut input = request.into_inner();
+        let Some(stream_input::Input::Attach(attach)) = first(&mut input).await? else {
+            return Err(Status::invalid_argument("an attach stream begins with the attach request"));
+        };
+        let (_, stream) = self.containers.attach(&attach.container, attach.stdin).await.map_err(berth_errdefs::status)?;
+        Ok(Response::new(bridge(stream, input)))
+    }
+
+    type ExecStream = ReceiverStream<Result<StreamOutput, Status>>;
+
+    async fn exec(&self, request: Request<Streaming<StreamInput>>) -> Reply<Self::ExecStream> {
+        let mut input = request.into_inner();
+        let Some(stream_input::Input::Exec(r)) = first(&mut input).await? else {
+            return Err(Status::invalid_argument("an exec stream begins with the exec request"));
+        };
         let exec = ExecOptions {
             args: r.args,
             tty: r.tty,
@@ -196,14 +270,8 @@ impl containers_server::Containers for ContainersService {
             workdir: non_empty(r.workdir),
             console_size: console_size(r.console_width, r.console_height),
         };
-        let (record, process) = self.containers.exec_process(&r.container, exec).await.map_err(berth_errdefs::status)?;
-        let exec_id = format!("exec-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-        Ok(Response::new(PrepareExecResponse {
-            shim_dir: self.containers.shim_dir(&record.shim).to_string_lossy().into_owned(),
-            exec_id,
-            process_json: process.to_string(),
-            container_id: record.id,
-        }))
+        let stream = self.containers.exec(&r.container, exec, r.stdin).await.map_err(berth_errdefs::status)?;
+        Ok(Response::new(bridge(stream, input)))
     }
 
     async fn top(&self, request: Request<ContainerRef>) -> Reply<TopResponse> {

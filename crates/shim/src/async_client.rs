@@ -68,6 +68,24 @@ impl AsyncClient {
         }
     }
 
+    /// The container's output from now on, and its stdin if asked (see the protocol's `attach`).
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<AsyncStream, Error> {
+        self.open_stream(&Request::Attach { id: id.to_string(), stdin }).await
+    }
+
+    /// Runs `process` in container `id` and streams it (see the protocol's `exec`).
+    pub async fn exec(&self, id: &str, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<AsyncStream, Error> {
+        self.open_stream(&Request::Exec { id: id.to_string(), exec_id: exec_id.to_string(), process, stdin }).await
+    }
+
+    async fn open_stream(&self, request: &Request) -> Result<AsyncStream, Error> {
+        let mut reader = self.send(request).await?;
+        match self.read_reply(&mut reader).await? {
+            Reply::Ok => Ok(AsyncStream { reader, buf: Vec::new(), socket: self.socket.clone() }),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     /// Runs `process` in container `id` to its end or its timeout (zero: none); its output,
     /// each stream capped by the protocol, and how it ended.
     pub async fn exec_sync(&self, id: &str, exec_id: &str, process: serde_json::Value, timeout: std::time::Duration) -> Result<ExecOutput, Error> {
@@ -171,6 +189,64 @@ async fn connect(socket: &Path) -> std::io::Result<UnixStream> {
     let dir = std::fs::File::open(dir)?;
     let short = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir))).join(name);
     UnixStream::connect(short).await
+}
+
+/// An attached or exec'd process: frames both ways. Reading and writing go on at once through
+/// [`AsyncStream::split`].
+pub struct AsyncStream {
+    reader: BufReader<UnixStream>,
+    buf: Vec<u8>,
+    socket: PathBuf,
+}
+
+impl AsyncStream {
+    /// The reading half (frames from the shim) and the writing half (frames to it).
+    pub fn split(self) -> (AsyncFrames, AsyncFrameWriter) {
+        let AsyncStream { reader, buf, socket } = self;
+        // What the reply's read buffered beyond the reply line is the first frames' bytes.
+        let mut buf = buf;
+        buf.extend_from_slice(reader.buffer());
+        let (read, write) = reader.into_inner().into_split();
+        (AsyncFrames { reader: read, buf, socket }, AsyncFrameWriter { writer: write })
+    }
+}
+
+pub struct AsyncFrames {
+    reader: tokio::net::unix::OwnedReadHalf,
+    buf: Vec<u8>,
+    socket: PathBuf,
+}
+
+impl AsyncFrames {
+    /// The next frame; None when the shim closed the connection.
+    pub async fn read_frame(&mut self) -> Result<Option<crate::Frame>, Error> {
+        loop {
+            if let Some((frame, used)) =
+                protocol::decode(&self.buf).map_err(|e| Error::Protocol { path: self.socket.clone(), reason: e.to_string() })?
+            {
+                self.buf.drain(..used);
+                return Ok(Some(frame));
+            }
+            let mut chunk = [0u8; 32 * 1024];
+            let n = self.reader.read(&mut chunk).await.map_err(|source| Error::Io { path: self.socket.clone(), source })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+pub struct AsyncFrameWriter {
+    writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl AsyncFrameWriter {
+    pub async fn write_frame(&mut self, kind: FrameKind, payload: &[u8]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 5);
+        protocol::encode(kind, payload, &mut out);
+        self.writer.write_all(&out).await
+    }
 }
 
 /// A subscription: events until the shim goes (None).

@@ -104,14 +104,6 @@ impl Client {
         }
     }
 
-    pub fn attach(&self, id: &str, stdin: bool) -> Result<Stream, Error> {
-        self.open_stream(&Request::Attach { id: id.to_string(), stdin })
-    }
-
-    pub fn exec(&self, id: &str, exec_id: &str, process: serde_json::Value, stdin: bool) -> Result<Stream, Error> {
-        self.open_stream(&Request::Exec { id: id.to_string(), exec_id: exec_id.to_string(), process, stdin })
-    }
-
     /// Runs `process` to its end (or its timeout); its output, each stream capped by the
     /// protocol, and how it ended.
     pub fn exec_sync(&self, id: &str, exec_id: &str, process: serde_json::Value, timeout: std::time::Duration) -> Result<ExecOutput, Error> {
@@ -137,9 +129,10 @@ impl Client {
     }
 
     fn open_stream(&self, request: &Request) -> Result<Stream, Error> {
-        let (stream, mut reader) = self.send(request)?;
+        // The reader is a clone of the connection: dropping the request's handle closes nothing.
+        let (_request, mut reader) = self.send(request)?;
         match self.read_reply(&mut reader)? {
-            Reply::Ok => Ok(Stream { writer: stream, reader, buf: Vec::new(), socket: self.socket.clone() }),
+            Reply::Ok => Ok(Stream { reader, buf: Vec::new(), socket: self.socket.clone() }),
             other => Err(self.unexpected(&other)),
         }
     }
@@ -237,9 +230,8 @@ fn connect(socket: &Path) -> std::io::Result<UnixStream> {
     UnixStream::connect(short)
 }
 
-/// An attached or exec'd process: frames in both directions.
-pub struct Stream {
-    writer: UnixStream,
+/// An exec'd process's frames (what `exec_sync` reads).
+struct Stream {
     reader: BufReader<UnixStream>,
     buf: Vec<u8>,
     socket: PathBuf,
@@ -247,7 +239,7 @@ pub struct Stream {
 
 impl Stream {
     /// The next frame; None when the shim closed the connection.
-    pub fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
+    fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
         loop {
             match protocol::decode(&self.buf) {
                 Ok(Some((frame, used))) => {
@@ -264,23 +256,5 @@ impl Stream {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
-    }
-
-    /// A second handle for writing (stdin, resizes) from another thread while this one reads.
-    pub fn writer(&self) -> Result<StreamWriter, Error> {
-        let writer = self.writer.try_clone().map_err(|source| Error::Io { path: self.socket.clone(), source })?;
-        Ok(StreamWriter { writer })
-    }
-}
-
-pub struct StreamWriter {
-    writer: UnixStream,
-}
-
-impl StreamWriter {
-    pub fn write_frame(&mut self, kind: FrameKind, payload: &[u8]) -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 5);
-        protocol::encode(kind, payload, &mut out);
-        self.writer.write_all(&out)
     }
 }

@@ -1,6 +1,6 @@
 //! berth-shim's library half: the wire protocol of its control socket ([`protocol`]), a blocking
-//! client ([`client`], for the CLI's attach and exec and for tests) and, with the `async-client`
-//! feature, the async client berthd uses ([`async_client`]). The `berth-shim` binary (src/main.rs
+//! client ([`client`], for tools and tests) and, with the `async-client` feature, the async client
+//! berthd uses ([`async_client`]: requests, event subscriptions, attach and exec streams). The `berth-shim` binary (src/main.rs
 //! and its modules) is the server.
 //!
 //! Owns: the supervision of containers after `create` (one container's, or a pod's), and every run
@@ -12,6 +12,6 @@ pub mod client;
 pub mod protocol;
 
 #[cfg(feature = "async-client")]
-pub use async_client::{AsyncClient, AsyncEvents};
-pub use client::{Client, CreateRequest, Error, Events, ExecOutput, Stream};
+pub use async_client::{AsyncClient, AsyncEvents, AsyncFrameWriter, AsyncFrames, AsyncStream};
+pub use client::{Client, CreateRequest, Error, Events, ExecOutput};
 pub use protocol::{Event, Exit, Frame, FrameKind, Reply, Request, ShimState, Status};

@@ -50,6 +50,13 @@ fn assert_no_container_files(berthd: &Berthd) {
     }
 }
 
+/// `berth <args>` started and left running, its output dropped.
+fn in_background(berthd: &Berthd, args: &[&str]) -> std::process::Child {
+    let mut command = Command::new(workspace_bin("berth"));
+    command.arg("--socket").arg(&berthd.socket).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command.spawn().unwrap()
+}
+
 /// `berth <args>` inside a pty (util-linux `script`), with `input` typed into it.
 fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output {
     let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
@@ -414,16 +421,7 @@ fn a_container_half_created_when_berthd_died_is_removed_at_restart() {
     std::fs::write(&hang, format!("#!/bin/sh\necho $$ > {}\nexec sleep 1000\n", pid_file.display())).unwrap();
     std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut stuck = Berthd::start_with(&env, &[&registry.address], &format!("shim = {hang:?}\n"), None);
-    let mut command = Command::new(workspace_bin("berth"));
-    let mut create = command
-        .arg("--socket")
-        .arg(&stuck.socket)
-        .args(["create", "--name", "half", &image, "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut create = in_background(&stuck, &["create", "--name", "half", &image, "true"]);
     let started = std::time::Instant::now();
     while !pid_file.exists() {
         assert!(started.elapsed().as_secs() < 30, "the hanging shim never ran");
@@ -452,15 +450,7 @@ fn a_container_half_created_when_berthd_died_is_removed_at_restart() {
 #[test]
 fn run_rm_removes_the_container_even_when_the_client_is_killed() {
     let (env, _registry, berthd, image) = setup("ctr-rm-killed");
-    let mut client = Command::new(workspace_bin("berth"))
-        .arg("--socket")
-        .arg(&berthd.socket)
-        .args(["run", "--rm", "--name", "orphan", &image, "sh", "-c", "sleep 1; exit 3"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client = in_background(&berthd, &["run", "--rm", "--name", "orphan", &image, "sh", "-c", "sleep 1; exit 3"]);
     let started = std::time::Instant::now();
     while !containers(&berthd, &env).iter().any(|c| c["name"] == "orphan" && c["state"] == "running") {
         assert!(started.elapsed().as_secs() < 30, "the container never ran");
@@ -483,19 +473,7 @@ fn run_rm_removes_the_container_even_when_the_client_is_killed() {
 #[test]
 fn berthd_killed_while_fifty_containers_start_leaves_each_whole_or_gone() {
     let (env, registry, berthd, image) = setup("ctr-crash50");
-    let clients: Vec<_> = (0..50)
-        .map(|i| {
-            Command::new(workspace_bin("berth"))
-                .arg("--socket")
-                .arg(&berthd.socket)
-                .args(["run", "-d", "--name", &format!("c{i}"), &image, "sleep", "1000"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let clients: Vec<_> = (0..50).map(|i| in_background(&berthd, &["run", "-d", "--name", &format!("c{i}"), &image, "sleep", "1000"])).collect();
     // Killed with some containers made, some half made, some not begun.
     let bundles = berthd.state.join("containers");
     let started = std::time::Instant::now();

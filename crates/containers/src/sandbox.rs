@@ -18,20 +18,14 @@ pub enum SandboxState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxRecord {
     pub id: String,
-    /// The pod's metadata as the kubelet names it.
-    pub name: String,
-    pub namespace: String,
-    pub uid: String,
-    pub attempt: u32,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+    pub config: SandboxConfig,
     pub state: SandboxState,
     /// Nanoseconds since the epoch.
     pub created_at: u64,
 }
 
-/// What a new pod is asked to be.
-#[derive(Debug, Clone, Default)]
+/// What a new pod is asked to be: its metadata as the kubelet names it, its labels and annotations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SandboxConfig {
     pub name: String,
     pub namespace: String,
@@ -46,29 +40,13 @@ impl Containers {
         if config.name.is_empty() || config.namespace.is_empty() {
             return Err(Error::Invalid("a pod needs a name and a namespace".into()));
         }
-        let record = SandboxRecord {
-            id: crate::create::random_id()?,
-            name: config.name,
-            namespace: config.namespace,
-            uid: config.uid,
-            attempt: config.attempt,
-            labels: config.labels,
-            annotations: config.annotations,
-            state: SandboxState::Ready,
-            created_at: crate::now_ns(),
-        };
+        let record = SandboxRecord { id: crate::create::random_id()?, config, state: SandboxState::Ready, created_at: crate::now_ns() };
         {
             let mut sandboxes = self.sandboxes();
-            let same =
-                |s: &SandboxRecord| (&s.name, &s.namespace, &s.uid, s.attempt) == (&record.name, &record.namespace, &record.uid, record.attempt);
-            if let Some(other) = sandboxes.values().find(|s| same(s)) {
-                return Err(Error::Conflict(format!(
-                    "pod {}/{} (attempt {}) exists: {}",
-                    record.namespace,
-                    record.name,
-                    record.attempt,
-                    short(&other.id)
-                )));
+            let key = |c: &SandboxConfig| (c.name.clone(), c.namespace.clone(), c.uid.clone(), c.attempt);
+            if let Some(other) = sandboxes.values().find(|s| key(&s.config) == key(&record.config)) {
+                let c = &record.config;
+                return Err(Error::Conflict(format!("pod {}/{} (attempt {}) exists: {}", c.namespace, c.name, c.attempt, short(&other.id))));
             }
             sandboxes.insert(record.id.clone(), record.clone());
         }

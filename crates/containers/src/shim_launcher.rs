@@ -15,20 +15,17 @@ pub struct Binaries {
     pub default_runtime: String,
 }
 
+/// `berth-shim` for the shim directory `dir`, with its runtime.
+fn command(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path) -> Command {
+    let mut command = Command::new(shim);
+    command.arg("--dir").arg(dir).arg("--runtime").arg(runtime).arg("--runtime-root").arg(runtime_root).stdin(Stdio::null());
+    command
+}
+
 /// Starts a shim in `dir` (made by the caller, 0700); returns the shim's pid once it listens.
 pub fn launch(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path) -> Result<i32> {
-    let output = Command::new(shim)
-        .arg("--dir")
-        .arg(dir)
-        .arg("--runtime")
-        .arg(runtime)
-        .arg("--runtime-root")
-        .arg(runtime_root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| Error::io("run", shim, e))?;
+    let output =
+        command(shim, dir, runtime, runtime_root).stdout(Stdio::piped()).stderr(Stdio::piped()).output().map_err(|e| Error::io("run", shim, e))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     match stdout.trim().strip_prefix("ok ").and_then(|pid| pid.parse().ok()) {
         Some(pid) if output.status.success() => Ok(pid),
@@ -41,18 +38,7 @@ pub fn launch(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path) -> R
 
 /// For a shim that died: the shim binary has the runtime delete what is left of container `id`.
 pub fn cleanup(shim: &Path, dir: &Path, runtime: &Path, runtime_root: &Path, id: &str) -> Result<()> {
-    let output = Command::new(shim)
-        .arg("--dir")
-        .arg(dir)
-        .arg("--runtime")
-        .arg(runtime)
-        .arg("--runtime-root")
-        .arg(runtime_root)
-        .arg("--cleanup")
-        .arg(id)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::io("run", shim, e))?;
+    let output = command(shim, dir, runtime, runtime_root).arg("--cleanup").arg(id).output().map_err(|e| Error::io("run", shim, e))?;
     if output.status.success() {
         return Ok(());
     }

@@ -22,14 +22,7 @@ impl AsyncClient {
     }
 
     pub async fn create(&self, id: &str, r: &CreateRequest) -> Result<i32, Error> {
-        let request = Request::Create {
-            id: id.to_string(),
-            bundle: r.bundle.clone(),
-            log: r.log.clone(),
-            log_max_size: r.log_max_size,
-            tty: r.tty,
-            stdin: r.stdin,
-        };
+        let request = r.for_container(id);
         match self.call(&request).await? {
             Reply::Created { pid } => Ok(pid),
             other => Err(self.unexpected(other)),
@@ -101,19 +94,9 @@ impl AsyncClient {
         loop {
             while let Some((frame, used)) = protocol::decode(&buf).map_err(|e| self.protocol(e.to_string()))? {
                 buf.drain(..used);
-                let sink = match frame.kind {
-                    FrameKind::Stdout => &mut output.stdout,
-                    FrameKind::Stderr => &mut output.stderr,
-                    FrameKind::Exit => {
-                        output.exit = serde_json::from_slice(&frame.payload).map_err(|e| self.protocol(format!("bad exit: {e}")))?;
-                        return Ok(output);
-                    }
-                    _ => continue,
-                };
-                if sink.len() + frame.payload.len() > protocol::MAX_EXEC_SYNC_OUTPUT {
-                    return Err(self.protocol("exec output beyond its cap".into()));
+                if output.absorb(frame).map_err(|e| self.protocol(e))? {
+                    return Ok(output);
                 }
-                sink.extend_from_slice(&frame.payload);
             }
             let mut chunk = [0u8; 32 * 1024];
             let n = reader.read(&mut chunk).await.map_err(|e| self.io(e))?;

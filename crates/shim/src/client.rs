@@ -34,6 +34,14 @@ pub struct CreateRequest {
     pub stdin: bool,
 }
 
+impl CreateRequest {
+    /// The protocol's create request for container `id`.
+    pub(crate) fn for_container(&self, id: &str) -> Request {
+        let r = self.clone();
+        Request::Create { id: id.to_string(), bundle: r.bundle, log: r.log, log_max_size: r.log_max_size, tty: r.tty, stdin: r.stdin }
+    }
+}
+
 impl Client {
     /// A client of the shim whose directory is `dir`.
     pub fn new(dir: &Path) -> Client {
@@ -42,14 +50,7 @@ impl Client {
 
     /// Has the runtime create container `id`; returns its init's pid.
     pub fn create(&self, id: &str, r: &CreateRequest) -> Result<i32, Error> {
-        let request = Request::Create {
-            id: id.to_string(),
-            bundle: r.bundle.clone(),
-            log: r.log.clone(),
-            log_max_size: r.log_max_size,
-            tty: r.tty,
-            stdin: r.stdin,
-        };
+        let request = r.for_container(id);
         match self.call(&request)? {
             Reply::Created { pid } => Ok(pid),
             other => Err(self.unexpected(&other)),
@@ -111,19 +112,9 @@ impl Client {
         let mut stream = self.open_stream(&Request::ExecSync { id: id.to_string(), exec_id: exec_id.to_string(), process, timeout_ms })?;
         let mut output = ExecOutput::default();
         while let Some(frame) = stream.read_frame()? {
-            let sink = match frame.kind {
-                FrameKind::Stdout => &mut output.stdout,
-                FrameKind::Stderr => &mut output.stderr,
-                FrameKind::Exit => {
-                    output.exit = serde_json::from_slice(&frame.payload).map_err(|e| self.protocol(format!("bad exit: {e}")))?;
-                    return Ok(output);
-                }
-                _ => continue,
-            };
-            if sink.len() + frame.payload.len() > protocol::MAX_EXEC_SYNC_OUTPUT {
-                return Err(self.protocol("exec output beyond its cap".into()));
+            if output.absorb(frame).map_err(|e| self.protocol(e))? {
+                return Ok(output);
             }
-            sink.extend_from_slice(&frame.payload);
         }
         Err(self.protocol("closed before the exec's exit".into()))
     }
@@ -199,6 +190,27 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit: Exit,
+}
+
+impl ExecOutput {
+    /// Takes one frame of an `exec_sync` stream; true once it was the exit (the last). Output past
+    /// the protocol's cap is a protocol error: the shim cuts it.
+    pub(crate) fn absorb(&mut self, frame: Frame) -> Result<bool, String> {
+        let sink = match frame.kind {
+            FrameKind::Stdout => &mut self.stdout,
+            FrameKind::Stderr => &mut self.stderr,
+            FrameKind::Exit => {
+                self.exit = serde_json::from_slice(&frame.payload).map_err(|e| format!("bad exit: {e}"))?;
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        if sink.len() + frame.payload.len() > protocol::MAX_EXEC_SYNC_OUTPUT {
+            return Err("exec output beyond its cap".into());
+        }
+        sink.extend_from_slice(&frame.payload);
+        Ok(false)
+    }
 }
 
 /// A subscription: events until the shim goes (None).

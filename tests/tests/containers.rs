@@ -206,7 +206,7 @@ fn exec_attach_and_ttys() {
     assert!(stdout.contains("/dev/pts/") && stdout.contains("33 101") && stdout.contains("typed abc"), "{stdout:?}");
     assert_eq!(out.status.code(), Some(5));
     berthd.ok(&env, &["run", "-d", "--name", "quiet", "--memory", "64m", "--pids-limit", "20", &image, "sleep", "100"]);
-    // top and stats: the runtime's view of it, limits included.
+    // top and stats: its cgroup's view of it, limits included.
     let top = berthd.ok(&env, &["top", "quiet"]);
     assert!(top.lines().nth(1).is_some_and(|l| l.ends_with("sleep 100")), "{top}");
     let stats: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["stats", "--format", "json", "quiet"])).unwrap();

@@ -10,7 +10,7 @@
 //! Owns: `<root>/containers` (writable layers, `containers.redb`) and `<state>/containers`
 //! (bundles, logs, shim directories), and the leases that keep an image's snapshots while a
 //! container uses them. Does not own: images (berth-image), the container's processes and every
-//! run of the OCI runtime binary but `top`/`stats` (the shim's).
+//! run of the OCI runtime binary (the shim's).
 
 mod create;
 mod error;

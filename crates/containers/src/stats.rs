@@ -1,57 +1,54 @@
-//! `top` and `stats`: the runtime's own `ps` and `events --stats` for a running container.
-//! (These are the runtime runs left outside the shim; cgroup reads will replace them.)
+//! `top` and `stats`: read from the container's cgroup (its processes; runc's `events --stats`
+//! figures), found where its spec put it. No runtime binary runs here: the shim is the one
+//! program that runs the OCI runtime.
 
 use crate::manager::{blocking, Containers};
-use crate::record::ContainerRecord;
 use crate::{Error, Result};
+use std::path::PathBuf;
 
 impl Containers {
-    /// Runs the container's runtime binary (with its root) and returns what it printed.
-    fn runtime_command(&self, record: &ContainerRecord, args: &[&str]) -> Result<Vec<u8>> {
-        let runtime = self.runtime_binary(&record.runtime)?;
-        let output = std::process::Command::new(&runtime)
-            .arg("--root")
-            .arg(self.paths.runtime_root.join(&record.runtime))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| Error::io("run", &runtime, e))?;
-        if output.status.success() {
-            Ok(output.stdout)
-        } else {
-            Err(Error::Shim(format!("{} {}: {}", runtime.display(), args.join(" "), String::from_utf8_lossy(&output.stderr).trim())))
-        }
+    /// The container's cgroup, as its spec names it.
+    async fn cgroup_of(&self, key: &str) -> Result<(String, PathBuf)> {
+        let record = self.running(key)?;
+        let spec = self.spec(&record.id).await?;
+        let path = spec["linux"]["cgroupsPath"].as_str().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(format!("/{}", record.id)));
+        Ok((record.id, path))
     }
 
-    /// The container's processes: (pid, uid, command line), from the runtime's `ps`.
+    /// The container's processes: (pid, uid, command line).
     pub async fn top(&self, key: &str) -> Result<Vec<(i32, u32, String)>> {
-        let record = self.running(key)?;
-        let this = self.clone();
+        let (id, path) = self.cgroup_of(key).await?;
         blocking(move || {
-            let listed = this.runtime_command(&record, &["ps", "--format", "json", &record.id])?;
-            let pids: Vec<i32> = serde_json::from_slice(&listed).map_err(|e| Error::Shim(format!("the runtime's ps: {e}")))?;
+            let cgroup = berth_cgroups::open(Some(&path), &id).map_err(|e| Error::Shim(format!("the container's cgroup: {e}")))?;
+            let pids = cgroup.processes().map_err(|e| Error::Shim(format!("the container's processes: {e}")))?;
             Ok(pids.into_iter().filter_map(process_line).collect())
         })
         .await
     }
 
-    /// One sample of the runtime's `events --stats` (runc's JSON shape), its `data` object.
+    /// One sample of the container's resource use, in the shape of runc's `events --stats` data.
     pub async fn stats(&self, key: &str) -> Result<serde_json::Value> {
-        let record = self.running(key)?;
-        let this = self.clone();
+        let (id, path) = self.cgroup_of(key).await?;
         blocking(move || {
-            let sample = this.runtime_command(&record, &["events", "--stats", &record.id])?;
-            let event: serde_json::Value = serde_json::from_slice(&sample).map_err(|e| Error::Shim(format!("the runtime's stats: {e}")))?;
-            Ok(event["data"].clone())
+            let cgroup = berth_cgroups::open(Some(&path), &id).map_err(|e| Error::Shim(format!("the container's cgroup: {e}")))?;
+            let stats = cgroup.stats().map_err(|e| Error::Shim(format!("the container's stats: {e}")))?;
+            serde_json::to_value(stats).map_err(|e| Error::Shim(format!("the container's stats: {e}")))
         })
         .await
     }
 }
 
+/// What `top` shows of a process (bounded reads of /proc: a container names its own processes).
 fn process_line(pid: i32) -> Option<(i32, u32, String)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    use std::io::Read;
+    let read = |what: &str| -> Option<Vec<u8>> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(format!("/proc/{pid}/{what}")).ok()?.take(64 * 1024).read_to_end(&mut bytes).ok()?;
+        Some(bytes)
+    };
+    let status = String::from_utf8_lossy(&read("status")?).into_owned();
     let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next()).and_then(|u| u.parse().ok())?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = read("cmdline")?;
     let command = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ");
     Some((pid, uid, command))
 }

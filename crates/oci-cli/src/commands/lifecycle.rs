@@ -1,6 +1,6 @@
 //! create, start, run, kill, delete.
 
-use super::tty::{proxy_until_exit, LocalConsole};
+use super::tty::{proxy_until_exit, take_our_size, LocalConsole};
 use crate::cli::{CreateArgs, RunArgs};
 use crate::log::Logger;
 use berth_oci::{CreateOptions, Error};
@@ -56,6 +56,9 @@ pub fn run(root: &Path, args: &RunArgs, logger: &Logger) -> anyhow::Result<i32> 
             return Err(e);
         }
     };
+    if let Some(master) = &master {
+        take_our_size(std::os::fd::AsFd::as_fd(master));
+    }
     if let Err(e) = berth_oci::start(root, id).map(|w| report(w, logger)) {
         let _ = berth_oci::delete(root, id, true);
         return Err(e.into());

@@ -73,6 +73,12 @@ impl Drop for RawMode {
     }
 }
 
+/// Gives the container's terminal our terminal's size (before it starts: a program that asks for
+/// the size at once must not find 0x0).
+pub fn take_our_size(master: BorrowedFd<'_>) {
+    copy_window_size(std::io::stdin().as_fd(), master);
+}
+
 fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: both ioctls take a pointer to a winsize we own; failures (not a tty) are ignored.

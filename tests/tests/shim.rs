@@ -214,3 +214,32 @@ async fn the_real_shim_passes_the_shim_conformance_suite() {
     berth_containers::shims::conformance(&shims, &dir, &bundle.dir, &env.dir.join("conformance.log"), &berth_oci_bin(), &env.root).await;
     env.leak_check();
 }
+
+#[test]
+fn an_oom_kill_is_pushed_while_the_init_lives_on() {
+    let env = TestEnv::new("shim-oom");
+    let shim = launch(&env);
+    let events = subscribe(&shim.client);
+    assert_eq!(next(&events), Event::Synced);
+    let (id, request) = container(&env, "oom", &["sh", "-c", "sh /eat.sh; echo survived; exec sleep 1000"]);
+    // A child that holds 200 MB in a shell variable, in a cgroup of 32 MiB (no swap to go to),
+    // and offers itself to the OOM killer first (raising one's score needs no privilege).
+    std::fs::write(request.bundle.join("rootfs/eat.sh"), "echo 1000 > /proc/self/oom_score_adj\nx=$(yes | head -c 200000000)\n").unwrap();
+    let config = request.bundle.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 32 << 20, "swap": 32 << 20});
+    std::fs::write(&config, spec.to_string()).unwrap();
+    shim.client.create(&id, &request).unwrap();
+    shim.client.start(&id).unwrap();
+    assert_eq!(next(&events), Event::Oom { id: id.clone() }, "the kill is pushed as it happens: {:?}", log_text(&request.log));
+    wait_until("the init carries on", || log_text(&request.log).contains("survived"));
+    assert_eq!(shim.client.state(&id).unwrap().status, Status::Running);
+    shim.client.kill(&id, libc::SIGKILL, true).unwrap();
+    match next(&events) {
+        Event::Exit { exit, .. } => assert!(exit.oom_killed, "the exit says the OOM killer was at work: {exit:?}"),
+        other => panic!("expected the exit, got {other:?}"),
+    }
+    shim.client.delete(&id).unwrap();
+    wait_until("the shim's exit", || !alive(shim.pid));
+    env.leak_check();
+}

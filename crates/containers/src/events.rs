@@ -12,7 +12,7 @@ pub enum Action {
     Start,
     /// The container's init exited.
     Die,
-    /// The kernel's OOM killer was at work (published before its `Die`).
+    /// The kernel's OOM killer killed one of its processes (as it happens, the init or another).
     Oom,
     Destroy,
 }

@@ -56,6 +56,18 @@ impl FakeShims {
         }
     }
 
+    /// The OOM killer kills one of the container's processes (not its init).
+    pub fn oom(&self, dir: &Path, id: &str) {
+        if let Some(shim) = self.state().shims.get_mut(dir) {
+            shim.subscribers.retain(|s| s.send(Event::Oom { id: id.to_string() }).is_ok());
+        }
+    }
+
+    /// Whether someone follows the shim's events.
+    pub fn subscribed(&self, dir: &Path) -> bool {
+        self.state().shims.get(dir).is_some_and(|s| !s.subscribers.is_empty())
+    }
+
     /// The shim dies (kill -9): its subscriptions end, its containers are left to clean up.
     pub fn crash(&self, dir: &Path) {
         self.state().shims.remove(dir);

@@ -65,6 +65,11 @@ impl Containers {
                             }
                         }
                         Event::Exit { id, exit } => self.exited(&id, exit),
+                        Event::Oom { id } => {
+                            if let Some(entry) = self.table().get(&id) {
+                                self.events.publish(Action::Oom, &entry.borrow());
+                            }
+                        }
                     }
                 }
             }
@@ -118,9 +123,6 @@ impl Containers {
         if changed {
             if let Err(e) = self.persist(&record).await {
                 tracing_error(&record.id, &e);
-            }
-            if record.oom_killed {
-                self.events.publish(Action::Oom, &record);
             }
             self.events.publish(Action::Die, &record);
         }

@@ -42,6 +42,18 @@ fn fixture(name: &str) -> Fixture {
 impl Fixture {
     /// A container as create leaves it (its own shim holds it), started when asked; followed.
     async fn adopt(&self, id: &str, running: bool, auto_remove: bool) -> ContainerRecord {
+        let record = self.place(id, running, auto_remove).await;
+        let shim_dir = self.containers.shim_dir(id);
+        self.containers.monitor(id);
+        // Followed before the test makes anything happen: a fake's events go to subscribers only.
+        while !self.shims.subscribed(&shim_dir) {
+            tokio::task::yield_now().await;
+        }
+        record
+    }
+
+    /// The same, not followed yet (as berthd finds it at start-up).
+    async fn place(&self, id: &str, running: bool, auto_remove: bool) -> ContainerRecord {
         let shim_dir = self.containers.shim_dir(id);
         self.shims.launch(&shim_dir, "/bin/false".as_ref(), "/".as_ref()).unwrap();
         let client = self.shims.client(&shim_dir);
@@ -55,7 +67,6 @@ impl Fixture {
             record.state = State::Running;
         }
         self.record(record.clone()).await;
-        self.containers.monitor(id);
         record
     }
 
@@ -71,6 +82,9 @@ async fn an_exit_is_pushed_recorded_announced_and_waited_for() {
     let f = fixture("exit");
     let mut events = f.containers.subscribe();
     let record = f.adopt("c1", true, false).await;
+    f.shims.oom(&f.containers.shim_dir("c1"), "c1");
+    assert_eq!(events.recv().await.unwrap().action, Action::Oom, "an OOM kill that spares the init is announced");
+    assert_eq!(f.containers.find("c1").unwrap().state, State::Running);
     let waiter = tokio::spawn({
         let containers = f.containers.clone();
         async move { containers.wait("c1").await }
@@ -133,13 +147,13 @@ async fn remove_refuses_a_running_container_without_force_and_kills_it_with() {
 async fn recovery_reconciles_records_with_what_the_shims_hold() {
     let f = fixture("recover");
     // The shim ran the container, but berthd died before recording the start.
-    let started_unrecorded = f.adopt("started", true, false).await;
+    let started_unrecorded = f.place("started", true, false).await;
     f.containers.table().get("started").unwrap().send_modify(|r| r.state = State::Created);
     // Exited while berthd was away: the shim still holds it, stopped.
-    f.adopt("exited", true, false).await;
+    f.place("exited", true, false).await;
     f.shims.exit(&f.containers.shim_dir("exited"), "exited", 7);
     // Its shim was killed: nobody supervises it any more.
-    f.adopt("orphan", true, false).await;
+    f.place("orphan", true, false).await;
     f.shims.crash(&f.containers.shim_dir("orphan"));
     // Half created when berthd died.
     let mut half = ContainerRecord::for_test("half", "half");

@@ -3,9 +3,10 @@
 //! directory (the init's pid file while it is created, `exit.json` once it has exited).
 
 use crate::cri_log::CriLog;
+use crate::oom::OomWatch;
 use berth_shim::protocol::{self, Exit, ShimState, Status};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 pub struct Container {
     pub id: String,
@@ -13,15 +14,13 @@ pub struct Container {
     pub started: bool,
     pub exit: Option<Exit>,
     pub log: CriLog,
-    /// The file whose `oom_kill` counter tells of OOM kills in the container's memory cgroup, and
-    /// the counter's value at create.
-    oom: Option<(PathBuf, u64)>,
+    /// OOM kills in its memory cgroup, watched from the start (when the init is surely in it).
+    pub oom: Option<OomWatch>,
 }
 
 impl Container {
     pub fn new(id: &str, pid: i32, log: CriLog) -> Container {
-        let oom = oom_counter_file(pid).and_then(|file| read_oom_kills(&file).map(|count| (file, count)));
-        Container { id: id.to_string(), pid, started: false, exit: None, log, oom }
+        Container { id: id.to_string(), pid, started: false, exit: None, log, oom: None }
     }
 
     pub fn state(&self) -> ShimState {
@@ -36,40 +35,10 @@ impl Container {
     /// Records how the init ended (durably: whoever finds the shim gone reads it), with whether
     /// the OOM killer was at work in its cgroup meanwhile.
     pub fn exited(&mut self, mut exit: Exit) -> &Exit {
-        exit.oom_killed = self.oom.as_ref().is_some_and(|(file, before)| read_oom_kills(file).is_some_and(|now| now > *before));
+        exit.oom_killed = self.oom.as_ref().is_some_and(OomWatch::killed_since_start);
         let _ = write_durably(&Path::new(&self.id).join(protocol::EXIT), &serde_json::to_vec(&exit).expect("exits serialize"));
         self.exit.insert(exit)
     }
-}
-
-/// Where the kernel counts OOM kills for `pid`'s memory cgroup: `memory.oom_control` on cgroup v1,
-/// `memory.events` on v2 (both hold an `oom_kill N` line).
-fn oom_counter_file(pid: i32) -> Option<PathBuf> {
-    let text = read_small(Path::new(&format!("/proc/{pid}/cgroup")))?;
-    let mut v2 = None;
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        let path = path.trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(Path::new("/sys/fs/cgroup/memory").join(path).join("memory.oom_control"));
-        }
-        if controllers.is_empty() {
-            v2 = Some(Path::new("/sys/fs/cgroup").join(path).join("memory.events"));
-        }
-    }
-    v2.filter(|file| file.exists())
-}
-
-fn read_oom_kills(file: &Path) -> Option<u64> {
-    read_small(file)?.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
-}
-
-/// A kernel file of a few lines (bounded, as every read of something a container can grow).
-fn read_small(path: &Path) -> Option<String> {
-    let mut text = String::new();
-    std::fs::File::open(path).ok()?.take(64 * 1024).read_to_string(&mut text).ok()?;
-    Some(text)
 }
 
 /// Writes `path` so that after a crash it holds either nothing or all of `data`.

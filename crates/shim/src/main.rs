@@ -19,6 +19,7 @@
 mod console;
 mod container;
 mod cri_log;
+mod oom;
 mod process;
 mod requests;
 mod runtime;

@@ -139,6 +139,8 @@ pub enum Event {
     Synced,
     /// The container's init has exited (its other processes are gone too).
     Exit { id: String, exit: Exit },
+    /// The kernel's OOM killer killed a process of the running container (maybe not its init).
+    Oom { id: String },
 }
 
 /// How a process ended: `code` is its exit status, or 128 + the signal that killed it (as shells

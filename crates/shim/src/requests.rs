@@ -144,6 +144,10 @@ impl Supervisor {
         if container.started || container.exit.is_some() {
             return Err(format!("container {id} is already started"));
         }
+        // Watched before the start: nothing runs yet that could be killed, and the init is in its
+        // cgroup by now.
+        let container = self.container(id)?;
+        container.oom = crate::oom::OomWatch::new(container.pid);
         self.runtime.simple(&["start", id])?;
         self.container(id)?.started = true;
         Ok(())

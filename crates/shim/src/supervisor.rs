@@ -86,6 +86,7 @@ enum Token {
     Output(usize, usize),
     Input(usize),
     Conn(usize),
+    Oom(usize),
 }
 
 pub struct Supervisor {
@@ -143,6 +144,16 @@ impl Supervisor {
                     Token::Output(p, o) => self.read_output(p, o),
                     Token::Input(p) => self.write_input(p),
                     Token::Conn(c) => self.serve(c, events),
+                    Token::Oom(c) => {
+                        if self.containers.get_mut(c).and_then(|c| c.oom.as_mut()).is_some_and(|oom| oom.notified()) {
+                            self.announce_oom(c);
+                        }
+                    }
+                }
+            }
+            for c in 0..self.containers.len() {
+                if self.containers[c].oom.as_mut().is_some_and(|oom| oom.recheck_until.is_some() && oom.recheck()) {
+                    self.announce_oom(c);
                 }
             }
             self.enforce_deadlines();
@@ -177,6 +188,12 @@ impl Supervisor {
                 fds.push(PollFd::new(input.as_fd(), PollFlags::POLLOUT));
             }
         }
+        for (c, container) in self.containers.iter().enumerate().filter(|(_, c)| c.exit.is_none()) {
+            if let Some(oom) = &container.oom {
+                tokens.push(Token::Oom(c));
+                fds.push(PollFd::new(oom.fd(), PollFlags::POLLIN));
+            }
+        }
         for (c, conn) in self.conns.iter().enumerate() {
             let mut events = PollFlags::empty();
             if !conn.blocked && !conn.done {
@@ -193,7 +210,8 @@ impl Supervisor {
         let grace = self.procs.iter().filter(|p| !p.outputs.is_empty()).filter_map(|p| p.exit.as_ref().map(|e| e.1 + OUTPUT_GRACE));
         let sync = self.procs.iter().filter(|p| p.exit.is_none()).filter_map(|p| p.sync.as_ref().and_then(|s| s.deadline));
         let idle = (!self.served).then_some(self.started_at + IDLE_EXIT);
-        let timeout = match grace.chain(sync).chain(idle).min() {
+        let oom = self.containers.iter().filter_map(|c| c.oom.as_ref()?.recheck_until.map(|_| Instant::now() + crate::oom::RECHECK_EVERY));
+        let timeout = match grace.chain(sync).chain(idle).chain(oom).min() {
             Some(at) => {
                 let millis = at.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1;
                 PollTimeout::try_from(millis).unwrap_or(PollTimeout::NONE)
@@ -224,6 +242,14 @@ impl Supervisor {
             if let Some(process) = self.procs.iter_mut().find(|p| p.pid == pid && p.exit.is_none()) {
                 process.exit = Some((exit, Instant::now()));
             }
+        }
+    }
+
+    /// The OOM killer was at work in a container's cgroup: subscribers are told.
+    fn announce_oom(&mut self, c: usize) {
+        let event = Event::Oom { id: self.containers[c].id.clone() };
+        for conn in self.conns.iter_mut().filter(|c| matches!(c.role, Role::Subscriber)) {
+            conn.event(&event);
         }
     }
 

@@ -231,7 +231,9 @@ fn an_oom_kill_is_pushed_while_the_init_lives_on() {
     std::fs::write(&config, spec.to_string()).unwrap();
     shim.client.create(&id, &request).unwrap();
     shim.client.start(&id).unwrap();
-    assert_eq!(next(&events), Event::Oom { id: id.clone() }, "the kill is pushed as it happens: {:?}", log_text(&request.log));
+    // Under the cgroup v2 VM's emulation, filling 32 MiB takes about half a minute.
+    let pushed = events.recv_timeout(Duration::from_secs(120));
+    assert_eq!(pushed, Ok(Event::Oom { id: id.clone() }), "the kill is pushed as it happens: {:?}", log_text(&request.log));
     wait_until("the init carries on", || log_text(&request.log).contains("survived"));
     assert_eq!(shim.client.state(&id).unwrap().status, Status::Running);
     shim.client.kill(&id, libc::SIGKILL, true).unwrap();

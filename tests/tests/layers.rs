@@ -2,6 +2,7 @@
 //! gzip (two members), zstd (two frames) and plain tar gives the same overlayfs lower dir, and a
 //! corpus of hostile layers never touches anything outside the target.
 
+use berth_image::snapshots::Snapshotter;
 use berth_image::unpack::apply_layer;
 use berth_testsupport::TestEnv;
 use std::io::Write;
@@ -211,22 +212,24 @@ fn hostile_layers_never_reach_outside_the_target() {
 #[test]
 fn a_snapshot_exists_only_once_its_diff_id_checked_out() {
     let env = TestEnv::new("layer-snapshots");
-    let snapshots = berth_image::snapshots::Snapshots::open(&env.dir.join("snapshots")).unwrap();
+    let snapshots = berth_image::snapshots::OverlaySnapshots::open(&env.dir.join("snapshots")).unwrap();
     let tar = every_kind();
     let diff_id = berth_image::Digest::of(&tar);
     let chain = berth_image::snapshots::chain_ids(std::slice::from_ref(&diff_id));
 
     // A layer whose content is not what the config promised: refused, nothing committed or left.
     let wrong = berth_image::Digest::of(b"something else");
-    let error = snapshots.unpack(&chain[0], &wrong, &compressed(&tar, "gzip")[..]).unwrap_err();
+    let error = snapshots.unpack(&chain[0], &wrong, &mut &compressed(&tar, "gzip")[..]).unwrap_err();
     assert!(error.to_string().contains("is not the diff_id"), "{error}");
     assert!(!snapshots.exists(&chain[0]));
-    assert_eq!(std::fs::read_dir(env.dir.join("snapshots")).unwrap().count(), 0, "no temporary directory left");
+    let left =
+        std::fs::read_dir(env.dir.join("snapshots")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).count();
+    assert_eq!(left, 0, "no temporary directory left");
 
-    let applied = snapshots.unpack(&chain[0], &diff_id, &compressed(&tar, "zstd")[..]).unwrap().expect("unpacked");
+    let applied = snapshots.unpack(&chain[0], &diff_id, &mut &compressed(&tar, "zstd")[..]).unwrap().expect("unpacked");
     assert_eq!(applied.diff_id, diff_id);
-    assert!(snapshots.path(&chain[0]).join("bin/busybox").is_file());
-    assert!(snapshots.unpack(&chain[0], &diff_id, &tar[..]).unwrap().is_none(), "an existing snapshot is kept");
+    assert!(snapshots.layer_dir(&chain[0]).join("bin/busybox").is_file());
+    assert!(snapshots.unpack(&chain[0], &diff_id, &mut &tar[..]).unwrap().is_none(), "an existing snapshot is kept");
     assert_eq!(snapshots.list().unwrap(), chain);
     snapshots.remove(&chain[0]).unwrap();
     assert!(snapshots.list().unwrap().is_empty());

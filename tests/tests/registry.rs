@@ -6,8 +6,8 @@ use berth_image::manifest::Platform;
 use berth_image::pull::{pull, PullOptions, Pulled};
 use berth_image::{Reference, Store};
 use berth_testsupport::{
-    assert_same_tree, busybox_registry, host_architecture, tar_of, wait_for_partial_blob, write_layout, Fault, FaultyProxy, LayoutImage, Registry,
-    TestEnv,
+    assert_same_tree, busybox_registry, host_architecture, layer_dir, tar_of, wait_for_partial_blob, write_layout, Fault, FaultyProxy, LayoutImage,
+    Registry, TestEnv,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -40,13 +40,15 @@ fn an_image_pushed_to_a_registry_pulls_back_file_for_file() {
     );
     registry.push(&layout, "v1", "test/busybox");
 
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let name = format!("{}/test/busybox:v1", registry.address);
     let pulled = pull_from(&registry.address, &store, &name, None).unwrap();
     assert_eq!(pulled.chain_ids.len(), 2);
     assert!(pulled.downloaded > 500_000, "busybox came over the wire: {}", pulled.downloaded);
-    assert_same_tree(&rootfs, &store.snapshots.path(&pulled.chain_ids[0]));
-    let upper = store.snapshots.path(&pulled.chain_ids[1]);
+    assert_same_tree(&rootfs, &layer_dir(&store_root, &pulled.chain_ids[0]));
+    let upper = layer_dir(&store_root, &pulled.chain_ids[1]);
     assert_eq!(std::fs::read_to_string(upper.join("etc/motd")).unwrap(), "pulled\n");
     let whiteout = std::fs::symlink_metadata(upper.join("bin/vi")).unwrap();
     assert!(std::os::unix::fs::FileTypeExt::is_char_device(&whiteout.file_type()) && whiteout.rdev() == 0);
@@ -93,12 +95,13 @@ fn a_multi_arch_index_gives_the_platform_asked_for() {
         .collect();
     let layout = write_layout(&env.dir.join("layout"), "multi", &images);
     registry.push(&layout, "multi", "test/multi");
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let name = format!("{}/test/multi:multi", registry.address);
     for arch in ["arm64", "amd64"] {
         let platform = Platform { os: "linux".into(), architecture: arch.into(), variant: None };
         let pulled = pull_from(&registry.address, &store, &name, Some(platform)).unwrap();
-        assert_eq!(std::fs::read_to_string(store.snapshots.path(&pulled.chain_ids[0]).join("arch")).unwrap(), arch);
+        assert_eq!(std::fs::read_to_string(layer_dir(&store_root, &pulled.chain_ids[0]).join("arch")).unwrap(), arch);
     }
     let s390x = Platform { os: "linux".into(), architecture: "s390x".into(), variant: None };
     let error = pull_from(&registry.address, &store, &name, Some(s390x)).unwrap_err().to_string();
@@ -111,7 +114,8 @@ fn a_multi_arch_index_gives_the_platform_asked_for() {
 fn unknown_images_and_absent_registries_are_clear_errors() {
     let env = TestEnv::new("pull-errors");
     let registry = Registry::start(&env.dir);
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let error = pull_from(&registry.address, &store, &format!("{}/no/such:image", registry.address), None).unwrap_err().to_string();
     assert!(error.contains("no/such") && error.contains("registry"), "{error}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -127,19 +131,19 @@ fn a_corrupted_layer_is_never_committed() {
     let env = TestEnv::new("pull-corrupt");
     let registry = busybox_registry(&env);
     let proxy = FaultyProxy::start(&registry.address, Fault::CorruptByte);
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let error = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap_err().to_string();
     assert!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the proxy damaged the layer");
     assert!(!error.is_empty());
     // Manifest and config may be stored (they were intact); the layer and its snapshot are not.
-    let big_blobs: Vec<_> =
-        store.content.list().unwrap().into_iter().filter(|d| std::fs::metadata(store.content.path(d)).unwrap().len() > 100_000).collect();
+    let big_blobs: Vec<_> = store.content.list().unwrap().into_iter().filter(|d| store.content.size(d).unwrap() > 100_000).collect();
     assert!(big_blobs.is_empty(), "a corrupt layer was committed: {big_blobs:?} ({error})");
     assert!(store.snapshots.list().unwrap().is_empty(), "a snapshot of a corrupt layer was committed ({error})");
     assert_eq!(std::fs::read_dir(env.dir.join("store/content/ingest")).unwrap().count(), 0, "ingest cleaned");
     // The same pull without the proxy completes into the same store.
     let pulled = pull_from(&registry.address, &store, &format!("{}/test/busybox:v1", registry.address), None).unwrap();
-    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &layer_dir(&store_root, &pulled.chain_ids[0]));
     drop(store);
     env.leak_check();
 }
@@ -149,10 +153,11 @@ fn a_download_cut_half_way_resumes_and_completes() {
     let env = TestEnv::new("pull-cut");
     let registry = busybox_registry(&env);
     let proxy = FaultyProxy::start(&registry.address, Fault::CutOnce);
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let pulled = pull_from(&proxy.address, &store, &format!("{}/test/busybox:v1", proxy.address), None).unwrap();
     assert_eq!(proxy.damaged.load(std::sync::atomic::Ordering::SeqCst), 1, "the first layer download was cut");
-    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &layer_dir(&store_root, &pulled.chain_ids[0]));
     drop(store);
     env.leak_check();
 }
@@ -167,7 +172,8 @@ fn a_basic_auth_registry_takes_the_right_credentials_only() {
         &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&env.bundle.dir.join("rootfs"))], zstd: false }],
     );
     registry.push(&layout, "v1", "private/busybox");
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let reference = Reference::parse(&format!("{}/private/busybox:v1", registry.address)).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let attempt = |credentials: Option<(&str, &str)>| {
@@ -188,7 +194,7 @@ fn a_basic_auth_registry_takes_the_right_credentials_only() {
     }
     assert!(store.content.list().unwrap().is_empty(), "nothing stored without the right credentials");
     let pulled = attempt(Some(("berth", "s3cret"))).unwrap();
-    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &layer_dir(&store_root, &pulled.chain_ids[0]));
     drop(store);
     env.leak_check();
 }
@@ -204,11 +210,12 @@ fn a_zstd_layer_image_pulls_like_a_gzip_one() {
         &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs)], zstd: true }],
     );
     registry.push(&layout, "zstd", "test/zstd");
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let pulled = pull_from(&registry.address, &store, &format!("{}/test/zstd:zstd", registry.address), None).unwrap();
-    let layer = std::fs::read(store.content.path(&pulled.layers[0])).unwrap();
+    let layer = store.content.read_bounded(&pulled.layers[0], 1 << 30).unwrap();
     assert_eq!(&layer[..4], &[0x28, 0xb5, 0x2f, 0xfd], "the stored layer is zstd");
-    assert_same_tree(&rootfs, &store.snapshots.path(&pulled.chain_ids[0]));
+    assert_same_tree(&rootfs, &layer_dir(&store_root, &pulled.chain_ids[0]));
     drop(store);
     env.leak_check();
 }
@@ -250,7 +257,7 @@ fn a_pull_killed_half_way_finishes_on_retry_and_leaves_no_orphans() {
     assert!(store.images.kept().unwrap().is_empty(), "the dead pull's lease is gone");
     let name = format!("{}/test/busybox:v1", registry.address);
     let pulled = pull_from(&registry.address, &store, &name, None).unwrap();
-    assert_same_tree(&env.bundle.dir.join("rootfs"), &store.snapshots.path(&pulled.chain_ids[0]));
+    assert_same_tree(&env.bundle.dir.join("rootfs"), &layer_dir(&store_dir, &pulled.chain_ids[0]));
     assert_eq!(store.images.list().unwrap().len(), 1);
     // The killed pull's manifest and config (same digests) are the new image's; nothing else was left.
     assert_eq!(store.gc().unwrap(), berth_image::store::Collected::default(), "no orphan blobs or snapshots");
@@ -267,7 +274,8 @@ fn two_pulls_of_one_image_at_once_download_each_blob_once() {
     let registry = busybox_registry(&env);
     // Slowed, so the two pulls overlap; it counts the large bodies it serves (the layer).
     let proxy = FaultyProxy::start(&registry.address, Fault::Slow);
-    let store = Arc::new(Store::open(&env.dir.join("store")).unwrap());
+    let store_root = env.dir.join("store");
+    let store = Arc::new(Store::open(&store_root).unwrap());
     let reference = Reference::parse(&format!("{}/test/busybox:v1", proxy.address)).unwrap();
     let options = PullOptions { plain_http: vec![proxy.address.clone()], ..Default::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -8,7 +8,6 @@ use crate::image_config::RunConfig;
 use crate::manager::{blocking, make_dir, Containers};
 use crate::options::{CreateOptions, Network};
 use crate::record::{short, ContainerRecord, State};
-use crate::rootfs::RootfsLayout;
 use crate::run_spec::{self, SpecInputs};
 use crate::{passwd, Error, Result};
 use berth_image::meta::ImageRecord;
@@ -125,28 +124,16 @@ impl Containers {
         self.launch_and_create(record).await
     }
 
-    /// The container's rootfs: the image's snapshots under its own writable layer, in its bundle.
-    pub(crate) fn rootfs_layout(&self, id: &str, chain_ids: &[berth_image::Digest]) -> RootfsLayout {
-        let data = self.data_dir(id);
-        RootfsLayout {
-            layers: chain_ids.iter().map(|c| self.images.snapshots.path(c)).collect(),
-            upper: data.join("upper"),
-            work: data.join("work"),
-            target: self.bundle_dir(id).join("rootfs"),
-        }
-    }
-
     fn write_bundle(&self, record: &ContainerRecord, plan: &Plan) -> Result<()> {
         let image = &plan.image;
         let kept: Vec<berth_image::Digest> = image.chain_ids.iter().chain([&image.config, &image.manifest]).cloned().collect();
         self.images.images.lease(&lease_id(&record.id), &kept)?;
         let bundle = self.bundle_dir(&record.id);
         make_dir(&bundle)?;
-        make_dir(&self.data_dir(&record.id))?;
-        let layout = self.rootfs_layout(&record.id, &image.chain_ids);
-        layout.mount()?;
+        let rootfs = bundle.join("rootfs");
+        crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs)?;
         let user_spec = plan.options.user.clone().or_else(|| plan.run_config.user.clone()).unwrap_or_default();
-        let user = passwd::resolve(&layout.target, &user_spec)?;
+        let user = passwd::resolve(&rootfs, &user_spec)?;
         let etc_files = write_etc_files(&bundle, &plan.hostname, plan.options.network)?;
         let inputs = SpecInputs {
             id: &record.id,

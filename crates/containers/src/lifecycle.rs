@@ -46,20 +46,13 @@ impl Containers {
     async fn recreate(&self, record: &ContainerRecord) -> Result<ContainerRecord> {
         let mut watch = self.watch(&record.id)?;
         let _ = watch.wait_for(|r| !r.releasing).await;
-        let image = self.images.images.get(&record.image)?;
-        let layout = match image {
-            Some(image) if image.manifest.to_string() == record.image_manifest => self.rootfs_layout(&record.id, &image.chain_ids),
-            // The name moved on (or went): the lease still holds the layers the container had.
-            _ => {
-                return Err(Error::WrongState(format!(
-                    "image {} changed since container {} was created; create a new container",
-                    record.image, record.name
-                )))
-            }
-        };
+        // Its active snapshot remembers the layers (which the container's lease keeps), so the
+        // image's name may have moved on meanwhile.
+        let (this, id) = (self.clone(), record.id.clone());
         blocking(move || {
-            unmount(&layout.target)?;
-            layout.mount()
+            let target = this.bundle_dir(&id).join("rootfs");
+            unmount(&target)?;
+            crate::rootfs::mount(&this.images.snapshots.mounts(&id)?, &target)
         })
         .await?;
         let pid = self.launch_and_create(record).await?;

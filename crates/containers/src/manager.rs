@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// Where containers live: `data` keeps writable layers (survives reboots; the records are in the
-/// image store's database), `state` keeps bundles, logs and shim directories (a tmpfs like /run),
+/// Where containers live: their records are in the image store's database and their writable
+/// layers are its active snapshots; `data` is where older releases kept the records (migrated
+/// once from `containers.redb`), `state` keeps bundles, logs and shim directories (a tmpfs like /run),
 /// `runtime_root` is the OCI runtime's `--root`.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -122,10 +123,6 @@ impl Containers {
     /// The container's CRI-format log (written by its shim, rotated to `ctr.log.1`).
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.bundle_dir(id).join("ctr.log")
-    }
-
-    pub(crate) fn data_dir(&self, id: &str) -> PathBuf {
-        self.paths.data.join(id)
     }
 
     pub(crate) fn runtime_binary(&self, name: &str) -> Result<PathBuf> {

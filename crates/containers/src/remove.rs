@@ -66,7 +66,7 @@ impl Containers {
             let bundle = this.bundle_dir(&r.id);
             unmount(&bundle.join("rootfs"))?;
             remove_tree(&bundle)?;
-            remove_tree(&this.data_dir(&r.id))?;
+            this.images.snapshots.remove_active(&r.id)?;
             this.images.images.release(&lease_id(&r.id))?;
             Ok(())
         })

@@ -23,6 +23,11 @@ pub enum Error {
     Invalid { what: String, reason: String },
     #[error("no such image: {0}")]
     NotFound(String),
+    /// Something other than an image is missing (a blob, a snapshot).
+    #[error("{0}: not found")]
+    Missing(String),
+    #[error("{0}: already exists")]
+    Exists(String),
     /// Our own failure: the metadata database, a task.
     #[error("{what}: {reason}")]
     Internal { what: String, reason: String },
@@ -42,7 +47,8 @@ impl berth_errdefs::HasKind for Error {
             | Error::TooLarge { .. }
             | Error::Layer { .. }
             | Error::Mismatch { .. } => Kind::Invalid,
-            Error::NotFound(_) => Kind::NotFound,
+            Error::NotFound(_) | Error::Missing(_) => Kind::NotFound,
+            Error::Exists(_) => Kind::AlreadyExists,
             Error::Registry { .. } => Kind::Unavailable,
             Error::Io { .. } | Error::Internal { .. } => Kind::Internal,
         }

@@ -226,12 +226,14 @@ async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chai
     }
     if have_blob {
         let digest = layer.digest.clone();
-        return blocking(move || store.snapshots.unpack(&chain_id, &diff_id, store.content.open_blob(&digest)?).map(|_| 0)).await;
+        return blocking(move || store.snapshots.unpack(&chain_id, &diff_id, &mut store.content.reader(&digest)?).map(|_| 0)).await;
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
     let unpacker = (!have_snapshot).then(|| {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.snapshots.unpack(&chain_id, &diff_id, ChannelReader { receiver, current: bytes::Bytes::new() }))
+        tokio::task::spawn_blocking(move || {
+            store.snapshots.unpack(&chain_id, &diff_id, &mut ChannelReader { receiver, current: bytes::Bytes::new() })
+        })
     });
     let downloaded = download(remote, &store, layer, unpacker.is_some().then_some(sender)).await;
     if let Some(unpacker) = unpacker {
@@ -249,7 +251,7 @@ const RESUMES: u32 = 3;
 /// the bytes downloaded.
 async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>) -> Result<u64> {
     let digest = blob.digest.to_string();
-    let mut writer = store.content.writer(&blob.digest, Some(blob.size))?;
+    let mut writer = store.content.writer(Some(&blob.digest), Some(blob.size))?;
     let mut written = 0u64;
     let mut resumes = 0;
     // Asked as a range from byte 0: oci-client then leaves the digest to us (the writer checks it

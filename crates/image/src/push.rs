@@ -5,6 +5,7 @@
 //!
 //! Blobs are streamed from the content store in chunks, never read whole into memory.
 
+use crate::content::MAX_JSON;
 use crate::manifest::{ManifestDoc, OCI_MANIFEST};
 use crate::store::Store;
 use crate::{Digest, Error, Reference, Result};
@@ -50,12 +51,11 @@ pub async fn push(store: Arc<Store>, name: &Reference, options: &PushOptions) ->
         if client.blob_exists(&target, &blob.to_string()).await.map_err(registry_error)? {
             continue;
         }
-        let size = std::fs::metadata(store.content.path(blob)).map_err(|e| Error::io("stat blob", store.content.path(blob), e))?.len();
-        let chunks = blob_chunks(store.content.open_blob(blob)?);
+        let size = store.content.size(blob)?;
+        let chunks = blob_chunks(store.content.reader(blob)?);
         client.push_blob_stream(&target, chunks, &blob.to_string(), Some(size)).await.map_err(registry_error)?;
     }
-    let manifest =
-        std::fs::read(store.content.path(&record.manifest)).map_err(|e| Error::io("read manifest", store.content.path(&record.manifest), e))?;
+    let manifest = store.content.read_bounded(&record.manifest, MAX_JSON)?;
     // What the manifest says it is (docker's schema2 names itself; OCI may leave it out).
     let media: MediaType =
         serde_json::from_slice(&manifest).map_err(|e| Error::Invalid { what: format!("manifest of {shown}"), reason: e.to_string() })?;
@@ -69,7 +69,7 @@ pub async fn push(store: Arc<Store>, name: &Reference, options: &PushOptions) ->
 }
 
 /// The blob file as a stream of chunks, each read on the blocking pool.
-fn blob_chunks(file: std::fs::File) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+fn blob_chunks(file: Box<dyn Read + Send>) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
     futures_util::stream::unfold(Some(file), |file| async move {
         let mut file = file?;
         let read = tokio::task::spawn_blocking(move || {

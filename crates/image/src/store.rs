@@ -1,16 +1,22 @@
-//! The image store on disk: `<root>/content` (blobs), `<root>/snapshots` (unpacked layers) and
-//! `<root>/meta.redb` (images, leases).
+//! The image store: `<root>/content` (blobs), `<root>/snapshots` (unpacked layers),
+//! `<root>/meta.redb` (images, leases) and `<root>/tmp` (scratch files). Blobs and snapshots sit
+//! behind their traits, so the logic here and in pulls and archives runs on fakes too.
 
-use crate::content::ContentStore;
+use crate::content::{ContentStore, LocalContent};
 use crate::meta::ImageDb;
-use crate::snapshots::Snapshots;
-use crate::Result;
-use std::path::Path;
+use crate::snapshots::{OverlaySnapshots, Snapshotter};
+use crate::{Error, Result};
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct Store {
-    pub content: ContentStore,
-    pub snapshots: Snapshots,
+    pub content: Arc<dyn ContentStore>,
+    pub snapshots: Arc<dyn Snapshotter>,
     pub images: ImageDb,
+    root: PathBuf,
     /// Blobs being downloaded, so concurrent pulls fetch each once.
     pub(crate) in_flight: InFlight,
 }
@@ -57,14 +63,33 @@ pub struct Collected {
 }
 
 impl Store {
+    /// The store on disk at `root`: blobs in files, snapshots for overlayfs.
     pub fn open(root: &Path) -> Result<Store> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| crate::Error::io("create image store", root, e))?;
-        Ok(Store {
-            content: ContentStore::open(&root.join("content"))?,
-            snapshots: Snapshots::open(&root.join("snapshots"))?,
-            images: ImageDb::open(&root.join("meta.redb"))?,
-            in_flight: InFlight::default(),
-        })
+        let content = Arc::new(LocalContent::open(&root.join("content"))?);
+        let snapshots = Arc::new(OverlaySnapshots::open(&root.join("snapshots"))?);
+        Store::open_with(root, content, snapshots)
+    }
+
+    /// The store at `root` (its metadata and scratch files) with these blobs and snapshots.
+    pub fn open_with(root: &Path, content: Arc<dyn ContentStore>, snapshots: Arc<dyn Snapshotter>) -> Result<Store> {
+        let tmp = root.join("tmp");
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&tmp).map_err(|e| Error::io("create image store", tmp, e))?;
+        Ok(Store { content, snapshots, images: ImageDb::open(&root.join("meta.redb"))?, root: root.to_path_buf(), in_flight: InFlight::default() })
+    }
+
+    /// A scratch file (an export's uncompressed layer); the caller removes it, and
+    /// [`Store::recover`] what a crash left.
+    pub(crate) fn scratch(&self) -> Result<(File, PathBuf)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = self.root.join("tmp").join(format!("scratch.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("create scratch file", &path, e))?;
+        Ok((file, path))
     }
 
     /// After a crash (kill -9 of its owner): drops the half-written blobs and snapshots and the
@@ -72,12 +97,16 @@ impl Store {
     pub fn recover(&self) -> Result<()> {
         self.content.clean_ingest()?;
         self.snapshots.clean_temp()?;
+        let tmp = self.root.join("tmp");
+        for entry in std::fs::read_dir(&tmp).map_err(|e| Error::io("list scratch files", &tmp, e))?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
         self.images.release_transient()
     }
 
     /// Records the image `source` under the name `target` too (same manifest, same blobs).
     pub fn tag(&self, source: &str, target: &str) -> Result<crate::meta::ImageRecord> {
-        let mut record = self.images.get(source)?.ok_or_else(|| crate::Error::NotFound(source.into()))?;
+        let mut record = self.images.get(source)?.ok_or_else(|| Error::NotFound(source.into()))?;
         record.name = target.to_string();
         self.images.put(&record)?;
         Ok(record)
@@ -87,8 +116,8 @@ impl Store {
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let blobs = self.content.list()?;
         let snapshots = self.snapshots.list()?;
-        let blob_bytes = blobs.iter().filter_map(|b| std::fs::metadata(self.content.path(b)).ok()).map(|m| m.len()).sum();
-        let snapshot_bytes = snapshots.iter().map(|s| tree_bytes(&self.snapshots.path(s))).sum();
+        let blob_bytes = blobs.iter().filter_map(|b| self.content.size(b).ok()).sum();
+        let snapshot_bytes = snapshots.iter().filter_map(|s| self.snapshots.usage(s).ok()).sum();
         Ok(DiskUsage { images: self.images.list()?.len(), blobs: blobs.len(), blob_bytes, snapshots: snapshots.len(), snapshot_bytes })
     }
 
@@ -101,7 +130,7 @@ impl Store {
         let kept = self.images.kept()?;
         let mut collected = Collected::default();
         for blob in blobs.into_iter().filter(|b| !kept.contains(b)) {
-            collected.bytes += std::fs::metadata(self.content.path(&blob)).map(|m| m.len()).unwrap_or(0);
+            collected.bytes += self.content.size(&blob).unwrap_or(0);
             self.content.delete(&blob)?;
             collected.blobs += 1;
         }
@@ -113,21 +142,54 @@ impl Store {
     }
 }
 
-/// Bytes of the regular files under `dir`, not following symlinks (each hardlinked inode once).
-fn tree_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if meta.is_dir() {
-            stack.extend(std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
-        } else if meta.is_file() && seen.insert(meta.ino()) {
-            total += meta.len();
-        }
-    }
-    total
-}
-
 use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::MemoryContent;
+    use crate::meta::ImageRecord;
+    use crate::snapshots::MemorySnapshots;
+    use crate::Digest;
+
+    /// GC and disk usage over the fakes: what an image or a lease keeps stays, the rest goes.
+    #[test]
+    fn gc_keeps_what_images_and_leases_hold() {
+        let dir = std::env::temp_dir().join(format!("berth-store-gc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_with(&dir, Arc::new(MemoryContent::default()), Arc::new(MemorySnapshots::default())).unwrap();
+        let blob = |text: &str| {
+            let digest = Digest::of(text.as_bytes());
+            store.content.put(&digest, text.as_bytes()).unwrap();
+            digest
+        };
+        let (manifest, config, layer, leased, loose) = (blob("manifest"), blob("config"), blob("layer"), blob("leased"), blob("loose"));
+        let tar = tar::Builder::new(Vec::new()).into_inner().unwrap();
+        let (kept_snapshot, loose_snapshot) = (Digest::of(&tar), Digest::of(b"another chain"));
+        for chain_id in [&kept_snapshot, &loose_snapshot] {
+            store.snapshots.unpack(chain_id, &Digest::of(&tar), &mut &tar[..]).unwrap();
+        }
+        let record = ImageRecord {
+            name: "example.com/kept:1".into(),
+            manifest,
+            config,
+            layers: vec![layer],
+            chain_ids: vec![kept_snapshot.clone()],
+            index: None,
+            size: 5,
+            created: 0,
+        };
+        store.images.put(&record).unwrap();
+        store.images.lease("test", std::slice::from_ref(&leased)).unwrap();
+        let before = store.disk_usage().unwrap();
+        assert_eq!((before.images, before.blobs, before.snapshots), (1, 5, 2));
+
+        let collected = store.gc().unwrap();
+        assert_eq!((collected.blobs, collected.snapshots, collected.bytes), (1, 1, 5));
+        assert!(!store.content.contains(&loose) && store.content.contains(&leased));
+        assert_eq!(store.snapshots.list().unwrap(), vec![kept_snapshot]);
+        store.images.release("test").unwrap();
+        assert_eq!(store.gc().unwrap().blobs, 1, "a released lease keeps nothing");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

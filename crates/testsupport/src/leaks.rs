@@ -29,6 +29,19 @@ impl Leaks {
                 }
             }
         }
+        // Containers' writable layers: active snapshots in any image store of the test's.
+        let mut stores = vec![test_dir.to_path_buf()];
+        for _ in 0..2 {
+            let below: Vec<_> = stores.iter().flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path())).collect();
+            stores.extend(below.into_iter().filter(|p| p.is_dir()));
+        }
+        stores.sort();
+        stores.dedup();
+        for active in stores.iter().map(|d| d.join("snapshots/active")) {
+            for snapshot in std::fs::read_dir(&active).into_iter().flatten().flatten() {
+                leaks.0.push(format!("active snapshot: {}", snapshot.path().display()));
+            }
+        }
         if let Ok(procs) = std::fs::read_dir("/proc") {
             for entry in procs.flatten() {
                 let pid = entry.file_name();

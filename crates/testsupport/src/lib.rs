@@ -24,7 +24,7 @@ pub use console::ConsoleSocket;
 pub use leaks::Leaks;
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{busybox_layout, busybox_registry, host_architecture, tar_of, wait_for_partial_blob, write_layout, LayoutImage, Registry};
-pub use trees::assert_same_tree;
+pub use trees::{assert_same_tree, layer_dir};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -5,6 +5,12 @@ use std::path::{Path, PathBuf};
 
 /// Asserts that `actual` holds what `expected` holds: per path the type, permissions, owner,
 /// size, mtime, link count, content and link target.
+/// The directory a committed snapshot's own layer was unpacked into, in the image store at
+/// `store_root` (berth-image's overlay snapshotter).
+pub fn layer_dir(store_root: &Path, chain_id: &berth_image::Digest) -> PathBuf {
+    berth_image::snapshots::OverlaySnapshots::open(&store_root.join("snapshots")).expect("open snapshots").layer_dir(chain_id)
+}
+
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
     let mut stack = vec![PathBuf::new()];
     let mut compared = 0;

@@ -33,9 +33,7 @@ pub fn export_oci_layout(store: &Store, names: &[String], writer: impl Write) ->
                 append_blob(store, &mut archive, &blob)?;
             }
         }
-        let size = std::fs::metadata(store.content.path(&record.manifest))
-            .map_err(|e| Error::io("stat blob", store.content.path(&record.manifest), e))?
-            .len();
+        let size = store.content.size(&record.manifest)?;
         index.push(serde_json::json!({
             "mediaType": media.media_type.unwrap_or_else(|| crate::manifest::OCI_MANIFEST.into()),
             "digest": record.manifest.to_string(),
@@ -63,8 +61,7 @@ pub fn export_docker_archive(store: &Store, names: &[String], writer: impl Write
         }
         let config_entry = format!("{}.json", record.config.hex());
         if written.insert(config_entry.clone()) {
-            let path = store.content.path(&record.config);
-            archive.append_file(&config_entry, &mut store.content.open_blob(&record.config)?).map_err(|e| Error::io("write archive", path, e))?;
+            append_blob_as(store, &mut archive, &record.config, &config_entry)?;
         }
         let mut layers = Vec::new();
         for (layer, diff_id) in record.layers.iter().zip(&config.rootfs.diff_ids) {
@@ -83,11 +80,11 @@ pub fn export_docker_archive(store: &Store, names: &[String], writer: impl Write
 /// A layer decompressed into scratch space (a tar entry needs its size first), checked against
 /// its diff id on the way, then appended.
 fn append_uncompressed<W: Write>(store: &Store, archive: &mut tar::Builder<W>, layer: &Digest, diff_id: &Digest, entry: &str) -> Result<()> {
-    let (mut scratch, path) = store.content.scratch()?;
+    let (mut scratch, path) = store.scratch()?;
     let appended = (|| {
-        let mut decoder = decoder(store.content.open_blob(layer)?)?;
+        let mut decoder = decoder(store.content.reader(layer)?)?;
         let mut hashing = HashingWriter { inner: &mut scratch, digester: Digester::default() };
-        std::io::copy(&mut decoder, &mut hashing).map_err(|e| Error::io("decompress layer", store.content.path(layer), e))?;
+        std::io::copy(&mut decoder, &mut hashing).map_err(|e| Error::io("decompress layer", layer.to_string(), e))?;
         let actual = hashing.digester.finish();
         if &actual != diff_id {
             return Err(Error::Invalid { what: format!("layer {layer}"), reason: format!("uncompresses to {actual}, not its diff id {diff_id}") });
@@ -116,15 +113,21 @@ impl Write for HashingWriter<'_> {
 }
 
 fn append_blob<W: Write>(store: &Store, archive: &mut tar::Builder<W>, blob: &Digest) -> Result<()> {
-    let path = store.content.path(blob);
-    let mut file = store.content.open_blob(blob)?;
-    archive.append_file(format!("blobs/sha256/{}", blob.hex()), &mut file).map_err(|e| Error::io("write archive", path, e))
+    append_blob_as(store, archive, blob, &format!("blobs/sha256/{}", blob.hex()))
+}
+
+fn append_blob_as<W: Write>(store: &Store, archive: &mut tar::Builder<W>, blob: &Digest, name: &str) -> Result<()> {
+    append_reader(archive, name, store.content.size(blob)?, store.content.reader(blob)?)
 }
 
 fn append_bytes<W: Write>(archive: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<()> {
+    append_reader(archive, name, bytes.len() as u64, bytes)
+}
+
+fn append_reader<W: Write>(archive: &mut tar::Builder<W>, name: &str, size: u64, reader: impl std::io::Read) -> Result<()> {
     let mut header = tar::Header::new_ustar();
-    header.set_size(bytes.len() as u64);
+    header.set_size(size);
     header.set_mode(0o644);
     header.set_cksum();
-    archive.append_data(&mut header, name, bytes).map_err(|e| Error::io("write archive", name, e))
+    archive.append_data(&mut header, name, reader).map_err(|e| Error::io("write archive", name, e))
 }

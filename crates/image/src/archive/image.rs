@@ -31,8 +31,8 @@ pub(super) fn commit_image(
     lease.add(&[manifest, config].into_iter().chain(layers).chain(&chain).cloned().collect::<Vec<_>>())?;
     let mut size = 0;
     for ((layer, chain_id), diff_id) in layers.iter().zip(&chain).zip(&parsed.rootfs.diff_ids) {
-        size += std::fs::metadata(store.content.path(layer)).map(|m| m.len()).unwrap_or(0);
-        store.snapshots.unpack(chain_id, diff_id, store.content.open_blob(layer)?)?;
+        size += store.content.size(layer)?;
+        store.snapshots.unpack(chain_id, diff_id, &mut store.content.reader(layer)?)?;
     }
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut records = Vec::new();
@@ -56,13 +56,13 @@ pub(super) fn commit_image(
 /// An OCI image manifest for a config and layers that came without one (docker-archive, rootfs).
 pub(super) fn synthesize_manifest(store: &Store, config: &Digest, layers: &[Digest]) -> Result<Digest> {
     let descriptor = |digest: &Digest, media_type: &str| -> Result<serde_json::Value> {
-        let size = std::fs::metadata(store.content.path(digest)).map_err(|e| Error::io("stat blob", store.content.path(digest), e))?.len();
+        let size = store.content.size(digest)?;
         Ok(serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}))
     };
     let mut layer_descriptors = Vec::new();
     for layer in layers {
         let mut head = [0u8; 4];
-        let n = std::io::Read::read(&mut store.content.open_blob(layer)?, &mut head).unwrap_or(0);
+        let n = store.content.reader(layer)?.read(&mut head).unwrap_or(0);
         let media_type = match &head[..n] {
             [0x1f, 0x8b, ..] => "application/vnd.oci.image.layer.v1.tar+gzip",
             [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",

@@ -43,7 +43,7 @@ fn read_contents(store: &Store, lease: &Lease, reader: impl Read) -> Result<Cont
                 .map_err(|_| Error::Invalid { what: path.clone(), reason: "not a sha256 blob name".into() })?;
             lease.add(std::slice::from_ref(&digest))?;
             if !store.content.contains(&digest) {
-                let mut writer = store.content.writer(&digest, Some(size))?;
+                let mut writer = store.content.writer(Some(&digest), Some(size))?;
                 std::io::copy(&mut entry, &mut writer).map_err(|e| Error::io("import blob", &path, e))?;
                 writer.commit()?;
             }
@@ -164,7 +164,7 @@ pub fn import_rootfs(store: &Store, reader: impl Read, name: &Reference) -> Resu
     lease.add(std::slice::from_ref(&layer))?;
     // The diff_id is the digest of the uncompressed stream, which the config must name.
     let mut digester = crate::digest::Digester::default();
-    let mut decoder = decompress::decoder(store.content.open_blob(&layer)?)?;
+    let mut decoder = decompress::decoder(store.content.reader(&layer)?)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = decoder.read(&mut buf).map_err(|e| Error::io("read rootfs", layer.to_string(), e))?;

@@ -1,17 +1,18 @@
-//! What happens at create: the record first (state `Creating`, persisted), then the image's
-//! layers leased, the rootfs mounted (the image's snapshots under a writable layer), the user
-//! resolved from the image's own passwd/group, the spec and /etc files written into the bundle,
-//! a shim started and asked to create the container. A failure anywhere undoes all of it.
+//! What happens at create, for every API alike (a [`Blueprint`]): the record first (state
+//! `Creating`, persisted), then the image's layers leased, the rootfs mounted (the image's
+//! snapshots under a writable layer, an active snapshot), the spec made by the blueprint's
+//! [`SpecMaker`](crate::blueprint::SpecMaker) and written into the bundle, a shim started and
+//! asked to create the container. A failure anywhere undoes all of it.
 
+use crate::blueprint::{Blueprint, SpecContext, SpecMaker};
 use crate::events::Action;
 use crate::image_config::RunConfig;
 use crate::manager::{blocking, make_dir, Containers};
-use crate::options::{CreateOptions, Network};
+use crate::options::CreateOptions;
 use crate::record::{short, ContainerRecord, State};
-use crate::run_spec::{self, SpecInputs};
-use crate::{passwd, Error, Result};
+use crate::{Error, Result};
 use berth_image::meta::ImageRecord;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub(crate) fn lease_id(id: &str) -> String {
     format!("container-{id}")
@@ -33,16 +34,20 @@ fn valid_name(name: &str) -> bool {
 
 /// What create works from, once the request is checked.
 pub(crate) struct Plan {
-    pub options: CreateOptions,
-    pub image: ImageRecord,
-    pub run_config: RunConfig,
-    pub hostname: String,
+    spec: Box<dyn SpecMaker>,
+    image: ImageRecord,
+    run_config: RunConfig,
 }
 
 impl Containers {
+    /// A container as `berth run`'s flags describe it.
     pub async fn create(&self, options: CreateOptions) -> Result<ContainerRecord> {
+        self.create_from(crate::run_spec::blueprint(options)).await
+    }
+
+    pub async fn create_from(&self, blueprint: Blueprint) -> Result<ContainerRecord> {
         let this = self.clone();
-        let (record, plan) = blocking(move || this.plan(options)).await?;
+        let (record, plan) = blocking(move || this.plan(blueprint)).await?;
         let entry = self.table().insert(record.clone())?;
         drop(entry);
         if let Err(e) = self.persist(&record).await {
@@ -68,21 +73,25 @@ impl Containers {
     }
 
     /// Checks the request against the image; the record to be.
-    fn plan(&self, options: CreateOptions) -> Result<(ContainerRecord, Plan)> {
-        let name = berth_image::Reference::parse(&options.image).map(|r| r.to_string()).map_err(|e| Error::Invalid(e.to_string()))?;
-        let image = self.images.images.get(&name)?.ok_or_else(|| Error::NoImage(options.image.clone()))?;
-        let runtime = options.runtime.clone().unwrap_or_else(|| self.binaries.default_runtime.clone());
+    fn plan(&self, blueprint: Blueprint) -> Result<(ContainerRecord, Plan)> {
+        let image = self.images.images.find(&blueprint.image)?.ok_or_else(|| Error::NoImage(blueprint.image.clone()))?;
+        let name = image.name.clone();
+        let runtime = blueprint.runtime.clone().unwrap_or_else(|| self.binaries.default_runtime.clone());
         // A pod's containers share its shim; any other container has one of its own.
-        let sandbox = options.sandbox.as_deref().map(|key| self.find_sandbox(key)).transpose()?.map(|s| s.id);
+        let sandbox = blueprint.sandbox.as_deref().map(|key| self.find_sandbox(key)).transpose()?.map(|s| s.id);
         self.runtime_binary(&runtime)?;
+        if let Some(log) = &blueprint.log_path {
+            if !log.is_absolute() {
+                return Err(Error::Invalid(format!("log path {} is not absolute", log.display())));
+            }
+        }
         let id = random_id()?;
-        let container_name = options.name.clone().unwrap_or_else(|| short(&id).to_string());
+        let container_name = blueprint.name.clone().unwrap_or_else(|| short(&id).to_string());
         if !valid_name(&container_name) {
             return Err(Error::Invalid(format!("container name {container_name:?}: use letters, digits, _ . - (starting with a letter or digit)")));
         }
-        let hostname = options.hostname.clone().unwrap_or_else(|| short(&id).to_string());
         let run_config = RunConfig::load(&self.images, &image.config)?;
-        let command = run_spec::command(&options, &run_config)?;
+        let command = blueprint.spec.command(&run_config)?;
         let stop_signal = match run_config.stop_signal.as_deref() {
             Some(signal) => berth_spec::signals::parse(signal).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
             None => libc::SIGTERM,
@@ -92,14 +101,15 @@ impl Containers {
             name: container_name,
             image: name,
             image_manifest: image.manifest.to_string(),
-            labels: options.labels.clone(),
-            annotations: Default::default(),
+            labels: blueprint.labels,
+            annotations: blueprint.annotations,
             shim: sandbox.clone().unwrap_or_else(|| id.clone()),
             sandbox,
-            attempt: 0,
-            tty: options.tty,
-            stdin: options.stdin,
-            auto_remove: options.auto_remove,
+            attempt: blueprint.attempt,
+            tty: blueprint.tty,
+            stdin: blueprint.stdin,
+            auto_remove: blueprint.auto_remove,
+            log_path: blueprint.log_path,
             command,
             stop_signal,
             runtime,
@@ -113,18 +123,18 @@ impl Containers {
             releasing: false,
             removing: false,
         };
-        Ok((record, Plan { options, image, run_config, hostname }))
+        Ok((record, Plan { spec: blueprint.spec, image, run_config }))
     }
 
     /// Rootfs, bundle, shim; the init's pid.
     async fn materialize(&self, record: &ContainerRecord, plan: Plan) -> Result<i32> {
         let this = self.clone();
         let r = record.clone();
-        blocking(move || this.write_bundle(&r, &plan)).await?;
+        blocking(move || this.write_bundle(&r, plan)).await?;
         self.launch_and_create(record).await
     }
 
-    fn write_bundle(&self, record: &ContainerRecord, plan: &Plan) -> Result<()> {
+    fn write_bundle(&self, record: &ContainerRecord, plan: Plan) -> Result<()> {
         let image = &plan.image;
         let kept: Vec<berth_image::Digest> = image.chain_ids.iter().chain([&image.config, &image.manifest]).cloned().collect();
         self.images.images.lease(&lease_id(&record.id), &kept)?;
@@ -132,18 +142,8 @@ impl Containers {
         make_dir(&bundle)?;
         let rootfs = bundle.join("rootfs");
         crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs)?;
-        let user_spec = plan.options.user.clone().or_else(|| plan.run_config.user.clone()).unwrap_or_default();
-        let user = passwd::resolve(&rootfs, &user_spec)?;
-        let etc_files = write_etc_files(&bundle, &plan.hostname, plan.options.network)?;
-        let inputs = SpecInputs {
-            id: &record.id,
-            options: &plan.options,
-            image: &plan.run_config,
-            user: &user,
-            hostname: &plan.hostname,
-            etc_files: &etc_files,
-        };
-        crate::spec_opts::write(&run_spec::build(&inputs)?, &bundle)
+        let context = SpecContext { id: &record.id, bundle: &bundle, rootfs: &rootfs, image: &plan.run_config };
+        crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)
     }
 
     /// Has the container's shim create it (its pod's shim, or one of its own), starting the shim
@@ -164,7 +164,7 @@ impl Containers {
         }
         let request = berth_shim::CreateRequest {
             bundle: self.bundle_dir(&record.id),
-            log: self.log_path(&record.id),
+            log: self.log_path(record),
             log_max_size: self.log_max_size,
             tty: record.tty,
             stdin: record.stdin,
@@ -178,21 +178,4 @@ impl Containers {
         self.monitor(&record.shim);
         Ok(pid)
     }
-}
-
-/// /etc/hosts, /etc/hostname and /etc/resolv.conf for the container, bound read-only: with the
-/// host's network, the host's files; with none, loopback only.
-fn write_etc_files(bundle: &Path, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>> {
-    let (hosts, resolv) = match network {
-        Network::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
-        Network::None => (String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), String::new()),
-    };
-    let hosts = format!("{hosts}127.0.1.1\t{hostname}\n");
-    let mut files = Vec::new();
-    for (name, text) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
-        let path = bundle.join(name);
-        std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
-        files.push((format!("/etc/{name}"), path));
-    }
-    Ok(files)
 }

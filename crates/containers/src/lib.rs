@@ -12,6 +12,7 @@
 //! container uses them. Does not own: images (berth-image), the container's processes and every
 //! run of the OCI runtime binary (the shim's).
 
+pub mod blueprint;
 mod create;
 mod error;
 pub mod events;
@@ -24,6 +25,7 @@ pub mod manager;
 mod monitor;
 pub mod options;
 pub mod passwd;
+pub mod pod_namespaces;
 pub mod record;
 mod remove;
 pub mod rootfs;
@@ -44,7 +46,7 @@ pub use manager::{Containers, Paths};
 pub use monitor::Recovered;
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
-pub use sandbox::{SandboxConfig, SandboxRecord, SandboxState};
+pub use sandbox::{DnsConfig, PortMapping, SandboxConfig, SandboxRecord, SandboxState};
 
 pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)

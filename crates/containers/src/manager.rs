@@ -121,8 +121,8 @@ impl Containers {
     }
 
     /// The container's CRI-format log (written by its shim, rotated to `ctr.log.1`).
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.bundle_dir(id).join("ctr.log")
+    pub fn log_path(&self, record: &ContainerRecord) -> PathBuf {
+        record.log_path.clone().unwrap_or_else(|| self.bundle_dir(&record.id).join("ctr.log"))
     }
 
     pub(crate) fn runtime_binary(&self, name: &str) -> Result<PathBuf> {

@@ -24,6 +24,8 @@ pub struct Recovered {
     pub running: usize,
     pub exited_meanwhile: usize,
     pub half_created: usize,
+    /// Pods berthd died creating, removed.
+    pub half_created_pods: usize,
 }
 
 impl Containers {
@@ -259,6 +261,7 @@ impl Containers {
         for done in syncs {
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
         }
+        recovered.half_created_pods = self.recover_sandboxes().await?;
         for record in self.table().records().filter(|r| live.contains(&r.id)) {
             match record.state {
                 State::Exited => recovered.exited_meanwhile += 1,

@@ -70,6 +70,9 @@ pub struct ContainerRecord {
     /// Removed once it has exited (`--rm`), by the library, whether or not anyone still waits.
     #[serde(default)]
     pub auto_remove: bool,
+    /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
+    #[serde(default)]
+    pub log_path: Option<std::path::PathBuf>,
     /// The process the container runs (for `ps` and `inspect`).
     pub command: Vec<String>,
     /// The signal `stop` sends first (the image's StopSignal, else SIGTERM).
@@ -113,6 +116,7 @@ impl ContainerRecord {
             tty: false,
             stdin: false,
             auto_remove: false,
+            log_path: None,
             command: Vec::new(),
             stop_signal: libc::SIGTERM,
             runtime: "fake".into(),

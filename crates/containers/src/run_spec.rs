@@ -1,14 +1,17 @@
 //! The spec of a `berth run` container: the template, then the image's config, then the user's
 //! options, in that order of precedence — as `docker run` composes them — mapped onto
-//! [`crate::spec_opts`].
+//! [`crate::spec_opts`]; its /etc/hosts, /etc/hostname and /etc/resolv.conf written into the
+//! bundle and bound read-only.
 
+use crate::blueprint::{Blueprint, SpecContext, SpecMaker};
 use crate::image_config::RunConfig;
 use crate::options::{CreateOptions, Network};
-use crate::passwd::ResolvedUser;
+use crate::passwd::{self, ResolvedUser};
+use crate::record::short;
 use crate::spec_opts::{self, SpecOpt};
 use crate::{Error, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -20,6 +23,41 @@ pub struct SpecInputs<'a> {
     pub hostname: &'a str,
     /// Files berthd wrote for the container (hosts, hostname, resolv.conf), bound read-only.
     pub etc_files: &'a [(String, std::path::PathBuf)],
+}
+
+/// What create makes of `berth run`'s flags.
+pub fn blueprint(options: CreateOptions) -> Blueprint {
+    Blueprint {
+        image: options.image.clone(),
+        name: options.name.clone(),
+        labels: options.labels.clone(),
+        annotations: Default::default(),
+        sandbox: options.sandbox.clone(),
+        attempt: 0,
+        tty: options.tty,
+        stdin: options.stdin,
+        runtime: options.runtime.clone(),
+        auto_remove: options.auto_remove,
+        log_path: None,
+        spec: Box::new(RunSpec(options)),
+    }
+}
+
+struct RunSpec(CreateOptions);
+
+impl SpecMaker for RunSpec {
+    fn command(&self, image: &RunConfig) -> Result<Vec<String>> {
+        command(&self.0, image)
+    }
+
+    fn spec(self: Box<Self>, context: &SpecContext) -> Result<Spec> {
+        let options = &self.0;
+        let hostname = options.hostname.clone().unwrap_or_else(|| short(context.id).to_string());
+        let user_spec = options.user.clone().or_else(|| context.image.user.clone()).unwrap_or_default();
+        let user = passwd::resolve(context.rootfs, &user_spec)?;
+        let etc_files = write_etc_files(context.bundle, &hostname, options.network)?;
+        build(&SpecInputs { id: context.id, options, image: context.image, user: &user, hostname: &hostname, etc_files: &etc_files })
+    }
 }
 
 /// The process's argv: entrypoint + command, with the user's overrides.
@@ -125,6 +163,23 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     opts.push(spec_opts::with_annotations(options.labels.iter().map(|(k, v)| (format!("berth.label.{k}"), v.clone())).collect()));
     spec_opts::build(opts)
+}
+
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf for the container, bound read-only: with the
+/// host's network, the host's files; with none, loopback only.
+fn write_etc_files(bundle: &Path, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>> {
+    let (hosts, resolv) = match network {
+        Network::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+        Network::None => (String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), String::new()),
+    };
+    let hosts = format!("{hosts}127.0.1.1\t{hostname}\n");
+    let mut files = Vec::new();
+    for (name, text) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
+        let path = bundle.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+        files.push((format!("/etc/{name}"), path));
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

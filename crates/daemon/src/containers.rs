@@ -208,7 +208,7 @@ impl containers_server::Containers for ContainersService {
     async fn logs(&self, request: Request<LogsRequest>) -> Reply<Self::LogsStream> {
         let request = request.into_inner();
         let record = self.containers.find(&request.container).map_err(berth_errdefs::status)?;
-        let log = self.containers.log_path(&record.id);
+        let log = self.containers.log_path(&record);
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let containers = self.containers.clone();
         tokio::spawn(async move {

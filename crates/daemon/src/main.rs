@@ -64,6 +64,7 @@ async fn serve() -> anyhow::Result<()> {
         running = recovered.running,
         exited_meanwhile = recovered.exited_meanwhile,
         half_created_removed = recovered.half_created,
+        half_created_pods_removed = recovered.half_created_pods,
         "containers recovered"
     );
     let containers_service = containers::ContainersService { containers: containers.clone() };

@@ -137,6 +137,36 @@ impl ImageDb {
         Ok(out)
     }
 
+    /// An image by name (`busybox` normalised to `docker.io/library/busybox:latest`), by id (its
+    /// config digest, with or without `sha256:`, or a unique prefix of at least 12 of its hex
+    /// digits), or by repo digest (`name@sha256:…`: that repository's image with that manifest).
+    pub fn find(&self, key: &str) -> Result<Option<ImageRecord>> {
+        if let Some(found) = self.get(key)? {
+            return Ok(Some(found));
+        }
+        let hex = key.strip_prefix("sha256:").unwrap_or(key);
+        if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut matching = self.list()?.into_iter().filter(|r| r.config.hex().starts_with(hex));
+            if let Some(first) = matching.next() {
+                if matching.any(|other| other.config != first.config) {
+                    return Err(Error::Invalid { what: format!("image id {key}"), reason: "names more than one image; give more of it".into() });
+                }
+                return Ok(Some(first));
+            }
+        }
+        let Ok(reference) = crate::Reference::parse(key) else { return Ok(None) };
+        match reference.digest() {
+            None => self.get(&reference.to_string()),
+            Some(digest) => {
+                if let Some(exact) = self.get(&reference.to_string())? {
+                    return Ok(Some(exact));
+                }
+                let repository = reference.name();
+                Ok(self.list()?.into_iter().find(|r| &r.manifest == digest && crate::Reference::parse(&r.name).is_ok_and(|n| n.name() == repository)))
+            }
+        }
+    }
+
     /// Removes the image `name`; false if there was none.
     pub fn remove(&self, name: &str) -> Result<bool> {
         let txn = self.db.begin_write().map_err(db_error)?;

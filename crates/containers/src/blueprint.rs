@@ -1,0 +1,51 @@
+//! What every API asks create for, whatever its request looks like: the container's identity
+//! (kept in its record) and a [`SpecMaker`] that turns the request into a runtime spec once the
+//! rootfs is mounted. berth.v1's `run` flags ([`crate::run_spec`]) and the CRI's
+//! ContainerConfig (berth-cri) are two makers; create itself does the same for both.
+
+use crate::image_config::RunConfig;
+use crate::Result;
+use oci_spec::runtime::Spec;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub struct Blueprint {
+    /// The image by name (normalised), id or digest.
+    pub image: String,
+    /// Unique among containers; a short id when None.
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The pod (by id or unique prefix) it joins: it runs under the pod's shim.
+    pub sandbox: Option<String>,
+    /// Which attempt of the pod's container it is (CRI).
+    pub attempt: u32,
+    pub tty: bool,
+    /// Keep stdin open.
+    pub stdin: bool,
+    /// A runtime name from berthd's config (the default runtime when None).
+    pub runtime: Option<String>,
+    /// Removed once it has exited, by the library: whether or not anyone still waits.
+    pub auto_remove: bool,
+    /// Where the shim writes its CRI-format log (the kubelet chooses); in its bundle when None.
+    pub log_path: Option<PathBuf>,
+    pub spec: Box<dyn SpecMaker>,
+}
+
+/// Makes a container's spec from an API's request.
+pub trait SpecMaker: Send + 'static {
+    /// The process's argv, for the record: checked before anything of the container exists.
+    fn command(&self, image: &RunConfig) -> Result<Vec<String>>;
+
+    /// The spec, once the rootfs is mounted (users resolve from its own /etc/passwd then). May
+    /// write files into the bundle (say /etc/hosts to bind), which goes with the container.
+    fn spec(self: Box<Self>, context: &SpecContext) -> Result<Spec>;
+}
+
+pub struct SpecContext<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    /// The mounted root filesystem (`<bundle>/rootfs`).
+    pub rootfs: &'a Path,
+    pub image: &'a RunConfig,
+}

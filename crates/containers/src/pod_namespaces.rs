@@ -1,0 +1,109 @@
+//! A pod's namespaces without a process (no pause container): a short-lived thread of our own
+//! unshares them, sets them up (the pod's hostname, loopback up), and bind-mounts its
+//! `/proc/thread-self/ns/<kind>` onto a file under the pod's directory; the mount keeps the
+//! namespace alive after the thread ends. The pod's containers join them by path. Unpinning
+//! (unmounting) lets the kernel free each once no process is left in it.
+//!
+//! A dedicated thread, not one of tokio's pools: unshare changes the calling thread for good.
+
+use crate::{Error, Result};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodNamespace {
+    Net,
+    Ipc,
+    Uts,
+}
+
+impl PodNamespace {
+    pub fn name(self) -> &'static str {
+        match self {
+            PodNamespace::Net => "net",
+            PodNamespace::Ipc => "ipc",
+            PodNamespace::Uts => "uts",
+        }
+    }
+
+    fn flag(self) -> CloneFlags {
+        match self {
+            PodNamespace::Net => CloneFlags::CLONE_NEWNET,
+            PodNamespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            PodNamespace::Uts => CloneFlags::CLONE_NEWUTS,
+        }
+    }
+}
+
+/// Where the pin of `kind` lives in the pod directory `dir`.
+pub fn pin_path(dir: &Path, kind: PodNamespace) -> PathBuf {
+    dir.join("ns").join(kind.name())
+}
+
+/// New namespaces of `kinds`, pinned under `dir/ns/`; `hostname` set in a new UTS namespace.
+/// On failure nothing stays pinned.
+pub fn pin(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Result<()> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    let ns_dir = dir.join("ns");
+    std::fs::create_dir_all(&ns_dir).map_err(|e| Error::io("create", &ns_dir, e))?;
+    let (dir_owned, kinds_owned, hostname) = (dir.to_path_buf(), kinds.to_vec(), hostname.to_string());
+    let pinned = std::thread::Builder::new()
+        .name("pod-namespaces".into())
+        .spawn(move || pin_in_this_thread(&dir_owned, &kinds_owned, &hostname))
+        .map_err(|e| Error::io("start a thread for", dir, e))?
+        .join()
+        .map_err(|_| Error::Invalid("the namespace thread panicked".into()))?;
+    if pinned.is_err() {
+        let _ = unpin(dir);
+    }
+    pinned
+}
+
+fn pin_in_this_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Result<()> {
+    let flags = kinds.iter().fold(CloneFlags::empty(), |all, k| all | k.flag());
+    nix::sched::unshare(flags).map_err(|e| Error::io("unshare the pod's namespaces in", dir, e.into()))?;
+    if kinds.contains(&PodNamespace::Uts) {
+        nix::unistd::sethostname(hostname).map_err(|e| Error::Invalid(format!("hostname {hostname:?}: {e}")))?;
+    }
+    if kinds.contains(&PodNamespace::Net) {
+        berth_sys::loopback_up().map_err(|e| Error::io("bring up loopback for", dir, e))?;
+    }
+    for kind in kinds {
+        let pin = pin_path(dir, *kind);
+        std::fs::File::create(&pin).map_err(|e| Error::io("create", &pin, e))?;
+        let source = format!("/proc/thread-self/ns/{}", kind.name());
+        nix::mount::mount(Some(source.as_str()), &pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::io("pin a namespace at", &pin, e.into()))?;
+    }
+    Ok(())
+}
+
+/// Unmounts and removes every pin under `dir/ns/`; idempotent.
+pub fn unpin(dir: &Path) -> Result<()> {
+    let ns_dir = dir.join("ns");
+    let Ok(entries) = std::fs::read_dir(&ns_dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let pin = entry.path();
+        match nix::mount::umount2(&pin, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::io("unpin", &pin, e.into())),
+        }
+        std::fs::remove_file(&pin).map_err(|e| Error::io("remove", &pin, e))?;
+    }
+    std::fs::remove_dir(&ns_dir).map_err(|e| Error::io("remove", &ns_dir, e))
+}
+
+/// Whether `kind` is pinned at `dir` (its file is an nsfs mount, not the empty file under it).
+pub fn is_pinned(dir: &Path, kind: PodNamespace) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let pin = pin_path(dir, kind);
+    match (std::fs::metadata(&pin), std::fs::metadata(dir.join("ns"))) {
+        (Ok(pinned), Ok(parent)) => pinned.dev() != parent.dev(),
+        _ => false,
+    }
+}

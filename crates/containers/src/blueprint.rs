@@ -14,6 +14,8 @@ pub struct Blueprint {
     pub image: String,
     /// Unique among containers; a short id when None.
     pub name: Option<String>,
+    /// The name the API knows it by where that need not be unique (the CRI's metadata name).
+    pub metadata_name: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// The pod (by id or unique prefix) it joins: it runs under the pod's shim.

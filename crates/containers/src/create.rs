@@ -101,6 +101,8 @@ impl Containers {
             name: container_name,
             image: name,
             image_manifest: image.manifest.to_string(),
+            image_id: image.config.to_string(),
+            metadata_name: blueprint.metadata_name,
             labels: blueprint.labels,
             annotations: blueprint.annotations,
             shim: sandbox.clone().unwrap_or_else(|| id.clone()),

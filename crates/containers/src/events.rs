@@ -34,6 +34,8 @@ pub struct Event {
     pub action: Action,
     pub id: String,
     pub name: String,
+    /// The pod it belongs to.
+    pub sandbox: Option<String>,
     pub exit_code: Option<i32>,
     /// Nanoseconds since the epoch.
     pub at: u64,
@@ -50,7 +52,14 @@ impl Default for Bus {
 
 impl Bus {
     pub fn publish(&self, action: Action, record: &ContainerRecord) {
-        let event = Event { action, id: record.id.clone(), name: record.name.clone(), exit_code: record.exit_code, at: crate::now_ns() };
+        let event = Event {
+            action,
+            id: record.id.clone(),
+            name: record.name.clone(),
+            sandbox: record.sandbox.clone(),
+            exit_code: record.exit_code,
+            at: crate::now_ns(),
+        };
         let _ = self.0.send(event);
     }
 

@@ -1,11 +1,9 @@
 //! Exec into and attach to a running container, streamed through its shim. An exec's process is
 //! the container's own (env, user, capabilities, cwd from its spec) with the caller's overrides.
 
-use crate::image_config::RunConfig;
 use crate::manager::{blocking, Containers};
-use crate::options::CreateOptions;
 use crate::record::{ContainerRecord, State};
-use crate::{passwd, run_spec, Error, Result};
+use crate::{passwd, spec_opts, Error, Result};
 
 /// What `berth exec` may change about the container's process.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +43,14 @@ impl Containers {
         Ok(berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).exec(&record.id, &exec_id, process, stdin).await?)
     }
 
+    /// Runs a process in a running container to its end (killed at `timeout`), its output kept
+    /// up to the shim's cap per stream.
+    pub async fn exec_sync(&self, key: &str, exec: ExecOptions, timeout: std::time::Duration) -> Result<berth_shim::ExecOutput> {
+        let (record, process) = self.exec_process(key, exec).await?;
+        let exec_id = format!("exec-sync-{}", crate::now_ns());
+        Ok(berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).exec_sync(&record.id, &exec_id, process, timeout).await?)
+    }
+
     /// The process for an exec into a running container. Returns the record too (for its shim).
     async fn exec_process(&self, key: &str, exec: ExecOptions) -> Result<(ContainerRecord, serde_json::Value)> {
         let record = self.running(key)?;
@@ -73,11 +79,9 @@ impl Containers {
                 }
                 process["cwd"] = serde_json::json!(workdir);
             }
-            let base = CreateOptions { env: exec.env.clone(), tty: exec.tty, ..Default::default() };
             let current: Vec<String> = process["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-            let image_env = RunConfig { env: Some(current), ..Default::default() };
             let hostname = config["hostname"].as_str().unwrap_or_default().to_string();
-            process["env"] = serde_json::json!(run_spec::environment(&base, &image_env, &hostname, "/")?);
+            process["env"] = serde_json::json!(spec_opts::environment(&current, &exec.env, &hostname, "/", exec.tty)?);
             Ok(process)
         })
         .await?;

@@ -52,6 +52,13 @@ pub struct ContainerRecord {
     /// The normalized image name, and the manifest it resolved to at create.
     pub image: String,
     pub image_manifest: String,
+    /// The image's id (its config's digest).
+    #[serde(default)]
+    pub image_id: String,
+    /// The name its API gave it where that need not be unique (the CRI's metadata name: with
+    /// the pod and the attempt it is); empty otherwise.
+    #[serde(default)]
+    pub metadata_name: String,
     /// The user's labels (berth.v1) or the CRI's; annotations are the CRI's.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -109,6 +116,8 @@ impl ContainerRecord {
             name: name.into(),
             image: String::new(),
             image_manifest: String::new(),
+            image_id: String::new(),
+            metadata_name: String::new(),
             labels: Default::default(),
             annotations: Default::default(),
             sandbox: None,

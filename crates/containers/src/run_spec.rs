@@ -13,8 +13,6 @@ use crate::{Error, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 pub struct SpecInputs<'a> {
     pub id: &'a str,
     pub options: &'a CreateOptions,
@@ -30,6 +28,7 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
     Blueprint {
         image: options.image.clone(),
         name: options.name.clone(),
+        metadata_name: String::new(),
         labels: options.labels.clone(),
         annotations: Default::default(),
         sandbox: options.sandbox.clone(),
@@ -76,74 +75,18 @@ pub fn command(options: &CreateOptions, image: &RunConfig) -> Result<Vec<String>
     Ok(argv)
 }
 
-/// Image env, then the user's `KEY=VALUE` (same key replaces), then PATH/HOSTNAME/HOME/TERM
-/// defaults where absent.
-pub fn environment(options: &CreateOptions, image: &RunConfig, hostname: &str, home: &str) -> Result<Vec<String>> {
-    let mut env: Vec<String> = Vec::new();
-    for entry in image.env.iter().flatten().chain(&options.env) {
-        let Some((key, _)) = entry.split_once('=') else {
-            return Err(Error::Invalid(format!("environment entry {entry:?} has no '='")));
-        };
-        if key.is_empty() || key.contains('\0') || entry.contains('\0') {
-            return Err(Error::Invalid(format!("environment entry {entry:?} is not KEY=VALUE")));
-        }
-        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
-        env.push(entry.clone());
-    }
-    let mut defaults = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}"), format!("HOME={home}")];
-    if options.tty {
-        defaults.push("TERM=xterm".into());
-    }
-    for default in defaults {
-        let key = default.split_once('=').map(|(k, _)| k).unwrap_or_default().to_string();
-        if !env.iter().any(|e| e.split_once('=').map(|(k, _)| k) == Some(key.as_str())) {
-            env.push(default);
-        }
-    }
-    Ok(env)
-}
-
-fn capabilities(options: &CreateOptions) -> Result<Vec<String>> {
-    let canonical = |name: &str| -> Result<String> {
-        let upper = name.to_ascii_uppercase();
-        let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-        if full == "CAP_ALL" || berth_spec::capabilities::ALL.contains(&full.as_str()) {
-            Ok(full)
-        } else {
-            Err(Error::Invalid(format!("unknown capability {name:?}")))
-        }
-    };
-    if options.privileged {
-        return Ok(spec_opts::grantable_capabilities());
-    }
-    let mut caps: Vec<String> = berth_spec::capabilities::DEFAULT.iter().map(|c| c.to_string()).collect();
-    for drop in &options.cap_drop {
-        let drop = canonical(drop)?;
-        caps.retain(|c| drop != "CAP_ALL" && *c != drop);
-    }
-    for add in &options.cap_add {
-        let add = canonical(add)?;
-        if add == "CAP_ALL" {
-            caps = spec_opts::grantable_capabilities();
-        } else if !caps.contains(&add) {
-            caps.push(add);
-        }
-    }
-    Ok(caps)
-}
-
 pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     let SpecInputs { id, options, image, user, hostname, etc_files } = inputs;
     let cwd = options.workdir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     let mut opts: Vec<SpecOpt> = vec![
         spec_opts::with_args(command(options, image)?),
-        spec_opts::with_env(environment(options, image, hostname, &user.home)?),
+        spec_opts::with_env(spec_opts::environment(image.env.as_deref().unwrap_or_default(), &options.env, hostname, &user.home, options.tty)?),
         spec_opts::with_cwd(cwd),
         spec_opts::with_user(user),
         spec_opts::with_hostname(hostname.to_string()),
         spec_opts::with_root("rootfs", options.read_only),
         spec_opts::with_cgroups_path(PathBuf::from(format!("/berth/{id}"))),
-        spec_opts::with_capabilities(capabilities(options)?),
+        spec_opts::with_capabilities(spec_opts::capability_set(options.privileged, &options.cap_add, &options.cap_drop)?),
         spec_opts::with_limits(options.memory, options.cpus, options.pids_limit),
     ];
     if options.tty {
@@ -206,15 +149,6 @@ mod tests {
         options.args.clear();
         assert_eq!(command(&options, &image()).unwrap(), ["/bin/sh"]);
         assert!(command(&CreateOptions::default(), &RunConfig::default()).is_err());
-    }
-
-    #[test]
-    fn environment_overrides_and_defaults() {
-        let options = CreateOptions { env: vec!["A=2".into(), "B=x=y".into()], tty: true, ..Default::default() };
-        let env = environment(&options, &image(), "h", "/root").unwrap();
-        assert_eq!(env, ["PATH=/opt/bin", "A=2", "B=x=y", "HOSTNAME=h", "HOME=/root", "TERM=xterm"]);
-        let bad = CreateOptions { env: vec!["NOEQUALS".into()], ..Default::default() };
-        assert!(environment(&bad, &image(), "h", "/").is_err());
     }
 
     #[test]

@@ -241,11 +241,183 @@ pub fn with_limits(memory: Option<i64>, cpus: Option<f64>, pids: Option<i64>) ->
     })
 }
 
+/// Whatever `update` sets of cpu, memory, hugepage limits and unified (v2) values replaces the
+/// spec's; the rest (devices, pids) stays.
+pub fn with_resources(update: LinuxResources) -> SpecOpt {
+    Box::new(move |spec| {
+        let resources = resources(spec);
+        if let Some(cpu) = update.cpu() {
+            resources.set_cpu(Some(cpu.clone()));
+        }
+        if let Some(memory) = update.memory() {
+            resources.set_memory(Some(*memory));
+        }
+        if let Some(hugepages) = update.hugepage_limits() {
+            resources.set_hugepage_limits(Some(hugepages.clone()));
+        }
+        if let Some(unified) = update.unified() {
+            resources.set_unified(Some(unified.clone()));
+        }
+        Ok(())
+    })
+}
+
+/// The process's OOM score adjustment (-1000..=1000).
+pub fn with_oom_score_adj(score: i32) -> SpecOpt {
+    Box::new(move |spec| {
+        if !(-1000..=1000).contains(&score) {
+            return Err(invalid(format!("oom_score_adj {score} is outside -1000..1000")));
+        }
+        process(spec).set_oom_score_adj(Some(score));
+        Ok(())
+    })
+}
+
+/// The seccomp filter (None: no filter at all).
+pub fn with_seccomp(seccomp: Option<oci_spec::runtime::LinuxSeccomp>) -> SpecOpt {
+    Box::new(move |spec| {
+        linux(spec).set_seccomp(seccomp);
+        Ok(())
+    })
+}
+
+/// Paths masked (made empty or unreadable) and made read-only in the container: absolute each.
+pub fn with_masked_and_readonly_paths(masked: Vec<String>, readonly: Vec<String>) -> SpecOpt {
+    Box::new(move |spec| {
+        if let Some(path) = masked.iter().chain(&readonly).find(|p| !p.starts_with('/')) {
+            return Err(invalid(format!("masked or read-only path {path} is not absolute")));
+        }
+        let linux = linux(spec);
+        linux.set_masked_paths(Some(masked));
+        linux.set_readonly_paths(Some(readonly));
+        Ok(())
+    })
+}
+
+/// The host's device node `host` at `container` (absolute), allowed in the device cgroup with
+/// `permissions` (of `rwm`).
+pub fn with_device(host: PathBuf, container: String, permissions: String) -> SpecOpt {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    Box::new(move |spec| {
+        if !host.is_absolute() || !container.starts_with('/') || container.split('/').any(|c| c == "..") {
+            return Err(invalid(format!("device {}:{container}: both must be absolute paths", host.display())));
+        }
+        if permissions.is_empty() || !permissions.chars().all(|c| "rwm".contains(c)) {
+            return Err(invalid(format!("device {}: permissions {permissions:?} are not of rwm", host.display())));
+        }
+        let meta = std::fs::metadata(&host).map_err(|e| Error::io("look at the device", &host, e))?;
+        let typ = match meta.file_type() {
+            t if t.is_char_device() => oci_spec::runtime::LinuxDeviceType::C,
+            t if t.is_block_device() => oci_spec::runtime::LinuxDeviceType::B,
+            _ => return Err(invalid(format!("{} is not a device node", host.display()))),
+        };
+        let (major, minor) = (nix::sys::stat::major(meta.rdev()) as i64, nix::sys::stat::minor(meta.rdev()) as i64);
+        let mut device = oci_spec::runtime::LinuxDevice::default();
+        device.set_path(PathBuf::from(&container));
+        device.set_typ(typ);
+        device.set_major(major);
+        device.set_minor(minor);
+        device.set_file_mode(Some(meta.mode() & 0o7777));
+        device.set_uid(Some(meta.uid()));
+        device.set_gid(Some(meta.gid()));
+        linux(spec).devices_mut().get_or_insert_with(Vec::new).push(device);
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(typ));
+        rule.set_major(Some(major));
+        rule.set_minor(Some(minor));
+        rule.set_access(Some(permissions));
+        resources(spec).devices_mut().get_or_insert_with(Vec::new).push(rule);
+        Ok(())
+    })
+}
+
+/// Kernel parameters set in the container's namespaces (the caller checked they are namespaced).
+pub fn with_sysctls(sysctls: HashMap<String, String>) -> SpecOpt {
+    Box::new(move |spec| {
+        linux(spec).sysctl_mut().get_or_insert_with(HashMap::new).extend(sysctls);
+        Ok(())
+    })
+}
+
 pub fn with_annotations(annotations: HashMap<String, String>) -> SpecOpt {
     Box::new(move |spec| {
         spec.annotations_mut().get_or_insert_with(HashMap::new).extend(annotations);
         Ok(())
     })
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Most environment entries a process gets (the kernel's own limit on the whole is a few MiB).
+const MAX_ENV: usize = 32 * 1024;
+
+/// The image's `KEY=VALUE` entries, then the caller's (a key given again replaces the earlier
+/// entry in place), then PATH, HOSTNAME, HOME (and TERM with a terminal) where absent.
+pub fn environment(image: &[String], extra: &[String], hostname: &str, home: &str, tty: bool) -> Result<Vec<String>> {
+    if image.len() + extra.len() > MAX_ENV {
+        return Err(invalid(format!("{} environment entries are more than the {MAX_ENV} allowed", image.len() + extra.len())));
+    }
+    let mut env: Vec<String> = Vec::new();
+    let mut position: HashMap<String, usize> = HashMap::new();
+    let mut put = |entry: String, env: &mut Vec<String>, replace: bool| -> Result<()> {
+        let key = match entry.split_once('=') {
+            Some((key, _)) if !key.is_empty() && !entry.contains('\0') => key.to_string(),
+            _ => return Err(invalid(format!("environment entry {entry:?} is not KEY=VALUE"))),
+        };
+        match position.get(&key) {
+            Some(&at) if replace => env[at] = entry,
+            Some(_) => {}
+            None => {
+                position.insert(key, env.len());
+                env.push(entry);
+            }
+        }
+        Ok(())
+    };
+    for entry in image.iter().chain(extra) {
+        put(entry.clone(), &mut env, true)?;
+    }
+    let mut defaults = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}"), format!("HOME={home}")];
+    if tty {
+        defaults.push("TERM=xterm".into());
+    }
+    for default in defaults {
+        put(default, &mut env, false)?;
+    }
+    Ok(env)
+}
+
+/// The capability set of a container: berth's default set with `drop` taken out and `add` put in
+/// (names with or without `CAP_`, any case; `ALL` in either), or every capability berthd itself
+/// has when privileged.
+pub fn capability_set(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>> {
+    let canonical = |name: &str| -> Result<String> {
+        let upper = name.to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+        if full == "CAP_ALL" || berth_spec::capabilities::ALL.contains(&full.as_str()) {
+            Ok(full)
+        } else {
+            Err(invalid(format!("unknown capability {name:?}")))
+        }
+    };
+    if privileged {
+        return Ok(grantable_capabilities());
+    }
+    let mut caps: Vec<String> = berth_spec::capabilities::DEFAULT.iter().map(|c| c.to_string()).collect();
+    for drop in drop {
+        let drop = canonical(drop)?;
+        caps.retain(|c| drop != "CAP_ALL" && *c != drop);
+    }
+    for add in add {
+        let add = canonical(add)?;
+        if add == "CAP_ALL" {
+            caps = grantable_capabilities();
+        } else if !caps.contains(&add) {
+            caps.push(add);
+        }
+    }
+    Ok(caps)
 }
 
 /// The capabilities in this process's own bounding set: a container cannot be given more (here,
@@ -262,4 +434,23 @@ pub fn write(spec: &Spec, bundle: &Path) -> Result<()> {
     let config = bundle.join("config.json");
     let json = serde_json::to_vec_pretty(spec).map_err(|e| invalid(format!("the spec: {e}")))?;
     std::fs::write(&config, json).map_err(|e| Error::io("write", &config, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_and_defaults() {
+        let image = ["PATH=/opt/bin".to_string(), "A=1".to_string()];
+        let env = environment(&image, &["A=2".into(), "B=x=y".into()], "h", "/root", true).unwrap();
+        assert_eq!(env, ["PATH=/opt/bin", "A=2", "B=x=y", "HOSTNAME=h", "HOME=/root", "TERM=xterm"]);
+        assert!(environment(&image, &["NOEQUALS".into()], "h", "/", false).is_err());
+        assert!(environment(&image, &["=empty".into()], "h", "/", false).is_err());
+        // Many entries cost linear time, and too many are refused.
+        let many: Vec<String> = (0..MAX_ENV - 2).map(|i| format!("K{i}=v")).collect();
+        assert_eq!(environment(&image, &many, "h", "/", false).unwrap().len(), MAX_ENV + 2, "and HOSTNAME and HOME");
+        let too_many: Vec<String> = (0..100_000).map(|i| format!("K{i}=v")).collect();
+        assert!(environment(&image, &too_many, "h", "/", false).unwrap_err().to_string().contains("more than"));
+    }
 }

@@ -26,13 +26,28 @@ impl Containers {
         .await
     }
 
-    /// One sample of the container's resource use, in the shape of runc's `events --stats` data.
-    pub async fn stats(&self, key: &str) -> Result<serde_json::Value> {
+    /// Changes the running container's resources in its cgroup (unset ones keep their values).
+    pub async fn update_resources(&self, key: &str, resources: oci_spec::runtime::LinuxResources) -> Result<()> {
         let (id, path) = self.cgroup_of(key).await?;
         blocking(move || {
             let cgroup = berth_cgroups::open(Some(&path), &id).map_err(|e| Error::Shim(format!("the container's cgroup: {e}")))?;
-            let stats = cgroup.stats().map_err(|e| Error::Shim(format!("the container's stats: {e}")))?;
-            serde_json::to_value(stats).map_err(|e| Error::Shim(format!("the container's stats: {e}")))
+            cgroup.apply(&resources).map_err(|e| Error::Invalid(format!("update the container's resources: {e}")))
+        })
+        .await
+    }
+
+    /// The container's shim reopens its log file (after the kubelet rotated it).
+    pub async fn reopen_log(&self, key: &str) -> Result<()> {
+        let record = self.running(key)?;
+        Ok(berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).reopen_log(&record.id).await?)
+    }
+
+    /// One sample of the container's resource use, in the shape of runc's `events --stats` data.
+    pub async fn stats(&self, key: &str) -> Result<berth_cgroups::Stats> {
+        let (id, path) = self.cgroup_of(key).await?;
+        blocking(move || {
+            let cgroup = berth_cgroups::open(Some(&path), &id).map_err(|e| Error::Shim(format!("the container's cgroup: {e}")))?;
+            cgroup.stats().map_err(|e| Error::Shim(format!("the container's stats: {e}")))
         })
         .await
     }

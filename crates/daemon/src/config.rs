@@ -31,6 +31,8 @@ pub struct Config {
     pub default_runtime: String,
     /// A container's log is rotated past this many bytes (one old file kept).
     pub log_max_size: u64,
+    /// Images the CRI reports pinned: the kubelet never garbage-collects them.
+    pub pinned_images: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +57,7 @@ impl Default for Config {
             runtimes: Default::default(),
             default_runtime: "berth-oci".into(),
             log_max_size: 10 << 20,
+            pinned_images: Vec::new(),
         }
     }
 }

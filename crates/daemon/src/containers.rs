@@ -281,7 +281,7 @@ impl containers_server::Containers for ContainersService {
 
     async fn stats(&self, request: Request<ContainerRef>) -> Reply<StatsResponse> {
         let stats = self.containers.stats(&request.into_inner().container).await.map_err(berth_errdefs::status)?;
-        Ok(Response::new(StatsResponse { stats_json: stats.to_string() }))
+        Ok(Response::new(StatsResponse { stats_json: serde_json::to_string(&stats).map_err(|e| Status::internal(e.to_string()))? }))
     }
 
     type EventsStream = ReceiverStream<Result<ContainerEvent, Status>>;

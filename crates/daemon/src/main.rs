@@ -1,5 +1,5 @@
-//! berthd: owns the image store and the containers, and serves berth.v1 on a unix socket (0700
-//! directory). Started again after a crash, it first recovers the store (half-written blobs and
+//! berthd: owns the image store and the containers, and serves berth.v1 and the Kubernetes CRI
+//! (runtime.v1, berth-cri) on one unix socket (0700 directory). Started again after a crash, it first recovers the store (half-written blobs and
 //! snapshots, the leases of pulls that died) and the containers (half-created ones are removed,
 //! exits that happened meanwhile recorded, running ones watched again — never touched). SIGTERM or
 //! SIGINT end it gracefully: calls in flight finish, the socket goes, containers keep running.
@@ -58,7 +58,9 @@ async fn serve() -> anyhow::Result<()> {
     let store = berth_image::Store::open(&config.root).with_context(|| format!("open the image store at {}", config.root.display()))?;
     store.recover().context("recover the image store")?;
     let store = Arc::new(store);
-    let containers = open_containers(&config, store.clone())?;
+    let runtimes = runtimes(&config);
+    let runtime_handlers: Vec<String> = runtimes.keys().cloned().collect();
+    let containers = open_containers(&config, store.clone(), runtimes)?;
     let recovered = containers.recover().await.context("recover the containers")?;
     tracing::info!(
         running = recovered.running,
@@ -75,6 +77,12 @@ async fn serve() -> anyhow::Result<()> {
         docker_config: config.docker_config.clone(),
         concurrency: config.concurrency,
     };
+    let cri = berth_cri::Cri::new(
+        containers.clone(),
+        store.clone(),
+        registries.clone(),
+        berth_cri::Config { runtime_handlers, default_runtime: config.default_runtime.clone(), pinned_images: config.pinned_images.clone() },
+    );
     let service = images::ImagesService { store, registries, containers };
 
     let listener = bind(&config.socket)?;
@@ -90,6 +98,8 @@ async fn serve() -> anyhow::Result<()> {
     let served = tonic::transport::Server::builder()
         .add_service(berth_api::v1::images_server::ImagesServer::new(service))
         .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
+        .add_service(cri.runtime_service())
+        .add_service(cri.image_service())
         .serve_with_incoming_shutdown(berth_api::incoming(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(&config.socket);
@@ -109,7 +119,9 @@ fn raise_open_files_limit() {
     }
 }
 
-fn open_containers(config: &config::Config, store: Arc<berth_image::Store>) -> anyhow::Result<berth_containers::Containers> {
+/// The OCI runtimes by name (the CRI's runtime handlers): berth-oci, runc and crun, and the
+/// config's.
+fn runtimes(config: &config::Config) -> std::collections::BTreeMap<String, PathBuf> {
     use berth_containers::shim_launcher::sibling_or_path;
     let mut runtimes: std::collections::BTreeMap<String, PathBuf> =
         [("berth-oci", sibling_or_path("berth-oci")), ("runc", PathBuf::from("runc")), ("crun", PathBuf::from("crun"))]
@@ -117,6 +129,15 @@ fn open_containers(config: &config::Config, store: Arc<berth_image::Store>) -> a
             .map(|(n, p)| (n.to_string(), p))
             .collect();
     runtimes.extend(config.runtimes.clone());
+    runtimes
+}
+
+fn open_containers(
+    config: &config::Config,
+    store: Arc<berth_image::Store>,
+    runtimes: std::collections::BTreeMap<String, PathBuf>,
+) -> anyhow::Result<berth_containers::Containers> {
+    use berth_containers::shim_launcher::sibling_or_path;
     let binaries = berth_containers::shim_launcher::Binaries {
         shim: config.shim.clone().unwrap_or_else(|| sibling_or_path("berth-shim")),
         runtimes,

@@ -77,6 +77,11 @@ impl Store {
         Ok(Store { content, snapshots, images: ImageDb::open(&root.join("meta.redb"))?, root: root.to_path_buf(), in_flight: InFlight::default() })
     }
 
+    /// Where the store is (its filesystem holds every layer and writable layer).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// A scratch file (an export's uncompressed layer); the caller removes it, and
     /// [`Store::recover`] what a crash left.
     pub(crate) fn scratch(&self) -> Result<(File, PathBuf)> {

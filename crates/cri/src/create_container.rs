@@ -1,0 +1,62 @@
+//! CreateContainer: the request checked (what berth cannot do is UNIMPLEMENTED, a bad path or a
+//! name taken in the pod is refused before anything exists), then the containers library's
+//! create with the pod's shim, the CRI log path under the pod's log directory, and the spec made
+//! from the ContainerConfig ([`crate::container_spec`]).
+
+use crate::container_spec::CriSpec;
+use crate::convert::btree;
+use crate::proto::{CreateContainerRequest, CreateContainerResponse, ImageSpec};
+use crate::{status, Cri, Result};
+use berth_containers::blueprint::Blueprint;
+use berth_containers::pod_namespaces::PodNamespace;
+use tonic::Status;
+
+pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result<CreateContainerResponse> {
+    let config = request.config.ok_or_else(|| Status::invalid_argument("CreateContainer needs a config"))?;
+    let sandbox = cri.containers().find_sandbox(&request.pod_sandbox_id).map_err(status)?;
+    let metadata = config.metadata.clone().ok_or_else(|| Status::invalid_argument("a container needs metadata (a name)"))?;
+    if metadata.name.is_empty() {
+        return Err(Status::invalid_argument("a container needs a name"));
+    }
+    let image = config.image.as_ref().map(|i: &ImageSpec| i.image.clone()).unwrap_or_default();
+    if image.is_empty() {
+        return Err(Status::invalid_argument("a container needs an image"));
+    }
+    crate::mounts::check(&config)?;
+    if let Some(taken) = cri
+        .containers()
+        .list()
+        .into_iter()
+        .find(|c| c.sandbox.as_deref() == Some(sandbox.id.as_str()) && c.metadata_name == metadata.name && c.attempt == metadata.attempt)
+    {
+        return Err(Status::already_exists(format!("container {} (attempt {}) exists in the pod: {}", metadata.name, metadata.attempt, taken.id)));
+    }
+    let log_path = match (&sandbox.config.log_directory, config.log_path.as_str()) {
+        (_, "") => None,
+        (Some(dir), relative) if !relative.starts_with('/') && !relative.split('/').any(|c| c == ".." || c.is_empty()) => Some(dir.join(relative)),
+        (None, _) => return Err(Status::invalid_argument("a log path needs the pod's log directory")),
+        (_, path) => return Err(Status::invalid_argument(format!("log path {path:?} must be relative to the pod's log directory, without '..'"))),
+    };
+    let pod_dir = cri.containers().sandbox_dir(&sandbox.id);
+    let namespaces = [PodNamespace::Net, PodNamespace::Ipc, PodNamespace::Uts]
+        .into_iter()
+        .filter_map(|kind| cri.containers().sandbox_namespace(&sandbox, kind).map(|path| (kind, path)))
+        .collect();
+    let blueprint = Blueprint {
+        image,
+        name: None,
+        metadata_name: metadata.name.clone(),
+        labels: btree(config.labels.clone()),
+        annotations: btree(config.annotations.clone()),
+        sandbox: Some(sandbox.id.clone()),
+        attempt: metadata.attempt,
+        tty: config.tty,
+        stdin: config.stdin,
+        runtime: sandbox.config.runtime.clone(),
+        auto_remove: false,
+        log_path,
+        spec: Box::new(CriSpec { config, sandbox, pod_dir, namespaces }),
+    };
+    let record = cri.containers().create_from(blueprint).await.map_err(status)?;
+    Ok(CreateContainerResponse { container_id: record.id })
+}

@@ -1,0 +1,128 @@
+//! berth-cri: the Kubernetes CRI v1 — `runtime.v1.RuntimeService` and `runtime.v1.ImageService` —
+//! over berth's containers and images libraries, as a library berthd serves on its socket. The
+//! protos come from the `k8s-cri` crate. One file per RPC, as containerd's `internal/cri/server`
+//! has it: what happens at RunPodSandbox is in `run_pod_sandbox.rs`; `service.rs` only
+//! dispatches. Records become CRI messages in `convert.rs`; a ContainerConfig becomes a runtime
+//! spec in `container_spec.rs` (with `security.rs` and `mounts.rs`). Every error leaves through
+//! berth-errdefs' one mapping to gRPC status; what berth does not do answers UNIMPLEMENTED.
+//!
+//! Owns: nothing on disk (the containers library keeps pods, containers and their files; the image
+//! library the images). Does not own: networking (pods get loopback only until CNI lands) and
+//! streaming (Exec, Attach and PortForward answer UNIMPLEMENTED until the streaming server lands).
+
+mod container_spec;
+mod convert;
+mod mounts;
+mod security;
+mod service;
+
+mod container_stats;
+mod container_status;
+mod create_container;
+mod exec_sync;
+mod get_container_events;
+mod image_fs_info;
+mod image_status;
+mod list_container_stats;
+mod list_containers;
+mod list_images;
+mod list_pod_sandbox;
+mod list_pod_sandbox_stats;
+mod pod_sandbox_stats;
+mod pod_sandbox_status;
+mod pull_image;
+mod remove_container;
+mod remove_image;
+mod remove_pod_sandbox;
+mod reopen_container_log;
+mod run_pod_sandbox;
+mod runtime_config;
+mod start_container;
+mod status;
+mod stop_container;
+mod stop_pod_sandbox;
+mod streaming;
+mod unimplemented;
+mod update_container_resources;
+mod update_runtime_config;
+mod version;
+
+pub use k8s_cri::v1 as proto;
+
+use berth_containers::Containers;
+use berth_image::registries::Registries;
+use berth_image::Store;
+use std::sync::Arc;
+
+/// What berthd's configuration says about the CRI.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// RuntimeClass handlers: the names of berthd's runtimes. The empty handler is the default.
+    pub runtime_handlers: Vec<String>,
+    pub default_runtime: String,
+    /// Images reported pinned (never garbage collected by the kubelet).
+    pub pinned_images: Vec<String>,
+}
+
+/// The CRI services; cheap to clone (each service holds one).
+#[derive(Clone)]
+pub struct Cri {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    containers: Containers,
+    store: Arc<Store>,
+    registries: Registries,
+    config: Config,
+}
+
+impl Cri {
+    pub fn new(containers: Containers, store: Arc<Store>, registries: Registries, config: Config) -> Cri {
+        Cri { inner: Arc::new(Inner { containers, store, registries, config }) }
+    }
+
+    pub fn runtime_service(&self) -> proto::runtime_service_server::RuntimeServiceServer<Cri> {
+        proto::runtime_service_server::RuntimeServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn image_service(&self) -> proto::image_service_server::ImageServiceServer<Cri> {
+        proto::image_service_server::ImageServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    fn containers(&self) -> &Containers {
+        &self.inner.containers
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The runtime a handler names: the default for "", else one of berthd's runtimes.
+    fn runtime(&self, handler: &str) -> Result<Option<String>> {
+        if handler.is_empty() {
+            return Ok(None);
+        }
+        if self.config().runtime_handlers.iter().any(|h| h == handler) {
+            return Ok(Some(handler.to_string()));
+        }
+        Err(tonic::Status::invalid_argument(format!(
+            "unknown runtime handler {handler:?} (berthd's runtimes: {})",
+            self.config().runtime_handlers.join(", ")
+        )))
+    }
+}
+
+/// The largest request berthd decodes (the kubelet's are far smaller; gRPC's default is 4 MiB).
+const MAX_MESSAGE: usize = 16 << 20;
+
+type Result<T> = std::result::Result<T, tonic::Status>;
+
+/// A library error as a gRPC status (berth-errdefs' one mapping).
+fn status(error: impl berth_errdefs::HasKind + std::fmt::Display) -> tonic::Status {
+    berth_errdefs::status(error)
+}

@@ -37,6 +37,10 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         (None, _) => return Err(Status::invalid_argument("a log path needs the pod's log directory")),
         (_, path) => return Err(Status::invalid_argument(format!("log path {path:?} must be relative to the pod's log directory, without '..'"))),
     };
+    // The kubelet makes its pod log directories; other clients count on the runtime for it.
+    if let Some(dir) = log_path.as_ref().and_then(|p: &std::path::PathBuf| p.parent()) {
+        std::fs::create_dir_all(dir).map_err(|e| Status::internal(format!("create the log directory {}: {e}", dir.display())))?;
+    }
     let pod_dir = cri.containers().sandbox_dir(&sandbox.id);
     let namespaces = [PodNamespace::Net, PodNamespace::Ipc, PodNamespace::Uts]
         .into_iter()

@@ -1,0 +1,294 @@
+//! The CRI end to end through a real gRPC client (k8s-cri's) on berthd's socket, with real pods
+//! and containers from an image pulled from a private registry: every RPC berth implements, the
+//! ones it does not (UNIMPLEMENTED), bad input (unknown ids, a missing image, hostile configs),
+//! kill -9 of berthd with a pod running. The leak check at the end of each: no namespace pins,
+//! mounts, writable layers, shims or state left.
+
+use berth_cri::proto::image_service_client::ImageServiceClient;
+use berth_cri::proto::runtime_service_client::RuntimeServiceClient;
+use berth_cri::proto::*;
+use berth_testsupport::{busybox_registry, Berthd, TestEnv};
+use tonic::transport::Channel;
+use tonic::Code;
+
+struct Cri {
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+}
+
+async fn connect(berthd: &Berthd) -> Cri {
+    let channel = berth_api::connect(&berthd.socket).await.expect("connect to berthd");
+    Cri { runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
+}
+
+fn pod_config(env: &TestEnv, name: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata { name: name.into(), namespace: "default".into(), uid: format!("uid-{name}"), attempt: 0 }),
+        hostname: format!("{name}-host"),
+        log_directory: env.dir.join("logs").join(name).display().to_string(),
+        dns_config: Some(DnsConfig { servers: vec!["10.0.0.10".into()], searches: vec!["svc.example".into()], options: vec!["ndots:5".into()] }),
+        labels: [("app".to_string(), name.to_string())].into_iter().collect(),
+        linux: Some(LinuxPodSandboxConfig {
+            sysctls: [("kernel.shmmni".to_string(), "1234".to_string())].into_iter().collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(image: &str, name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        envs: vec![KeyValue { key: "GREETING".into(), value: "hello".into() }],
+        labels: [("role".to_string(), name.to_string())].into_iter().collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+impl Cri {
+    async fn exec(&mut self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+        let request = ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 10 };
+        self.runtime.exec_sync(request).await.expect("exec_sync").into_inner()
+    }
+
+    async fn status(&mut self, id: &str) -> ContainerStatus {
+        let request = ContainerStatusRequest { container_id: id.into(), verbose: false };
+        self.runtime.container_status(request).await.expect("container status").into_inner().status.expect("a status")
+    }
+
+    async fn run_pod(&mut self, config: &PodSandboxConfig) -> String {
+        let request = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+        self.runtime.run_pod_sandbox(request).await.expect("run pod").into_inner().pod_sandbox_id
+    }
+
+    async fn create(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> Result<String, tonic::Status> {
+        let request = CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(pod_config.clone()) };
+        self.runtime.create_container(request).await.map(|r| r.into_inner().container_id)
+    }
+
+    async fn start(&mut self, id: &str) {
+        self.runtime.start_container(StartContainerRequest { container_id: id.into() }).await.expect("start");
+    }
+
+    async fn pods(&mut self) -> Vec<PodSandbox> {
+        self.runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.unwrap().into_inner().items
+    }
+
+    async fn containers(&mut self, filter: Option<ContainerFilter>) -> Vec<Container> {
+        self.runtime.list_containers(ListContainersRequest { filter }).await.unwrap().into_inner().containers
+    }
+
+    async fn pull(&mut self, image: &str) -> String {
+        let request = PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
+        self.images.pull_image(request).await.expect("pull").into_inner().image_ref
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_of_two_containers_runs_through_the_cri() {
+    let env = TestEnv::new("cri-pod");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+
+    let version = cri.runtime.version(VersionRequest { version: String::new() }).await.unwrap().into_inner();
+    assert_eq!((version.runtime_name.as_str(), version.runtime_api_version.as_str()), ("berth", "v1"));
+    let status = cri.runtime.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let conditions = status.status.unwrap().conditions;
+    assert!(conditions.iter().any(|c| c.r#type == "RuntimeReady" && c.status));
+    assert!(conditions.iter().any(|c| c.r#type == "NetworkReady" && !c.status && !c.reason.is_empty()), "NetworkReady says why not");
+    assert!(status.runtime_handlers.iter().any(|h| h.name == "runc") && status.info.contains_key("config"));
+    let config = cri.runtime.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!(config.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
+
+    // Images: pulled, found by name, id and repo digest, listed.
+    let image_id = cri.pull(&image).await;
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    for key in [image.clone(), image_id.clone()] {
+        let request = ImageStatusRequest { image: Some(ImageSpec { image: key.clone(), ..Default::default() }), verbose: false };
+        let found = cri.images.image_status(request).await.unwrap().into_inner().image.unwrap_or_else(|| panic!("image {key}"));
+        assert_eq!(found.id, image_id);
+        assert_eq!(found.repo_tags, std::slice::from_ref(&image));
+        assert!(found.repo_digests[0].starts_with(&format!("{}/test/busybox@sha256:", registry.address)));
+    }
+    let missing = ImageStatusRequest { image: Some(ImageSpec { image: "nothing/here:1".into(), ..Default::default() }), verbose: false };
+    assert!(cri.images.image_status(missing).await.unwrap().into_inner().image.is_none(), "a missing image is an empty answer");
+    assert_eq!(cri.images.list_images(ListImagesRequest { filter: None }).await.unwrap().into_inner().images.len(), 1);
+    let fs = cri.images.image_fs_info(ImageFsInfoRequest {}).await.unwrap().into_inner();
+    assert!(fs.image_filesystems[0].used_bytes.unwrap().value > 0);
+
+    // A pod: its hostname, DNS, sysctl; two containers sharing its namespaces.
+    let pod_config = pod_config(&env, "web");
+    let pod = cri.run_pod(&pod_config).await;
+    let first =
+        cri.create(&pod, &pod_config, container_config(&image, "first", &["sh", "-c", "echo $GREETING from $(hostname); sleep 300"])).await.unwrap();
+    let second = cri.create(&pod, &pod_config, container_config(&image, "second", &["sleep", "300"])).await.unwrap();
+    let taken = cri.create(&pod, &pod_config, container_config(&image, "second", &["sleep", "300"])).await.unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    assert_eq!(cri.status(&first).await.state, ContainerState::ContainerCreated as i32);
+    cri.start(&first).await;
+    cri.start(&second).await;
+    let running = cri.status(&first).await;
+    assert_eq!(running.state, ContainerState::ContainerRunning as i32);
+    assert_eq!(running.metadata.unwrap().name, "first");
+    assert_eq!(running.image_ref, image_id);
+
+    assert_eq!(text(&cri.exec(&first, &["hostname"]).await.stdout), "web-host");
+    let resolv = text(&cri.exec(&second, &["cat", "/etc/resolv.conf"]).await.stdout);
+    assert!(resolv.contains("nameserver 10.0.0.10") && resolv.contains("search svc.example") && resolv.contains("options ndots:5"), "{resolv}");
+    assert_eq!(text(&cri.exec(&first, &["cat", "/proc/sys/kernel/shmmni"]).await.stdout), "1234");
+    let ns = |out: ExecSyncResponse| text(&out.stdout);
+    for kind in ["net", "ipc", "uts"] {
+        let path = format!("/proc/self/ns/{kind}");
+        let (a, b) = (ns(cri.exec(&first, &["readlink", &path]).await), ns(cri.exec(&second, &["readlink", &path]).await));
+        assert_eq!(a, b, "the pod's {kind} namespace is shared");
+    }
+    let lo = text(&cri.exec(&first, &["cat", "/sys/class/net/lo/operstate"]).await.stdout);
+    assert_ne!(lo, "down", "loopback is up in the pod");
+    let failed = cri.exec(&first, &["sh", "-c", "echo oops >&2; exit 3"]).await;
+    assert_eq!((failed.exit_code, text(&failed.stderr).as_str()), (3, "oops"));
+    let slow = ExecSyncRequest { container_id: first.clone(), cmd: vec!["sleep".into(), "30".into()], timeout: 1 };
+    let timed_out = cri.runtime.exec_sync(slow).await.unwrap_err();
+    assert_eq!(timed_out.code(), Code::DeadlineExceeded, "{timed_out:?}");
+
+    // The log, in the CRI format, under the pod's log directory.
+    let log = env.dir.join("logs/web/first.log");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("hello from web-host") {
+        assert!(started.elapsed().as_secs() < 10, "no log line in {}", log.display());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(std::fs::read_to_string(&log).unwrap().contains(" stdout F hello from web-host"));
+    cri.runtime.reopen_container_log(ReopenContainerLogRequest { container_id: first.clone() }).await.unwrap();
+
+    // Lists and filters, stats.
+    assert_eq!(cri.pods().await.len(), 1);
+    let by_label = ContainerFilter { label_selector: [("role".to_string(), "second".to_string())].into_iter().collect(), ..Default::default() };
+    assert_eq!(cri.containers(Some(by_label)).await.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&second));
+    let by_pod = ContainerFilter { pod_sandbox_id: pod[..12].to_string(), ..Default::default() };
+    assert_eq!(cri.containers(Some(by_pod)).await.len(), 2);
+    let stats = cri.runtime.container_stats(ContainerStatsRequest { container_id: first.clone() }).await.unwrap().into_inner().stats.unwrap();
+    assert!(stats.memory.unwrap().usage_bytes.unwrap().value > 0);
+    let pod_stats = cri.runtime.list_pod_sandbox_stats(ListPodSandboxStatsRequest { filter: None }).await.unwrap().into_inner().stats;
+    assert_eq!(pod_stats[0].linux.as_ref().unwrap().containers.len(), 2);
+
+    // Stop (idempotent), remove (idempotent); the pod stopped then removed (idempotent).
+    for _ in 0..2 {
+        cri.runtime.stop_container(StopContainerRequest { container_id: first.clone(), timeout: 1 }).await.unwrap();
+    }
+    let stopped = cri.status(&first).await;
+    assert_eq!((stopped.state, stopped.reason.as_str()), (ContainerState::ContainerExited as i32, "Error"));
+    assert!(stopped.finished_at >= stopped.started_at && stopped.exit_code != 0);
+    for _ in 0..2 {
+        cri.runtime.remove_container(RemoveContainerRequest { container_id: first.clone() }).await.unwrap();
+    }
+    for _ in 0..2 {
+        cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    }
+    let pod_status = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap();
+    assert_eq!(pod_status.into_inner().status.unwrap().state, PodSandboxState::SandboxNotready as i32);
+    assert_eq!(cri.status(&second).await.state, ContainerState::ContainerExited as i32, "stopping the pod stopped its containers");
+    for _ in 0..2 {
+        cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    }
+    assert!(cri.pods().await.is_empty() && cri.containers(None).await.is_empty());
+    cri.images.remove_image(RemoveImageRequest { image: Some(ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.unwrap();
+    cri.images.remove_image(RemoveImageRequest { image: Some(ImageSpec { image: image_id, ..Default::default() }) }).await.unwrap();
+    assert!(cri.images.list_images(ListImagesRequest { filter: None }).await.unwrap().into_inner().images.is_empty());
+    drop(berthd);
+    env.leak_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_leave_nothing() {
+    let env = TestEnv::new("cri-bad");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+
+    // Unknown ids: NotFound for reads, fine for stop and remove.
+    let unknown = "0123456789abcdef".to_string();
+    let missing = cri.runtime.container_status(ContainerStatusRequest { container_id: unknown.clone(), verbose: false }).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let missing = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: unknown.clone(), verbose: false }).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    cri.runtime.stop_container(StopContainerRequest { container_id: unknown.clone(), timeout: 0 }).await.unwrap();
+    cri.runtime.remove_container(RemoveContainerRequest { container_id: unknown.clone() }).await.unwrap();
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: unknown.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: unknown.clone() }).await.unwrap();
+
+    // What berth does not do: UNIMPLEMENTED, never a hang or another code.
+    let exec = cri.runtime.exec(ExecRequest { container_id: unknown.clone(), cmd: vec!["sh".into()], ..Default::default() }).await.unwrap_err();
+    assert_eq!(exec.code(), Code::Unimplemented);
+    let metrics = cri.runtime.list_metric_descriptors(ListMetricDescriptorsRequest {}).await.unwrap_err();
+    assert_eq!(metrics.code(), Code::Unimplemented);
+
+    // Hostile pods: a sysctl outside the pod's namespaces, an unknown handler.
+    let mut bad_pod = pod_config(&env, "bad");
+    bad_pod.linux.as_mut().unwrap().sysctls = [("kernel.panic".to_string(), "1".to_string())].into_iter().collect();
+    let refused = cri.runtime.run_pod_sandbox(RunPodSandboxRequest { config: Some(bad_pod), runtime_handler: String::new() }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let handler = RunPodSandboxRequest { config: Some(pod_config(&env, "bad")), runtime_handler: "nosuch".into() };
+    assert_eq!(cri.runtime.run_pod_sandbox(handler).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // Hostile containers in a good pod.
+    let pod_config = pod_config(&env, "good");
+    let pod = cri.run_pod(&pod_config).await;
+    let mut escape = container_config(&image, "escape", &["true"]);
+    escape.mounts = vec![Mount { container_path: "/data".into(), host_path: format!("{}/../../etc", env.dir.display()), ..Default::default() }];
+    let mut log_out = container_config(&image, "log-out", &["true"]);
+    log_out.log_path = "../../outside.log".into();
+    let mut env_flood = container_config(&image, "env-flood", &["true"]);
+    env_flood.envs = (0..100_000).map(|i| KeyValue { key: format!("K{i}"), value: "v".into() }).collect();
+    let no_image = container_config("nothing/here:1", "no-image", &["true"]);
+    for (config, code) in
+        [(escape, Code::InvalidArgument), (log_out, Code::InvalidArgument), (env_flood, Code::InvalidArgument), (no_image, Code::NotFound)]
+    {
+        let name = config.metadata.as_ref().unwrap().name.clone();
+        let refused = cri.create(&pod, &pod_config, config).await.unwrap_err();
+        assert_eq!(refused.code(), code, "{name}: {refused:?}");
+    }
+    assert!(cri.containers(None).await.is_empty(), "nothing half made");
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berthd_killed_with_a_pod_running_finds_it_again_untouched() {
+    let env = TestEnv::new("cri-restart");
+    let registry = busybox_registry(&env);
+    let mut berthd = Berthd::start(&env, &[&registry.address]);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+    let pod_config = pod_config(&env, "survivor");
+    let pod = cri.run_pod(&pod_config).await;
+    let container = cri.create(&pod, &pod_config, container_config(&image, "app", &["sleep", "300"])).await.unwrap();
+    cri.start(&container).await;
+    let before = cri.status(&container).await;
+    let boot_id = text(&cri.exec(&container, &["cat", "/proc/1/stat"]).await.stdout);
+
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let mut cri = connect(&berthd).await;
+    assert_eq!(cri.pods().await.iter().map(|p| (p.id.clone(), p.state)).collect::<Vec<_>>(), [(pod.clone(), PodSandboxState::SandboxReady as i32)]);
+    let after = cri.status(&container).await;
+    assert_eq!((after.state, after.started_at), (before.state, before.started_at), "the same container, still running");
+    assert_eq!(text(&cri.exec(&container, &["cat", "/proc/1/stat"]).await.stdout), boot_id, "its init untouched");
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}

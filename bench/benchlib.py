@@ -24,7 +24,7 @@ def tar_dirs(sources, extra=None):
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
-def write_layout(layout, tag, layers):
+def write_layout(layout, tag, layers, cmd=("sh",)):
     os.makedirs(f"{layout}/blobs/sha256", exist_ok=True)
     def put(data):
         digest = hashlib.sha256(data).hexdigest()
@@ -36,7 +36,7 @@ def write_layout(layout, tag, layers):
         diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
         d = put(gzip.compress(tar, compresslevel=6)); d["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
         descriptors.append(d)
-    config = put(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
+    config = put(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": list(cmd)}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
     config["mediaType"] = "application/vnd.oci.image.config.v1+json"
     manifest = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": descriptors}).encode())
     manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"

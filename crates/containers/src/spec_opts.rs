@@ -184,9 +184,13 @@ pub fn with_bind(source: PathBuf, destination: String, options: Vec<String>) -> 
 }
 
 /// Namespace `typ` is the host's (dropped from the spec), or, with `path`, the one pinned there
-/// (a pod's), or a new one (`path` None and `host` false).
+/// (a pod's), or a new one (`path` None and `host` false). The host's UTS namespace takes the
+/// hostname out of the spec too: a runtime sets one only in a namespace of the container's.
 pub fn with_namespace(typ: LinuxNamespaceType, path: Option<PathBuf>, host: bool) -> SpecOpt {
     Box::new(move |spec| {
+        if host && typ == LinuxNamespaceType::Uts {
+            spec.set_hostname(None);
+        }
         let namespaces = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
         namespaces.retain(|ns| ns.typ() != typ);
         if !host {

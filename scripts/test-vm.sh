@@ -7,7 +7,7 @@
 # the host (under TCG it alone outlasts the VM's timeout).
 set -eu
 cd "$(dirname "$0")/.."
-suites="cgroups lifecycle config shim containers"
+suites="cgroups lifecycle config shim containers cri"
 # The test executables of these suites, as cargo names them (their names carry a hash).
 binaries=$(cargo test -p berth-integration --locked --no-run --message-format=json $(printf -- '--test %s ' $suites) |
     python3 -c '

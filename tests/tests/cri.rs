@@ -292,3 +292,33 @@ async fn berthd_killed_with_a_pod_running_finds_it_again_untouched() {
     drop(berthd);
     env.leak_check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_network_pod_has_the_nodes_network_and_name() {
+    let env = TestEnv::new("cri-hostnet");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+    let mut pod_config = pod_config(&env, "hostnet");
+    let linux = pod_config.linux.get_or_insert_with(Default::default);
+    linux.sysctls.clear();
+    linux.security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+        ..Default::default()
+    });
+    let pod = cri.run_pod(&pod_config).await;
+    let container = cri.create(&pod, &pod_config, container_config(&image, "app", &["sleep", "300"])).await.unwrap();
+    cri.start(&container).await;
+    let host_name = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    assert_eq!(text(&cri.exec(&container, &["hostname"]).await.stdout), host_name);
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string();
+    assert_eq!(text(&cri.exec(&container, &["readlink", "/proc/self/ns/net"]).await.stdout), host_net);
+    let status = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap();
+    let options = status.into_inner().status.unwrap().linux.unwrap().namespaces.unwrap().options.unwrap();
+    assert_eq!(options.network, NamespaceMode::Node as i32);
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}

@@ -1,6 +1,6 @@
 """What the benchmarks share: a private docker-registry on 127.0.0.1, OCI layouts written from
 tars, waiting helpers, and the private mount namespace that lets crun run on this hybrid host."""
-import hashlib, gzip, io, json, os, socket, subprocess, sys, tarfile, time
+import hashlib, gzip, io, json, os, shutil, socket, subprocess, sys, tarfile, time
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
@@ -117,3 +117,42 @@ class ContainerdInstance:
 def podman_argv(directory, *args):
     """podman with its own storage under directory, cgroupfs, file events."""
     return ["podman", "--root", f"{directory}/root", "--runroot", f"{directory}/runroot", "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
+
+
+def memory_kib(pid):
+    """(RSS, PSS) of a process in KiB."""
+    rss = pss = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    return rss, pss
+
+def pids_with(needle, program):
+    """Processes named `program` whose command line contains `needle`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0].decode(errors="replace")) == program and needle.encode() in b" ".join(argv):
+            found.append(int(entry))
+    return found
+
+def busybox_layer(work):
+    """A layer of Debian's busybox-static with the applets used here as hard links."""
+    rootfs = f"{work}/rootfs"
+    os.makedirs(f"{rootfs}/bin")
+    shutil.copy("/bin/busybox", f"{rootfs}/bin/busybox")
+    for applet in ("sh", "true", "sleep"):
+        os.link(f"{rootfs}/bin/busybox", f"{rootfs}/bin/{applet}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(rootfs, arcname=".")
+    return buf.getvalue()

@@ -18,45 +18,7 @@ this hybrid cgroup host, so the script runs in a private mount namespace with an
 the Debian packages docker-registry skopeo containerd runc podman crun busybox-static.
 """
 import argparse, io, os, shutil, statistics, subprocess, tarfile, tempfile, time
-from benchlib import BerthdInstance, ContainerdInstance, Registry, enter_private_mount_namespace, podman_argv, write_layout
-
-def memory_kib(pid):
-    """(RSS, PSS) of a process in KiB."""
-    rss = pss = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    return rss, pss
-
-def pids_with(needle, program):
-    """Processes named `program` whose command line contains `needle`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0].decode(errors="replace")) == program and needle.encode() in b" ".join(argv):
-            found.append(int(entry))
-    return found
-
-def busybox_layer(work):
-    """A layer of Debian's busybox-static with the applets used here as hard links."""
-    rootfs = f"{work}/rootfs"
-    os.makedirs(f"{rootfs}/bin")
-    shutil.copy("/bin/busybox", f"{rootfs}/bin/busybox")
-    for applet in ("sh", "true", "sleep"):
-        os.link(f"{rootfs}/bin/busybox", f"{rootfs}/bin/{applet}")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(rootfs, arcname=".")
-    return buf.getvalue()
+from benchlib import BerthdInstance, ContainerdInstance, Registry, busybox_layer, enter_private_mount_namespace, memory_kib, pids_with, podman_argv, write_layout
 
 def run(argv):
     return subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)

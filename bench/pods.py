@@ -15,27 +15,8 @@ Debian's docker-registry on 127.0.0.1 (containerd's sandbox image is a busybox l
 from there too). Needs root, `cargo build --release --workspace --examples`, and the Debian
 packages docker-registry skopeo containerd runc busybox-static.
 """
-import argparse, io, json, os, shutil, statistics, subprocess, tarfile, tempfile, time
-from benchlib import BerthdInstance, Registry, wait_for, write_layout
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-def pids_named(program, needle):
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0].decode(errors="replace")) == program and needle.encode() in b" ".join(argv):
-            found.append(int(entry))
-    return found
+import argparse, json, os, shutil, statistics, subprocess, tempfile, time
+from benchlib import BerthdInstance, Registry, busybox_layer, memory_kib, pids_with, wait_for, write_layout
 
 def children_of(pids):
     """Direct children of any of `pids` (the pause processes under containerd's shims)."""
@@ -49,17 +30,6 @@ def children_of(pids):
         if ppid in pids:
             found.append(int(entry))
     return found
-
-def busybox_layer(work):
-    rootfs = f"{work}/rootfs"
-    os.makedirs(f"{rootfs}/bin")
-    shutil.copy("/bin/busybox", f"{rootfs}/bin/busybox")
-    for applet in ("sh", "true", "sleep"):
-        os.link(f"{rootfs}/bin/busybox", f"{rootfs}/bin/{applet}")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(rootfs, arcname=".")
-    return buf.getvalue()
 
 class ContainerdCri:
     """containerd with its CRI plugin (runc, overlayfs, oom_score_adj restricted), plain HTTP to the registry."""
@@ -98,16 +68,16 @@ def measure(name, socket, image, daemon_pid, per_pod_pids, bench, count, list_po
     client(bench, "start", socket, image, 2, "warm")
     client(bench, "teardown", socket)
     time.sleep(1)
-    daemon_before = rss_kib(daemon_pid)
+    daemon_before = memory_kib(daemon_pid)[0]
     started = time.monotonic()
     times = client(bench, "start", socket, image, count, "a")["pod_start_ms"]
     result["pods_total_s"] = time.monotonic() - started
     result["pod_start_median_ms"] = statistics.median(times)
     time.sleep(1)
-    result["daemon_rss_before_kib"], result["daemon_rss_after_kib"] = daemon_before, rss_kib(daemon_pid)
+    result["daemon_rss_before_kib"], result["daemon_rss_after_kib"] = daemon_before, memory_kib(daemon_pid)[0]
     extra = per_pod_pids()
     result["per_pod_processes"] = len(extra) / count
-    result["per_pod_rss_kib"] = sum(rss_kib(p) for p in extra) / count
+    result["per_pod_rss_kib"] = sum(memory_kib(p)[0] for p in extra) / count
     result["teardown_s"] = client(bench, "teardown", socket)["teardown_ms"] / 1000
     if list_pods:
         client(bench, "start", socket, image, list_pods, "list")
@@ -139,7 +109,7 @@ def main():
         if "berth" in args.only:
             berthd = BerthdInstance(work, registry, bindir)
             try:
-                shims = lambda: pids_named("berth-shim", berthd.dir)
+                shims = lambda: pids_with(berthd.dir, "berth-shim")
                 results.append(measure("berth", berthd.socket, image, berthd.proc.pid, shims, bench, args.pods, args.list_pods))
             finally:
                 berthd.stop()
@@ -147,7 +117,7 @@ def main():
             containerd = ContainerdCri(work, registry, f"{registry.address}/bench/pause:v1")
             try:
                 def shims_and_pause():
-                    shims = pids_named("containerd-shim-runc-v2", containerd.dir)
+                    shims = pids_with(containerd.dir, "containerd-shim-runc-v2")
                     return shims + [p for p in children_of(shims) if "sleep" in open(f"/proc/{p}/cmdline").read() and "2147483647" in open(f"/proc/{p}/cmdline").read()]
                 results.append(measure("containerd", containerd.socket, image, containerd.proc.pid, shims_and_pause, bench, args.pods, args.list_pods))
             finally:

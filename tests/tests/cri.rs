@@ -87,17 +87,23 @@ impl Cri {
     }
 }
 
+/// A test's own berthd (pulling from its own registry) and a client; the image's name.
+async fn setup(name: &str) -> (TestEnv, berth_testsupport::Registry, Berthd, Cri, String) {
+    let env = TestEnv::new(name);
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    (env, registry, berthd, cri, image)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_of_two_containers_runs_through_the_cri() {
-    let env = TestEnv::new("cri-pod");
-    let registry = busybox_registry(&env);
-    let berthd = Berthd::start(&env, &[&registry.address]);
-    let mut cri = connect(&berthd).await;
-    let image = format!("{}/test/busybox:v1", registry.address);
+    let (env, registry, berthd, mut cri, image) = setup("cri-pod").await;
 
     let version = cri.runtime.version(VersionRequest { version: String::new() }).await.unwrap().into_inner();
     assert_eq!((version.runtime_name.as_str(), version.runtime_api_version.as_str()), ("berth", "v1"));
@@ -209,11 +215,7 @@ async fn a_pod_of_two_containers_runs_through_the_cri() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_leave_nothing() {
-    let env = TestEnv::new("cri-bad");
-    let registry = busybox_registry(&env);
-    let berthd = Berthd::start(&env, &[&registry.address]);
-    let mut cri = connect(&berthd).await;
-    let image = format!("{}/test/busybox:v1", registry.address);
+    let (env, _registry, berthd, mut cri, image) = setup("cri-bad").await;
     cri.pull(&image).await;
 
     // Unknown ids: NotFound for reads, fine for stop and remove.
@@ -266,11 +268,7 @@ async fn bad_requests_get_clear_errors_and_leave_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berthd_killed_with_a_pod_running_finds_it_again_untouched() {
-    let env = TestEnv::new("cri-restart");
-    let registry = busybox_registry(&env);
-    let mut berthd = Berthd::start(&env, &[&registry.address]);
-    let mut cri = connect(&berthd).await;
-    let image = format!("{}/test/busybox:v1", registry.address);
+    let (env, registry, mut berthd, mut cri, image) = setup("cri-restart").await;
     cri.pull(&image).await;
     let pod_config = pod_config(&env, "survivor");
     let pod = cri.run_pod(&pod_config).await;
@@ -295,11 +293,7 @@ async fn berthd_killed_with_a_pod_running_finds_it_again_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_network_pod_has_the_nodes_network_and_name() {
-    let env = TestEnv::new("cri-hostnet");
-    let registry = busybox_registry(&env);
-    let berthd = Berthd::start(&env, &[&registry.address]);
-    let mut cri = connect(&berthd).await;
-    let image = format!("{}/test/busybox:v1", registry.address);
+    let (env, _registry, berthd, mut cri, image) = setup("cri-hostnet").await;
     cri.pull(&image).await;
     let mut pod_config = pod_config(&env, "hostnet");
     let linux = pod_config.linux.get_or_insert_with(Default::default);

@@ -87,5 +87,13 @@ impl Drop for Berthd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // What a failed test's pods left: their namespace pins (the berth CLI has no pod verbs).
+        let state = self.state.to_string_lossy().into_owned();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mountinfo.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|m| m.starts_with(&state)).collect();
+        mounts.sort_unstable_by(|a, b| b.cmp(a));
+        for mount in mounts {
+            let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }

@@ -316,3 +316,46 @@ async fn a_host_network_pod_has_the_nodes_network_and_name() {
     drop(berthd);
     env.leak_check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_sharing_its_pid_namespace_has_berths_infra_as_init() {
+    let (env, _registry, berthd, mut cri, image) = setup("cri-sharedpid").await;
+    cri.pull(&image).await;
+    let mut pod_config = pod_config(&env, "sharedpid");
+    pod_config.linux.get_or_insert_with(Default::default).security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(NamespaceOption { pid: NamespaceMode::Pod as i32, ..Default::default() }),
+        ..Default::default()
+    });
+    let pod = cri.run_pod(&pod_config).await;
+    let infra_pid: i32 = std::fs::read_to_string(berthd.state.join("containers").join(&pod).join("infra.pid")).unwrap().trim().parse().unwrap();
+    let mut ids = Vec::new();
+    for name in ["one", "two"] {
+        let mut config = container_config(&image, name, &["sleep", "300"]);
+        config.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption { pid: NamespaceMode::Pod as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = cri.create(&pod, &pod_config, config).await.unwrap();
+        cri.start(&id).await;
+        ids.push(id);
+    }
+    let init = text(&cri.exec(&ids[0], &["cat", "/proc/1/cmdline"]).await.stdout);
+    assert!(init.contains("berth-shim") && init.contains("--infra"), "PID 1 is berth's infra: {init:?}");
+    let sleepers = text(&cri.exec(&ids[1], &["sh", "-c", "pidof sleep | wc -w"]).await.stdout);
+    assert_eq!(sleepers, "2", "each container sees the other's process");
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    // Killed at once; reaped by whoever adopted it (the machine's init) a moment later.
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(format!("/proc/{infra_pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'))
+    {
+        assert!(started.elapsed().as_secs() < 5, "stopping the pod ends its infra");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}

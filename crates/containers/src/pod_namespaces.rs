@@ -18,6 +18,8 @@ pub enum PodNamespace {
     Net,
     Ipc,
     Uts,
+    /// Shared by the pod's containers only with the pod's infra process as its init.
+    Pid,
 }
 
 impl PodNamespace {
@@ -26,6 +28,7 @@ impl PodNamespace {
             PodNamespace::Net => "net",
             PodNamespace::Ipc => "ipc",
             PodNamespace::Uts => "uts",
+            PodNamespace::Pid => "pid",
         }
     }
 
@@ -34,6 +37,7 @@ impl PodNamespace {
             PodNamespace::Net => CloneFlags::CLONE_NEWNET,
             PodNamespace::Ipc => CloneFlags::CLONE_NEWIPC,
             PodNamespace::Uts => CloneFlags::CLONE_NEWUTS,
+            PodNamespace::Pid => CloneFlags::CLONE_NEWPID,
         }
     }
 }
@@ -80,6 +84,63 @@ fn pin_in_this_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Res
         nix::mount::mount(Some(source.as_str()), &pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| Error::io("pin a namespace at", &pin, e.into()))?;
     }
+    Ok(())
+}
+
+/// Starts berth's infra process (`berth-shim --infra`) as the init of a new PID namespace, pins
+/// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`.
+pub fn start_infra(dir: &Path, shim: &Path) -> Result<i32> {
+    let output = std::process::Command::new(shim).arg("--infra").arg(dir).output().map_err(|e| Error::io("run", shim, e))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let pid: i32 = match stdout.trim().strip_prefix("ok ").and_then(|p| p.parse().ok()) {
+        Some(pid) if output.status.success() => pid,
+        _ => return Err(Error::Shim(format!("the pod's infra process did not start: {}", String::from_utf8_lossy(&output.stderr).trim()))),
+    };
+    let pinned = (|| {
+        let ns_dir = dir.join("ns");
+        std::fs::create_dir_all(&ns_dir).map_err(|e| Error::io("create", &ns_dir, e))?;
+        let pin = pin_path(dir, PodNamespace::Pid);
+        std::fs::File::create(&pin).map_err(|e| Error::io("create", &pin, e))?;
+        let source = format!("/proc/{pid}/ns/pid");
+        nix::mount::mount(Some(source.as_str()), &pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::io("pin the pod's PID namespace at", &pin, e.into()))?;
+        std::fs::write(dir.join("infra.pid"), pid.to_string()).map_err(|e| Error::io("write", &dir.join("infra.pid"), e))
+    })();
+    if let Err(e) = pinned {
+        // SAFETY: kill takes a pid and a signal; the pid is the infra process just started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+/// The pod's infra process, if it still runs (its PID namespace is the one pinned: a pid reused
+/// by anything else is not it).
+pub fn infra_pid(dir: &Path) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let pid: i32 = std::fs::read_to_string(dir.join("infra.pid")).ok()?.trim().parse().ok()?;
+    let pinned = std::fs::metadata(pin_path(dir, PodNamespace::Pid)).ok()?;
+    let running = std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?;
+    // Its own namespace, not merely one it shares with its children: it is the init there.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let init_there = status.lines().find_map(|l| l.strip_prefix("NSpid:")).is_some_and(|ids| ids.split_whitespace().last() == Some("1"));
+    (pinned.dev() == running.dev() && pinned.ino() == running.ino() && init_there).then_some(pid)
+}
+
+/// Kills the pod's infra process (and with it whatever is left in its PID namespace) and waits,
+/// a bounded time, until it is gone; idempotent.
+pub fn stop_infra(dir: &Path) -> Result<()> {
+    if let Some(pid) = infra_pid(dir) {
+        // SAFETY: kill takes a pid and a signal; infra_pid checked the pid is this pod's init.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        for _ in 0..500 {
+            if infra_pid(dir).is_none() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    let _ = std::fs::remove_file(dir.join("infra.pid"));
     Ok(())
 }
 

@@ -59,6 +59,10 @@ pub struct SandboxConfig {
     pub host_ipc: bool,
     #[serde(default)]
     pub host_pid: bool,
+    /// One PID namespace for the pod's containers (shareProcessNamespace), with berth's infra
+    /// process as its init.
+    #[serde(default)]
+    pub share_pid: bool,
     #[serde(default)]
     pub dns: Option<DnsConfig>,
     /// Recorded for the network layer.
@@ -168,10 +172,13 @@ impl Containers {
             self.sandboxes().remove(&record.id);
             return Err(e);
         }
-        let (dir, config) = (self.sandbox_dir(&record.id), record.config.clone());
+        let (dir, config, shim) = (self.sandbox_dir(&record.id), record.config.clone(), self.binaries.shim.clone());
         let made = blocking(move || {
             crate::manager::make_dir(&dir)?;
             pod_namespaces::pin(&dir, &config.namespaces(), &config.hostname())?;
+            if config.share_pid && !config.host_pid {
+                pod_namespaces::start_infra(&dir, &shim)?;
+            }
             write_etc_files(&dir, &config)
         })
         .await;
@@ -195,7 +202,9 @@ impl Containers {
 
     /// Where the pod's namespace of `kind` is pinned, if it has one of its own.
     pub fn sandbox_namespace(&self, sandbox: &SandboxRecord, kind: PodNamespace) -> Option<PathBuf> {
-        sandbox.config.namespaces().contains(&kind).then(|| pod_namespaces::pin_path(&self.sandbox_dir(&sandbox.id), kind))
+        let c = &sandbox.config;
+        let own = c.namespaces().contains(&kind) || (kind == PodNamespace::Pid && c.share_pid && !c.host_pid);
+        own.then(|| pod_namespaces::pin_path(&self.sandbox_dir(&sandbox.id), kind))
     }
 
     /// Every pod, oldest first.
@@ -237,7 +246,11 @@ impl Containers {
             }
         }
         let dir = self.sandbox_dir(&sandbox.id);
-        blocking(move || pod_namespaces::unpin(&dir)).await?;
+        blocking(move || {
+            pod_namespaces::stop_infra(&dir)?;
+            pod_namespaces::unpin(&dir)
+        })
+        .await?;
         self.set_sandbox_state(&sandbox.id, SandboxState::NotReady).await
     }
 
@@ -254,6 +267,7 @@ impl Containers {
         }
         let dir = self.sandbox_dir(&sandbox.id);
         blocking(move || {
+            pod_namespaces::stop_infra(&dir)?;
             pod_namespaces::unpin(&dir)?;
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => Ok(()),
@@ -277,7 +291,9 @@ impl Containers {
                 removed += 1;
             } else if sandbox.state == SandboxState::Ready {
                 let dir = self.sandbox_dir(&sandbox.id);
-                if !sandbox.config.namespaces().iter().all(|kind| pod_namespaces::is_pinned(&dir, *kind)) {
+                let c = &sandbox.config;
+                let infra_gone = c.share_pid && !c.host_pid && pod_namespaces::infra_pid(&dir).is_none();
+                if infra_gone || !c.namespaces().iter().all(|kind| pod_namespaces::is_pinned(&dir, *kind)) {
                     self.set_sandbox_state(&sandbox.id, SandboxState::NotReady).await?;
                 }
             }

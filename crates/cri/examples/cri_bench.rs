@@ -25,7 +25,11 @@ async fn start(client: &mut Client, image: &str, count: usize, run: &str) -> Vec
             metadata: Some(PodSandboxMetadata { name: name.clone(), namespace: "bench".into(), uid: name.clone(), attempt: 0 }),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()

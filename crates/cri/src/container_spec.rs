@@ -21,6 +21,8 @@ pub(crate) struct CriSpec {
     pub pod_dir: PathBuf,
     /// Where the pod's own namespaces are pinned.
     pub namespaces: Vec<(PodNamespace, PathBuf)>,
+    /// The PID namespace of the container a TARGET PID mode names (`/proc/<its pid>/ns/pid`).
+    pub target_pid: Option<PathBuf>,
 }
 
 impl SpecMaker for CriSpec {
@@ -60,7 +62,7 @@ impl SpecMaker for CriSpec {
             spec_opts::with_cgroups_path(PathBuf::from(cgroup_parent).join(context.id)),
         ];
         opts.extend(crate::security::options(&security)?);
-        opts.extend(namespaces(&self, security.namespace_options.as_ref().map(|o| o.pid)));
+        opts.extend(namespaces(&self, security.namespace_options.as_ref().map_or(NamespaceMode::Pod as i32, |o| o.pid)));
         // Only in a UTS namespace of the pod's own (set there already; the runtime sets it
         // again): a runtime refuses a hostname in the node's.
         if self.namespaces.iter().any(|(kind, _)| *kind == PodNamespace::Uts) {
@@ -85,10 +87,9 @@ impl SpecMaker for CriSpec {
     }
 }
 
-/// Network, IPC and UTS: the pod's (by path) or the node's; PID: the container's own, or the
-/// node's. A pod-wide PID namespace (shareProcessNamespace) needs berth's infra process, not built
-/// yet: such a container gets its own.
-fn namespaces(spec: &CriSpec, pid: Option<i32>) -> Vec<SpecOpt> {
+/// Network, IPC and UTS: the pod's (by path) or the node's. PID: the node's, the pod's (whose init
+/// is berth's infra process) when the pod shares one, another container's (TARGET), or its own.
+fn namespaces(spec: &CriSpec, pid: i32) -> Vec<SpecOpt> {
     let pod = &spec.sandbox.config;
     let mut opts = Vec::new();
     for (kind, typ, host) in [
@@ -99,8 +100,14 @@ fn namespaces(spec: &CriSpec, pid: Option<i32>) -> Vec<SpecOpt> {
         let path = spec.namespaces.iter().find(|(k, _)| *k == kind).map(|(_, p)| p.clone());
         opts.push(spec_opts::with_namespace(typ, path, host));
     }
-    let host_pid = pod.host_pid || pid == Some(NamespaceMode::Node as i32);
-    opts.push(spec_opts::with_namespace(LinuxNamespaceType::Pid, None, host_pid));
+    let pod_pid = spec.namespaces.iter().find(|(k, _)| *k == PodNamespace::Pid).map(|(_, p)| p.clone());
+    let path = match pid {
+        _ if pod.host_pid || pid == NamespaceMode::Node as i32 => None,
+        mode if mode == NamespaceMode::Target as i32 => spec.target_pid.clone(),
+        mode if mode == NamespaceMode::Pod as i32 => pod_pid,
+        _ => None,
+    };
+    opts.push(spec_opts::with_namespace(LinuxNamespaceType::Pid, path, pod.host_pid || pid == NamespaceMode::Node as i32));
     opts
 }
 

@@ -71,7 +71,7 @@ pub(crate) fn pod_status(record: &SandboxRecord) -> proto::PodSandboxStatus {
     let c = &record.config;
     let options = proto::NamespaceOption {
         network: namespace_mode(c.host_network, proto::NamespaceMode::Pod),
-        pid: namespace_mode(c.host_pid, proto::NamespaceMode::Container),
+        pid: namespace_mode(c.host_pid, if c.share_pid { proto::NamespaceMode::Pod } else { proto::NamespaceMode::Container }),
         ipc: namespace_mode(c.host_ipc, proto::NamespaceMode::Pod),
         ..Default::default()
     };

@@ -5,7 +5,7 @@
 
 use crate::container_spec::CriSpec;
 use crate::convert::btree;
-use crate::proto::{CreateContainerRequest, CreateContainerResponse, ImageSpec};
+use crate::proto::{CreateContainerRequest, CreateContainerResponse, ImageSpec, NamespaceMode};
 use crate::{status, Cri, Result};
 use berth_containers::blueprint::Blueprint;
 use berth_containers::pod_namespaces::PodNamespace;
@@ -42,7 +42,18 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         std::fs::create_dir_all(dir).map_err(|e| Status::internal(format!("create the log directory {}: {e}", dir.display())))?;
     }
     let pod_dir = cri.containers().sandbox_dir(&sandbox.id);
-    let namespaces = [PodNamespace::Net, PodNamespace::Ipc, PodNamespace::Uts]
+    let options = config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default();
+    let target_pid = match options.pid == NamespaceMode::Target as i32 {
+        true => {
+            let target = cri.containers().find(&options.target_id).map_err(status)?;
+            if target.state != berth_containers::State::Running || target.sandbox.as_deref() != Some(sandbox.id.as_str()) {
+                return Err(Status::failed_precondition(format!("target container {} is not running in this pod", options.target_id)));
+            }
+            Some(std::path::PathBuf::from(format!("/proc/{}/ns/pid", target.pid)))
+        }
+        false => None,
+    };
+    let namespaces = [PodNamespace::Net, PodNamespace::Ipc, PodNamespace::Uts, PodNamespace::Pid]
         .into_iter()
         .filter_map(|kind| cri.containers().sandbox_namespace(&sandbox, kind).map(|path| (kind, path)))
         .collect();
@@ -59,7 +70,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         runtime: sandbox.config.runtime.clone(),
         auto_remove: false,
         log_path,
-        spec: Box::new(CriSpec { config, sandbox, pod_dir, namespaces }),
+        spec: Box::new(CriSpec { config, sandbox, pod_dir, namespaces, target_pid }),
     };
     let record = cri.containers().create_from(blueprint).await.map_err(status)?;
     Ok(CreateContainerResponse { container_id: record.id })

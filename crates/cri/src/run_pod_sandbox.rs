@@ -55,6 +55,7 @@ fn sandbox_config(config: PodSandboxConfig, runtime: Option<String>) -> Result<S
         host_network: options.network == NamespaceMode::Node as i32,
         host_ipc: options.ipc == NamespaceMode::Node as i32,
         host_pid: options.pid == NamespaceMode::Node as i32,
+        share_pid: options.pid == NamespaceMode::Pod as i32,
         dns: config.dns_config.map(|d| DnsConfig { servers: d.servers, searches: d.searches, options: d.options }),
         port_mappings,
         sysctls: btree(linux.sysctls),

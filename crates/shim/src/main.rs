@@ -13,12 +13,15 @@
 //! the runtime deletes the container (killing what is left of it) and its files in DIR go. The shim
 //! binary stays the one program that runs the OCI runtime.
 //!
+//! `berth-shim --infra` is the init of a pod's shared PID namespace (crate::infra).
+//!
 //! The shim stays single-threaded and allocation-light (poll loop, fixed buffers): memory per
 //! container is a headline figure.
 
 mod console;
 mod container;
 mod cri_log;
+mod infra;
 mod oom;
 mod process;
 mod requests;
@@ -36,7 +39,7 @@ pub struct Args {
     pub cleanup: Option<String>,
 }
 
-const USAGE: &str = "usage: berth-shim --dir DIR --runtime BIN [--runtime-root DIR] [--cleanup ID]";
+const USAGE: &str = "usage: berth-shim --dir DIR --runtime BIN [--runtime-root DIR] [--cleanup ID] | berth-shim --infra [POD DIR]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args_os().skip(1);
@@ -67,6 +70,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--infra") {
+        // The pod's directory that follows only names it for whoever lists processes.
+        std::process::exit(infra::run());
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {

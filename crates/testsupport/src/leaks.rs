@@ -48,6 +48,14 @@ impl Leaks {
                 if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
                     continue;
                 }
+                // A berth-shim that names the test's files is one of its shims (or a pod's infra).
+                if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                    let needle = test_dir.as_os_str().as_encoded_bytes();
+                    let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+                    if program.ends_with(b"berth-shim") && cmdline.windows(needle.len()).any(|w| w == needle) {
+                        leaks.0.push(format!("process {}: {}", pid.to_string_lossy(), String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+                    }
+                }
                 // A process whose root or cwd is inside the test's files is one of its containers.
                 for link in ["root", "cwd"] {
                     if let Ok(target) = std::fs::read_link(entry.path().join(link)) {

@@ -171,3 +171,26 @@ async fn recovery_reconciles_records_with_what_the_shims_hold() {
     assert!(f.shims.cleaned().contains(&"orphan".to_string()), "the runtime cleans up after the dead shim");
     assert!(f.containers.find("half").is_err());
 }
+
+#[tokio::test]
+async fn a_pod_found_half_created_at_start_up_is_removed_and_a_ready_one_without_namespaces_is_not_ready() {
+    use crate::record::Change;
+    use crate::sandbox::{SandboxConfig, SandboxRecord, SandboxState};
+    let f = fixture("pods");
+    let pod = |id: &str, state| SandboxRecord {
+        id: id.into(),
+        config: SandboxConfig { name: id.into(), namespace: "default".into(), ..Default::default() },
+        state,
+        created_at: 1,
+    };
+    for record in [pod("p-creating", SandboxState::Creating), pod("p-ready", SandboxState::Ready)] {
+        std::fs::create_dir_all(f.containers.sandbox_dir(&record.id)).unwrap();
+        f.containers.sandboxes.lock().unwrap().insert(record.id.clone(), record.clone());
+        f.containers.persister.write(Change::PutSandbox(Box::new(record))).await.unwrap();
+    }
+    let recovered = f.containers.recover().await.unwrap();
+    assert_eq!(recovered.half_created_pods, 1);
+    let left: Vec<(String, SandboxState)> = f.containers.list_sandboxes().into_iter().map(|p| (p.id, p.state)).collect();
+    assert_eq!(left, [("p-ready".to_string(), SandboxState::NotReady)], "its namespaces are not pinned (a reboot emptied the state dir)");
+    assert!(!f.containers.sandbox_dir("p-creating").exists(), "the half-created pod's directory went too");
+}

@@ -124,7 +124,11 @@ def main():
                 containerd.stop()
     finally:
         registry.stop()
-        subprocess.run(["umount", "-R", "-l", work], capture_output=True)
+        # Whatever a failed run left mounted there (pods' namespace pins, rootfs overlays).
+        with open("/proc/self/mountinfo") as f:
+            mounts = sorted((line.split()[4] for line in f if line.split()[4].startswith(work)), reverse=True)
+        for mount in mounts:
+            subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -87,7 +87,17 @@ impl Drop for Berthd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // What a failed test's pods left: their namespace pins (the berth CLI has no pod verbs).
+        // What a failed test's pods left: their infra processes and namespace pins (the berth
+        // CLI has no pod verbs).
+        for pod in std::fs::read_dir(self.state.join("containers")).into_iter().flatten().flatten() {
+            if let Some(pid) = std::fs::read_to_string(pod.path().join("infra.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmdline.windows(pod.path().as_os_str().len()).any(|w| w == pod.path().as_os_str().as_encoded_bytes()) {
+                    // SAFETY: kill takes a pid and a signal; the process names this test's pod.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
         let state = self.state.to_string_lossy().into_owned();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut mounts: Vec<&str> = mountinfo.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|m| m.starts_with(&state)).collect();

@@ -174,8 +174,9 @@ fn exec_sync_caps_output_and_kills_at_its_timeout() {
     assert_eq!((out.stderr.as_slice(), out.exit.code, out.exit.truncated), (&b"tail\n"[..], 0, true), "and the cut is marked");
 
     let started = Instant::now();
-    let out = shim.client.exec_sync(&id, "slow", process(&["sh", "-c", "echo before; exec sleep 100"]), Duration::from_millis(300)).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "the timeout ended it ({:?})", started.elapsed());
+    // Time enough to print first even under the cgroup v2 VM's emulation (300 ms was not).
+    let out = shim.client.exec_sync(&id, "slow", process(&["sh", "-c", "echo before; exec sleep 100"]), Duration::from_secs(3)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30), "the timeout ended it ({:?})", started.elapsed());
     assert_eq!((out.stdout.as_slice(), out.exit.timed_out, out.exit.signal), (&b"before\n"[..], true, Some(libc::SIGKILL)));
     let ps = shim.client.exec_sync(&id, "ps", process(&["ps", "-o", "args"]), Duration::from_secs(10)).unwrap();
     assert!(

@@ -157,6 +157,8 @@ async fn a_pod_of_two_containers_runs_through_the_cri() {
         let (a, b) = (ns(cri.exec(&first, &["readlink", &path]).await), ns(cri.exec(&second, &["readlink", &path]).await));
         assert_eq!(a, b, "the pod's {kind} namespace is shared");
     }
+    let nnp = text(&cri.exec(&first, &["grep", "NoNewPrivs", "/proc/self/status"]).await.stdout);
+    assert_eq!(nnp.split_whitespace().last(), Some("0"), "no_new_privs unset in the request is off (setuid binaries work)");
     let lo = text(&cri.exec(&first, &["cat", "/sys/class/net/lo/operstate"]).await.stdout);
     assert_ne!(lo, "down", "loopback is up in the pod");
     let failed = cri.exec(&first, &["sh", "-c", "echo oops >&2; exit 3"]).await;
@@ -253,9 +255,19 @@ async fn bad_requests_get_clear_errors_and_leave_nothing() {
     let mut env_flood = container_config(&image, "env-flood", &["true"]);
     env_flood.envs = (0..100_000).map(|i| KeyValue { key: format!("K{i}"), value: "v".into() }).collect();
     let no_image = container_config("nothing/here:1", "no-image", &["true"]);
-    for (config, code) in
-        [(escape, Code::InvalidArgument), (log_out, Code::InvalidArgument), (env_flood, Code::InvalidArgument), (no_image, Code::NotFound)]
-    {
+    let mut group_only = container_config(&image, "group-only", &["true"]);
+    group_only.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext { run_as_group: Some(Int64Value { value: 5 }), ..Default::default() }),
+        ..Default::default()
+    });
+    let cases = [
+        (escape, Code::InvalidArgument),
+        (log_out, Code::InvalidArgument),
+        (env_flood, Code::InvalidArgument),
+        (no_image, Code::NotFound),
+        (group_only, Code::InvalidArgument),
+    ];
+    for (config, code) in cases {
         let name = config.metadata.as_ref().unwrap().name.clone();
         let refused = cri.create(&pod, &pod_config, config).await.unwrap_err();
         assert_eq!(refused.code(), code, "{name}: {refused:?}");

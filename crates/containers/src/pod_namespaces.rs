@@ -133,8 +133,13 @@ pub fn stop_infra(dir: &Path) -> Result<()> {
     if let Some(pid) = infra_pid(dir) {
         // SAFETY: kill takes a pid and a signal; infra_pid checked the pid is this pod's init.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Dead once it is a zombie: whoever adopted it (the machine's init) reaps it in its time.
+        let zombie = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit(')').next().is_none_or(|rest| matches!(rest.trim_start().chars().next(), Some('Z' | 'X') | None))
+        };
         for _ in 0..500 {
-            if infra_pid(dir).is_none() {
+            if infra_pid(dir).is_none() || zombie() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));

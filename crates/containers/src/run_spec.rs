@@ -93,7 +93,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         opts.push(spec_opts::with_terminal(options.console_size));
     }
     // Processes keep no privilege they did not start with (setuid binaries excepted only when privileged).
-    opts.push(if options.privileged { spec_opts::with_privileged() } else { spec_opts::with_no_new_privileges() });
+    opts.push(if options.privileged { spec_opts::with_privileged() } else { spec_opts::with_no_new_privileges(true) });
     for (target, source) in etc_files.iter() {
         opts.push(spec_opts::with_bind(source.clone(), target.clone(), ["rbind", "ro", "nosuid", "nodev", "noexec"].map(String::from).to_vec()));
     }

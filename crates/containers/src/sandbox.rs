@@ -130,16 +130,14 @@ impl SandboxConfig {
         Ok(())
     }
 
-    /// The hostname its containers see.
+    /// The hostname its containers see: the one asked for, else (and always with the host's
+    /// network) the node's, as containerd and CRI-O do (a pod's name may be longer than a
+    /// hostname can be).
     pub fn hostname(&self) -> String {
-        if self.host_network {
+        if self.host_network || self.hostname.is_empty() {
             return nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         }
-        if self.hostname.is_empty() {
-            self.name.clone()
-        } else {
-            self.hostname.clone()
-        }
+        self.hostname.clone()
     }
 
     /// The namespaces the pod has of its own (its containers join them).

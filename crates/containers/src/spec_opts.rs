@@ -135,9 +135,9 @@ pub fn with_privileged() -> SpecOpt {
 }
 
 /// Processes keep no privilege they did not start with.
-pub fn with_no_new_privileges() -> SpecOpt {
-    Box::new(|spec| {
-        process(spec).set_no_new_privileges(Some(true));
+pub fn with_no_new_privileges(on: bool) -> SpecOpt {
+    Box::new(move |spec| {
+        process(spec).set_no_new_privileges(Some(on));
         Ok(())
     })
 }

@@ -26,9 +26,8 @@ pub(crate) fn options(context: &LinuxContainerSecurityContext) -> Result<Vec<Spe
         opts.push(spec_opts::with_privileged());
         return Ok(opts);
     }
-    if context.no_new_privs {
-        opts.push(spec_opts::with_no_new_privileges());
-    }
+    // Either way: the template's default (set) would keep setuid binaries from working.
+    opts.push(spec_opts::with_no_new_privileges(context.no_new_privs));
     // The kubelet always sends both lists for a non-privileged container (empty ones for an
     // unmasked /proc); other clients send none, and then the template's stay.
     if !context.masked_paths.is_empty() || !context.readonly_paths.is_empty() {
@@ -101,6 +100,9 @@ pub(crate) fn user(context: &LinuxContainerSecurityContext, image_user: Option<&
     } else {
         image_user.unwrap_or_default().to_string()
     };
+    if context.run_as_group.is_some() && context.run_as_user.is_none() && context.run_as_username.is_empty() {
+        return Err(Error::Invalid("a run-as group needs a run-as user (or username)".into()));
+    }
     let named = match &context.run_as_group {
         Some(gid) if gid.value < 0 || gid.value > u32::MAX as i64 => return Err(Error::Invalid(format!("run-as group {} is not a gid", gid.value))),
         Some(gid) => format!("{}:{}", named.split(':').next().unwrap_or_default(), gid.value),
@@ -115,6 +117,9 @@ pub(crate) fn user(context: &LinuxContainerSecurityContext, image_user: Option<&
     if context.supplemental_groups_policy == SupplementalGroupsPolicy::Strict as i32 {
         user.additional_gids.clear();
     }
+    // The primary group heads the list, as containerd reports (and sets) it.
+    user.additional_gids.retain(|g| *g != user.gid);
+    user.additional_gids.insert(0, user.gid);
     for gid in extra {
         if !user.additional_gids.contains(&gid) {
             user.additional_gids.push(gid);

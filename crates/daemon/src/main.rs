@@ -47,7 +47,9 @@ fn main() {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    // Colour only on a terminal, never escape codes into a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
     let args = Args::parse();
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let mut config = config::load(&args.config, explicit)?;

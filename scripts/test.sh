@@ -19,10 +19,12 @@ if [ -d /tmp/berth-test ] && [ -n "$(ls -A /tmp/berth-test)" ]; then
 fi
 # cri-tools' critest against berthd's CRI (crictl and critest built from the Go module proxy;
 # look-alike images from a local registry): every spec that runs passes, or fails for a reason
-# tests/critest/known-failures.txt ties to an open issue. BERTH_SKIP_PEERS=1 skips it.
+# tests/critest/known-failures.txt ties to an open issue. Then a real kubelet runs static pods on
+# berthd (scripts/kubelet-test.sh, about 2 minutes). BERTH_SKIP_PEERS=1 skips both.
 if [ "${BERTH_SKIP_PEERS:-}" != 1 ]; then
-    ./scripts/build-go-peers.sh crictl critest
+    ./scripts/build-go-peers.sh crictl critest kubelet
     ./scripts/critest.sh
+    ./scripts/kubelet-test.sh
 fi
 # The same containers under cgroup v2, in a VM (this host is v1).
 if [ "${BERTH_SKIP_VM:-}" != 1 ]; then

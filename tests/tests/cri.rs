@@ -136,7 +136,19 @@ async fn a_pod_of_two_containers_runs_through_the_cri() {
     let pod = cri.run_pod(&pod_config).await;
     let first =
         cri.create(&pod, &pod_config, container_config(&image, "first", &["sh", "-c", "echo $GREETING from $(hostname); sleep 300"])).await.unwrap();
-    let second = cri.create(&pod, &pod_config, container_config(&image, "second", &["sleep", "300"])).await.unwrap();
+    // What a kubelet sends for a best-effort container: cpu shares 2 and a hugepage limit of 0 for
+    // each page size the node has, whether or not it has the hugetlb controller (this host has not;
+    // the limits are then dropped, not the container).
+    let mut second_config = container_config(&image, "second", &["sleep", "300"]);
+    second_config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            cpu_shares: 2,
+            hugepage_limits: vec![HugepageLimit { page_size: "2MB".into(), limit: 0 }, HugepageLimit { page_size: "1GB".into(), limit: 0 }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let second = cri.create(&pod, &pod_config, second_config).await.unwrap();
     let taken = cri.create(&pod, &pod_config, container_config(&image, "second", &["sleep", "300"])).await.unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
     assert_eq!(cri.status(&first).await.state, ContainerState::ContainerCreated as i32);

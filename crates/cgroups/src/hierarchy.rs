@@ -17,6 +17,18 @@ impl Hierarchy {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
         parse_mountinfo(&mountinfo)
     }
+
+    /// Whether the host has the controller at all (v1: mounted; v2: in the root's
+    /// `cgroup.controllers`): limits for a missing one cannot be enforced, and a CRI client sends
+    /// some (the kubelet's hugepage limits) whatever the host has.
+    pub fn has_controller(&self, name: &str) -> bool {
+        match self {
+            Hierarchy::V1(mounts) => mounts.contains_key(name),
+            Hierarchy::V2(root) => {
+                std::fs::read_to_string(root.join("cgroup.controllers")).map(|list| list.split_whitespace().any(|c| c == name)).unwrap_or(false)
+            }
+        }
+    }
 }
 
 fn parse_mountinfo(mountinfo: &str) -> Result<Hierarchy> {
@@ -106,6 +118,9 @@ mod tests {
         assert_eq!(map["memory"], PathBuf::from("/sys/fs/cgroup/cpu x"));
         assert_eq!(map["systemd"], PathBuf::from("/sys/fs/cgroup/systemd"));
         assert!(!map.contains_key("xattr"));
+        let hierarchy = Hierarchy::V1(map);
+        assert!(hierarchy.has_controller("memory"));
+        assert!(!hierarchy.has_controller("hugetlb"));
     }
 
     #[test]

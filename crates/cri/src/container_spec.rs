@@ -118,6 +118,21 @@ fn lowest_oom_score_adj() -> i32 {
     std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(-1000)
 }
 
+/// Whether this host has the hugetlb controller. The kubelet sends a limit for every page size
+/// the node has (0 when the pod asked for none), controller or not; where there is none the limits
+/// are dropped (there is nothing to enforce them with), as containerd and CRI-O do, rather than
+/// failing every container.
+fn hugetlb_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let available = berth_cgroups::Hierarchy::detect().is_ok_and(|h| h.has_controller("hugetlb"));
+        if !available {
+            tracing::info!("no hugetlb cgroup controller on this host: the CRI's hugepage limits are ignored");
+        }
+        available
+    })
+}
+
 /// The CRI's resources as the spec's: unset (zero) values stay unset; the OOM score apart.
 pub(crate) fn resources_of(r: &LinuxContainerResources) -> Result<(LinuxResources, Option<i32>)> {
     let mut resources = LinuxResources::default();
@@ -156,7 +171,7 @@ pub(crate) fn resources_of(r: &LinuxContainerResources) -> Result<(LinuxResource
         }
         resources.set_memory(Some(memory));
     }
-    if !r.hugepage_limits.is_empty() {
+    if !r.hugepage_limits.is_empty() && hugetlb_available() {
         let limits = r
             .hugepage_limits
             .iter()

@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// The image store and container metadata and writable layers: 0700.
     pub root: PathBuf,
-    /// The berth.v1 socket; its directory is made 0700.
+    /// The socket serving berth.v1 and the CRI; its directory is made 0700.
     pub socket: PathBuf,
+    /// More paths serving the same (each in a 0700 directory), for clients configured with
+    /// another runtime's path, such as a kubelet's `unix:///run/containerd/containerd.sock`.
+    pub extra_sockets: Vec<PathBuf>,
     /// Registries (`host:port`) spoken to over plain HTTP.
     pub plain_http: Vec<String>,
     /// Layers downloaded at once per pull.
@@ -58,6 +61,7 @@ impl Default for Config {
             default_runtime: "berth-oci".into(),
             log_max_size: 10 << 20,
             pinned_images: Vec::new(),
+            extra_sockets: Vec::new(),
         }
     }
 }

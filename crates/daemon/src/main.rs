@@ -1,8 +1,9 @@
 //! berthd: owns the image store and the containers, and serves berth.v1 and the Kubernetes CRI
-//! (runtime.v1, berth-cri) on one unix socket (0700 directory). Started again after a crash, it first recovers the store (half-written blobs and
+//! (runtime.v1, berth-cri) on one unix socket (0700 directory), and on each of the config's
+//! `extra_sockets`. Started again after a crash, it first recovers the store (half-written blobs and
 //! snapshots, the leases of pulls that died) and the containers (half-created ones are removed,
 //! exits that happened meanwhile recorded, running ones watched again — never touched). SIGTERM or
-//! SIGINT end it gracefully: calls in flight finish, the socket goes, containers keep running.
+//! SIGINT end it gracefully: calls in flight finish, the sockets go, containers keep running.
 
 mod config;
 mod containers;
@@ -87,8 +88,13 @@ async fn serve() -> anyhow::Result<()> {
     );
     let service = images::ImagesService { store, registries, containers };
 
-    let listener = bind(&config.socket)?;
-    tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
+    let sockets: Vec<&PathBuf> = std::iter::once(&config.socket).chain(&config.extra_sockets).collect();
+    let mut incoming: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + Send>> =
+        Box::pin(tokio_stream::empty());
+    for socket in &sockets {
+        incoming = Box::pin(tokio_stream::StreamExt::merge(incoming, berth_api::incoming(bind(socket)?)));
+    }
+    tracing::info!(sockets = ?sockets, root = %config.root.display(), "serving");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -102,9 +108,11 @@ async fn serve() -> anyhow::Result<()> {
         .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
         .add_service(cri.runtime_service())
         .add_service(cri.image_service())
-        .serve_with_incoming_shutdown(berth_api::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
-    let _ = std::fs::remove_file(&config.socket);
+    for socket in sockets {
+        let _ = std::fs::remove_file(socket);
+    }
     served.context("serve berth.v1")
 }
 

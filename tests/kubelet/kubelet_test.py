@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""A real kubelet runs static pods on berthd: the CRI's end-to-end test (scripts/kubelet-test.sh
+runs this inside a private network namespace; read that script's header for the why).
+
+The kubelet (v1.36, built from the Go module proxy by scripts/build-go-peers.sh) runs standalone: no
+API server, static pods from a manifest directory, berthd's CRI socket as its runtime and image
+endpoint, cgroupfs under a cgroup root of its own, cgroup v1 allowed. What is checked, in order:
+
+  1. both static pods (tests/kubelet/manifests) reach Running and Ready in the kubelet's read-only
+     API (:10255/pods); the probe pod is Ready only through its exec readiness probe (ExecSync);
+  2. the pods are berth's (crictl on berthd's socket lists them, with the kubelet's labels);
+  3. the container's log is in the pod log directory, in the CRI log format, with its line;
+  4. a kubelet restart adopts the running pods: same sandbox and container ids, same init pid,
+     restart count 0, Ready again;
+  5. removing a manifest removes the pod: gone from the kubelet, and from berthd (sandbox removed);
+  6. teardown leaves nothing: every pod removed, no process or mount naming the work directory, no
+     cgroup under the kubelet's root, no /var/log/containers link, the kernel tunables the kubelet
+     sets put back.
+
+Python 3 standard library only. Exit status: 0 passed, 1 a check failed, 2 the harness could not run.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MANIFESTS = os.path.join(ROOT, "tests", "kubelet", "manifests")
+IMAGES_PY = os.path.join(ROOT, "tests", "critest", "images.py")
+CGROUP_V1 = "/sys/fs/cgroup"
+POD_LOG_LINE = "hello from a static pod on berth"
+# What the kubelet writes at start-up (setupKernelTunables, unless protectKernelDefaults): put back.
+KERNEL_TUNABLES = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"]
+CONTAINER_LOG_LINKS = "/var/log/containers"
+READ_ONLY_API = "http://127.0.0.1:10255"
+HEALTHZ = "http://127.0.0.1:10248/healthz"
+
+
+class Failed(Exception):
+    """A check failed: exit 1."""
+
+
+class CannotRun(Exception):
+    """The harness could not set up: exit 2."""
+
+
+T0 = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:6.1f} s] {msg}", flush=True)
+
+
+def wait_for(what, check, timeout):
+    """Polls check() (a value, or None while not yet) until it gives a value; Failed after timeout."""
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < timeout:
+        try:
+            value = check()
+        except (OSError, ValueError, subprocess.CalledProcessError) as e:
+            value, last = None, e
+        if value is not None:
+            log(f"{what}: after {time.monotonic() - start:.1f} s")
+            return value
+        time.sleep(0.25)
+    raise Failed(f"{what}: not within {timeout} s" + (f" (last error: {last})" if last else ""))
+
+
+def http_get(url, timeout=2):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read(16 << 20)
+
+
+class Harness:
+    def __init__(self, args):
+        self.bin = args.bin
+        self.peers = args.peers
+        self.images = args.images
+        self.logs = args.logs
+        self.keep = args.keep
+        self.work = tempfile.mkdtemp(prefix="kubelet-", dir="/tmp")
+        os.chmod(self.work, 0o711)
+        self.sock = f"{self.work}/run/berthd.sock"
+        # The second socket berthd serves (both APIs on each): the kubelet uses this one.
+        self.cri_sock = f"{self.work}/run/cri.sock"
+        self.cgroup_root = "/" + os.path.basename(self.work)
+        self.procs = {}
+        self.tunables = {}
+        self.had_log_links_dir = os.path.isdir(CONTAINER_LOG_LINKS)
+        self.leaks = []
+        os.makedirs(f"{self.work}/logs")
+        os.makedirs(f"{self.work}/manifests")
+
+    # --- processes --------------------------------------------------------------------------
+    def spawn(self, name, argv):
+        out = open(f"{self.work}/logs/{name}.log", "ab")
+        # Own session: a Ctrl-C of the harness reaches the harness, which stops them in order.
+        self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        out.close()
+        return self.procs[name]
+
+    def stop(self, name, timeout=30):
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"{name} ignored SIGTERM for {timeout} s: SIGKILL")
+            p.kill()
+            p.wait()
+
+    def crictl(self, *args, timeout=60):
+        cmd = [f"{self.peers}/crictl", "--timeout", "30s", "-r", f"unix://{self.sock}", "-i", f"unix://{self.sock}", *args]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout).stdout
+
+    # --- setup ------------------------------------------------------------------------------
+    def start_registry(self):
+        subprocess.run([sys.executable, IMAGES_PY, "prepare", "--cache", self.images], check=True)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.registry = f"127.0.0.1:{s.getsockname()[1]}"
+        s.close()
+        config = subprocess.run([sys.executable, IMAGES_PY, "registry-config", "--storage", f"{self.images}/registry",
+                                 "--addr", self.registry], check=True, capture_output=True, text=True).stdout
+        with open(f"{self.work}/registry.yml", "w") as f:
+            f.write(config)
+        p = self.spawn("registry", ["docker-registry", "serve", f"{self.work}/registry.yml"])
+
+        def up():
+            if p.poll() is not None:
+                raise CannotRun(f"docker-registry exited (see {self.logs}/registry.log)")
+            socket.create_connection(self.registry.split(":"), timeout=1).close()
+            return True
+        wait_for(f"registry on {self.registry}", up, 30)
+
+    def start_berthd(self):
+        mirrors = "".join(f'"{r}" = ["{self.registry}"]\n' for r in ("registry.k8s.io", "docker.io"))
+        with open(f"{self.work}/berthd.toml", "w") as f:
+            f.write(f'root = "{self.work}/root"\nstate = "{self.work}/state"\nsocket = "{self.sock}"\n'
+                    f'extra_sockets = ["{self.cri_sock}"]\nplain_http = ["{self.registry}"]\n\n[mirrors]\n{mirrors}')
+        p = self.spawn("berthd", [f"{self.bin}/berthd", "--config", f"{self.work}/berthd.toml"])
+
+        def up():
+            if p.poll() is not None:
+                raise CannotRun(f"berthd exited (see {self.logs}/berthd.log)")
+            self.crictl("version")
+            return True
+        wait_for("berthd answers on its socket", up, 30)
+
+    def make_cgroup_root(self):
+        """The kubelet wants its cgroup root to exist in every v1 hierarchy; its own, so that
+        teardown can prove it empty."""
+        for ctrl in self.hierarchies():
+            path = f"{CGROUP_V1}/{ctrl}{self.cgroup_root}"
+            os.mkdir(path)
+            if ctrl == "cpuset":
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    with open(f"{CGROUP_V1}/cpuset/{knob}") as src, open(f"{path}/{knob}", "w") as dst:
+                        dst.write(src.read())
+
+    @staticmethod
+    def hierarchies():
+        # cgroup v1 controllers (named ones too); not the hybrid's v2 "unified" mount.
+        return sorted(d for d in os.listdir(CGROUP_V1)
+                      if d != "unified" and os.path.isdir(f"{CGROUP_V1}/{d}") and not os.path.islink(f"{CGROUP_V1}/{d}"))
+
+    def save_tunables(self):
+        for t in KERNEL_TUNABLES:
+            with open(f"/proc/sys/{t}") as f:
+                self.tunables[t] = f.read().strip()
+
+    def start_kubelet(self):
+        config = f"""apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: {self.cgroup_root}
+containerRuntimeEndpoint: unix://{self.cri_sock}
+imageServiceEndpoint: unix://{self.cri_sock}
+staticPodPath: {self.work}/manifests
+fileCheckFrequency: 1s
+syncFrequency: 10s
+podLogsDir: {self.work}/pod-logs
+address: 127.0.0.1
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+readOnlyPort: 10255
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+failSwapOn: false
+evictionHard:
+  memory.available: 1Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+localStorageCapacityIsolation: false
+"""
+        with open(f"{self.work}/kubelet.yaml", "w") as f:
+            f.write(config)
+        p = self.spawn("kubelet", [f"{self.peers}/kubelet", "--config", f"{self.work}/kubelet.yaml",
+                                   "--root-dir", f"{self.work}/kubelet", "--cert-dir", f"{self.work}/kubelet/pki",
+                                   "--hostname-override", "berth-kubelet-test", "--v=2"])
+
+        def healthy():
+            if p.poll() is not None:
+                raise CannotRun(f"the kubelet exited with {p.returncode} (see {self.logs}/kubelet.log)")
+            return True if http_get(HEALTHZ) == b"ok" else None
+        wait_for("kubelet healthy", healthy, 60)
+
+    # --- what the kubelet and berthd say ----------------------------------------------------
+    @staticmethod
+    def kubelet_pods():
+        return {p["metadata"]["name"]: p for p in json.loads(http_get(f"{READ_ONLY_API}/pods"))["items"] or []}
+
+    def running_and_ready(self, name):
+        pod = self.kubelet_pods().get(name)
+        if not pod or pod.get("status", {}).get("phase") != "Running":
+            return None
+        ready = [c for c in pod["status"].get("conditions", []) if c["type"] == "Ready"]
+        return pod if ready and ready[0]["status"] == "True" else None
+
+    def berth_pods(self):
+        return json.loads(self.crictl("pods", "-o", "json"))["items"]
+
+    def berth_pod(self, name):
+        found = [p for p in self.berth_pods() if p["metadata"]["name"].startswith(name + "-") and p["state"] == "SANDBOX_READY"]
+        return found[0] if len(found) == 1 else None
+
+    def berth_container(self, sandbox):
+        found = json.loads(self.crictl("ps", "-o", "json", "-p", sandbox))["containers"]
+        if len(found) != 1:
+            raise Failed(f"pod {sandbox}: {len(found)} containers, expected 1")
+        c = found[0]
+        info = json.loads(self.crictl("inspect", c["id"]))
+        return {"id": c["id"], "state": c["state"], "pid": info["info"]["pid"], "attempt": c["metadata"]["attempt"]}
+
+    # --- checks -------------------------------------------------------------------------------
+    def run(self):
+        self.save_tunables()
+        self.make_cgroup_root()
+        self.start_registry()
+        self.start_berthd()
+        self.start_kubelet()
+        for m in ("hostnet.yaml", "probe.yaml"):
+            shutil.copy(f"{MANIFESTS}/{m}", f"{self.work}/manifests/{m}")
+        log("manifests in place: hostnet, probe")
+
+        # 1. Running and Ready, as the kubelet sees them.
+        pods = {name: wait_for(f"{name}: Running and Ready", lambda n=name: self.running_and_ready(n), 180)
+                for name in ("hostnet-berth-kubelet-test", "probe-berth-kubelet-test")}
+        for name, pod in pods.items():
+            (status,) = pod["status"]["containerStatuses"]
+            if not status["ready"] or status["restartCount"] != 0 or "running" not in status["state"]:
+                raise Failed(f"{name}: container status {status}")
+            if not status["containerID"].startswith("berth://"):
+                raise Failed(f"{name}: containerID {status['containerID']} is not berth's")
+        log("kubelet: both pods Running and Ready, restartCount 0, container ids berth://…")
+
+        # The readiness probe (ExecSync) held the pod back until the container made /tmp/ready,
+        # two seconds after it started: Ready must come later than the start (RFC 3339 seconds).
+        probe = pods["probe-berth-kubelet-test"]
+        started = probe["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+        ready_at = [c["lastTransitionTime"] for c in probe["status"]["conditions"] if c["type"] == "Ready"][0]
+        if not ready_at > started:
+            raise Failed(f"probe: Ready at {ready_at}, not after its container started at {started}: the probe did not gate it")
+        log(f"probe: container started {started}, Ready from {ready_at} (the exec probe passed)")
+
+        # 2. They are berth's pods, with the kubelet's labels.
+        before = {}
+        for name in ("hostnet", "probe"):
+            sandbox = wait_for(f"berthd lists pod {name}", lambda n=name: self.berth_pod(n), 10)
+            labels = sandbox.get("labels", {})
+            if labels.get("io.kubernetes.pod.name") != f"{name}-berth-kubelet-test":
+                raise Failed(f"pod {name}: labels {labels}")
+            c = self.berth_container(sandbox["id"])
+            if c["state"] != "CONTAINER_RUNNING" or not c["pid"]:
+                raise Failed(f"pod {name}: container {c}")
+            before[name] = (sandbox["id"], c)
+        log("berthd: both sandboxes ready, one running container each")
+
+        # 3. The container's log, where the kubelet asked for it, in the CRI format.
+        uid = pods["hostnet-berth-kubelet-test"]["metadata"]["uid"]
+        log_file = f"{self.work}/pod-logs/default_hostnet-berth-kubelet-test_{uid}/main/0.log"
+
+        def logged():
+            with open(log_file) as f:
+                lines = f.read().splitlines()
+            return lines or None
+        lines = wait_for(f"log line in {log_file}", logged, 10)
+        fields = lines[0].split(" ", 3)
+        if len(fields) != 4 or fields[1] != "stdout" or fields[2] != "F" or fields[3] != POD_LOG_LINE:
+            raise Failed(f"{log_file}: first line {lines[0]!r} is not `<time> stdout F {POD_LOG_LINE}`")
+        log(f"log: {lines[0]!r}")
+
+        # 4. A kubelet restart adopts the running pods.
+        self.stop("kubelet")
+        log("kubelet stopped (SIGTERM)")
+        self.start_kubelet()
+        for name in ("hostnet", "probe"):
+            wait_for(f"{name}: Running and Ready after the restart",
+                     lambda n=name: self.running_and_ready(n + "-berth-kubelet-test"), 120)
+        # Give the kubelet a few sync periods in which a wrong adoption would show (a restart).
+        time.sleep(12)
+        for name, (sandbox_id, c) in before.items():
+            now = self.berth_pod(name)
+            if now is None or now["id"] != sandbox_id:
+                raise Failed(f"pod {name}: sandbox {sandbox_id} replaced by {now and now['id']} after the kubelet restart")
+            c2 = self.berth_container(sandbox_id)
+            if (c2["id"], c2["pid"], c2["attempt"], c2["state"]) != (c["id"], c["pid"], c["attempt"], "CONTAINER_RUNNING"):
+                raise Failed(f"pod {name}: container {c} became {c2} after the kubelet restart")
+            status = self.running_and_ready(name + "-berth-kubelet-test")
+            if status is None or status["status"]["containerStatuses"][0]["restartCount"] != 0:
+                raise Failed(f"pod {name}: not Ready with restartCount 0 after the kubelet restart")
+        log("kubelet restart: same sandboxes, same containers and pids, restartCount 0, Ready")
+
+        # 5. Removing a manifest removes the pod, from the kubelet and (its container GC) berthd.
+        os.unlink(f"{self.work}/manifests/hostnet.yaml")
+        wait_for("hostnet: gone from the kubelet",
+                 lambda: True if "hostnet-berth-kubelet-test" not in self.kubelet_pods() else None, 60)
+        hostnet_sandbox = before["hostnet"][0]
+        wait_for("hostnet: sandbox removed from berthd (the kubelet's GC, every minute)",
+                 lambda: True if all(p["id"] != hostnet_sandbox for p in self.berth_pods()) else None, 150)
+        if self.running_and_ready("probe-berth-kubelet-test") is None:
+            raise Failed("probe: no longer Ready after hostnet was removed")
+        log("manifest removed: pod hostnet stopped and removed; probe untouched")
+
+        # Then the last one too: the kubelet leaves berthd with no pod.
+        os.unlink(f"{self.work}/manifests/probe.yaml")
+        probe_sandbox = before["probe"][0]
+        wait_for("probe: sandbox removed from berthd",
+                 lambda: True if all(p["id"] != probe_sandbox for p in self.berth_pods()) else None, 150)
+
+    # --- teardown -----------------------------------------------------------------------------
+    def pids_naming_work(self):
+        me = os.getpid()
+        found = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit() or int(p) == me:
+                continue
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if (self.work + "/").encode() in f.read():
+                        found.append(int(p))
+            except OSError:
+                pass
+        return found
+
+    def mounts_under_work(self):
+        with open("/proc/self/mountinfo") as f:
+            targets = [line.split()[4] for line in f]
+        return sorted({t for t in targets if t.startswith(self.work + "/")}, reverse=True)
+
+    def leak(self, what):
+        self.leaks.append(what)
+        log(f"LEAK: {what}")
+
+    def teardown(self):
+        log("teardown")
+        self.stop("kubelet")
+        if "berthd" in self.procs and self.procs["berthd"].poll() is None:
+            try:
+                pods = self.berth_pods()
+                for p in pods:
+                    self.crictl("stopp", p["id"])
+                    self.crictl("rmp", p["id"])
+                if pods:
+                    log(f"teardown removed {len(pods)} pods the kubelet left")
+                left = json.loads(self.crictl("ps", "-a", "-o", "json"))["containers"]
+                if left:
+                    self.leak(f"{len(left)} containers listed after every pod was removed")
+            except (subprocess.SubprocessError, OSError, ValueError) as e:
+                self.leak(f"could not list or remove pods: {e}")
+        self.stop("berthd")
+        self.stop("registry")
+        time.sleep(0.5)
+        for pid in self.pids_naming_work():
+            self.leak(f"process {pid} names {self.work}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # The kubelet makes its root directory a shared bind mount of itself: that one is the
+        # kubelet's, not a leak; anything else is.
+        for t in self.mounts_under_work():
+            if t != f"{self.work}/kubelet":
+                self.leak(f"mount {t}")
+            subprocess.run(["umount", "-l", t], check=False)
+        self.remove_cgroup_root()
+        self.remove_log_links()
+        for t, value in self.tunables.items():
+            with open(f"/proc/sys/{t}", "w") as f:
+                f.write(value)
+        if self.logs:
+            os.makedirs(self.logs, exist_ok=True)
+            for name in os.listdir(self.logs):
+                os.unlink(f"{self.logs}/{name}")
+            for name in os.listdir(f"{self.work}/logs"):
+                shutil.copy(f"{self.work}/logs/{name}", self.logs)
+            for name in ("kubelet.yaml", "berthd.toml"):
+                if os.path.exists(f"{self.work}/{name}"):
+                    shutil.copy(f"{self.work}/{name}", self.logs)
+        if self.keep:
+            log(f"kept {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def remove_cgroup_root(self):
+        for ctrl in self.hierarchies():
+            top = f"{CGROUP_V1}/{ctrl}{self.cgroup_root}"
+            if not os.path.isdir(top):
+                continue
+            dirs = [d for d, _, _ in os.walk(top)]
+            # The kubelet's own cgroups (kubepods, its QoS classes, and the pods' when it was
+            # stopped before cleaning them up) are its business; a container's (berth's) below a
+            # pod's is a leak.
+            for d in dirs:
+                parts = d[len(top):].strip("/").split("/")
+                pod = next((i for i, p in enumerate(parts) if p.startswith("pod")), None)
+                if pod is not None and len(parts) > pod + 1:
+                    self.leak(f"cgroup {ctrl}{self.cgroup_root}/{'/'.join(parts)}")
+            for d in sorted(dirs, key=len, reverse=True):
+                try:
+                    os.rmdir(d)
+                except OSError as e:
+                    self.leak(f"cgroup {d}: {e}")
+
+    def remove_log_links(self):
+        if not os.path.isdir(CONTAINER_LOG_LINKS):
+            return
+        for name in os.listdir(CONTAINER_LOG_LINKS):
+            path = f"{CONTAINER_LOG_LINKS}/{name}"
+            if os.path.islink(path) and os.readlink(path).startswith(self.work + "/"):
+                os.unlink(path)
+        if not self.had_log_links_dir and not os.listdir(CONTAINER_LOG_LINKS):
+            os.rmdir(CONTAINER_LOG_LINKS)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", default=f"{ROOT}/target/debug")
+    parser.add_argument("--peers", default=f"{ROOT}/target/go-peers/bin")
+    parser.add_argument("--images", default=f"{ROOT}/target/critest-images")
+    parser.add_argument("--logs", default=f"{ROOT}/target/kubelet-logs")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    # A SIGTERM (CI's timeout) unwinds through the teardown like a Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    h = Harness(args)
+    log(f"work directory {h.work}")
+    rc = 0
+    try:
+        h.run()
+        log("PASS: the kubelet ran, probed, restarted around and removed static pods on berthd")
+    except Failed as e:
+        log(f"FAIL: {e}")
+        rc = 1
+    except (CannotRun, subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        log(f"ERROR: the harness could not run: {e}")
+        rc = 2
+    except KeyboardInterrupt:
+        log("interrupted")
+        rc = 130
+    except Exception:  # a harness bug: its traceback, then the teardown all the same
+        traceback.print_exc()
+        rc = 2
+    finally:
+        h.teardown()
+    if h.leaks:
+        log(f"FAIL: {len(h.leaks)} leaks (listed above)")
+        rc = rc or 1
+    log(f"logs in {args.logs}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

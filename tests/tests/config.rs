@@ -288,3 +288,39 @@ fn mount_propagation_from_host_reaches_rslave_container_mounts() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "propagated");
     env.leak_check();
 }
+
+#[test]
+fn rshared_root_propagation_lets_container_mounts_reach_the_host() {
+    let mut env = TestEnv::new("propagation-rshared");
+    let shared = env.dir.join("shared");
+    std::fs::create_dir_all(shared.join("inner")).unwrap();
+    let sh = |args: &[&str]| assert!(std::process::Command::new(args[0]).args(&args[1..]).status().unwrap().success(), "{args:?}");
+    let shared_str = shared.to_str().unwrap().to_string();
+    sh(&["mount", "--bind", &shared_str, &shared_str]);
+    sh(&["mount", "--make-shared", &shared_str]);
+    // What the CRI asks for a Bidirectional mount (containerd's spec too): an rshared root and an
+    // rshared bind. With the runtime's rslave root made first, the bind falls out of the host's
+    // peer group and the container's mount never reaches the host.
+    env.bundle.edit(|c| {
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/shared", "type": "bind", "source": shared_str, "options": ["rbind", "rshared"]}));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
+        }
+        // berth-oci spec's profile refuses mount(2) to a container without CAP_SYS_ADMIN.
+        c["linux"].as_object_mut().unwrap().remove("seccomp");
+        c["process"]["args"] = json!(["sh", "-c", "mount -t tmpfs from-container /shared/inner && touch /shared/inner/marker && echo mounted"]);
+    });
+    let (code, out, err) = run(&env, "rshared");
+    let reached = shared.join("inner/marker").exists();
+    if reached {
+        sh(&["umount", shared.join("inner").to_str().unwrap()]);
+    }
+    sh(&["umount", &shared_str]);
+    assert_eq!((code, out.trim()), (0, "mounted"), "{err}");
+    assert!(reached, "the container's tmpfs on its rshared bind is seen on the host");
+    env.leak_check();
+}

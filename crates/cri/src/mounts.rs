@@ -71,6 +71,23 @@ pub(crate) fn options(config: &ContainerConfig, pod_dir: &Path, readonly_rootfs:
         }
         opts.push(spec_opts::with_bind(source, mount.container_path.clone(), ["rbind", propagation, mode].map(String::from).to_vec()));
     }
+    // The root's propagation follows the most open mount, as containerd sets it: a bidirectional
+    // mount needs an rshared root (else the runtime's rslave root cuts it off from the host's peer
+    // group before the bind is made), a host-to-container one an rslave root.
+    let propagations: Vec<_> = config.mounts.iter().filter_map(|m| MountPropagation::try_from(m.propagation).ok()).collect();
+    let root = if propagations.contains(&MountPropagation::PropagationBidirectional) {
+        Some("rshared")
+    } else if propagations.contains(&MountPropagation::PropagationHostToContainer) {
+        Some("rslave")
+    } else {
+        None
+    };
+    if let Some(root) = root {
+        opts.push(Box::new(move |spec: &mut oci_spec::runtime::Spec| {
+            spec.linux_mut().get_or_insert_with(Default::default).set_rootfs_propagation(Some(root.to_string()));
+            Ok(())
+        }));
+    }
     for device in &config.devices {
         let permissions = if device.permissions.is_empty() { "rwm".to_string() } else { device.permissions.clone() };
         opts.push(spec_opts::with_device(PathBuf::from(&device.host_path), device.container_path.clone(), permissions));

@@ -15,8 +15,17 @@ use std::path::Path;
 pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
-    // Nothing mounted from here on may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(|e| Error::sys("make / rslave", e))?;
+    // The root's propagation first, before any mount (runc's order): rslave by default, so nothing
+    // mounted from here on propagates back to the host; rootfsPropagation rshared keeps the host's
+    // shared mounts as peers, so that a bind of one with "rshared" propagates both ways.
+    let root_propagation = match linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))?,
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(None::<&str>, "/", None::<&str>, root_propagation, None::<&str>).map_err(|e| Error::sys("set the root's propagation", e))?;
+    if root_propagation.contains(MsFlags::MS_SHARED) {
+        make_enclosing_mount_private(ctx.rootfs)?;
+    }
     mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
     let root = std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?;
@@ -52,6 +61,21 @@ pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
     }
     chdir("/").map_err(|e| Error::sys("chdir /", e))?;
     Ok(hook_state)
+}
+
+/// The mount holding `rootfs` (this mount namespace's copy) made private: the rootfs bind made on
+/// it next then neither propagates to the host nor sits on a shared parent, which pivot_root
+/// refuses. The enclosing mount is the nearest ancestor (the rootfs included) that is a mount point:
+/// MS_PRIVATE on any other path fails with EINVAL.
+fn make_enclosing_mount_private(rootfs: &Path) -> Result<()> {
+    for dir in rootfs.ancestors() {
+        match mount(None::<&str>, dir, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL) => continue,
+            Err(e) => return Err(Error::sys(format!("make {} private", dir.display()), e)),
+        }
+    }
+    Err(Error::Init(format!("no mount holds {}", rootfs.display())))
 }
 
 /// prestart/createRuntime run in the runtime's namespaces (by the parent); createContainer runs here,

@@ -1,0 +1,162 @@
+//! Network state a CNI test makes on the host, and the proof it is gone: [`NetNs`] pins a network
+//! namespace under the test's directory; [`HostNetwork`] snapshots the host's iptables rules and
+//! IPv4 forwarding before the test, then after it lists what the test's attachments left (veths
+//! on its bridge, rules naming its container ids, host-local allocations) and takes away the
+//! shared plumbing plugins make once per host and never remove (the bridge, portmap's top-level
+//! chains and the jumps to them, ip_forward), so the host is as it was.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace pinned at a file (a bind mount of the namespace), loopback up.
+pub struct NetNs {
+    pub path: PathBuf,
+}
+
+impl NetNs {
+    pub fn new(path: &Path) -> NetNs {
+        std::fs::write(path, b"").expect("create the netns pin file");
+        let pin = path.to_str().expect("a UTF-8 path");
+        run(&["unshare", &format!("--net={pin}"), "true"]);
+        let ns = NetNs { path: path.to_path_buf() };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside; its stdout.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut all = vec!["nsenter", "--net"];
+        let net = format!("--net={}", self.path.display());
+        all[1] = &net;
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command.arg(format!("--net={}", self.path.display())).args(args);
+        command
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The host's IPv4 iptables rules (every table) without counters, one rule or chain a line.
+fn iptables_lines() -> Vec<String> {
+    run(&["iptables-save"])
+        .lines()
+        .filter(|l| l.starts_with('-') || l.starts_with(':') || l.starts_with('*'))
+        .map(|l| {
+            // ":CHAIN POLICY [packets:bytes]" → ":CHAIN POLICY"
+            match l.strip_prefix(':') {
+                Some(chain) => format!(":{}", chain.split(" [").next().unwrap_or(chain)),
+                None => l.to_string(),
+            }
+        })
+        .collect()
+}
+
+pub struct HostNetwork {
+    iptables: Vec<String>,
+    ip_forward: String,
+}
+
+impl HostNetwork {
+    pub fn snapshot() -> HostNetwork {
+        HostNetwork { iptables: iptables_lines(), ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default() }
+    }
+
+    /// What the attachments of `ids` left on `bridge` and in `ipam_dir` (host-local's dataDir):
+    /// call after every DEL. Then restores the host (see the module doc) whatever it found.
+    pub fn leaks_then_restore(&self, bridge: &str, ipam_dir: &Path, ids: &[String]) -> Vec<String> {
+        let mut leaks = Vec::new();
+        for line in run(&["ip", "-o", "link", "show"]).lines() {
+            if line.contains(&format!(" master {bridge} ")) {
+                leaks.push(format!("veth on {bridge}: {line}"));
+            }
+        }
+        let now = iptables_lines();
+        for line in &now {
+            if ids.iter().any(|id| line.contains(id.as_str())) {
+                leaks.push(format!("iptables rule: {line}"));
+            }
+        }
+        for entry in std::fs::read_dir(ipam_dir).into_iter().flatten().flatten() {
+            let network = entry.path();
+            for file in std::fs::read_dir(&network).into_iter().flatten().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name != "lock" && !name.starts_with("last_reserved_ip") {
+                    leaks.push(format!("IP allocation: {}", file.path().display()));
+                }
+            }
+        }
+        // The plumbing: new rules first (jumps into new chains), then the new chains.
+        let mut table = String::new();
+        for line in &now {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            } else if line.starts_with("-A ") && !self.iptables.contains(line) {
+                let _ = Command::new("iptables").args(["-t", &table, "-D"]).args(shell_words(&line[3..])).status();
+            }
+        }
+        for line in &now {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            } else if let Some(chain) = line.strip_prefix(':').filter(|_| !self.iptables.contains(line)) {
+                let name = chain.split_whitespace().next().unwrap_or_default();
+                let _ = Command::new("iptables").args(["-t", &table, "-F", name]).status();
+                let _ = Command::new("iptables").args(["-t", &table, "-X", name]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["link", "del", bridge]).stderr(std::process::Stdio::null()).status();
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
+        let after = iptables_lines();
+        // A table first used by the test keeps its built-in chains (empty, policy ACCEPT).
+        let builtin = |l: &str| ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "FORWARD"].iter().any(|c| l == format!(":{c} ACCEPT"));
+        for line in after.iter().filter(|l| !self.iptables.contains(l) && !l.starts_with('*') && !builtin(l)) {
+            leaks.push(format!("iptables not restored: {line}"));
+        }
+        leaks
+    }
+}
+
+/// iptables-save's quoting: words, with "double quoted" ones (comments, `\"` inside) whole.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        if c == '"' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => word.extend(chars.next()),
+                    '"' => break,
+                    c => word.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek().filter(|c| **c != ' ') {
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push(word);
+    }
+    words
+}

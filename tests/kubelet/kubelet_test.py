@@ -6,16 +6,18 @@ The kubelet (v1.36, built from the Go module proxy by scripts/build-go-peers.sh)
 API server, static pods from a manifest directory, berthd's CRI socket as its runtime and image
 endpoint, cgroupfs under a cgroup root of its own, cgroup v1 allowed. What is checked, in order:
 
-  1. both static pods (tests/kubelet/manifests) reach Running and Ready in the kubelet's read-only
-     API (:10255/pods); the probe pod is Ready only through its exec readiness probe (ExecSync);
+  1. the static pods (tests/kubelet/manifests) reach Running and Ready in the kubelet's read-only
+     API (:10255/pods): a hostNetwork one; one Ready only through its exec readiness probe
+     (ExecSync); one on the pod network (a CNI bridge of the test's own, in the private network
+     namespace), Ready through an HTTP probe at its pod IP, which the test fetches from too;
   2. the pods are berth's (crictl on berthd's socket lists them, with the kubelet's labels);
   3. the container's log is in the pod log directory, in the CRI log format, with its line;
   4. a kubelet restart adopts the running pods: same sandbox and container ids, same init pid,
      restart count 0, Ready again;
   5. removing a manifest removes the pod: gone from the kubelet, and from berthd (sandbox removed);
   6. teardown leaves nothing: every pod removed, no process or mount naming the work directory, no
-     cgroup under the kubelet's root, no /var/log/containers link, the kernel tunables the kubelet
-     sets put back.
+     cgroup under the kubelet's root, no /var/log/containers link, no IP allocation, the kernel
+     tunables the kubelet sets put back.
 
 Python 3 standard library only. Exit status: 0 passed, 1 a check failed, 2 the harness could not run.
 """
@@ -43,6 +45,9 @@ KERNEL_TUNABLES = ["vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "k
 CONTAINER_LOG_LINKS = "/var/log/containers"
 READ_ONLY_API = "http://127.0.0.1:10255"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
+POD_SUBNET = "10.244.0.0/24"
+WEB_LINE = "hello from the pod network"
+PODS = ("hostnet", "probe", "web")
 
 
 class Failed(Exception):
@@ -148,9 +153,19 @@ class Harness:
 
     def start_berthd(self):
         mirrors = "".join(f'"{r}" = ["{self.registry}"]\n' for r in ("registry.k8s.io", "docker.io"))
+        # The pod network: Debian's bridge, host-local and portmap, inside the test's network
+        # namespace (the bridge and its rules go with it); allocations under the work dir.
+        os.makedirs(f"{self.work}/net.d")
+        with open(f"{self.work}/net.d/10-kubelet-test.conflist", "w") as f:
+            json.dump({"cniVersion": "1.0.0", "name": "kubelet-test", "plugins": [
+                {"type": "bridge", "bridge": "kubelet0", "isGateway": True, "ipMasq": False,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{self.work}/ipam"}},
+                {"type": "portmap", "capabilities": {"portMappings": True}}]}, f)
         with open(f"{self.work}/berthd.toml", "w") as f:
             f.write(f'root = "{self.work}/root"\nstate = "{self.work}/state"\nsocket = "{self.sock}"\n'
-                    f'extra_sockets = ["{self.cri_sock}"]\nplain_http = ["{self.registry}"]\n\n[mirrors]\n{mirrors}')
+                    f'extra_sockets = ["{self.cri_sock}"]\nplain_http = ["{self.registry}"]\n'
+                    f'cni_conf_dir = "{self.work}/net.d"\n\n[mirrors]\n{mirrors}')
         p = self.spawn("berthd", [f"{self.bin}/berthd", "--config", f"{self.work}/berthd.toml"])
 
         def up():
@@ -261,20 +276,30 @@ localStorageCapacityIsolation: false
         self.start_registry()
         self.start_berthd()
         self.start_kubelet()
-        for m in ("hostnet.yaml", "probe.yaml"):
-            shutil.copy(f"{MANIFESTS}/{m}", f"{self.work}/manifests/{m}")
-        log("manifests in place: hostnet, probe")
+        for name in PODS:
+            shutil.copy(f"{MANIFESTS}/{name}.yaml", f"{self.work}/manifests/{name}.yaml")
+        log(f"manifests in place: {', '.join(PODS)}")
 
         # 1. Running and Ready, as the kubelet sees them.
-        pods = {name: wait_for(f"{name}: Running and Ready", lambda n=name: self.running_and_ready(n), 180)
-                for name in ("hostnet-berth-kubelet-test", "probe-berth-kubelet-test")}
+        pods = {f"{name}-berth-kubelet-test": wait_for(f"{name}: Running and Ready", lambda n=name: self.running_and_ready(f"{n}-berth-kubelet-test"), 180)
+                for name in PODS}
         for name, pod in pods.items():
             (status,) = pod["status"]["containerStatuses"]
             if not status["ready"] or status["restartCount"] != 0 or "running" not in status["state"]:
                 raise Failed(f"{name}: container status {status}")
             if not status["containerID"].startswith("berth://"):
                 raise Failed(f"{name}: containerID {status['containerID']} is not berth's")
-        log("kubelet: both pods Running and Ready, restartCount 0, container ids berth://…")
+        log("kubelet: every pod Running and Ready, restartCount 0, container ids berth://…")
+
+        # The pod network: web's IP is from the bridge's subnet (the hostNetwork pods have the
+        # node's), and it serves there (the kubelet's HTTP probe made it Ready; the test asks too).
+        web_ip = pods["web-berth-kubelet-test"]["status"].get("podIP", "")
+        if not web_ip.startswith(POD_SUBNET.rsplit(".", 1)[0] + "."):
+            raise Failed(f"web: pod IP {web_ip!r} is not from {POD_SUBNET}")
+        body = http_get(f"http://{web_ip}:8080/index.html").decode().strip()
+        if body != WEB_LINE:
+            raise Failed(f"web: http://{web_ip}:8080/ answered {body!r}")
+        log(f"web: pod IP {web_ip}, serving {body!r} there")
 
         # The readiness probe (ExecSync) held the pod back until the container made /tmp/ready,
         # two seconds after it started: Ready must come later than the start (RFC 3339 seconds).
@@ -287,7 +312,7 @@ localStorageCapacityIsolation: false
 
         # 2. They are berth's pods, with the kubelet's labels.
         before = {}
-        for name in ("hostnet", "probe"):
+        for name in PODS:
             sandbox = wait_for(f"berthd lists pod {name}", lambda n=name: self.berth_pod(n), 10)
             labels = sandbox.get("labels", {})
             if labels.get("io.kubernetes.pod.name") != f"{name}-berth-kubelet-test":
@@ -296,7 +321,7 @@ localStorageCapacityIsolation: false
             if c["state"] != "CONTAINER_RUNNING" or not c["pid"]:
                 raise Failed(f"pod {name}: container {c}")
             before[name] = (sandbox["id"], c)
-        log("berthd: both sandboxes ready, one running container each")
+        log("berthd: every sandbox ready, one running container each")
 
         # 3. The container's log, where the kubelet asked for it, in the CRI format.
         uid = pods["hostnet-berth-kubelet-test"]["metadata"]["uid"]
@@ -316,7 +341,7 @@ localStorageCapacityIsolation: false
         self.stop("kubelet")
         log("kubelet stopped (SIGTERM)")
         self.start_kubelet()
-        for name in ("hostnet", "probe"):
+        for name in PODS:
             wait_for(f"{name}: Running and Ready after the restart",
                      lambda n=name: self.running_and_ready(n + "-berth-kubelet-test"), 120)
         # Give the kubelet a few sync periods in which a wrong adoption would show (a restart).
@@ -340,15 +365,22 @@ localStorageCapacityIsolation: false
         hostnet_sandbox = before["hostnet"][0]
         wait_for("hostnet: sandbox removed from berthd (the kubelet's GC, every minute)",
                  lambda: True if all(p["id"] != hostnet_sandbox for p in self.berth_pods()) else None, 150)
-        if self.running_and_ready("probe-berth-kubelet-test") is None:
-            raise Failed("probe: no longer Ready after hostnet was removed")
-        log("manifest removed: pod hostnet stopped and removed; probe untouched")
+        for name in ("probe", "web"):
+            if self.running_and_ready(f"{name}-berth-kubelet-test") is None:
+                raise Failed(f"{name}: no longer Ready after hostnet was removed")
+        log("manifest removed: pod hostnet stopped and removed; the others untouched")
 
-        # Then the last one too: the kubelet leaves berthd with no pod.
-        os.unlink(f"{self.work}/manifests/probe.yaml")
-        probe_sandbox = before["probe"][0]
-        wait_for("probe: sandbox removed from berthd",
-                 lambda: True if all(p["id"] != probe_sandbox for p in self.berth_pods()) else None, 150)
+        # Then the others too: the kubelet leaves berthd with no pod, and web's address is free.
+        for name in ("probe", "web"):
+            os.unlink(f"{self.work}/manifests/{name}.yaml")
+        for name in ("probe", "web"):
+            sandbox = before[name][0]
+            wait_for(f"{name}: sandbox removed from berthd",
+                     lambda s=sandbox: True if all(p["id"] != s for p in self.berth_pods()) else None, 150)
+        allocations = [f for _, _, files in os.walk(f"{self.work}/ipam") for f in files if f != "lock" and not f.startswith("last_reserved")]
+        if allocations:
+            raise Failed(f"IP allocations left after every pod went: {allocations}")
+        log("every pod removed; no IP allocation left")
 
     # --- teardown -----------------------------------------------------------------------------
     def pids_naming_work(self):

@@ -383,3 +383,79 @@ async fn a_pod_sharing_its_pid_namespace_has_berths_infra_as_init() {
     drop(berthd);
     env.leak_check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
+    let env = TestEnv::new("cri-cni");
+    let registry = busybox_registry(&env);
+    let pid = std::process::id();
+    let (bridge, subnet, ipam, host_port) =
+        (format!("bcri{}", pid % 100_000), format!("10.232.{}.0/24", pid % 250), env.dir.join("ipam"), 20_000 + (pid % 10_000) as i32);
+    let conf_dir = env.dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": "berth-cri-test", "plugins": [
+        {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam}},
+        {"type": "portmap", "capabilities": {"portMappings": true}}]});
+    std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
+    let host = berth_testsupport::HostNetwork::snapshot();
+    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("cni_conf_dir = {conf_dir:?}\n"), None);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+    let status = cri.runtime.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    assert!(status.status.unwrap().conditions.iter().any(|c| c.r#type == "NetworkReady" && c.status), "a usable CNI config: NetworkReady");
+
+    // Pod a serves on 8080 (published on 127.0.0.1:host_port); pod b fetches from it by IP.
+    let mut a_config = pod_config(&env, "web");
+    a_config.port_mappings = vec![PortMapping { protocol: Protocol::Tcp as i32, container_port: 8080, host_port, host_ip: "127.0.0.1".into() }];
+    let b_config = pod_config(&env, "client");
+    let (a, b) = (cri.run_pod(&a_config).await, cri.run_pod(&b_config).await);
+    let pod_ip = |status: PodSandboxStatusResponse| status.status.unwrap().network.unwrap().ip;
+    let a_ip =
+        pod_ip(cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap().into_inner());
+    let b_ip =
+        pod_ip(cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: b.clone(), verbose: false }).await.unwrap().into_inner());
+    let prefix = subnet.trim_end_matches("0/24");
+    assert!(a_ip.starts_with(prefix) && b_ip.starts_with(prefix) && a_ip != b_ip, "pod IPs {a_ip} {b_ip} from {subnet}");
+    let server = cri
+        .create(
+            &a,
+            &a_config,
+            container_config(&image, "server", &["sh", "-c", "echo hello from web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]),
+        )
+        .await
+        .unwrap();
+    let client = cri.create(&b, &b_config, container_config(&image, "client", &["sleep", "300"])).await.unwrap();
+    cri.start(&server).await;
+    cri.start(&client).await;
+    assert!(text(&cri.exec(&server, &["ip", "-o", "addr", "show", "eth0"]).await.stdout).contains(&format!("{a_ip}/24")));
+    let mut fetched = String::new();
+    for _ in 0..50 {
+        fetched = text(&cri.exec(&client, &["wget", "-q", "-O", "-", &format!("http://{a_ip}:8080/")]).await.stdout);
+        if !fetched.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let from_host = std::process::Command::new("timeout")
+        .args(["5", "busybox", "wget", "-q", "-O", "-", &format!("http://127.0.0.1:{host_port}/")])
+        .output()
+        .unwrap();
+
+    for pod in [&a, &b] {
+        cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    }
+    let stopped = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap();
+    let stopped_ip = pod_ip(stopped.into_inner());
+    for pod in [&a, &b] {
+        cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    }
+    drop(berthd);
+    let leaks = host.leaks_then_restore(&bridge, &ipam, &[a.clone(), b.clone()]);
+    assert_eq!(fetched, "hello from web", "pod b to pod a by IP");
+    assert_eq!(String::from_utf8_lossy(&from_host.stdout).trim(), "hello from web", "the host to pod a through 127.0.0.1:{host_port}");
+    assert_eq!(stopped_ip, "", "a stopped pod's address is released");
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}

@@ -24,6 +24,9 @@ pub enum Error {
     Image(#[from] berth_image::Error),
     #[error("{0}")]
     Shim(String),
+    /// The pod network (CNI) failed or is not configured.
+    #[error("pod network: {0}")]
+    Network(String),
 }
 
 impl berth_errdefs::HasKind for Error {
@@ -35,6 +38,7 @@ impl berth_errdefs::HasKind for Error {
             Error::Invalid(_) => Kind::Invalid,
             Error::WrongState(_) => Kind::FailedPrecondition,
             Error::Image(e) => berth_errdefs::HasKind::kind(e),
+            Error::Network(_) => Kind::Unavailable,
             Error::Io { .. } | Error::Db(_) | Error::Shim(_) => Kind::Internal,
         }
     }

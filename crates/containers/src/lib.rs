@@ -26,6 +26,7 @@ mod monitor;
 pub mod options;
 pub mod passwd;
 pub mod pod_namespaces;
+pub mod pod_network;
 pub mod record;
 mod remove;
 pub mod rootfs;

@@ -51,6 +51,8 @@ pub struct Inner {
     /// Per shim: held while it is started or asked to create or delete a container, so a pod's
     /// containers never start two shims, nor meet one that is going away.
     pub(crate) shim_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pods' networks (CNI in berthd); without one, pods have loopback only.
+    pub(crate) network: std::sync::OnceLock<Arc<dyn crate::pod_network::PodNetwork>>,
 }
 
 impl std::ops::Deref for Containers {
@@ -107,8 +109,20 @@ impl Containers {
             monitored: Default::default(),
             followers: Default::default(),
             shim_locks: Default::default(),
+            network: Default::default(),
         };
         Ok(Containers { inner: Arc::new(inner) })
+    }
+
+    /// Gives pods their network from now on (once, at start-up, before any pod is made).
+    pub fn set_pod_network(&self, network: Arc<dyn crate::pod_network::PodNetwork>) {
+        if self.network.set(network).is_err() {
+            tracing::warn!("the pod network was set already; keeping the first");
+        }
+    }
+
+    pub fn pod_network(&self) -> Option<Arc<dyn crate::pod_network::PodNetwork>> {
+        self.network.get().cloned()
     }
 
     pub(crate) fn bundle_dir(&self, id: &str) -> PathBuf {

@@ -1,9 +1,10 @@
 //! Pods (sandboxes), as first-class records beside containers. What happens at create: the record
 //! first (state `Creating`, persisted, undone at start-up if berthd died), then the pod's
 //! directory (`<state>/<id>`) with its namespaces pinned there without a process
-//! ([`crate::pod_namespaces`]) and its /etc/hostname, /etc/hosts and /etc/resolv.conf, then
-//! `Ready`. A pod's containers share one shim and join its namespaces; stopping the pod kills
-//! them and unpins its namespaces; removing it removes them all.
+//! ([`crate::pod_namespaces`]) and its /etc/hostname, /etc/hosts and /etc/resolv.conf, then its
+//! network (unless it has the host's: [`crate::pod_network`], when one is configured; else loopback
+//! only), then `Ready`. A pod's containers share one shim and join its namespaces; stopping the
+//! pod kills them, detaches its network and unpins its namespaces; removing it removes them all.
 
 use crate::manager::{blocking, Containers};
 use crate::pod_namespaces::{self, PodNamespace};
@@ -30,6 +31,10 @@ pub struct SandboxRecord {
     pub state: SandboxState,
     /// Nanoseconds since the epoch.
     pub created_at: u64,
+    /// Its addresses from the pod network, the first the pod's IP (none: loopback only, or the
+    /// host's network).
+    #[serde(default)]
+    pub ips: Vec<String>,
 }
 
 /// What a new pod is asked to be (the CRI's PodSandboxConfig, in the library's terms).
@@ -156,7 +161,8 @@ impl SandboxConfig {
 impl Containers {
     pub async fn create_sandbox(&self, config: SandboxConfig) -> Result<SandboxRecord> {
         config.check()?;
-        let record = SandboxRecord { id: crate::create::random_id()?, config, state: SandboxState::Creating, created_at: crate::now_ns() };
+        let record =
+            SandboxRecord { id: crate::create::random_id()?, config, state: SandboxState::Creating, created_at: crate::now_ns(), ips: Vec::new() };
         {
             let mut sandboxes = self.sandboxes();
             let key = |c: &SandboxConfig| (c.name.clone(), c.namespace.clone(), c.uid.clone(), c.attempt);
@@ -181,7 +187,10 @@ impl Containers {
         })
         .await;
         let ready = match made {
-            Ok(()) => self.set_sandbox_state(&record.id, SandboxState::Ready).await,
+            Ok(()) => match self.attach_network(&record).await {
+                Ok(ips) => self.set_sandbox_ready(&record.id, ips).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match ready {
@@ -190,6 +199,36 @@ impl Containers {
                 let _ = self.remove_sandbox(&record.id).await;
                 Err(e)
             }
+        }
+    }
+
+    /// The pod's interface from the pod network: its addresses. None for a pod with the host's
+    /// network, or when no network is configured (then the pod has loopback only and the CRI's
+    /// NetworkReady says why).
+    async fn attach_network(&self, sandbox: &SandboxRecord) -> Result<Vec<String>> {
+        let c = &sandbox.config;
+        let Some(network) = self.pod_network().filter(|_| !c.host_network) else { return Ok(Vec::new()) };
+        if let Err(reason) = network.ready().await {
+            tracing::info!(pod = %short(&sandbox.id), "no pod network ({reason}): loopback only");
+            return Ok(Vec::new());
+        }
+        let attachment = crate::pod_network::PodAttachment {
+            sandbox_id: sandbox.id.clone(),
+            netns: pod_namespaces::pin_path(&self.sandbox_dir(&sandbox.id), PodNamespace::Net),
+            name: c.name.clone(),
+            namespace: c.namespace.clone(),
+            uid: c.uid.clone(),
+            port_mappings: c.port_mappings.clone(),
+        };
+        network.attach(&attachment).await
+    }
+
+    /// Undoes [`Self::attach_network`] (by the pod's id: whatever was attached, even by an ADD
+    /// berthd died in); nothing attached is fine.
+    async fn detach_network(&self, sandbox: &SandboxRecord) -> Result<()> {
+        match self.pod_network() {
+            Some(network) if !sandbox.config.host_network => network.detach(&sandbox.id).await,
+            _ => Ok(()),
         }
     }
 
@@ -243,6 +282,8 @@ impl Containers {
                 Err(e) => return Err(e),
             }
         }
+        // The network goes while the namespace is still pinned (plugins find the interface).
+        self.detach_network(&sandbox).await?;
         let dir = self.sandbox_dir(&sandbox.id);
         blocking(move || {
             pod_namespaces::stop_infra(&dir)?;
@@ -263,6 +304,7 @@ impl Containers {
                 Err(e) => return Err(e),
             }
         }
+        self.detach_network(&sandbox).await?;
         let dir = self.sandbox_dir(&sandbox.id);
         blocking(move || {
             pod_namespaces::stop_infra(&dir)?;
@@ -299,11 +341,27 @@ impl Containers {
         Ok(removed)
     }
 
+    async fn set_sandbox_ready(&self, id: &str, ips: Vec<String>) -> Result<SandboxRecord> {
+        let record = {
+            let mut sandboxes = self.sandboxes();
+            let record = sandboxes.get_mut(id).ok_or_else(|| Error::NoPod(id.to_string()))?;
+            record.state = SandboxState::Ready;
+            record.ips = ips;
+            record.clone()
+        };
+        self.persister.write(Change::PutSandbox(Box::new(record.clone()))).await?;
+        Ok(record)
+    }
+
     async fn set_sandbox_state(&self, id: &str, state: SandboxState) -> Result<SandboxRecord> {
         let record = {
             let mut sandboxes = self.sandboxes();
             let record = sandboxes.get_mut(id).ok_or_else(|| Error::NoPod(id.to_string()))?;
             record.state = state;
+            if state != SandboxState::Ready {
+                // Its network was detached: the addresses are someone else's now.
+                record.ips.clear();
+            }
             record.clone()
         };
         self.persister.write(Change::PutSandbox(Box::new(record.clone()))).await?;

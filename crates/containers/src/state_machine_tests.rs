@@ -182,7 +182,20 @@ async fn a_pod_found_half_created_at_start_up_is_removed_and_a_ready_one_without
         config: SandboxConfig { name: id.into(), namespace: "default".into(), ..Default::default() },
         state,
         created_at: 1,
+        ips: Vec::new(),
     };
+    // berthd died after the network ADD of p-creating: recovery must detach it.
+    let network = std::sync::Arc::new(crate::pod_network::MemoryNetwork::default());
+    f.containers.set_pod_network(network.clone());
+    let attachment = crate::pod_network::PodAttachment {
+        sandbox_id: "p-creating".into(),
+        netns: f.containers.sandbox_dir("p-creating").join("ns/net"),
+        name: "p-creating".into(),
+        namespace: "default".into(),
+        uid: String::new(),
+        port_mappings: Vec::new(),
+    };
+    crate::pod_network::PodNetwork::attach(network.as_ref(), &attachment).await.unwrap();
     for record in [pod("p-creating", SandboxState::Creating), pod("p-ready", SandboxState::Ready)] {
         std::fs::create_dir_all(f.containers.sandbox_dir(&record.id)).unwrap();
         f.containers.sandboxes.lock().unwrap().insert(record.id.clone(), record.clone());
@@ -193,4 +206,5 @@ async fn a_pod_found_half_created_at_start_up_is_removed_and_a_ready_one_without
     let left: Vec<(String, SandboxState)> = f.containers.list_sandboxes().into_iter().map(|p| (p.id, p.state)).collect();
     assert_eq!(left, [("p-ready".to_string(), SandboxState::NotReady)], "its namespaces are not pinned (a reboot emptied the state dir)");
     assert!(!f.containers.sandbox_dir("p-creating").exists(), "the half-created pod's directory went too");
+    assert!(network.attached().is_empty(), "the half-created pod's network was detached");
 }

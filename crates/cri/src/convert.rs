@@ -80,8 +80,12 @@ pub(crate) fn pod_status(record: &SandboxRecord) -> proto::PodSandboxStatus {
         metadata: Some(pod_metadata(record)),
         state: sandbox_state(record) as i32,
         created_at: nanos(record.created_at),
-        // No CNI yet: no address beyond loopback.
-        network: Some(proto::PodSandboxNetworkStatus::default()),
+        // The pod network's addresses; none for loopback only or the host's network (the
+        // kubelet uses the node's then).
+        network: Some(proto::PodSandboxNetworkStatus {
+            ip: record.ips.first().cloned().unwrap_or_default(),
+            additional_ips: record.ips.iter().skip(1).map(|ip| proto::PodIp { ip: ip.clone() }).collect(),
+        }),
         linux: Some(proto::LinuxPodSandboxStatus { namespaces: Some(proto::Namespace { options: Some(options) }) }),
         labels: map(&c.labels),
         annotations: map(&c.annotations),

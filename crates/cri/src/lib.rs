@@ -7,7 +7,7 @@
 //! berth-errdefs' one mapping to gRPC status; what berth does not do answers UNIMPLEMENTED.
 //!
 //! Owns: nothing on disk (the containers library keeps pods, containers and their files; the image
-//! library the images). Does not own: networking (pods get loopback only until CNI lands) and
+//! library the images; the pod network is the containers library's, CNI in berthd). Does not own:
 //! streaming (Exec, Attach and PortForward answer UNIMPLEMENTED until the streaming server lands).
 
 mod container_spec;

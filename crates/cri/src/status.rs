@@ -1,20 +1,25 @@
-//! Status: the runtime is ready; the network is not (no CNI yet: pods get loopback only), with
-//! the reason the kubelet shows; every runtime handler and what it supports; with `verbose`, the
+//! Status: the runtime is ready; the network is when the pod network (CNI) has a usable config,
+//! else not, with the reason the kubelet shows; every runtime handler and what it supports; with `verbose`, the
 //! CRI configuration as JSON under `config`.
 
 use crate::proto::{RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse};
 use crate::{Cri, Result};
 
 pub(crate) async fn handle(cri: &Cri, request: StatusRequest) -> Result<StatusResponse> {
-    let conditions = vec![
-        RuntimeCondition { r#type: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() },
-        RuntimeCondition {
+    let network = match cri.containers().pod_network() {
+        Some(network) => network.ready().await,
+        None => Err("berth: no pod network configured".into()),
+    };
+    let network = match network {
+        Ok(()) => RuntimeCondition { r#type: "NetworkReady".into(), status: true, reason: String::new(), message: String::new() },
+        Err(why) => RuntimeCondition {
             r#type: "NetworkReady".into(),
             status: false,
             reason: "NetworkPluginNotReady".into(),
-            message: "berth: no CNI network yet; pods get loopback only".into(),
+            message: format!("{why} (pods get loopback only)"),
         },
-    ];
+    };
+    let conditions = vec![RuntimeCondition { r#type: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() }, network];
     // Recursive read-only mounts and user namespaces are not supported by berth-oci yet: said so,
     // the kubelet does not ask for them.
     let features = RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false };

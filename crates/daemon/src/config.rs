@@ -36,6 +36,10 @@ pub struct Config {
     pub log_max_size: u64,
     /// Images the CRI reports pinned: the kubelet never garbage-collects them.
     pub pinned_images: Vec<String>,
+    /// Pods' network configs (CNI `.conflist`/`.conf`, the lowest name first).
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +66,8 @@ impl Default for Config {
             log_max_size: 10 << 20,
             pinned_images: Vec::new(),
             extra_sockets: Vec::new(),
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
         }
     }
 }

@@ -64,6 +64,13 @@ async fn serve() -> anyhow::Result<()> {
     let runtimes = runtimes(&config);
     let runtime_handlers: Vec<String> = runtimes.keys().cloned().collect();
     let containers = open_containers(&config, store.clone(), runtimes)?;
+    // Before recovery: a pod found half-created is detached from the network it may have got.
+    // CNI results are cached under the root (not the state tmpfs): host-local's allocations
+    // outlive a reboot, and DEL needs what ADD returned.
+    containers.set_pod_network(Arc::new(berth_containers::pod_network::CniNetwork {
+        conf_dir: config.cni_conf_dir.clone(),
+        cni: berth_cni::Cni::new(config.cni_bin_dirs.clone(), config.root.join("cni")),
+    }));
     let recovered = containers.recover().await.context("recover the containers")?;
     tracing::info!(
         running = recovered.running,

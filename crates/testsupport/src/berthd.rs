@@ -22,9 +22,12 @@ impl Berthd {
         let (root, socket, config) = (env.dir.join("berth-root"), env.dir.join("run/berth.sock"), env.dir.join("berthd.toml"));
         let state = env.dir.join("run/state");
         let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
+        // Never the host's CNI configs (podman's bridge is in /etc/cni/net.d here): an empty dir of
+        // the test's (pods get loopback only) unless the test names its own.
+        let cni = if extra.contains("cni_conf_dir") { String::new() } else { format!("cni_conf_dir = {:?}\n", env.dir.join("cni-none")) };
         std::fs::write(
             &config,
-            format!("root = {:?}\nsocket = {:?}\nstate = {:?}\nplain_http = [{}]\n{extra}", root, socket, state, registries.join(", ")),
+            format!("root = {:?}\nsocket = {:?}\nstate = {:?}\nplain_http = [{}]\n{cni}{extra}", root, socket, state, registries.join(", ")),
         )
         .unwrap();
         let mut command = Command::new(workspace_bin("berthd"));

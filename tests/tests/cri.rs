@@ -459,3 +459,138 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     env.leak_check();
 }
+
+/// Waits (at most 20 s) for a file a test plugin writes.
+fn wait_for_file(path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed().as_secs() < 20, "no {}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
+    let env = TestEnv::new("cri-cni-faults");
+    let registry = busybox_registry(&env);
+    let pid = std::process::id();
+    let (bridge, subnet, ipam) = (format!("bflt{}", pid % 100_000), format!("10.233.{}.0/24", pid % 250), env.dir.join("ipam"));
+    let (conf_dir, bin, marks) = (env.dir.join("net.d"), env.dir.join("cni-bin"), env.dir.join("marks"));
+    for dir in [&conf_dir, &bin, &marks] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    // Debian's bridge behind a wrapper the test steers with files: `hang` (ADD never ends),
+    // `slow-ADD` / `slow-DEL` (2 s first, announced by `started-*`); `done-*` once bridge finished.
+    let m = marks.display();
+    let wrapper = format!(
+        "#!/bin/sh\nif [ -e {m}/hang ] && [ \"$CNI_COMMAND\" = ADD ]; then exec sleep 1000; fi\n\
+         if [ -e {m}/slow-$CNI_COMMAND ]; then touch {m}/started-$CNI_COMMAND; sleep 2; fi\n\
+         /usr/lib/cni/bridge\nrc=$?\ntouch {m}/done-$CNI_COMMAND\nexit $rc\n"
+    );
+    std::fs::write(bin.join("bridge"), wrapper).unwrap();
+    std::fs::set_permissions(bin.join("bridge"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": "berth-faults", "plugins": [
+        {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam}}]});
+    std::fs::write(conf_dir.join("10-faults.conflist"), conflist.to_string()).unwrap();
+    let extra = format!("cni_conf_dir = {conf_dir:?}\ncni_bin_dirs = [{bin:?}, \"/usr/lib/cni\"]\ncni_timeout = 2\n");
+    let host = berth_testsupport::HostNetwork::snapshot();
+    let start = || Berthd::start_with(&env, &[&registry.address], &extra, None);
+    let allocations =
+        || -> Vec<String> { walk_files(&ipam).into_iter().filter(|f| !f.ends_with("/lock") && !f.contains("last_reserved_ip")).collect() };
+
+    // 1. A plugin that hangs: RunPodSandbox fails at the timeout with the plugin named, berthd
+    //    answers other calls meanwhile, and nothing of the pod is left.
+    let mut berthd = start();
+    let mut cri = connect(&berthd).await;
+    std::fs::write(marks.join("hang"), "").unwrap();
+    let mut other = connect(&berthd).await;
+    let config = pod_config(&env, "hung");
+    let attempt =
+        tokio::spawn(
+            async move { other.runtime.run_pod_sandbox(RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    cri.pods().await;
+    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "ListPodSandbox waited for the hung plugin");
+    let err = attempt.await.unwrap().unwrap_err();
+    assert!(err.message().contains("bridge") && err.message().contains("did not finish"), "{err:?}");
+    assert!(cri.pods().await.is_empty() && allocations().is_empty(), "the failed pod is gone: {:?}", allocations());
+    std::fs::remove_file(marks.join("hang")).unwrap();
+
+    // 2. kill -9 of berthd during ADD (the plugin finishes on its own): after the restart the
+    //    half-made pod is gone, its address released.
+    std::fs::write(marks.join("slow-ADD"), "").unwrap();
+    let mut other = connect(&berthd).await;
+    let config = pod_config(&env, "interrupted");
+    let attempt =
+        tokio::spawn(
+            async move { other.runtime.run_pod_sandbox(RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await },
+        );
+    wait_for_file(&marks.join("started-ADD"));
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    assert!(attempt.await.unwrap().is_err());
+    wait_for_file(&marks.join("done-ADD"));
+    assert_eq!(allocations().len(), 1, "the orphaned ADD allocated an address");
+    std::fs::remove_file(marks.join("slow-ADD")).unwrap();
+    // Not dropped: a test Berthd's drop cleans up its pods' pins, which the restart must find.
+    std::mem::forget(berthd);
+    let mut berthd = start();
+    let mut cri = connect(&berthd).await;
+    assert!(cri.pods().await.is_empty(), "the pod berthd died creating was removed");
+    assert!(allocations().is_empty(), "and its address released: {:?}", allocations());
+
+    // 3. kill -9 during DEL (StopPodSandbox): after the restart, stop and remove finish the job.
+    let pod = cri.run_pod(&pod_config(&env, "stopping")).await;
+    assert_eq!(allocations().len(), 1);
+    std::fs::write(marks.join("slow-DEL"), "").unwrap();
+    let mut other = connect(&berthd).await;
+    let id = pod.clone();
+    let stopping = tokio::spawn(async move { other.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id }).await });
+    wait_for_file(&marks.join("started-DEL"));
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    let _ = stopping.await.unwrap();
+    wait_for_file(&marks.join("done-DEL"));
+    std::fs::remove_file(marks.join("slow-DEL")).unwrap();
+    std::mem::forget(berthd);
+    let berthd = start();
+    let mut cri = connect(&berthd).await;
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    assert!(cri.pods().await.is_empty() && allocations().is_empty());
+
+    // 4. A pod whose namespace pin went while berthd was down (what a reboot does): removing it
+    //    still releases its address (DEL without a netns), and berthd starts.
+    let gone = cri.run_pod(&pod_config(&env, "rebooted")).await;
+    let mut berthd = berthd;
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    let pin = berthd.state.join("containers").join(&gone).join("ns/net");
+    assert!(std::process::Command::new("umount").arg(&pin).status().unwrap().success());
+    std::mem::forget(berthd);
+    let berthd = start();
+    let mut cri = connect(&berthd).await;
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: gone.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: gone.clone() }).await.unwrap();
+    assert!(cri.pods().await.is_empty() && allocations().is_empty(), "{:?}", allocations());
+    drop(berthd);
+    let leaks = host.leaks_then_restore(&bridge, &ipam, &[pod, gone]);
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path.display().to_string());
+        }
+    }
+    files
+}

@@ -67,7 +67,7 @@ pub(crate) async fn run(plugin: &str, dirs: &[PathBuf], limits: Limits, call: &C
     if let Some(id) = call.container_id {
         command.env("CNI_CONTAINERID", id);
     }
-    if let Some(netns) = call.netns {
+    if let Some(netns) = call.netns.filter(|n| !n.as_os_str().is_empty()) {
         command.env("CNI_NETNS", netns);
     }
     if let Some(ifname) = call.ifname {

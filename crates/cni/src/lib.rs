@@ -36,7 +36,7 @@ use std::path::PathBuf;
 pub struct Attachment {
     /// The pod sandbox's or container's id: letters, digits, `_`, `.`, `-`.
     pub container_id: String,
-    /// The network namespace path (a pin under berth's state dir).
+    /// The network namespace path (a pin under berth's state dir); empty for a DEL once it is gone.
     pub netns: PathBuf,
     /// The interface name inside (`eth0`).
     pub ifname: String,
@@ -67,7 +67,8 @@ impl Attachment {
                 return Err(Error::Invalid(format!("CNI_ARGS entry {k:?}={v:?}")));
             }
         }
-        if !self.netns.is_absolute() {
+        // Empty only for a DEL of a namespace that is gone (the spec allows it).
+        if !self.netns.as_os_str().is_empty() && !self.netns.is_absolute() {
             return Err(Error::Invalid(format!("netns path {} is not absolute", self.netns.display())));
         }
         Ok(())
@@ -101,6 +102,9 @@ impl Cni {
     /// fails too, the cache entry stays so that a later DEL or GC can finish the job.
     pub async fn add(&self, network: &NetworkList, attachment: &Attachment) -> Result<Output> {
         attachment.check()?;
+        if attachment.netns.as_os_str().is_empty() {
+            return Err(Error::Invalid("ADD needs a netns path".into()));
+        }
         let mut entry = cache::Entry::new(network, attachment);
         self.cache.write(&entry)?;
         let mut previous: Option<Value> = None;
@@ -125,14 +129,16 @@ impl Cni {
         Ok(output)
     }
 
-    /// DEL with what ADD cached (its config and result); an attachment never added, or already
-    /// deleted, is not an error. The cache entry goes once every plugin succeeded.
+    /// DEL with what ADD cached (its config, args and result; the netns is the caller's, empty
+    /// when it is gone); an attachment never added, or already deleted, is not an error. The cache entry goes once every plugin succeeded.
     pub async fn del(&self, network_name: &str, attachment: &Attachment) -> Result<()> {
         attachment.check()?;
         config::check_name(network_name)?;
         let Some(entry) = self.cache.read(network_name, &attachment.container_id, &attachment.ifname)? else { return Ok(()) };
         let network = entry.network()?;
-        self.del_list(&network, &entry.attachment(), entry.result.as_ref()).await?;
+        // ADD's args and capability args, but the caller's netns: empty once it is gone.
+        let cached = Attachment { netns: attachment.netns.clone(), ..entry.attachment() };
+        self.del_list(&network, &cached, entry.result.as_ref()).await?;
         self.cache.remove(network_name, &attachment.container_id, &attachment.ifname)
     }
 

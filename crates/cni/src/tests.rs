@@ -206,6 +206,7 @@ async fn hostile_plugins_get_clear_errors_quickly_and_are_killed() {
         Attachment { ifname: "a-very-long-interface".into(), ..attachment("x") },
         Attachment { args: vec![("A".into(), "b;C=d".into())], ..attachment("x") },
         Attachment { netns: "relative".into(), ..attachment("x") },
+        Attachment { netns: "".into(), ..attachment("x") },
     ] {
         let err = cni.add(&list(r#"{"type":"fake-ip"}"#), &bad).await.unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{err}");

@@ -166,9 +166,15 @@ pub fn unpin(dir: &Path) -> Result<()> {
 
 /// Whether `kind` is pinned at `dir` (its file is an nsfs mount, not the empty file under it).
 pub fn is_pinned(dir: &Path, kind: PodNamespace) -> bool {
+    is_mounted_over(&pin_path(dir, kind))
+}
+
+/// Whether something is mounted on `path` (a pin is a namespace bind-mounted on a file: its
+/// device differs from its directory's).
+pub fn is_mounted_over(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let pin = pin_path(dir, kind);
-    match (std::fs::metadata(&pin), std::fs::metadata(dir.join("ns"))) {
+    let Some(parent) = path.parent() else { return false };
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
         (Ok(pinned), Ok(parent)) => pinned.dev() != parent.dev(),
         _ => false,
     }

@@ -108,7 +108,13 @@ impl PodNetwork for CniNetwork {
     fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for entry in self.cni.cache().all().into_iter().filter(|e| e.container_id == sandbox_id) {
-                self.cni.del(&entry.network, &entry.attachment()).await.map_err(cni_error)?;
+                let mut attachment = entry.attachment();
+                // A namespace no longer pinned (a reboot, a crash between unpin and DEL) is gone
+                // with its interfaces: DEL gets no netns, as the spec allows, and releases the rest.
+                if !crate::pod_namespaces::is_mounted_over(&attachment.netns) {
+                    attachment.netns = PathBuf::new();
+                }
+                self.cni.del(&entry.network, &attachment).await.map_err(cni_error)?;
             }
             Ok(())
         })

@@ -327,8 +327,15 @@ impl Containers {
         let mut removed = 0;
         for sandbox in self.list_sandboxes() {
             if sandbox.state == SandboxState::Creating {
-                self.remove_sandbox(&sandbox.id).await?;
-                removed += 1;
+                // berthd must come up whatever a half-made pod's cleanup meets (a plugin that
+                // fails its DEL): the pod stays, not ready, for the kubelet's next removal.
+                match self.remove_sandbox(&sandbox.id).await {
+                    Ok(_) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(pod = %short(&sandbox.id), "removing a pod berthd died creating: {e}; it stays, not ready");
+                        self.set_sandbox_state(&sandbox.id, SandboxState::NotReady).await?;
+                    }
+                }
             } else if sandbox.state == SandboxState::Ready {
                 let dir = self.sandbox_dir(&sandbox.id);
                 let c = &sandbox.config;

@@ -40,6 +40,8 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     /// Where CNI plugin binaries are looked for, in order.
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Seconds one CNI plugin call may take before it is killed (and the pod's ADD undone).
+    pub cni_timeout: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +70,7 @@ impl Default for Config {
             extra_sockets: Vec::new(),
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            cni_timeout: 60,
         }
     }
 }

@@ -69,7 +69,8 @@ async fn serve() -> anyhow::Result<()> {
     // outlive a reboot, and DEL needs what ADD returned.
     containers.set_pod_network(Arc::new(berth_containers::pod_network::CniNetwork {
         conf_dir: config.cni_conf_dir.clone(),
-        cni: berth_cni::Cni::new(config.cni_bin_dirs.clone(), config.root.join("cni")),
+        cni: berth_cni::Cni::new(config.cni_bin_dirs.clone(), config.root.join("cni"))
+            .with_limits(berth_cni::Limits { timeout: std::time::Duration::from_secs(config.cni_timeout.max(1)), ..Default::default() }),
     }));
     let recovered = containers.recover().await.context("recover the containers")?;
     tracing::info!(

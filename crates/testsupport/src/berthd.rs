@@ -34,7 +34,10 @@ impl Berthd {
         if let Some(prefix) = path_prefix {
             command.env("PATH", format!("{}:{}", prefix.display(), std::env::var("PATH").unwrap_or_default()));
         }
-        let child = command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // Its log beside the test's files (appended across restarts), quoted when it fails to start.
+        let log_path = env.dir.join("berthd.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let child = command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         let mut berthd = Berthd { child, socket, root, state };
         // Recovery comes before listening: under the VM's emulation, many containers take a while.
         for _ in 0..6000 {
@@ -42,7 +45,9 @@ impl Berthd {
                 return berthd;
             }
             if let Ok(Some(status)) = berthd.child.try_wait() {
-                panic!("berthd exited ({status}) before it listened on {}", berthd.socket.display());
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail = &log[log.len().saturating_sub(2000)..];
+                panic!("berthd exited ({status}) before it listened on {}; its log ends:\n{tail}", berthd.socket.display());
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

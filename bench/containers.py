@@ -30,9 +30,9 @@ class Berth(BerthdInstance):
     def pull(self, ref):
         run(self.cli("pull", ref))
     def run_rm(self, ref, name):
-        return self.cli("run", "--rm", ref, "true")
+        return self.cli("run", "--rm", "--network", "none", ref, "true")
     def start_detached(self, ref, name):
-        run(self.cli("run", "-d", "--name", name, ref, "sleep", "1000"))
+        run(self.cli("run", "-d", "--network", "none", "--name", name, ref, "sleep", "1000"))
     def remove_all(self, names):
         run(self.cli("rm", "-f", *names))
     def daemon_pids(self):

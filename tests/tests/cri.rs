@@ -521,6 +521,8 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
 
     // 2. kill -9 of berthd during ADD (the plugin finishes on its own): after the restart the
     //    half-made pod is gone, its address released.
+    // (Marks of earlier steps go first: a stale `done-*` would not wait for this step's plugin.)
+    let _ = std::fs::remove_file(marks.join("done-ADD"));
     std::fs::write(marks.join("slow-ADD"), "").unwrap();
     let mut other = connect(&berthd).await;
     let config = pod_config(&env, "interrupted");
@@ -545,6 +547,7 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
     // 3. kill -9 during DEL (StopPodSandbox): after the restart, stop and remove finish the job.
     let pod = cri.run_pod(&pod_config(&env, "stopping")).await;
     assert_eq!(allocations().len(), 1);
+    let _ = std::fs::remove_file(marks.join("done-DEL"));
     std::fs::write(marks.join("slow-DEL"), "").unwrap();
     let mut other = connect(&berthd).await;
     let id = pod.clone();

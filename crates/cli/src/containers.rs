@@ -6,7 +6,7 @@ use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{
     stream_input, AttachRequest, Container, ContainerRef, CreateContainerRequest, EventsRequest, ExecRequest, KillContainerRequest,
-    ListContainersRequest, LogsRequest, RemoveContainerRequest, StopContainerRequest, Volume, WaitRequest,
+    ListContainersRequest, LogsRequest, PortMapping, RemoveContainerRequest, StopContainerRequest, Volume, WaitRequest,
 };
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -53,9 +53,13 @@ pub struct CreateArgs {
     cap_drop: Vec<String>,
     #[arg(long)]
     privileged: bool,
-    /// host or none.
-    #[arg(long, default_value = "none")]
+    /// bridge (berth's default network), a network's name, host or none; berthd's
+    /// default_network (bridge unless configured) when not given.
+    #[arg(long, visible_alias = "net", default_value = "")]
     network: String,
+    /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]: publish a port on the host (bridge networks).
+    #[arg(short, long = "publish")]
+    publish: Vec<String>,
     #[arg(long)]
     hostname: Option<String>,
     /// A terminal for the container.
@@ -169,6 +173,8 @@ pub enum ContainerCommand {
     Events,
     /// List a running container's processes.
     Top { container: String },
+    /// List a container's published ports.
+    Port { container: String },
     /// A running container's resource use (one sample).
     Stats {
         #[arg(required = true)]
@@ -225,6 +231,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         cap_drop: args.cap_drop,
         privileged: args.privileged,
         network: args.network,
+        ports: args.publish.iter().map(|p| port_mapping(p)).collect::<anyhow::Result<Vec<_>>>()?,
         hostname: args.hostname.unwrap_or_default(),
         tty: args.tty,
         stdin: args.interactive,
@@ -234,6 +241,33 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         console_height: console.map_or(0, |c| c.1.into()),
         auto_remove: false,
     })
+}
+
+/// docker's `-p`: `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]`; no host port means one
+/// berthd chooses.
+fn port_mapping(spec: &str) -> anyhow::Result<PortMapping> {
+    let bad = || anyhow::anyhow!("publish {spec:?}: use [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]");
+    let (ports, protocol) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host_ip, host_port, container_port) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => return Err(bad()),
+    };
+    let port = |text: &str| text.parse::<u16>().ok().filter(|p| *p > 0).map(u32::from).ok_or_else(bad);
+    Ok(PortMapping {
+        host_ip: host_ip.to_string(),
+        host_port: if host_port.is_empty() { 0 } else { port(host_port)? },
+        container_port: port(container_port)?,
+        protocol: protocol.to_string(),
+    })
+}
+
+/// `80/tcp -> 127.0.0.1:18080`, as `docker port` prints it.
+fn port_line(p: &PortMapping) -> String {
+    let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip };
+    format!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port)
 }
 
 /// `SOURCE:TARGET[:ro]`, the source made absolute here (berthd's working directory is not ours).
@@ -265,6 +299,10 @@ pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
         json["oom_killed"] = c.oom_killed.into();
         json["auto_remove"] = c.auto_remove.into();
         json["spec"] = serde_json::from_str(&c.spec_json).unwrap_or_default();
+        json["network"] = serde_json::json!({
+            "name": c.network, "ips": c.ips,
+            "ports": c.ports.iter().map(|p| serde_json::json!({"host_ip": p.host_ip, "host_port": p.host_port, "container_port": p.container_port, "protocol": p.protocol})).collect::<Vec<_>>(),
+        });
     }
     json
 }
@@ -437,6 +475,12 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
         ContainerCommand::Wait { containers } => {
             for key in containers {
                 println!("{}", client.wait(WaitRequest { container: key, removed: false }).await.map_err(status)?.into_inner().exit_code);
+            }
+            Ok(0)
+        }
+        ContainerCommand::Port { container } => {
+            for p in client.inspect(ContainerRef { container }).await.map_err(status)?.into_inner().ports {
+                println!("{}", port_line(&p));
             }
             Ok(0)
         }

@@ -5,6 +5,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod stream;
 
 use anyhow::Context;
@@ -33,6 +34,9 @@ enum Command {
     Images(images::ImageCommand),
     #[command(flatten)]
     Containers(Box<containers::ContainerCommand>),
+    /// Manage berth's bridge networks.
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
     /// Show a container (or, failing that, an image) as JSON.
     Inspect { name: String },
 }
@@ -59,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Images(command) => images::run(channel, command).await.map(|()| 0),
         Command::Containers(command) => containers::run(channel, *command).await,
+        Command::Network(command) => networks::run(channel, command).await.map(|()| 0),
         Command::Inspect { name } => {
             let mut client = berth_api::v1::containers_client::ContainersClient::new(channel.clone());
             match client.inspect(berth_api::v1::ContainerRef { container: name.clone() }).await {

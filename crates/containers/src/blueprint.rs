@@ -31,6 +31,8 @@ pub struct Blueprint {
     pub auto_remove: bool,
     /// Where the shim writes its CRI-format log (the kubelet chooses); in its bundle when None.
     pub log_path: Option<PathBuf>,
+    /// A bridge network to join (`berth run`; a pod's containers have their pod's).
+    pub network: Option<crate::container_network::ContainerNetwork>,
     pub spec: Box<dyn SpecMaker>,
 }
 
@@ -50,4 +52,6 @@ pub struct SpecContext<'a> {
     /// The mounted root filesystem (`<bundle>/rootfs`).
     pub rootfs: &'a Path,
     pub image: &'a RunConfig,
+    /// Its bridge network, joined: the namespace is pinned at `<bundle>/ns/net`.
+    pub network: Option<&'a crate::container_network::ContainerNetwork>,
 }

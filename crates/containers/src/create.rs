@@ -48,8 +48,12 @@ impl Containers {
     pub async fn create_from(&self, blueprint: Blueprint) -> Result<ContainerRecord> {
         let this = self.clone();
         let (record, plan) = blocking(move || this.plan(blueprint)).await?;
-        let entry = self.table().insert(record.clone())?;
-        drop(entry);
+        {
+            // Published ports are checked against the others' under the lock that inserts.
+            let mut table = self.table();
+            Containers::check_ports(table.records(), &record)?;
+            table.insert(record.clone())?;
+        }
         if let Err(e) = self.persist(&record).await {
             self.table().remove(&record.id);
             return Err(e);
@@ -62,6 +66,9 @@ impl Containers {
                     r.pid = pid;
                 });
                 self.persist(&record).await?;
+                if let Some(network) = &record.network {
+                    self.refresh_hosts(&network.name, None).await;
+                }
                 self.events.publish(Action::Create, &record);
                 Ok(record)
             }
@@ -90,6 +97,7 @@ impl Containers {
         if !valid_name(&container_name) {
             return Err(Error::Invalid(format!("container name {container_name:?}: use letters, digits, _ . - (starting with a letter or digit)")));
         }
+        let network = blueprint.network.as_ref().map(|n| self.plan_network(n)).transpose()?;
         let run_config = RunConfig::load(&self.images, &image.config)?;
         let command = blueprint.spec.command(&run_config)?;
         let stop_signal = match run_config.stop_signal.as_deref() {
@@ -111,6 +119,7 @@ impl Containers {
             tty: blueprint.tty,
             stdin: blueprint.stdin,
             auto_remove: blueprint.auto_remove,
+            network,
             log_path: blueprint.log_path,
             command,
             stop_signal,
@@ -128,12 +137,26 @@ impl Containers {
         Ok((record, Plan { spec: blueprint.spec, image, run_config }))
     }
 
-    /// Rootfs, bundle, shim; the init's pid.
+    /// Network, rootfs, bundle, shim; the init's pid.
     async fn materialize(&self, record: &ContainerRecord, plan: Plan) -> Result<i32> {
+        let mut record = record.clone();
+        if record.network.is_some() {
+            let ips = self.join_network(&record).await?;
+            if let Some(network) = &mut record.network {
+                network.ips = ips.clone();
+            }
+            let entry = self.entry(&record.id)?;
+            let updated = Containers::modify(&entry, |r| {
+                if let Some(n) = &mut r.network {
+                    n.ips = ips;
+                }
+            });
+            self.persist(&updated).await?;
+        }
         let this = self.clone();
         let r = record.clone();
         blocking(move || this.write_bundle(&r, plan)).await?;
-        self.launch_and_create(record).await
+        self.launch_and_create(&record).await
     }
 
     fn write_bundle(&self, record: &ContainerRecord, plan: Plan) -> Result<()> {
@@ -144,7 +167,7 @@ impl Containers {
         make_dir(&bundle)?;
         let rootfs = bundle.join("rootfs");
         crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs)?;
-        let context = SpecContext { id: &record.id, bundle: &bundle, rootfs: &rootfs, image: &plan.run_config };
+        let context = SpecContext { id: &record.id, bundle: &bundle, rootfs: &rootfs, image: &plan.run_config, network: record.network.as_ref() };
         crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)
     }
 

@@ -13,6 +13,7 @@
 //! run of the OCI runtime binary (the shim's).
 
 pub mod blueprint;
+pub mod container_network;
 mod create;
 mod error;
 pub mod events;
@@ -23,6 +24,7 @@ mod lifecycle;
 pub mod logs;
 pub mod manager;
 mod monitor;
+pub mod networks;
 pub mod options;
 pub mod passwd;
 pub mod pod_namespaces;
@@ -40,11 +42,13 @@ mod state_machine_tests;
 mod stats;
 pub mod table;
 
+pub use container_network::{ContainerNetwork, NetworkService};
 pub use error::{Error, Result};
 pub use events::{Action, Event};
 pub use exec::ExecOptions;
 pub use manager::{Containers, Paths};
 pub use monitor::Recovered;
+pub use networks::NetworkInfo;
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
 pub use sandbox::{DnsConfig, PortMapping, SandboxConfig, SandboxRecord, SandboxState};

@@ -53,6 +53,8 @@ pub struct Inner {
     pub(crate) shim_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Pods' networks (CNI in berthd); without one, pods have loopback only.
     pub(crate) network: std::sync::OnceLock<Arc<dyn crate::pod_network::PodNetwork>>,
+    /// `berth run`'s bridge networks (berthd's); without them, containers have none.
+    pub(crate) networks: std::sync::OnceLock<Arc<crate::container_network::NetworkService>>,
 }
 
 impl std::ops::Deref for Containers {
@@ -110,6 +112,7 @@ impl Containers {
             followers: Default::default(),
             shim_locks: Default::default(),
             network: Default::default(),
+            networks: Default::default(),
         };
         Ok(Containers { inner: Arc::new(inner) })
     }

@@ -26,6 +26,8 @@ pub struct CreateOptions {
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub network: Network,
+    /// Ports published on the host (`-p`), with a bridge network.
+    pub publish: Vec<crate::sandbox::PortMapping>,
     pub hostname: Option<String>,
     pub tty: bool,
     /// Keep stdin open (`-i`).
@@ -48,22 +50,27 @@ pub struct Volume {
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Network {
-    /// A network namespace of its own with only loopback (bridge networks come with CNI).
+    /// A network namespace of its own with only loopback.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A network namespace of its own on one of berth's bridge networks ([`crate::networks`];
+    /// `bridge` is the default one).
+    Bridge(String),
 }
 
 impl std::str::FromStr for Network {
     type Err = String;
+    /// `none`, `host`, or a network's name; empty is none (the API's caller picks its default).
     fn from_str(s: &str) -> Result<Network, String> {
         match s {
             "" | "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
-            other => Err(format!("network {other:?}: use host or none (bridge networks need CNI, not here yet)")),
+            other if other.starts_with("container:") => Err(format!("network {other:?}: joining another container's network is not supported yet")),
+            other => Ok(Network::Bridge(other.to_string())),
         }
     }
 }

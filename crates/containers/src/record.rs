@@ -77,6 +77,9 @@ pub struct ContainerRecord {
     /// Removed once it has exited (`--rm`), by the library, whether or not anyone still waits.
     #[serde(default)]
     pub auto_remove: bool,
+    /// Its bridge network (`berth run`): the network, its addresses, its published ports.
+    #[serde(default)]
+    pub network: Option<crate::container_network::ContainerNetwork>,
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
@@ -125,6 +128,7 @@ impl ContainerRecord {
             tty: false,
             stdin: false,
             auto_remove: false,
+            network: None,
             log_path: None,
             command: Vec::new(),
             stop_signal: libc::SIGTERM,

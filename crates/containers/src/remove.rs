@@ -1,5 +1,6 @@
 //! What happens at remove: a live container is killed first (SIGKILL to all its processes) and
-//! waited for until its shim has let go of it; then its rootfs is unmounted, its bundle, writable
+//! waited for until its shim has let go of it; then its network is detached (IP and published
+//! ports released), its rootfs is unmounted, its bundle, writable
 //! layer and lease go, and its record last, so a crash half way leaves a record to retry. Nothing
 //! is deleted while a shim may still write into it: that ordering is what makes `rm -f` of many
 //! containers reliable.
@@ -60,6 +61,8 @@ impl Containers {
         if record.state == State::Creating {
             self.release_half_created(&record).await;
         }
+        // Its network goes while the namespace is pinned in the bundle (plugins find eth0).
+        self.leave_network(&record).await?;
         let this = self.clone();
         let r = record.clone();
         blocking(move || {

@@ -21,6 +21,8 @@ pub struct SpecInputs<'a> {
     pub hostname: &'a str,
     /// Files berthd wrote for the container (hosts, hostname, resolv.conf), bound read-only.
     pub etc_files: &'a [(String, std::path::PathBuf)],
+    /// The pinned network namespace it joins (a bridge network's).
+    pub netns: Option<PathBuf>,
 }
 
 /// What create makes of `berth run`'s flags.
@@ -38,6 +40,12 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
         runtime: options.runtime.clone(),
         auto_remove: options.auto_remove,
         log_path: None,
+        network: match &options.network {
+            Network::Bridge(name) => {
+                Some(crate::container_network::ContainerNetwork { name: name.clone(), ips: Vec::new(), ports: options.publish.clone() })
+            }
+            _ => None,
+        },
         spec: Box::new(RunSpec(options)),
     }
 }
@@ -54,8 +62,10 @@ impl SpecMaker for RunSpec {
         let hostname = options.hostname.clone().unwrap_or_else(|| short(context.id).to_string());
         let user_spec = options.user.clone().or_else(|| context.image.user.clone()).unwrap_or_default();
         let user = passwd::resolve(context.rootfs, &user_spec)?;
-        let etc_files = write_etc_files(context.bundle, &hostname, options.network)?;
-        build(&SpecInputs { id: context.id, options, image: context.image, user: &user, hostname: &hostname, etc_files: &etc_files })
+        let own_ip = context.network.and_then(|n| n.ips.first()).map(String::as_str);
+        let etc_files = write_etc_files(context.bundle, &hostname, &options.network, own_ip)?;
+        let netns = context.network.map(|_| crate::pod_namespaces::pin_path(context.bundle, crate::pod_namespaces::PodNamespace::Net));
+        build(&SpecInputs { id: context.id, options, image: context.image, user: &user, hostname: &hostname, etc_files: &etc_files, netns })
     }
 }
 
@@ -76,7 +86,7 @@ pub fn command(options: &CreateOptions, image: &RunConfig) -> Result<Vec<String>
 }
 
 pub fn build(inputs: &SpecInputs) -> Result<Spec> {
-    let SpecInputs { id, options, image, user, hostname, etc_files } = inputs;
+    let SpecInputs { id, options, image, user, hostname, etc_files, netns } = inputs;
     let cwd = options.workdir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     let mut opts: Vec<SpecOpt> = vec![
         spec_opts::with_args(command(options, image)?),
@@ -103,19 +113,37 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     if options.network == Network::Host {
         opts.push(spec_opts::with_namespace(LinuxNamespaceType::Network, None, true));
+    } else if let Some(netns) = netns {
+        opts.push(spec_opts::with_namespace(LinuxNamespaceType::Network, Some(netns.clone()), false));
     }
     opts.push(spec_opts::with_annotations(options.labels.iter().map(|(k, v)| (format!("berth.label.{k}"), v.clone())).collect()));
     spec_opts::build(opts)
 }
 
 /// /etc/hosts, /etc/hostname and /etc/resolv.conf for the container, bound read-only: with the
-/// host's network, the host's files; with none, loopback only.
-fn write_etc_files(bundle: &Path, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>> {
+/// host's network, the host's files; with none, loopback only; on a bridge, its own address by its
+/// name (berthd adds its neighbours', [`crate::container_network`]) and the host's name servers
+/// but those on the host's loopback, which the container cannot reach.
+fn write_etc_files(bundle: &Path, hostname: &str, network: &Network, own_ip: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+    let loopback = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let (hosts, resolv) = match network {
-        Network::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
-        Network::None => (String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), String::new()),
+        Network::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), host_resolv()),
+        Network::None => (loopback, String::new()),
+        Network::Bridge(_) => (
+            loopback,
+            host_resolv()
+                .lines()
+                .filter(|l| {
+                    !l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|server| l.trim_start().starts_with("nameserver") && (server.starts_with("127.") || server == "::1"))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        ),
     };
-    let hosts = format!("{hosts}127.0.1.1\t{hostname}\n");
+    let hosts = format!("{hosts}{}\t{hostname}\n", own_ip.unwrap_or("127.0.1.1"));
     let mut files = Vec::new();
     for (name, text) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
         let path = bundle.join(name);
@@ -164,7 +192,7 @@ mod tests {
         };
         let user = ResolvedUser { uid: 33, gid: 33, additional_gids: vec![4], home: "/var/www".into() };
         let image = image();
-        let inputs = |options| SpecInputs { id: "abc", options, image: &image, user: &user, hostname: "h", etc_files: &[] };
+        let inputs = |options| SpecInputs { id: "abc", options, image: &image, user: &user, hostname: "h", etc_files: &[], netns: None };
         let spec = build(&inputs(&options)).unwrap();
         let process = spec.process().as_ref().unwrap();
         let bounding = process.capabilities().as_ref().unwrap().bounding().clone().unwrap();

@@ -58,6 +58,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         .filter_map(|kind| cri.containers().sandbox_namespace(&sandbox, kind).map(|path| (kind, path)))
         .collect();
     let blueprint = Blueprint {
+        network: None,
         image,
         name: None,
         metadata_name: metadata.name.clone(),

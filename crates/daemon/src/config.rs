@@ -42,6 +42,12 @@ pub struct Config {
     pub cni_bin_dirs: Vec<PathBuf>,
     /// Seconds one CNI plugin call may take before it is killed (and the pod's ADD undone).
     pub cni_timeout: u64,
+    /// The network of a `berth run` that names none: `bridge` (berth's default network, as in
+    /// docker), `none`, `host` or a network's name.
+    pub default_network: String,
+    /// The default network's bridge and IPv4 subnet, made on its first use.
+    pub default_bridge: String,
+    pub default_subnet: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +77,9 @@ impl Default for Config {
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             cni_timeout: 60,
+            default_network: "bridge".into(),
+            default_bridge: "berth0".into(),
+            default_subnet: "10.210.0.0/24".into(),
         }
     }
 }

@@ -7,7 +7,7 @@ use berth_api::v1::{
     ListContainersRequest, ListContainersResponse, LogEntry, LogsRequest, RemoveContainerRequest, StatsResponse, StopContainerRequest, StreamInput,
     StreamOutput, TopProcess, TopResponse, WaitRequest,
 };
-use berth_containers::{ContainerRecord, Containers, CreateOptions, ExecOptions, State, Volume};
+use berth_containers::{ContainerRecord, Containers, CreateOptions, ExecOptions, PortMapping, State, Volume};
 use berth_shim::FrameKind;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status, Streaming};
 #[derive(Clone)]
 pub struct ContainersService {
     pub containers: Containers,
+    /// berthd.toml's default_network: what a request that names none gets.
+    pub default_network: String,
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -27,7 +29,19 @@ fn console_size(width: u32, height: u32) -> Option<(u16, u16)> {
     Some((u16::try_from(width).ok().filter(|w| *w > 0)?, u16::try_from(height).ok().filter(|h| *h > 0)?))
 }
 
-fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
+fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOptions, Status> {
+    let network = if r.network.is_empty() { default_network } else { r.network.as_str() };
+    let network: berth_containers::Network = network.parse().map_err(Status::invalid_argument)?;
+    if !r.ports.is_empty() && !matches!(network, berth_containers::Network::Bridge(_)) {
+        return Err(Status::invalid_argument("published ports need a bridge network (--network bridge or a network's name)"));
+    }
+    let mut publish = Vec::with_capacity(r.ports.len());
+    for p in &r.ports {
+        let (Ok(host_port), Ok(container_port)) = (i32::try_from(p.host_port), i32::try_from(p.container_port)) else {
+            return Err(Status::invalid_argument(format!("port {}:{}: ports are 1 to 65535", p.host_port, p.container_port)));
+        };
+        publish.push(PortMapping { protocol: p.protocol.clone(), container_port, host_port, host_ip: p.host_ip.clone() });
+    }
     Ok(CreateOptions {
         image: r.image,
         name: non_empty(r.name),
@@ -44,7 +58,8 @@ fn options(r: CreateContainerRequest) -> Result<CreateOptions, Status> {
         cap_add: r.cap_add,
         cap_drop: r.cap_drop,
         privileged: r.privileged,
-        network: r.network.parse().map_err(Status::invalid_argument)?,
+        network,
+        publish,
         hostname: non_empty(r.hostname),
         tty: r.tty,
         stdin: r.stdin,
@@ -79,7 +94,19 @@ impl ContainersService {
             spec_json: String::new(),
             oom_killed: record.oom_killed,
             auto_remove: record.auto_remove,
+            network: record.network.as_ref().map(|n| n.name.clone()).unwrap_or_default(),
+            ips: record.network.as_ref().map(|n| n.ips.clone()).unwrap_or_default(),
+            ports: record.network.as_ref().map(|n| n.ports.iter().map(port_message).collect()).unwrap_or_default(),
         }
+    }
+}
+
+fn port_message(p: &PortMapping) -> berth_api::v1::PortMapping {
+    berth_api::v1::PortMapping {
+        host_ip: p.host_ip.clone(),
+        host_port: p.host_port as u32,
+        container_port: p.container_port as u32,
+        protocol: p.protocol.clone(),
     }
 }
 
@@ -146,7 +173,7 @@ fn bridge(stream: berth_shim::AsyncStream, mut input: Streaming<StreamInput>) ->
 #[tonic::async_trait]
 impl containers_server::Containers for ContainersService {
     async fn create(&self, request: Request<CreateContainerRequest>) -> Reply<Container> {
-        let options = options(request.into_inner())?;
+        let options = options(request.into_inner(), &self.default_network)?;
         let record = self.containers.create(options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }

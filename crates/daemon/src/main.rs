@@ -8,6 +8,7 @@
 mod config;
 mod containers;
 mod images;
+mod networks;
 
 use anyhow::Context;
 use clap::Parser;
@@ -67,11 +68,18 @@ async fn serve() -> anyhow::Result<()> {
     // Before recovery: a pod found half-created is detached from the network it may have got.
     // CNI results are cached under the root (not the state tmpfs): host-local's allocations
     // outlive a reboot, and DEL needs what ADD returned.
-    containers.set_pod_network(Arc::new(berth_containers::pod_network::CniNetwork {
-        conf_dir: config.cni_conf_dir.clone(),
-        cni: berth_cni::Cni::new(config.cni_bin_dirs.clone(), config.root.join("cni"))
-            .with_limits(berth_cni::Limits { timeout: std::time::Duration::from_secs(config.cni_timeout.max(1)), ..Default::default() }),
-    }));
+    let cni = berth_cni::Cni::new(config.cni_bin_dirs.clone(), config.root.join("cni"))
+        .with_limits(berth_cni::Limits { timeout: std::time::Duration::from_secs(config.cni_timeout.max(1)), ..Default::default() });
+    containers.set_pod_network(Arc::new(berth_containers::pod_network::CniNetwork { conf_dir: config.cni_conf_dir.clone(), cni: cni.clone() }));
+    // berth run's own networks: config lists under the root, never in the node's CNI dir.
+    containers.set_networks(berth_containers::NetworkService {
+        networks: berth_containers::networks::Networks::new(
+            config.root.join("networks"),
+            config.default_bridge.clone(),
+            config.default_subnet.clone(),
+        ),
+        cni,
+    });
     let recovered = containers.recover().await.context("recover the containers")?;
     tracing::info!(
         running = recovered.running,
@@ -80,7 +88,8 @@ async fn serve() -> anyhow::Result<()> {
         half_created_pods_removed = recovered.half_created_pods,
         "containers recovered"
     );
-    let containers_service = containers::ContainersService { containers: containers.clone() };
+    let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone() };
+    let networks_service = networks::NetworksService { containers: containers.clone() };
     let registries = berth_image::registries::Registries {
         plain_http: config.plain_http.clone(),
         mirrors: config.mirrors.clone(),
@@ -114,6 +123,7 @@ async fn serve() -> anyhow::Result<()> {
     let served = tonic::transport::Server::builder()
         .add_service(berth_api::v1::images_server::ImagesServer::new(service))
         .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
+        .add_service(berth_api::v1::networks_server::NetworksServer::new(networks_service))
         .add_service(cri.runtime_service())
         .add_service(cri.image_service())
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -24,7 +24,12 @@ impl Berthd {
         let registries: Vec<String> = plain_http.iter().map(|r| format!("{r:?}")).collect();
         // Never the host's CNI configs (podman's bridge is in /etc/cni/net.d here): an empty dir of
         // the test's (pods get loopback only) unless the test names its own.
-        let cni = if extra.contains("cni_conf_dir") { String::new() } else { format!("cni_conf_dir = {:?}\n", env.dir.join("cni-none")) };
+        let mut cni = if extra.contains("cni_conf_dir") { String::new() } else { format!("cni_conf_dir = {:?}\n", env.dir.join("cni-none")) };
+        // `berth run` on no bridge unless the test asks (the tests of networks do): the others
+        // need none and would share the host's default bridge.
+        if !extra.contains("default_network") {
+            cni += "default_network = \"none\"\n";
+        }
         std::fs::write(
             &config,
             format!("root = {:?}\nsocket = {:?}\nstate = {:?}\nplain_http = [{}]\n{cni}{extra}", root, socket, state, registries.join(", ")),

@@ -177,6 +177,19 @@ impl Drop for TestEnv {
         for id in self.ids.borrow().iter() {
             let _ = self.command(&["delete", "--force", id]).stderr(Stdio::null()).status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // A plugin or shim the test orphaned on purpose (a kill -9 of berthd mid-call) may still
+        // be finishing inside the directory, or a lazily detached mount still going: try again a
+        // while before giving up, and say why if it stays.
+        for attempt in 0.. {
+            match std::fs::remove_dir_all(&self.dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if attempt == 50 => {
+                    eprintln!("could not remove {}: {e}", self.dir.display());
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
     }
 }

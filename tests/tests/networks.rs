@@ -1,0 +1,104 @@
+//! `berth run` on bridge networks, end to end with Debian's CNI plugins: the default network
+//! (`bridge`) with a port published on 127.0.0.1, `berth port`, a port published twice refused,
+//! a user network whose containers reach each other by name both ways (one started after the
+//! other), `network rm` refused while in use and then taking the bridge; nothing left behind (no
+//! veth, rule, allocation, bridge), proven by testsupport's HostNetwork.
+
+use berth_testsupport::{busybox_registry, Berthd, HostNetwork, TestEnv};
+use std::io::{Read, Write};
+
+/// An HTTP GET of `/` on 127.0.0.1:`port` from the host; the body, or "" when nothing answers.
+fn get(port: u16) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string()).unwrap_or_default()
+}
+
+fn retry(mut attempt: impl FnMut() -> String) -> String {
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = attempt();
+        if !got.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    got
+}
+
+#[test]
+fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
+    let env = TestEnv::new("networks");
+    let registry = busybox_registry(&env);
+    let pid = std::process::id();
+    let (default_bridge, default_subnet) = (format!("bnd{}", pid % 100_000), format!("10.236.{}.0/24", pid % 250));
+    let n1_subnet = format!("10.237.{}.0/24", pid % 250);
+    let host_port = 21_000 + (pid % 10_000) as u16;
+    let host = HostNetwork::snapshot();
+    let extra = format!("default_network = \"bridge\"\ndefault_bridge = {default_bridge:?}\ndefault_subnet = {default_subnet:?}\n");
+    let berthd = Berthd::start_with(&env, &[&registry.address], &extra, None);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &image]);
+    let serve = |name: &str| format!("echo hello from {name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp");
+
+    // The default network, made on first use; a port on 127.0.0.1 reaches the container.
+    let published = format!("127.0.0.1:{host_port}:80");
+    let web = berthd.ok(&env, &["run", "-d", "--name", "web", "-p", &published, &image, "sh", "-c", &serve("web")]).trim().to_string();
+    let from_host = retry(|| get(host_port));
+    let port_line = berthd.ok(&env, &["port", "web"]);
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "web"])).unwrap();
+    let web_ip = inspected["network"]["ips"][0].as_str().unwrap_or_default().to_string();
+    let twice = berthd.berth(&env, &["run", "-d", "--name", "web2", "-p", &published, &image, "sleep", "100"]);
+    let in_use = berthd.berth(&env, &["run", "-d", "--network", "none", "-p", "80", &image, "true"]);
+
+    // A network of the user's: a1 first, a2 later; each fetches from the other by name.
+    berthd.ok(&env, &["network", "create", "--subnet", &n1_subnet, "n1"]);
+    let a1 = berthd.ok(&env, &["run", "-d", "--name", "a1", "--network", "n1", &image, "sh", "-c", &serve("a1")]).trim().to_string();
+    let a2 = berthd.ok(&env, &["run", "-d", "--name", "a2", "--net", "n1", &image, "sh", "-c", &serve("a2")]).trim().to_string();
+    let fetch = |from: &str, to: &str| {
+        // (busybox's wget crashes on a name with -T: timeout bounds it instead.)
+        let out = berthd.berth(&env, &["exec", from, "timeout", "5", "wget", "-q", "-O", "-", &format!("http://{to}/")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let a1_to_a2 = retry(|| fetch("a1", "a2"));
+    let a2_to_a1 = retry(|| fetch("a2", "a1"));
+    let web_to_a1 = fetch("web", "a1");
+    let listed: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["network", "ls", "--format", "json"])).unwrap();
+    let n1_info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["network", "inspect", "n1"])).unwrap();
+    let n1_bridge = n1_info[0]["bridge"].as_str().unwrap_or_default().to_string();
+    let busy = berthd.berth(&env, &["network", "rm", "n1"]);
+
+    // Removal: a2 goes and leaves a1's /etc/hosts; then everything.
+    berthd.ok(&env, &["rm", "-f", "a2"]);
+    let a1_hosts = String::from_utf8_lossy(&berthd.berth(&env, &["exec", "a1", "cat", "/etc/hosts"]).stdout).into_owned();
+    berthd.ok(&env, &["rm", "-f", "a1", "web"]);
+    berthd.ok(&env, &["network", "rm", "n1", "bridge"]);
+    let bridges_left: Vec<String> =
+        [&default_bridge, &n1_bridge].into_iter().filter(|b| std::path::Path::new("/sys/class/net").join(b).exists()).cloned().collect();
+    let networks_left = berthd.ok(&env, &["network", "ls"]);
+    let ipam = berthd.root.join("networks/ipam");
+    let ids = [web.clone(), a1.clone(), a2.clone()];
+    drop(berthd);
+    let mut leaks = host.leaks_then_restore(&default_bridge, &ipam, &ids);
+    leaks.extend(host.leaks_then_restore(&n1_bridge, &ipam, &ids));
+
+    assert_eq!(from_host, "hello from web", "the host to web through 127.0.0.1:{host_port}");
+    assert_eq!(port_line.trim(), format!("80/tcp -> 127.0.0.1:{host_port}"));
+    assert!(web_ip.starts_with(default_subnet.trim_end_matches("0/24")), "web's address {web_ip} is from the default network");
+    assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("already published by container web"), "{twice:?}");
+    assert!(!in_use.status.success() && String::from_utf8_lossy(&in_use.stderr).contains("bridge network"), "{in_use:?}");
+    assert_eq!(a1_to_a2, "hello from a2", "a1 finds a2 (started after it) by name");
+    assert_eq!(a2_to_a1, "hello from a1", "a2 finds a1 by name");
+    assert_eq!(web_to_a1, "", "another network's container does not know a1");
+    let n1 = listed.as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_eq!((n1["subnet"].as_str().unwrap(), n1["containers"].clone()), (n1_subnet.as_str(), serde_json::json!(["a1", "a2"])));
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("has containers: a1, a2"), "{busy:?}");
+    assert!(a1_hosts.contains("a1") && !a1_hosts.contains("a2"), "a2 left a1's /etc/hosts:\n{a1_hosts}");
+    assert!(bridges_left.is_empty(), "network rm leaves no bridge: {bridges_left:?}");
+    assert_eq!(networks_left.lines().count(), 1, "only the header is left:\n{networks_left}");
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}

@@ -124,13 +124,7 @@ impl Containers {
     pub(crate) async fn leave_network(&self, record: &ContainerRecord) -> Result<()> {
         let Some(joined) = &record.network else { return Ok(()) };
         let service = self.network_service()?;
-        for entry in service.cni.cache().all().into_iter().filter(|e| e.container_id == record.id) {
-            let mut attachment = entry.attachment();
-            if !pod_namespaces::is_mounted_over(&attachment.netns) {
-                attachment.netns = std::path::PathBuf::new();
-            }
-            service.cni.del(&entry.network, &attachment).await.map_err(|e| Error::Network(format!("network {}: {e}", entry.network)))?;
-        }
+        crate::pod_network::del_cached(&service.cni, &record.id).await?;
         let dir = self.bundle_dir(&record.id);
         blocking(move || pod_namespaces::unpin(&dir)).await?;
         self.refresh_hosts(&joined.name, Some(&record.id)).await;

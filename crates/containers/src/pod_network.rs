@@ -106,19 +106,23 @@ impl PodNetwork for CniNetwork {
     }
 
     fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for entry in self.cni.cache().all().into_iter().filter(|e| e.container_id == sandbox_id) {
-                let mut attachment = entry.attachment();
-                // A namespace no longer pinned (a reboot, a crash between unpin and DEL) is gone
-                // with its interfaces: DEL gets no netns, as the spec allows, and releases the rest.
-                if !crate::pod_namespaces::is_mounted_over(&attachment.netns) {
-                    attachment.netns = PathBuf::new();
-                }
-                self.cni.del(&entry.network, &attachment).await.map_err(cni_error)?;
-            }
-            Ok(())
-        })
+        Box::pin(del_cached(&self.cni, sandbox_id))
     }
+}
+
+/// DEL of every attachment the CNI cache holds for `id` (a pod's or a container's), from what ADD
+/// cached: so also an ADD berthd died in, or one whose config is gone.
+pub(crate) async fn del_cached(cni: &berth_cni::Cni, id: &str) -> Result<()> {
+    for entry in cni.cache().all().into_iter().filter(|e| e.container_id == id) {
+        let mut attachment = entry.attachment();
+        // A namespace no longer pinned (a reboot, a crash between unpin and DEL) is gone with its
+        // interfaces: DEL gets no netns, as the spec allows, and releases the rest.
+        if !crate::pod_namespaces::is_mounted_over(&attachment.netns) {
+            attachment.netns = PathBuf::new();
+        }
+        cni.del(&entry.network, &attachment).await.map_err(cni_error)?;
+    }
+    Ok(())
 }
 
 /// Addresses from 10.88.0.0/24 in memory, with the same contract as CNI.

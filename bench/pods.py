@@ -4,11 +4,14 @@ runc, `restrict_oom_score_adj`).
 
 Pod start: RunPodSandbox + CreateContainer + StartContainer of busybox `sleep`, image present,
 timed inside one gRPC client process (crates/cri/examples/cri_bench.rs, release build), so no
-client start-up is counted; the pods use the host's network (no CNI for either). COUNT pods are
+client start-up is counted; the pods use the host's network (no CNI for either), or with --cni
+each pod its own network from the same CNI config list for both (Debian's bridge + host-local +
+portmap: a bridge `bbench0` on 10.239.0.0/16, addresses kept under the run's directory). COUNT pods are
 created one after another (the total is the "30 pods" figure), then, with them alive, the RSS of
 the daemon and of what each pod adds (berth: its berth-shim; containerd: its shim and its pause
 process), then all torn down (StopPodSandbox + RemovePodSandbox). Then LIST pods are created and
-ListPodSandbox and ListContainers are timed (medians of 50 each), as the kubelet polls them.
+ListPodSandbox and ListContainers are timed (medians of 50 each), as the kubelet polls them. Last,
+COUNT pods are created all at once (one client, concurrent calls): the wall time.
 
 Each runtime is a private instance in a temporary directory pulling the same busybox image from
 Debian's docker-registry on 127.0.0.1 (containerd's sandbox image is a busybox look-alike of pause
@@ -33,7 +36,7 @@ def children_of(pids):
 
 class ContainerdCri:
     """containerd with its CRI plugin (runc, overlayfs, oom_score_adj restricted), plain HTTP to the registry."""
-    def __init__(self, work, registry, sandbox_image):
+    def __init__(self, work, registry, sandbox_image, cni_dir):
         self.dir = f"{work}/containerd"; os.makedirs(self.dir)
         self.socket = f"{self.dir}/containerd.sock"
         cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -41,7 +44,7 @@ class ContainerdCri:
             f.write(f'version = 2\nroot = "{self.dir}/root"\nstate = "{self.dir}/state"\n'
                     f'[grpc]\n  address = "{self.socket}"\n[ttrpc]\n  address = "{self.socket}.ttrpc"\n[debug]\n  address = ""\n[metrics]\n  address = ""\n'
                     f'[{cri}]\n  sandbox_image = "{sandbox_image}"\n  restrict_oom_score_adj = true\n  enable_cdi = false\n'
-                    f'[{cri}.cni]\n  conf_dir = "{self.dir}/cni"\n  bin_dir = "/usr/lib/cni"\n'
+                    f'[{cri}.cni]\n  conf_dir = "{cni_dir}"\n  bin_dir = "/usr/lib/cni"\n'
                     f'[{cri}.containerd]\n  snapshotter = "overlayfs"\n  default_runtime_name = "runc"\n'
                     f'[{cri}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n'
                     f'[{cri}.registry.mirrors."{registry.address}"]\n  endpoint = ["http://{registry.address}"]\n')
@@ -61,6 +64,17 @@ def client(bench, *args):
     if done.returncode != 0:
         raise SystemExit(f"cri_bench {' '.join(map(str, args))}: {done.stderr.strip()}")
     return json.loads(done.stdout)
+
+CNI_BRIDGE = "bbench0"
+
+def write_cni_config(conf_dir, ipam_dir):
+    os.makedirs(conf_dir, exist_ok=True)
+    conflist = {"cniVersion": "1.0.0", "name": "bench", "plugins": [
+        {"type": "bridge", "bridge": CNI_BRIDGE, "isGateway": True, "ipMasq": False,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.239.0.0/16"}]], "dataDir": ipam_dir}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    with open(f"{conf_dir}/10-bench.conflist", "w") as f:
+        json.dump(conflist, f)
 
 def measure(name, socket, image, daemon_pid, per_pod_pids, bench, count, list_pods):
     result = {"name": name}
@@ -85,6 +99,8 @@ def measure(name, socket, image, daemon_pid, per_pod_pids, bench, count, list_po
         result["list_pods_median_ms"] = statistics.median(lists["list_pods_ms"])
         result["list_containers_median_ms"] = statistics.median(lists["list_containers_ms"])
         client(bench, "teardown", socket)
+    result["parallel_wall_s"] = client(bench, "parallel", socket, image, count)["wall_ms"] / 1000
+    client(bench, "teardown", socket)
     return result
 
 def main():
@@ -94,6 +110,7 @@ def main():
     parser.add_argument("--bin", default="target/release", help="where berthd, berth-shim, berth-oci and examples/cri_bench are")
     parser.add_argument("--only", default="berth,containerd")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cni", action="store_true", help="pods on a CNI bridge (the same config for both) instead of the host's network")
     args = parser.parse_args()
     bindir = os.path.abspath(args.bin)
     bench = f"{bindir}/examples/cri_bench"
@@ -106,15 +123,20 @@ def main():
         write_layout(f"{work}/pause", "v1", [busybox_layer(f"{work}/p")], cmd=("/bin/sleep", "2147483647"))
         registry.push(f"{work}/pause", "v1", "bench/pause")
         image = f"{registry.address}/bench/busybox:v1"
+        # Without --cni berthd gets an empty CNI dir (never the host's) and pods the host's network.
+        cni_dir = f"{work}/cni"
+        if args.cni:
+            write_cni_config(cni_dir, f"{work}/ipam")
+            os.environ["CRI_BENCH_POD_NETWORK"] = "1"
         if "berth" in args.only:
-            berthd = BerthdInstance(work, registry, bindir)
+            berthd = BerthdInstance(work, registry, bindir, f'cni_conf_dir = "{cni_dir}"\n')
             try:
                 shims = lambda: pids_with(berthd.dir, "berth-shim")
                 results.append(measure("berth", berthd.socket, image, berthd.proc.pid, shims, bench, args.pods, args.list_pods))
             finally:
                 berthd.stop()
         if "containerd" in args.only:
-            containerd = ContainerdCri(work, registry, f"{registry.address}/bench/pause:v1")
+            containerd = ContainerdCri(work, registry, f"{registry.address}/bench/pause:v1", cni_dir)
             try:
                 def shims_and_pause():
                     shims = pids_with(containerd.dir, "containerd-shim-runc-v2")
@@ -130,6 +152,8 @@ def main():
         for mount in mounts:
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+        if args.cni:
+            subprocess.run(["ip", "link", "del", CNI_BRIDGE], capture_output=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -137,7 +161,8 @@ def main():
     rows = [("pod start, median (ms)", "pod_start_median_ms"), (f"{args.pods} pods, total (s)", "pods_total_s"), ("teardown (s)", "teardown_s"),
             ("daemon RSS idle (KiB)", "daemon_rss_before_kib"), (f"daemon RSS, {args.pods} pods (KiB)", "daemon_rss_after_kib"),
             ("processes added per pod", "per_pod_processes"), ("RSS added per pod (KiB)", "per_pod_rss_kib"),
-            (f"ListPodSandbox, {args.list_pods} pods (ms)", "list_pods_median_ms"), (f"ListContainers, {args.list_pods} pods (ms)", "list_containers_median_ms")]
+            (f"ListPodSandbox, {args.list_pods} pods (ms)", "list_pods_median_ms"), (f"ListContainers, {args.list_pods} pods (ms)", "list_containers_median_ms"),
+            (f"{args.pods} pods at once, wall (s)", "parallel_wall_s")]
     print(f"{'':40}" + "".join(f"{r['name']:>14}" for r in results) + ("   berth/containerd" if len(results) == 2 else ""))
     for label, key in rows:
         values = [r.get(key) for r in results]

@@ -471,6 +471,7 @@ fn wait_for_file(path: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
+    const CNI_TIMEOUT: u64 = 10;
     let env = TestEnv::new("cri-cni-faults");
     let registry = busybox_registry(&env);
     let pid = std::process::id();
@@ -493,13 +494,15 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
         {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam}}]});
     std::fs::write(conf_dir.join("10-faults.conflist"), conflist.to_string()).unwrap();
-    let extra = format!("cni_conf_dir = {conf_dir:?}\ncni_bin_dirs = [{bin:?}, \"/usr/lib/cni\"]\ncni_timeout = 2\n");
+    // The timeout must outlast an honest plugin call everywhere: the DEL that undoes the hung ADD
+    // runs under it too, and under the cgroup v2 VM's emulation (TCG) bridge takes seconds.
+    let extra = format!("cni_conf_dir = {conf_dir:?}\ncni_bin_dirs = [{bin:?}, \"/usr/lib/cni\"]\ncni_timeout = {CNI_TIMEOUT}\n");
     let host = berth_testsupport::HostNetwork::snapshot();
     let start = || Berthd::start_with(&env, &[&registry.address], &extra, None);
     let allocations =
         || -> Vec<String> { walk_files(&ipam).into_iter().filter(|f| !f.ends_with("/lock") && !f.contains("last_reserved_ip")).collect() };
 
-    // 1. A plugin that hangs: RunPodSandbox fails at the timeout with the plugin named, berthd
+    // 1. A plugin that hangs: RunPodSandbox fails at the timeout (10 s) with the plugin named, berthd
     //    answers other calls meanwhile, and nothing of the pod is left.
     let mut berthd = start();
     let mut cri = connect(&berthd).await;

@@ -514,9 +514,9 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
             async move { other.runtime.run_pod_sandbox(RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await },
         );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let asked = std::time::Instant::now();
+    // Answered while the ADD still hangs (not a wall-clock bound: the VM's emulation is slow).
     cri.pods().await;
-    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "ListPodSandbox waited for the hung plugin");
+    assert!(!attempt.is_finished(), "ListPodSandbox waited for the hung plugin");
     let err = attempt.await.unwrap().unwrap_err();
     assert!(err.message().contains("bridge") && err.message().contains("did not finish"), "{err:?}");
     assert!(cri.pods().await.is_empty() && allocations().is_empty(), "the failed pod is gone: {:?}", allocations());

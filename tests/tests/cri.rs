@@ -438,10 +438,19 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let from_host = std::process::Command::new("timeout")
-        .args(["5", "busybox", "wget", "-q", "-O", "-", &format!("http://127.0.0.1:{host_port}/")])
-        .output()
-        .unwrap();
+    // Tried a few times, each bounded: under the VM's emulation one try can outlast its bound.
+    let mut from_host = String::new();
+    for _ in 0..5 {
+        let out = std::process::Command::new("timeout")
+            .args(["10", "busybox", "wget", "-q", "-O", "-", &format!("http://127.0.0.1:{host_port}/")])
+            .output()
+            .unwrap();
+        from_host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !from_host.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 
     for pod in [&a, &b] {
         cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
@@ -454,7 +463,7 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
     drop(berthd);
     let leaks = host.leaks_then_restore(&bridge, &ipam, &[a.clone(), b.clone()]);
     assert_eq!(fetched, "hello from web", "pod b to pod a by IP");
-    assert_eq!(String::from_utf8_lossy(&from_host.stdout).trim(), "hello from web", "the host to pod a through 127.0.0.1:{host_port}");
+    assert_eq!(from_host, "hello from web", "the host to pod a through 127.0.0.1:{host_port}");
     assert_eq!(stopped_ip, "", "a stopped pod's address is released");
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     env.leak_check();

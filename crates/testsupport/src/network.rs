@@ -67,14 +67,25 @@ fn iptables_lines() -> Vec<String> {
         .collect()
 }
 
+/// One test at a time changes the host's network: a snapshot taken while another test's plugins
+/// make the shared chains would have its restore delete them under that test.
+static HOST_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct HostNetwork {
     iptables: Vec<String>,
     ip_forward: String,
+    /// Held from the snapshot until the test drops this.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl HostNetwork {
     pub fn snapshot() -> HostNetwork {
-        HostNetwork { iptables: iptables_lines(), ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default() }
+        let turn = HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner());
+        HostNetwork {
+            iptables: iptables_lines(),
+            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default(),
+            _turn: turn,
+        }
     }
 
     /// What the attachments of `ids` left on `bridge` and in `ipam_dir` (host-local's dataDir):

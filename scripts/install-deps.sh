@@ -6,6 +6,7 @@
 #           busybox-static (test rootfs), libc6-dev (a static syscall probe), containerd podman (peer tests),
 #           uidmap (rootless), libcap2-bin (file capabilities), iptables,
 #           containernetworking-plugins (CNI: bridge, host-local, portmap in /usr/lib/cni),
+#           iproute2 (`ip`: berthd deletes a removed network's bridge; the network tests' checks),
 #           docker-registry skopeo apache2-utils (image tests: a local registry, pushes, htpasswd)
 #   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
@@ -15,5 +16,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc g++ libc6-dev protobuf-compiler \
     busybox-static procps python3 util-linux passwd tar \
-    containerd podman uidmap iptables containernetworking-plugins libcap2-bin docker-registry skopeo apache2-utils \
+    containerd podman uidmap iptables iproute2 containernetworking-plugins libcap2-bin docker-registry skopeo apache2-utils \
     runc crun hyperfine time >/dev/null

@@ -181,11 +181,17 @@ impl Containers {
     /// berth's networks with the containers on each (by name).
     pub fn list_networks(&self) -> Result<Vec<(NetworkInfo, Vec<String>)>> {
         let networks = self.network_service()?.networks.list()?;
-        Ok(networks.into_iter().map(|n| (self.network_members(&n.name), n)).map(|(m, n)| (n, m)).collect())
+        Ok(networks
+            .into_iter()
+            .map(|n| {
+                let members = self.network_members(&n.name);
+                (n, members)
+            })
+            .collect())
     }
 
     pub fn inspect_network(&self, name: &str) -> Result<(NetworkInfo, Vec<String>)> {
-        let name = if name == crate::networks::DEFAULT_ALIAS { crate::networks::DEFAULT } else { name };
+        let name = crate::networks::canonical(name);
         let info = self.network_service()?.networks.info(name)?;
         Ok((info, self.network_members(name)))
     }

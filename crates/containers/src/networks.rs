@@ -82,6 +82,15 @@ pub struct Networks {
     lock: std::sync::Mutex<()>,
 }
 
+/// `bridge` is docker's name for the default network.
+pub fn canonical(name: &str) -> &str {
+    if name == DEFAULT_ALIAS {
+        DEFAULT
+    } else {
+        name
+    }
+}
+
 /// Names: as containers' (docker's rule), and not one of the words `--network` gives a meaning.
 fn check_name(name: &str) -> Result<()> {
     let mut bytes = name.bytes();
@@ -179,7 +188,7 @@ impl Networks {
 
     /// `bridge` means the default network; the default network is made on first use.
     pub fn resolve(&self, name: &str) -> Result<(NetworkInfo, NetworkList)> {
-        let name = if name == DEFAULT_ALIAS { DEFAULT } else { name };
+        let name = canonical(name);
         if name == DEFAULT {
             let _held = self.guard();
             if !self.path(DEFAULT).exists() {
@@ -240,7 +249,7 @@ impl Networks {
     /// Removes the network's config, its bridge and its allocation records. The caller has made
     /// sure no container is on it.
     pub fn remove(&self, name: &str) -> Result<NetworkInfo> {
-        let name = if name == DEFAULT_ALIAS { DEFAULT } else { name };
+        let name = canonical(name);
         let _held = self.guard();
         let info = self.info(name)?;
         delete_link(&info.bridge)?;

@@ -12,6 +12,12 @@ endpoint, cgroupfs under a cgroup root of its own, cgroup v1 allowed. What is ch
      namespace), Ready through an HTTP probe at its pod IP, which the test fetches from too;
   2. the pods are berth's (crictl on berthd's socket lists them, with the kubelet's labels);
   3. the container's log is in the pod log directory, in the CRI log format, with its line;
+  3b. streaming (berth's streaming server behind CRI Exec, Attach and PortForward), with crictl on
+     berthd's socket over each transport (SPDY and WebSocket): `exec -it` in a pty (typed input
+     runs, the terminal's size and a resize reach the container, the exit code comes back), `exec
+     -i` with stdin, a non-zero exit code, `attach -i` to the attach pod's shell, `port-forward`
+     to the web pod's server; and the kubelet's own exec path, as the API server uses it:
+     /exec/{namespace}/{pod}/{container} on its :10250 API, upgraded to a WebSocket;
   4. a kubelet restart adopts the running pods: same sandbox and container ids, same init pid,
      restart count 0, Ready again;
   5. removing a manifest removes the pod: gone from the kubelet, and from berthd (sandbox removed);
@@ -22,14 +28,21 @@ endpoint, cgroupfs under a cgroup root of its own, cgroup v1 allowed. What is ch
 Python 3 standard library only. Exit status: 0 passed, 1 a check failed, 2 the harness could not run.
 """
 import argparse
+import base64
+import fcntl
 import json
 import os
+import pty
+import select
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import traceback
 import urllib.request
@@ -47,7 +60,76 @@ READ_ONLY_API = "http://127.0.0.1:10255"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
 POD_SUBNET = "10.244.0.0/24"
 WEB_LINE = "hello from the pod network"
-PODS = ("hostnet", "probe", "web")
+PODS = ("hostnet", "probe", "web", "attach")
+KUBELET_API = ("127.0.0.1", 10250)
+TRANSPORTS = ("spdy", "websocket")
+
+
+def read_until(fd, needle, timeout, seen=b""):
+    """Reads fd until `needle` (bytes) is in what was read; returns all of it. Failed on timeout or EOF."""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise Failed(f"waited {timeout} s for {needle!r}; got {seen[-400:]!r}")
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # a pty's master reads EIO once the other side is closed
+            chunk = b""
+        if not chunk:
+            raise Failed(f"end of output before {needle!r}; got {seen[-400:]!r}")
+        seen += chunk
+    return seen
+
+
+def websocket_exec(path, protocol="v4.channel.k8s.io", timeout=30):
+    """A WebSocket exec through the kubelet's HTTPS API, as the API server proxies one: the
+    channels' bytes (1 stdout, 2 stderr, 3 error) once the server closes."""
+    raw = socket.create_connection(KUBELET_API, timeout=timeout)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the kubelet's self-signed certificate
+    s = ctx.wrap_socket(raw)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {KUBELET_API[0]}:{KUBELET_API[1]}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Protocol: {protocol}\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise Failed(f"kubelet closed during the upgrade: {buf!r}")
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise Failed(f"kubelet /exec answered {head.decode(errors='replace')!r} {buf[:300]!r}")
+    channels = {}
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+    while need(2):
+        opcode, length = buf[0] & 0x0F, buf[1] & 0x7F
+        at = 2
+        if length == 126:
+            need(4)
+            length, at = struct.unpack(">H", buf[2:4])[0], 4
+        elif length == 127:
+            need(10)
+            length, at = struct.unpack(">Q", buf[2:10])[0], 10
+        if not need(at + length):
+            break
+        payload, buf = buf[at:at + length], buf[at + length:]
+        if opcode == 8:
+            break
+        if opcode == 2 and payload:
+            channels[payload[0]] = channels.get(payload[0], b"") + payload[1:]
+    s.close()
+    return channels
 
 
 class Failed(Exception):
@@ -337,6 +419,8 @@ localStorageCapacityIsolation: false
             raise Failed(f"{log_file}: first line {lines[0]!r} is not `<time> stdout F {POD_LOG_LINE}`")
         log(f"log: {lines[0]!r}")
 
+        self.check_streaming(pods)
+
         # 4. A kubelet restart adopts the running pods.
         self.stop("kubelet")
         log("kubelet stopped (SIGTERM)")
@@ -365,15 +449,15 @@ localStorageCapacityIsolation: false
         hostnet_sandbox = before["hostnet"][0]
         wait_for("hostnet: sandbox removed from berthd (the kubelet's GC, every minute)",
                  lambda: True if all(p["id"] != hostnet_sandbox for p in self.berth_pods()) else None, 150)
-        for name in ("probe", "web"):
+        for name in ("probe", "web", "attach"):
             if self.running_and_ready(f"{name}-berth-kubelet-test") is None:
                 raise Failed(f"{name}: no longer Ready after hostnet was removed")
         log("manifest removed: pod hostnet stopped and removed; the others untouched")
 
         # Then the others too: the kubelet leaves berthd with no pod, and web's address is free.
-        for name in ("probe", "web"):
+        for name in ("probe", "web", "attach"):
             os.unlink(f"{self.work}/manifests/{name}.yaml")
-        for name in ("probe", "web"):
+        for name in ("probe", "web", "attach"):
             sandbox = before[name][0]
             wait_for(f"{name}: sandbox removed from berthd",
                      lambda s=sandbox: True if all(p["id"] != s for p in self.berth_pods()) else None, 150)
@@ -381,6 +465,124 @@ localStorageCapacityIsolation: false
         if allocations:
             raise Failed(f"IP allocations left after every pod went: {allocations}")
         log("every pod removed; no IP allocation left")
+
+    # --- streaming ----------------------------------------------------------------------------
+    def crictl_argv(self, *args):
+        return [f"{self.peers}/crictl", "--timeout", "30s", "-r", f"unix://{self.sock}", "-i", f"unix://{self.sock}", *args]
+
+    def check_streaming(self, pods):
+        probe = self.berth_container(self.berth_pod("probe")["id"])["id"]
+        attach = self.berth_container(self.berth_pod("attach")["id"])["id"]
+        web_pod = self.berth_pod("web")["id"]
+        for n, transport in enumerate(TRANSPORTS):
+            self.exec_in_a_pty(probe, transport)
+            # stdin, non-tty: what is typed comes back through the container's tr.
+            r = subprocess.run(self.crictl_argv("exec", "-i", "--transport", transport, probe, "tr", "a-z", "A-Z"),
+                               input="typed into a pipe\n", capture_output=True, text=True, timeout=60)
+            if r.returncode != 0 or r.stdout != "TYPED INTO A PIPE\n":
+                raise Failed(f"exec -i ({transport}): exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}")
+            r = subprocess.run(self.crictl_argv("exec", "--transport", transport, probe, "sh", "-c", "echo to-stderr >&2; exit 3"),
+                               capture_output=True, text=True, timeout=60)
+            # crictl (not --sync) exits 1 on any failure and names the code the status carried.
+            if r.returncode != 1 or "to-stderr" not in r.stderr or "command terminated with exit code 3" not in r.stderr:
+                raise Failed(f"exec of `exit 3` ({transport}): exit {r.returncode}, stderr {r.stderr!r}")
+            self.attach_to_shell(attach, transport)
+            self.port_forward(web_pod, transport, 18080 + n)
+            log(f"crictl over {transport}: exec -it (input, size, resize, exit code), exec -i, exit 3, attach -i, port-forward")
+        # The kubelet's exec path: what `kubectl exec` becomes once the API server proxies it.
+        name = "probe-berth-kubelet-test"
+        channels = websocket_exec(f"/exec/default/{name}/main?command=sh&command=-c&command=echo%20via%20the%20kubelet%3B%20exit%205"
+                                  "&output=1&error=1")
+        status = json.loads(channels.get(3, b"{}") or b"{}")
+        causes = status.get("details", {}).get("causes", [{}])
+        if channels.get(1) != b"via the kubelet\n" or status.get("reason") != "NonZeroExitCode" or causes[0].get("message") != "5":
+            raise Failed(f"kubelet /exec: channels {channels}")
+        log("kubelet :10250 /exec (WebSocket v4.channel.k8s.io): the output, and exit code 5 in the status")
+
+    def exec_in_a_pty(self, container, transport):
+        """`crictl exec -it` in a 30x100 terminal: the size is the container's, a resize to 50x132
+        reaches it, typed commands run, and `exit 7` comes back (crictl says so and exits 1)."""
+        argv = self.crictl_argv("exec", "-it", "--transport", transport, container, "sh")
+        pid, fd = pty.fork()
+        if pid == 0:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+            os.execv(argv[0], argv)
+        try:
+            # $((…)) is expanded by the container's shell: the echo of what was typed cannot match.
+            os.write(fd, b"echo $((40+2))-ready\n")
+            seen = read_until(fd, b"42-ready", 30)
+            os.write(fd, b"stty size\n")
+            seen = read_until(fd, b"30 100", 10, seen)
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+            deadline = time.monotonic() + 10
+            while b"50 132" not in seen:
+                if time.monotonic() > deadline:
+                    raise Failed(f"exec -it ({transport}): the resize to 50x132 never reached the container: {seen[-300:]!r}")
+                os.write(fd, b"stty size\n")
+                try:
+                    seen = read_until(fd, b"50 132", 1, seen)
+                except Failed:
+                    pass
+            os.write(fd, b"exit 7\n")
+            deadline = time.monotonic() + 30
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    raise Failed(f"exec -it ({transport}): crictl did not end after `exit 7`")
+                try:  # keep the pty drained
+                    if select.select([fd], [], [], 0.1)[0]:
+                        seen += os.read(fd, 65536)
+                except OSError:
+                    time.sleep(0.1)
+            pid = None
+            if os.waitstatus_to_exitcode(status) != 1 or b"command terminated with exit code 7" not in seen:
+                raise Failed(f"exec -it ({transport}): crictl exited {os.waitstatus_to_exitcode(status)}: {seen[-300:]!r}")
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+
+    def attach_to_shell(self, container, transport):
+        """`crictl attach -i`: a command typed runs in the container's shell and its output comes
+        back; the end of our input ends the attach (exit 0), not the container."""
+        p = subprocess.Popen(self.crictl_argv("attach", "-i", "--transport", transport, container),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(0.5)
+            p.stdin.write(f"echo attached-over-{transport}\n".encode())
+            p.stdin.flush()
+            read_until(p.stdout.fileno(), f"attached-over-{transport}".encode(), 30)
+            p.stdin.close()
+            rc = p.wait(30)
+            if rc != 0:
+                raise Failed(f"attach ({transport}): crictl exited {rc}: {p.stderr.read().decode(errors='replace')}")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if self.berth_container(self.berth_pod("attach")["id"])["state"] != "CONTAINER_RUNNING":
+            raise Failed(f"attach ({transport}): the container did not outlive the attach")
+
+    def port_forward(self, pod, transport, local):
+        """`crictl port-forward` to the web pod's server, fetched through the local port."""
+        p = subprocess.Popen(self.crictl_argv("port-forward", "--transport", transport, pod, f"{local}:8080"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            read_until(p.stdout.fileno(), b"Forwarding from", 30)
+            for attempt in range(2):  # two connections: two stream pairs on one session
+                body = http_get(f"http://127.0.0.1:{local}/index.html", timeout=10).decode().strip()
+                if body != WEB_LINE:
+                    raise Failed(f"port-forward ({transport}): fetch {attempt} answered {body!r}")
+        finally:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
     # --- teardown -----------------------------------------------------------------------------
     def pids_naming_work(self):

@@ -243,9 +243,16 @@ async fn bad_requests_get_clear_errors_and_leave_nothing() {
     cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: unknown.clone() }).await.unwrap();
     cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: unknown.clone() }).await.unwrap();
 
+    // Streaming URLs are for what exists.
+    let exec = cri
+        .runtime
+        .exec(ExecRequest { container_id: unknown.clone(), cmd: vec!["sh".into()], stdout: true, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(exec.code(), Code::NotFound);
+    let forward = cri.runtime.port_forward(PortForwardRequest { pod_sandbox_id: unknown.clone(), port: vec![80] }).await.unwrap_err();
+    assert_eq!(forward.code(), Code::NotFound);
     // What berth does not do: UNIMPLEMENTED, never a hang or another code.
-    let exec = cri.runtime.exec(ExecRequest { container_id: unknown.clone(), cmd: vec!["sh".into()], ..Default::default() }).await.unwrap_err();
-    assert_eq!(exec.code(), Code::Unimplemented);
     let metrics = cri.runtime.list_metric_descriptors(ListMetricDescriptorsRequest {}).await.unwrap_err();
     assert_eq!(metrics.code(), Code::Unimplemented);
 
@@ -608,4 +615,299 @@ fn walk_files(dir: &std::path::Path) -> Vec<String> {
         }
     }
     files
+}
+
+// --- Streaming: raw clients of berth's streaming server (the SPDY codec is berth-streaming's; the
+// HTTP around it is written out here), for what crictl and critest cannot do: count what 1,000
+// sessions leave, and be hostile.
+
+mod raw {
+    use berth_streaming::spdy::frame::{self, Frame};
+    use berth_streaming::spdy::headers::{Decoder, Encoder};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// A request on `url` (http://host:port/path) with `headers`; the status code and the socket.
+    pub fn request(url: &str, method: &str, headers: &[(&str, &str)]) -> (u16, TcpStream, Vec<u8>) {
+        let rest = url.strip_prefix("http://").expect("an http URL");
+        let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+        let mut tcp = TcpStream::connect(host).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+        for (name, value) in headers {
+            head += &format!("{name}: {value}\r\n");
+        }
+        tcp.write_all(format!("{head}\r\n").as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed before the response head: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let status = String::from_utf8_lossy(&got[9..12]).parse().unwrap();
+        (status, tcp, got[end..].to_vec())
+    }
+
+    pub struct Spdy {
+        pub tcp: TcpStream,
+        enc: Encoder,
+        dec: Decoder,
+        buf: Vec<u8>,
+    }
+
+    impl Spdy {
+        pub fn upgrade(url: &str, protocol: &str) -> Spdy {
+            let headers = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), ("X-Stream-Protocol-Version", protocol)];
+            let (status, tcp, buf) = request(url, "POST", &headers);
+            assert_eq!(status, 101, "upgrade of {url}");
+            Spdy { tcp, enc: Encoder::default(), dec: Decoder::default(), buf }
+        }
+
+        pub fn send(&mut self, frame: Frame) {
+            let mut out = Vec::new();
+            frame::encode(&frame, &mut out);
+            let _ = self.tcp.write_all(&out);
+        }
+
+        pub fn open(&mut self, id: u32, headers: &[(&str, &str)]) {
+            let header_block = self.enc.encode(headers);
+            self.send(Frame::SynStream { stream_id: id, associated_to: 0, priority: 0, fin: false, unidirectional: false, header_block });
+        }
+
+        /// The next frame; None at the end of the connection.
+        pub fn next(&mut self) -> Option<Frame> {
+            loop {
+                if let Some((frame, used)) = frame::decode(&self.buf).unwrap() {
+                    self.buf.drain(..used);
+                    if let Frame::SynReply { header_block, .. } = &frame {
+                        self.dec.decode(header_block).unwrap();
+                    }
+                    return Some(frame);
+                }
+                let mut chunk = [0u8; 65536];
+                match self.tcp.read(&mut chunk) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }
+
+        /// Reads until `wanted` streams have ended (FIN); what each carried, by stream id.
+        pub fn read_streams(&mut self, wanted: &[u32]) -> std::collections::HashMap<u32, Vec<u8>> {
+            let mut got: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+            let mut ended = Vec::new();
+            while !wanted.iter().all(|w| ended.contains(w)) {
+                match self.next() {
+                    Some(Frame::Data { stream_id, fin, data }) => {
+                        got.entry(stream_id).or_default().extend_from_slice(&data);
+                        if fin {
+                            ended.push(stream_id);
+                        }
+                    }
+                    Some(_) => {}
+                    None => panic!("the connection ended before streams {wanted:?} did; got {got:?}"),
+                }
+            }
+            got
+        }
+    }
+
+    /// One exec session over SPDY v4: the command's stdout and the status JSON.
+    pub fn exec(url: &str) -> (String, serde_json::Value) {
+        let mut spdy = Spdy::upgrade(url, "v4.channel.k8s.io");
+        spdy.open(1, &[("streamtype", "error")]);
+        spdy.open(3, &[("streamtype", "stdout")]);
+        let got = spdy.read_streams(&[1, 3]);
+        let stdout = String::from_utf8_lossy(got.get(&3).map(Vec::as_slice).unwrap_or_default()).into_owned();
+        let status = serde_json::from_slice(got.get(&1).map(Vec::as_slice).unwrap_or(b"null")).unwrap();
+        (stdout, status)
+    }
+}
+
+/// Open fds of a process, and its children's pids.
+fn fds_and_children(pid: u32) -> (usize, Vec<u32>) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    (fds, children.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+}
+
+impl Cri {
+    async fn exec_url(&mut self, id: &str, cmd: &[&str]) -> String {
+        let request = ExecRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), stdout: true, ..Default::default() };
+        self.runtime.exec(request).await.expect("exec URL").into_inner().url
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_exec_sessions_leave_no_process_or_fd_behind() {
+    let (env, _registry, berthd, mut cri, image) = setup("cri-exec-leaks").await;
+    cri.pull(&image).await;
+    let pod_config = pod_config(&env, "execs");
+    let pod = cri.run_pod(&pod_config).await;
+    let container = cri.create(&pod, &pod_config, container_config(&image, "app", &["sleep", "300"])).await.unwrap();
+    cri.start(&container).await;
+    let shim_pid: u32 =
+        std::fs::read_to_string(berthd.state.join("containers").join(&pod).join("shim").join("shim.pid")).unwrap().trim().parse().unwrap();
+    let berthd_pid = berthd.child.id();
+    // Warm up (berthd's pools, the shim's buffers), then count.
+    for _ in 0..3 {
+        let url = cri.exec_url(&container, &["true"]).await;
+        tokio::task::spawn_blocking(move || raw::exec(&url)).await.unwrap();
+    }
+    let before = (fds_and_children(berthd_pid).0, fds_and_children(shim_pid));
+
+    // 1,000 sessions, four at a time, each checked; every tenth client vanishes mid-exec instead.
+    let mut urls = Vec::new();
+    for i in 0..1000 {
+        let cmd: Vec<String> = if i % 10 == 9 { vec!["sleep".into(), "0.3".into()] } else { vec!["echo".into(), format!("session-{i}")] };
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        urls.push((i, cri.exec_url(&container, &cmd).await));
+        if urls.len() == 4 || i == 999 {
+            let batch = std::mem::take(&mut urls);
+            tokio::task::spawn_blocking(move || {
+                std::thread::scope(|s| {
+                    for (i, url) in &batch {
+                        s.spawn(move || {
+                            if i % 10 == 9 {
+                                let mut spdy = raw::Spdy::upgrade(url, "v4.channel.k8s.io");
+                                spdy.open(1, &[("streamtype", "error")]);
+                                spdy.open(3, &[("streamtype", "stdout")]);
+                                drop(spdy);
+                                return;
+                            }
+                            let (stdout, status) = raw::exec(url);
+                            assert_eq!(stdout, format!("session-{i}\n"));
+                            assert_eq!(status["status"], "Success", "{status}");
+                        });
+                    }
+                })
+            })
+            .await
+            .unwrap();
+        }
+    }
+    // The vanished clients' sleeps end on their own (as Kubernetes leaves a non-tty exec to run).
+    // (A connection of the warm-up may still have been closing when counted: not more after.)
+    let settled = |after: &(usize, (usize, Vec<u32>))| after.0 <= before.0 && after.1 == before.1;
+    let mut after = (0, (0, Vec::new()));
+    for _ in 0..100 {
+        after = (fds_and_children(berthd_pid).0, fds_and_children(shim_pid));
+        if settled(&after) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(settled(&after), "(berthd's fds, (the shim's fds, its children)): {before:?} before 1,000 exec sessions, {after:?} after");
+
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_streaming_clients_get_errors_and_port_forward_reaches_the_pod() {
+    use berth_streaming::spdy::frame::Frame;
+    let (env, _registry, berthd, mut cri, image) = setup("cri-stream-bad").await;
+    cri.pull(&image).await;
+    let pod_config = pod_config(&env, "streams");
+    let pod = cri.run_pod(&pod_config).await;
+    // A server on the pod's own loopback (the pod has no other network here).
+    let web = ["sh", "-c", "echo served-in-the-pod > /tmp/index.html; exec httpd -f -p 127.0.0.1:8080 -h /tmp"];
+    let container = cri.create(&pod, &pod_config, container_config(&image, "web", &web)).await.unwrap();
+    cri.start(&container).await;
+
+    // Tokens: unknown, reused, or used for another kind: 404, as is any other path.
+    let url = cri.exec_url(&container, &["echo", "once"]).await;
+    let (base, token) = url.rsplit_once('/').unwrap();
+    let base = base.trim_end_matches("/exec");
+    assert_eq!(raw::request(&format!("{base}/attach/{token}"), "POST", &[]).0, 404, "an exec token on /attach");
+    assert_eq!(raw::request(&format!("{base}/exec/made-up"), "POST", &[]).0, 404);
+    assert_eq!(raw::request(&format!("{base}/nothing"), "GET", &[]).0, 404);
+    let url = cri.exec_url(&container, &["echo", "once"]).await;
+    assert_eq!(raw::request(&url, "POST", &[]).0, 400, "no upgrade asked");
+    assert_eq!(raw::request(&url, "POST", &[]).0, 404, "the token was used");
+    let url = cri.exec_url(&container, &["echo", "once"]).await;
+    let ws = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Protocol", "v9.channel.k8s.io"),
+    ];
+    assert_eq!(raw::request(&url, "GET", &ws).0, 400, "no subprotocol spoken here");
+    let url = cri.exec_url(&container, &["echo", "once"]).await;
+    let spdy = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), ("X-Stream-Protocol-Version", "v9.channel.k8s.io")];
+    assert_eq!(raw::request(&url, "POST", &spdy).0, 403, "no stream protocol spoken here");
+    // A request no client could use.
+    let both = ExecRequest { container_id: container.clone(), cmd: vec!["true".into()], tty: true, stderr: true, ..Default::default() };
+    assert_eq!(cri.runtime.exec(both).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // After the upgrade: garbage, a version-2 frame, a zlib bomb in a header block, a 16 MiB
+    // frame header: each ends its connection, nothing else.
+    let bomb = {
+        let mut enc = berth_streaming::spdy::headers::Encoder::default();
+        enc.encode(&[("streamtype", &"x".repeat(1 << 20))])
+    };
+    let attacks: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0x80, 2, 0, 1, 0, 0, 0, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+        {
+            let mut out = Vec::new();
+            berth_streaming::spdy::frame::encode(
+                &Frame::SynStream { stream_id: 1, associated_to: 0, priority: 0, fin: false, unidirectional: false, header_block: bomb },
+                &mut out,
+            );
+            out
+        },
+        vec![0, 0, 0, 1, 0, 0xff, 0xff, 0xff],
+    ];
+    for attack in attacks {
+        let url = cri.exec_url(&container, &["echo", "once"]).await;
+        tokio::task::spawn_blocking(move || {
+            let mut spdy = raw::Spdy::upgrade(&url, "v4.channel.k8s.io");
+            std::io::Write::write_all(&mut spdy.tcp, &attack).unwrap();
+            while let Some(frame) = spdy.next() {
+                assert!(matches!(frame, Frame::GoAway { .. } | Frame::RstStream { .. }), "{frame:?}");
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let url = cri.exec_url(&container, &["echo", "still-serving"]).await;
+    let (stdout, status) = tokio::task::spawn_blocking(move || raw::exec(&url)).await.unwrap();
+    assert_eq!((stdout.as_str(), status["status"].as_str()), ("still-serving\n", Some("Success")));
+
+    // Port-forward over SPDY: a pair to the pod's 8080 gets the page; a pair to a closed port
+    // gets the error on its error stream.
+    let forward = |port: &'static str| {
+        let request = PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![] };
+        let mut runtime = cri.runtime.clone();
+        async move {
+            let url = runtime.port_forward(request).await.unwrap().into_inner().url;
+            tokio::task::spawn_blocking(move || {
+                let mut spdy = raw::Spdy::upgrade(&url, "portforward.k8s.io");
+                spdy.open(1, &[("streamtype", "error"), ("port", port), ("requestid", "0")]);
+                spdy.open(3, &[("streamtype", "data"), ("port", port), ("requestid", "0")]);
+                spdy.send(Frame::Data { stream_id: 3, fin: true, data: b"GET /index.html HTTP/1.0\r\n\r\n".to_vec() });
+                spdy.read_streams(&[1, 3])
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let got = forward("8080").await;
+    assert!(String::from_utf8_lossy(&got[&3]).contains("served-in-the-pod"), "{got:?}");
+    assert!(got.get(&1).is_none_or(Vec::is_empty), "{got:?}");
+    let got = forward("8081").await;
+    let error = String::from_utf8_lossy(got.get(&1).map(Vec::as_slice).unwrap_or_default()).into_owned();
+    assert!(error.contains("error forwarding port 8081"), "{error:?}");
+
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
 }

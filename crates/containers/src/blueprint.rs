@@ -25,6 +25,8 @@ pub struct Blueprint {
     pub tty: bool,
     /// Keep stdin open.
     pub stdin: bool,
+    /// The first attach's end of input closes stdin (the CRI's `stdin_once`).
+    pub stdin_once: bool,
     /// A runtime name from berthd's config (the default runtime when None).
     pub runtime: Option<String>,
     /// Removed once it has exited, by the library: whether or not anyone still waits.

@@ -118,6 +118,7 @@ impl Containers {
             attempt: blueprint.attempt,
             tty: blueprint.tty,
             stdin: blueprint.stdin,
+            stdin_once: blueprint.stdin_once,
             auto_remove: blueprint.auto_remove,
             network,
             log_path: blueprint.log_path,

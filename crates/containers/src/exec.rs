@@ -17,7 +17,8 @@ pub struct ExecOptions {
 }
 
 impl Containers {
-    pub(crate) fn running(&self, key: &str) -> Result<ContainerRecord> {
+    /// The container, if it is running (else a wrong-state error).
+    pub fn running(&self, key: &str) -> Result<ContainerRecord> {
         let record = self.find(key)?;
         if record.state != State::Running {
             return Err(Error::WrongState(format!("container {} is not running", record.name)));

@@ -74,6 +74,9 @@ pub struct ContainerRecord {
     pub tty: bool,
     #[serde(default)]
     pub stdin: bool,
+    /// An attach whose input ends closes the container's stdin (the CRI's `stdin_once`).
+    #[serde(default)]
+    pub stdin_once: bool,
     /// Removed once it has exited (`--rm`), by the library, whether or not anyone still waits.
     #[serde(default)]
     pub auto_remove: bool,
@@ -127,6 +130,7 @@ impl ContainerRecord {
             attempt: 0,
             tty: false,
             stdin: false,
+            stdin_once: false,
             auto_remove: false,
             network: None,
             log_path: None,

@@ -37,6 +37,7 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
         attempt: 0,
         tty: options.tty,
         stdin: options.stdin,
+        stdin_once: false,
         runtime: options.runtime.clone(),
         auto_remove: options.auto_remove,
         log_path: None,

@@ -68,6 +68,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         attempt: metadata.attempt,
         tty: config.tty,
         stdin: config.stdin,
+        stdin_once: config.stdin_once,
         runtime: sandbox.config.runtime.clone(),
         auto_remove: false,
         log_path,

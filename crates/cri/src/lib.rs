@@ -7,8 +7,9 @@
 //! berth-errdefs' one mapping to gRPC status; what berth does not do answers UNIMPLEMENTED.
 //!
 //! Owns: nothing on disk (the containers library keeps pods, containers and their files; the image
-//! library the images; the pod network is the containers library's, CNI in berthd). Does not own:
-//! streaming (Exec, Attach and PortForward answer UNIMPLEMENTED until the streaming server lands).
+//! library the images; the pod network is the containers library's, CNI in berthd). Exec, Attach
+//! and PortForward return URLs on berth's streaming server (berth-streaming, started by berthd
+//! with this crate's [`StreamingRuntime`]).
 
 mod container_spec;
 mod convert;
@@ -16,9 +17,11 @@ mod mounts;
 mod security;
 mod service;
 
+mod attach;
 mod container_stats;
 mod container_status;
 mod create_container;
+mod exec;
 mod exec_sync;
 mod get_container_events;
 mod image_fs_info;
@@ -30,6 +33,7 @@ mod list_pod_sandbox;
 mod list_pod_sandbox_stats;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
+mod port_forward;
 mod pull_image;
 mod remove_container;
 mod remove_image;
@@ -41,13 +45,14 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
-mod streaming;
+mod streaming_runtime;
 mod unimplemented;
 mod update_container_resources;
 mod update_runtime_config;
 mod version;
 
 pub use k8s_cri::v1 as proto;
+pub use streaming_runtime::StreamingRuntime;
 
 use berth_containers::Containers;
 use berth_image::registries::Registries;
@@ -75,11 +80,19 @@ struct Inner {
     store: Arc<Store>,
     registries: Registries,
     config: Config,
+    /// Where Exec, Attach and PortForward send their clients (None: those answer UNAVAILABLE).
+    streaming: Option<Arc<berth_streaming::Server>>,
 }
 
 impl Cri {
-    pub fn new(containers: Containers, store: Arc<Store>, registries: Registries, config: Config) -> Cri {
-        Cri { inner: Arc::new(Inner { containers, store, registries, config }) }
+    pub fn new(
+        containers: Containers,
+        store: Arc<Store>,
+        registries: Registries,
+        config: Config,
+        streaming: Option<Arc<berth_streaming::Server>>,
+    ) -> Cri {
+        Cri { inner: Arc::new(Inner { containers, store, registries, config, streaming }) }
     }
 
     pub fn runtime_service(&self) -> proto::runtime_service_server::RuntimeServiceServer<Cri> {
@@ -100,6 +113,15 @@ impl Cri {
 
     fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The one-time URL on the streaming server for `request`.
+    fn streaming_url(&self, request: berth_streaming::Request) -> Result<String> {
+        let server = self.inner.streaming.as_ref().ok_or_else(|| tonic::Status::unavailable("berthd runs no streaming server"))?;
+        server.url(request).map_err(|e| match e {
+            berth_streaming::Error::Invalid(m) => tonic::Status::invalid_argument(m),
+            berth_streaming::Error::TooManyInFlight => tonic::Status::resource_exhausted(e.to_string()),
+        })
     }
 
     /// The runtime a handler names: the default for "", else one of berthd's runtimes.

@@ -38,9 +38,9 @@ dispatch! {
         update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse: update_container_resources;
         reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse: reopen_container_log;
         exec_sync(ExecSyncRequest) -> ExecSyncResponse: exec_sync;
-        exec(ExecRequest) -> ExecResponse: streaming;
-        attach(AttachRequest) -> AttachResponse: streaming;
-        port_forward(PortForwardRequest) -> PortForwardResponse: streaming;
+        exec(ExecRequest) -> ExecResponse: exec;
+        attach(AttachRequest) -> AttachResponse: attach;
+        port_forward(PortForwardRequest) -> PortForwardResponse: port_forward;
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse: container_stats;
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse: list_container_stats;
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse: pod_sandbox_stats;

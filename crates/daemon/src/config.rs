@@ -42,6 +42,10 @@ pub struct Config {
     pub cni_bin_dirs: Vec<PathBuf>,
     /// Seconds one CNI plugin call may take before it is killed (and the pod's ADD undone).
     pub cni_timeout: u64,
+    /// Where the streaming server (the URLs of CRI Exec, Attach and PortForward) listens; port 0
+    /// takes a free one. Loopback by default, as containerd and cri-o do: the kubelet on the
+    /// same node proxies for the API server.
+    pub streaming_address: std::net::SocketAddr,
     /// The network of a `berth run` that names none: `bridge` (berth's default network, as in
     /// docker), `none`, `host` or a network's name.
     pub default_network: String,
@@ -77,6 +81,7 @@ impl Default for Config {
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             cni_timeout: 60,
+            streaming_address: ([127, 0, 0, 1], 0).into(),
             default_network: "bridge".into(),
             default_bridge: "berth0".into(),
             default_subnet: "10.210.0.0/24".into(),

@@ -97,11 +97,19 @@ async fn serve() -> anyhow::Result<()> {
         docker_config: config.docker_config.clone(),
         concurrency: config.concurrency,
     };
+    let streaming = berth_streaming::Server::start(
+        berth_streaming::Config { address: config.streaming_address, ..Default::default() },
+        Arc::new(berth_cri::StreamingRuntime::new(containers.clone())),
+    )
+    .await
+    .with_context(|| format!("start the streaming server on {}", config.streaming_address))?;
+    tracing::info!(address = %streaming.address(), "streaming server listening");
     let cri = berth_cri::Cri::new(
         containers.clone(),
         store.clone(),
         registries.clone(),
         berth_cri::Config { runtime_handlers, default_runtime: config.default_runtime.clone(), pinned_images: config.pinned_images.clone() },
+        Some(Arc::new(streaming)),
     );
     let service = images::ImagesService { store, registries, containers };
 

@@ -31,3 +31,18 @@ pub fn loopback_up() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A TCP connection to `addr` made from inside the network namespace pinned at `netns`: a
+/// thread of its own joins the namespace (setns affects only the calling thread), connects,
+/// and ends, so no other thread ever runs in it. A socket stays in the namespace it was made in.
+pub fn connect_in_netns(netns: &std::path::Path, addr: std::net::SocketAddr, timeout: std::time::Duration) -> io::Result<std::net::TcpStream> {
+    let ns = std::fs::File::open(netns)?;
+    std::thread::Builder::new()
+        .name("netns-connect".into())
+        .spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            std::net::TcpStream::connect_timeout(&addr, timeout)
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace's connecting thread panicked"))?
+}

@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 out=$PWD/target/fuzz
-targets="config_json process_json user_spec image_reference layer_tar"
+targets="config_json process_json user_spec image_reference layer_tar spdy"
 for target in $targets; do mkdir -p "$out/corpus/$target" "$out/artifacts/$target"; done
 
 # Seeds (before the fuzzing flags are set, so the main build is reused as it is).
@@ -23,6 +23,22 @@ printf '0' > "$out/corpus/user_spec/root"
 printf '1000:1000' > "$out/corpus/user_spec/user"
 printf 'busybox' > "$out/corpus/image_reference/short"
 printf '127.0.0.1:5000/a/b:v1@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' > "$out/corpus/image_reference/full"
+# What crictl sends first: SYN_STREAMs whose header blocks are zlib (without the preset
+# dictionary: the decoder takes both), a data frame with FIN, a ping.
+python3 - "$out/corpus/spdy/exec" <<'PY'
+import struct, sys, zlib
+z = zlib.compressobj()
+def block(pairs):
+    raw = struct.pack(">I", len(pairs)) + b"".join(struct.pack(">I", len(s)) + s for p in pairs for s in p)
+    return z.compress(raw) + z.flush(zlib.Z_SYNC_FLUSH)
+def control(kind, flags, payload):
+    return struct.pack(">HHI", 0x8003, kind, flags << 24 | len(payload)) + payload
+def syn(stream, pairs):
+    return control(1, 0, struct.pack(">IIH", stream, 0, 0) + block(pairs))
+out = syn(1, [(b"streamtype", b"error")]) + syn(3, [(b"streamtype", b"stdin"), (b"port", b"80")])
+out += struct.pack(">II", 3, 1 << 24 | 5) + b"hello" + control(6, 0, struct.pack(">I", 1))
+open(sys.argv[1], "wb").write(out)
+PY
 # A small layer (a directory, a file, a symlink) as the applier's seed.
 (cd "$seeds" && mkdir -p layer/etc && echo hi > layer/etc/hi && ln -s hi layer/etc/link && tar -C layer -cf "$out/corpus/layer_tar/small.tar" .)
 

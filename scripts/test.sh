@@ -27,10 +27,13 @@ fi
 # cri-tools' critest against berthd's CRI (crictl and critest built from the Go module proxy;
 # look-alike images from a local registry): every spec that runs passes, or fails for a reason
 # tests/critest/known-failures.txt ties to an open issue. Then a real kubelet runs static pods on
-# berthd (scripts/kubelet-test.sh, about 2 minutes). BERTH_SKIP_PEERS=1 skips both.
+# berthd (scripts/kubelet-test.sh, about 2 minutes). BERTH_SKIP_PEERS=1 skips both. critest's
+# streaming specs run twice: over SPDY with the rest, then over WebSocket (about 15 s).
 if [ "${BERTH_SKIP_PEERS:-}" != 1 ]; then
     ./scripts/build-go-peers.sh crictl critest kubelet
     ./scripts/critest.sh
+    CRITEST_LOGS="$(pwd)/target/critest-logs/validation-websocket" ./scripts/critest.sh -- \
+        -ginkgo.focus=Streaming -websocket-exec -websocket-attach -websocket-portforward
     ./scripts/kubelet-test.sh
 fi
 # The same containers under cgroup v2, in a VM (this host is v1).

@@ -7,7 +7,8 @@
 #           uidmap (rootless), libcap2-bin (file capabilities), iptables,
 #           containernetworking-plugins (CNI: bridge, host-local, portmap in /usr/lib/cni),
 #           iproute2 (`ip`: berthd deletes a removed network's bridge; the network tests' checks),
-#           docker-registry skopeo apache2-utils (image tests: a local registry, pushes, htpasswd)
+#           docker-registry skopeo apache2-utils (image tests: a local registry, pushes, htpasswd),
+#           openssl (the streaming server's TLS test makes its certificate)
 #   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
 set -eu
@@ -16,5 +17,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc g++ libc6-dev protobuf-compiler \
     busybox-static procps python3 util-linux passwd tar \
-    containerd podman uidmap iptables iproute2 containernetworking-plugins libcap2-bin docker-registry skopeo apache2-utils \
+    containerd podman uidmap iptables iproute2 containernetworking-plugins libcap2-bin docker-registry skopeo apache2-utils openssl \
     runc crun hyperfine time >/dev/null

@@ -628,12 +628,38 @@ mod raw {
     use std::net::TcpStream;
     use std::time::Duration;
 
+    pub trait Conn: Read + Write + Send {}
+    impl<T: Read + Write + Send> Conn for T {}
+
     /// A request on `url` (http://host:port/path) with `headers`; the status code and the socket.
-    pub fn request(url: &str, method: &str, headers: &[(&str, &str)]) -> (u16, TcpStream, Vec<u8>) {
-        let rest = url.strip_prefix("http://").expect("an http URL");
+    pub fn request(url: &str, method: &str, headers: &[(&str, &str)]) -> (u16, Box<dyn Conn>, Vec<u8>) {
+        request_via(url, None, method, headers)
+    }
+
+    /// The same, https:// URLs trusting the certificate at `ca`.
+    pub fn request_via(url: &str, ca: Option<&std::path::Path>, method: &str, headers: &[(&str, &str)]) -> (u16, Box<dyn Conn>, Vec<u8>) {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
         let (host, path) = rest.split_at(rest.find('/').expect("a path"));
-        let mut tcp = TcpStream::connect(host).unwrap();
+        let tcp = TcpStream::connect(host).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut tcp: Box<dyn Conn> = match scheme {
+            "http" => Box::new(tcp),
+            "https" => {
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(rustls::pki_types::CertificateDer::from_pem_file(ca.expect("a CA for https")).unwrap()).unwrap();
+                let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let name = rustls::pki_types::ServerName::try_from(host.rsplit_once(':').unwrap().0.to_string()).unwrap();
+                let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+            other => panic!("scheme {other}"),
+        };
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
         for (name, value) in headers {
             head += &format!("{name}: {value}\r\n");
@@ -652,7 +678,7 @@ mod raw {
     }
 
     pub struct Spdy {
-        pub tcp: TcpStream,
+        pub tcp: Box<dyn Conn>,
         enc: Encoder,
         dec: Decoder,
         buf: Vec<u8>,
@@ -660,8 +686,12 @@ mod raw {
 
     impl Spdy {
         pub fn upgrade(url: &str, protocol: &str) -> Spdy {
+            Spdy::upgrade_via(url, None, protocol)
+        }
+
+        pub fn upgrade_via(url: &str, ca: Option<&std::path::Path>, protocol: &str) -> Spdy {
             let headers = [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"), ("X-Stream-Protocol-Version", protocol)];
-            let (status, tcp, buf) = request(url, "POST", &headers);
+            let (status, tcp, buf) = request_via(url, ca, "POST", &headers);
             assert_eq!(status, 101, "upgrade of {url}");
             Spdy { tcp, enc: Encoder::default(), dec: Decoder::default(), buf }
         }
@@ -717,7 +747,11 @@ mod raw {
 
     /// One exec session over SPDY v4: the command's stdout and the status JSON.
     pub fn exec(url: &str) -> (String, serde_json::Value) {
-        let mut spdy = Spdy::upgrade(url, "v4.channel.k8s.io");
+        exec_via(url, None)
+    }
+
+    pub fn exec_via(url: &str, ca: Option<&std::path::Path>) -> (String, serde_json::Value) {
+        let mut spdy = Spdy::upgrade_via(url, ca, "v4.channel.k8s.io");
         spdy.open(1, &[("streamtype", "error")]);
         spdy.open(3, &[("streamtype", "stdout")]);
         let got = spdy.read_streams(&[1, 3]);
@@ -905,6 +939,55 @@ async fn hostile_streaming_clients_get_errors_and_port_forward_reaches_the_pod()
     let got = forward("8081").await;
     let error = String::from_utf8_lossy(got.get(&1).map(Vec::as_slice).unwrap_or_default()).into_owned();
     assert!(error.contains("error forwarding port 8081"), "{error:?}");
+
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streaming_server_speaks_https_when_given_a_certificate() {
+    let env = TestEnv::new("cri-stream-tls");
+    let registry = busybox_registry(&env);
+    let (cert, key) = (env.dir.join("stream.crt"), env.dir.join("stream.key"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    let config = format!("streaming_tls_cert = {cert:?}\nstreaming_tls_key = {key:?}\n");
+    let berthd = Berthd::start_with(&env, &[&registry.address], &config, None);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+    let pod_config = pod_config(&env, "tls");
+    let pod = cri.run_pod(&pod_config).await;
+    let container = cri.create(&pod, &pod_config, container_config(&image, "app", &["sleep", "300"])).await.unwrap();
+    cri.start(&container).await;
+
+    let url = cri.exec_url(&container, &["echo", "over-tls"]).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ca = cert.clone();
+    let (stdout, status) = tokio::task::spawn_blocking(move || raw::exec_via(&url, Some(&ca))).await.unwrap();
+    assert_eq!((stdout.as_str(), status["status"].as_str()), ("over-tls\n", Some("Success")));
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let url = cri.exec_url(&container, &["true"]).await.replacen("https://", "", 1);
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(url.split('/').next().unwrap()).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+        std::io::Write::write_all(&mut tcp, b"POST /exec/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tcp, &mut got);
+        got
+    })
+    .await
+    .unwrap();
+    assert!(!plain.starts_with(b"HTTP/1.1"), "{:?}", String::from_utf8_lossy(&plain));
 
     cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();

@@ -46,6 +46,9 @@ pub struct Config {
     /// takes a free one. Loopback by default, as containerd and cri-o do: the kubelet on the
     /// same node proxies for the API server.
     pub streaming_address: std::net::SocketAddr,
+    /// HTTPS for the streaming server: a PEM certificate chain and its key (both, or neither).
+    pub streaming_tls_cert: Option<PathBuf>,
+    pub streaming_tls_key: Option<PathBuf>,
     /// The network of a `berth run` that names none: `bridge` (berth's default network, as in
     /// docker), `none`, `host` or a network's name.
     pub default_network: String,
@@ -82,6 +85,8 @@ impl Default for Config {
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             cni_timeout: 60,
             streaming_address: ([127, 0, 0, 1], 0).into(),
+            streaming_tls_cert: None,
+            streaming_tls_key: None,
             default_network: "bridge".into(),
             default_bridge: "berth0".into(),
             default_subnet: "10.210.0.0/24".into(),

@@ -97,8 +97,13 @@ async fn serve() -> anyhow::Result<()> {
         docker_config: config.docker_config.clone(),
         concurrency: config.concurrency,
     };
+    let tls = match (&config.streaming_tls_cert, &config.streaming_tls_key) {
+        (Some(cert), Some(key)) => Some(berth_streaming::Tls { cert: cert.clone(), key: key.clone() }),
+        (None, None) => None,
+        _ => anyhow::bail!("streaming_tls_cert and streaming_tls_key go together"),
+    };
     let streaming = berth_streaming::Server::start(
-        berth_streaming::Config { address: config.streaming_address, ..Default::default() },
+        berth_streaming::Config { address: config.streaming_address, tls, ..Default::default() },
         Arc::new(berth_cri::StreamingRuntime::new(containers.clone())),
     )
     .await

@@ -27,7 +27,7 @@ mod websocket;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use server::{Config, Server};
+pub use server::{Config, Server, Tls};
 
 /// An exec, as the CRI's ExecRequest asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

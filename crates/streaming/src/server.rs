@@ -5,7 +5,8 @@
 //! - to a WebSocket (`Upgrade: websocket`), choosing a `Sec-WebSocket-Protocol` the same way.
 //!
 //! Anything else is 400. Connections get TCP keepalive, so a client that vanished without a
-//! word (a half-open connection) is noticed and its session ended.
+//! word (a half-open connection) is noticed and its session ended. With [`Tls`] in the config the
+//! server speaks HTTPS only (rustls) and its URLs say so.
 
 use crate::channels::PeerGone;
 use crate::tokens::Tokens;
@@ -43,16 +44,50 @@ pub struct Config {
     /// How long a SPDY client may take to open the streams of an exec or attach, or the second
     /// stream of a port-forward pair.
     pub stream_creation_timeout: Duration,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<Tls>,
+}
+
+/// PEM files: the certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tls_acceptor(tls: &Tls) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid =
+        |what: &std::path::Path, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", what.display()));
+    let certs =
+        CertificateDer::pem_file_iter(&tls.cert).and_then(|certs| certs.collect::<Result<Vec<_>, _>>()).map_err(|e| invalid(&tls.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| invalid(&tls.key, &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| invalid(&tls.cert, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { address: ([127, 0, 0, 1], 0).into(), token_ttl: Duration::from_secs(60), stream_creation_timeout: Duration::from_secs(30) }
+        Config {
+            address: ([127, 0, 0, 1], 0).into(),
+            token_ttl: Duration::from_secs(60),
+            stream_creation_timeout: Duration::from_secs(30),
+            tls: None,
+        }
     }
 }
 
 pub struct Server {
     address: SocketAddr,
+    scheme: &'static str,
     tokens: Arc<Tokens>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -72,6 +107,8 @@ struct State {
 impl Server {
     /// Listens on `config.address` and serves in the background until dropped.
     pub async fn start(config: Config, runtime: Arc<dyn Runtime>) -> std::io::Result<Server> {
+        let acceptor = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind(config.address).await?;
         let address = listener.local_addr()?;
         let tokens = Arc::new(Tokens::new(config.token_ttl));
@@ -81,20 +118,20 @@ impl Server {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30)).with_interval(Duration::from_secs(10));
                 let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
-                let state = state.clone();
+                let (state, acceptor) = (state.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(route(&state, request)) }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).with_upgrades();
-                    if let Err(e) = connection.await {
-                        tracing::debug!("streaming connection: {e}");
+                    match acceptor {
+                        None => serve_http(tcp, state).await,
+                        Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => serve_http(tls, state).await,
+                            Ok(Err(e)) => tracing::debug!("streaming TLS handshake: {e}"),
+                            Err(_) => tracing::debug!("streaming TLS handshake timed out"),
+                        },
                     }
                 });
             }
         });
-        Ok(Server { address, tokens, accept })
+        Ok(Server { address, scheme, tokens, accept })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -110,7 +147,21 @@ impl Server {
             Request::PortForward(_) => "portforward",
         };
         let token = self.tokens.insert(request).ok_or(Error::TooManyInFlight)?;
-        Ok(format!("http://{}/{kind}/{token}", self.address))
+        Ok(format!("{}://{}/{kind}/{token}", self.scheme, self.address))
+    }
+}
+
+async fn serve_http<T>(io: T, state: Arc<State>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(&state, request)) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades();
+    if let Err(e) = connection.await {
+        tracing::debug!("streaming connection: {e}");
     }
 }
 

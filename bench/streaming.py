@@ -4,7 +4,8 @@ run: berthd vs containerd 1.6 (Debian's, CRI plugin, runc), both driven by the s
 
 One pod (host network, busybox `sleep`, started by crates/cri/examples/cri_bench.rs) per runtime:
 - exec: `crictl exec <container> true`, EXECS times one after another, each a fresh crictl (its
-  start-up is in both figures alike): the median wall time, over SPDY and over WebSocket
+  start-up is in both figures alike, and measured alone as `crictl version`; `exec --sync`, the
+  same through ExecSync, shows what the streaming adds): the median wall time, over SPDY and over WebSocket
   (`--transport websocket`; containerd 1.6's server does not speak the v5 WebSocket protocol that
   crictl offers, so its column may be empty);
 - port-forward: a busybox httpd in the container serves a MB-sized file of zeros on the pod's
@@ -27,10 +28,13 @@ def crictl_argv(socket, *args):
 
 
 def exec_times(socket, container, count, transport):
+    """`crictl exec` (transport "sync": `--sync`, CRI ExecSync without the streaming server;
+    "version": `crictl version`, the client's own start-up and one RPC)."""
+    argv = {"sync": ["exec", "--sync", container, "true"], "version": ["version"]}.get(transport, ["exec", "--transport", transport, container, "true"])
     times = []
     for _ in range(count):
         started = time.monotonic()
-        done = subprocess.run(crictl_argv(socket, "exec", "--transport", transport, container, "true"), capture_output=True, text=True)
+        done = subprocess.run(crictl_argv(socket, *argv), capture_output=True, text=True)
         if done.returncode != 0:
             return None, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         times.append((time.monotonic() - started) * 1000)
@@ -39,7 +43,10 @@ def exec_times(socket, container, count, transport):
 
 def port_forward_mbps(socket, pod, container, size_mb, rounds):
     port = free_port()
-    crictl(socket, "exec", container, "sh", "-c", f"dd if=/dev/zero of=/tmp/big bs=1M count={size_mb} 2>/dev/null; httpd -p 127.0.0.1:{port} -h /tmp")
+    serve = f"mkdir -p /www && dd if=/dev/zero of=/www/big bs=1M count={size_mb} 2>/dev/null && httpd -p 127.0.0.1:{port} -h /www"
+    done = subprocess.run(crictl_argv(socket, "exec", container, "sh", "-c", serve), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"starting the server in the container: {done.stdout}{done.stderr}")
     local = free_port()
     pf = subprocess.Popen(crictl_argv(socket, "port-forward", pod, f"{local}:{port}"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -67,6 +74,8 @@ def measure(name, socket, image, bench, execs, size_mb, rounds):
     container = crictl(socket, "ps", "-q").split()[0]
     result = {"name": name}
     exec_times(socket, container, 3, "spdy")  # warm-up
+    result["version_ms"], _ = exec_times(socket, container, execs, "version")
+    result["exec_sync_ms"], _ = exec_times(socket, container, execs, "sync")
     result["exec_spdy_ms"], _ = exec_times(socket, container, execs, "spdy")
     result["exec_websocket_ms"], result["websocket_error"] = exec_times(socket, container, execs, "websocket")
     result["port_forward_mbps"] = port_forward_mbps(socket, pod, container, size_mb, rounds)
@@ -114,12 +123,13 @@ def main():
         for mount in mounts:
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    rows = [("crictl exec true, SPDY, median (ms)", "exec_spdy_ms"), ("crictl exec true, WebSocket, median (ms)", "exec_websocket_ms"),
+    rows = [("crictl version (client start-up), median (ms)", "version_ms"), ("crictl exec --sync true (no streaming), median (ms)", "exec_sync_ms"),
+            ("crictl exec true, SPDY, median (ms)", "exec_spdy_ms"), ("crictl exec true, WebSocket, median (ms)", "exec_websocket_ms"),
             (f"port-forward, {args.size_mb} MB, median (MB/s)", "port_forward_mbps")]
-    print(f"{'':44}" + "".join(f"{r['name']:>14}" for r in results) + ("   berth/containerd" if len(results) == 2 else ""))
+    print(f"{'':52}" + "".join(f"{r['name']:>14}" for r in results) + ("   berth/containerd" if len(results) == 2 else ""))
     for label, key in rows:
         values = [r.get(key) for r in results]
-        line = f"{label:44}" + "".join(f"{v:>14.1f}" if v is not None else f"{'-':>14}" for v in values)
+        line = f"{label:52}" + "".join(f"{v:>14.1f}" if v is not None else f"{'-':>14}" for v in values)
         if len(results) == 2 and all(values):
             line += f"   {values[0] / values[1]:>8.2f}"
         print(line)

@@ -118,6 +118,9 @@ impl Server {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30)).with_interval(Duration::from_secs(10));
                 let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+                // Sessions write small frames as they come (replies, a status, FINs): Nagle's
+                // algorithm would hold each behind the client's delayed ACK (40 ms a time).
+                let _ = tcp.set_nodelay(true);
                 let (state, acceptor) = (state.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     match acceptor {

@@ -911,6 +911,26 @@ async fn hostile_streaming_clients_get_errors_and_port_forward_reaches_the_pod()
         .await
         .unwrap();
     }
+    // A client that stops reading an endless output: berthd reads no more than the client takes.
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap()
+    };
+    let before = rss(berthd.child.id());
+    let url = cri.exec_url(&container, &["cat", "/dev/zero"]).await;
+    let stalled = tokio::task::spawn_blocking(move || {
+        let mut spdy = raw::Spdy::upgrade(&url, "v4.channel.k8s.io");
+        spdy.open(1, &[("streamtype", "error")]);
+        spdy.open(3, &[("streamtype", "stdout")]);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        spdy
+    })
+    .await
+    .unwrap();
+    let grown = rss(berthd.child.id()).saturating_sub(before);
+    assert!(grown < 16 << 10, "berthd grew by {grown} KiB behind a client that reads nothing");
+    drop(stalled);
+
     let url = cri.exec_url(&container, &["echo", "still-serving"]).await;
     let (stdout, status) = tokio::task::spawn_blocking(move || raw::exec(&url)).await.unwrap();
     assert_eq!((stdout.as_str(), status["status"].as_str()), ("still-serving\n", Some("Success")));
@@ -988,6 +1008,97 @@ async fn the_streaming_server_speaks_https_when_given_a_certificate() {
     .await
     .unwrap();
     assert!(!plain.starts_with(b"HTTP/1.1"), "{:?}", String::from_utf8_lossy(&plain));
+
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_of_every_protocol_exec_and_port_forward() {
+    use tungstenite::Message;
+    let (env, _registry, berthd, mut cri, image) = setup("cri-stream-ws").await;
+    cri.pull(&image).await;
+    let pod_config = pod_config(&env, "ws");
+    let pod = cri.run_pod(&pod_config).await;
+    let web = ["sh", "-c", "echo served-over-channels > /tmp/index.html; exec httpd -f -p 127.0.0.1:8080 -h /tmp"];
+    let container = cri.create(&pod, &pod_config, container_config(&image, "web", &web)).await.unwrap();
+    cri.start(&container).await;
+
+    // One client: connects to `url` offering `protocol`, sends `messages`, and returns every
+    // message until the server closes.
+    fn session(url: String, protocol: &str, messages: Vec<Message>) -> (String, Vec<Message>) {
+        let ws_url = url.replacen("http://", "ws://", 1);
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+        let host = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+        let tcp = std::net::TcpStream::connect(host).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        let (mut ws, response) = tungstenite::client::client(request, tcp).unwrap();
+        let chosen = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        for m in messages {
+            ws.send(m).unwrap();
+        }
+        let mut got = Vec::new();
+        while let Ok(m) = ws.read() {
+            if m.is_close() {
+                break;
+            }
+            got.push(m);
+        }
+        (chosen, got)
+    }
+    fn channel(got: &[Message], id: u8) -> Vec<u8> {
+        got.iter()
+            .filter_map(|m| if let Message::Binary(b) = m { (b.first() == Some(&id)).then(|| b[1..].to_vec()) } else { None })
+            .flatten()
+            .collect()
+    }
+
+    // v5 (what crictl and kubectl offer): stdin, then the close signal for channel 0; the status
+    // is JSON on channel 3.
+    let request = ExecRequest {
+        container_id: container.clone(),
+        cmd: vec!["tr".into(), "a-z".into(), "A-Z".into()],
+        stdin: true,
+        stdout: true,
+        ..Default::default()
+    };
+    let url = cri.runtime.exec(request.clone()).await.unwrap().into_inner().url;
+    let input = vec![Message::binary(b"\x00typed over v5\n".to_vec()), Message::binary(vec![255, 0])];
+    let (chosen, got) = tokio::task::spawn_blocking(move || session(url, "v5.channel.k8s.io", input)).await.unwrap();
+    assert_eq!(chosen, "v5.channel.k8s.io");
+    assert_eq!(String::from_utf8_lossy(&channel(&got, 1)), "TYPED OVER V5\n");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&channel(&got, 3)).unwrap()["status"], "Success");
+
+    // base64 (browsers' form): text messages, an ASCII channel digit.
+    let request = ExecRequest {
+        container_id: container.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "echo b64; exit 4".into()],
+        stdout: true,
+        ..Default::default()
+    };
+    let url = cri.runtime.exec(request).await.unwrap().into_inner().url;
+    let (chosen, got) = tokio::task::spawn_blocking(move || session(url, "v4.base64.channel.k8s.io", vec![])).await.unwrap();
+    assert_eq!(chosen, "v4.base64.channel.k8s.io");
+    let text: Vec<String> = got.iter().filter_map(|m| if let Message::Text(t) = m { Some(t.to_string()) } else { None }).collect();
+    assert!(text.contains(&format!("1{}", "YjY0Cg==")), "{text:?}");
+    let status = text.iter().find_map(|t| t.strip_prefix('3')).filter(|t| !t.is_empty()).expect("a status on channel 3");
+    use base64::Engine;
+    let status: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(status).unwrap()).unwrap();
+    assert_eq!((status["reason"].as_str(), status["details"]["causes"][0]["message"].as_str()), (Some("NonZeroExitCode"), Some("4")));
+
+    // Port-forward in the channel form: the URL names the port; channel 0 is its data, 1 its
+    // errors, both opening with the port (u16 little-endian).
+    let url = cri.runtime.port_forward(PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![] }).await.unwrap().into_inner().url;
+    let input = vec![Message::binary(b"\x00GET /index.html HTTP/1.0\r\n\r\n".to_vec())];
+    let (chosen, got) = tokio::task::spawn_blocking(move || session(format!("{url}?port=8080"), "v4.channel.k8s.io", input)).await.unwrap();
+    assert_eq!(chosen, "v4.channel.k8s.io");
+    let data = channel(&got, 0);
+    assert_eq!(&data[..2], &8080u16.to_le_bytes());
+    assert!(String::from_utf8_lossy(&data).contains("served-over-channels"), "{:?}", String::from_utf8_lossy(&data));
+    assert_eq!(channel(&got, 1), 8080u16.to_le_bytes(), "no error, only the port");
 
     cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();

@@ -89,7 +89,9 @@ pub(crate) async fn channels(runtime: Arc<dyn Runtime>, pod_id: String, ports: V
     conn.outbox.close().await;
 }
 
-/// Joins one pair to a new connection to `port` in the pod, until both directions end.
+/// Joins one pair to a new connection to `port` in the pod. The client's end of input is passed
+/// on as a half-close (the pod may still answer); the pod's end ends the pair, whatever the client
+/// still sends (as containerd does: a WebSocket channel has no end of its own to wait for).
 async fn forward(runtime: Arc<dyn Runtime>, pod_id: String, port: u16, mut incoming: Incoming, data: Writer, error: Writer) {
     let tcp = match runtime.port_forward(&pod_id, port).await {
         Ok(tcp) => tcp,
@@ -114,15 +116,16 @@ async fn forward(runtime: Arc<dyn Runtime>, pod_id: String, port: u16, mut incom
         loop {
             match from_pod.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if !data.write(&buf[..n]).await {
-                        break;
-                    }
-                }
+                Ok(n) if !data.write(&buf[..n]).await => break,
+                Ok(_) => {}
             }
         }
         data.finish().await;
     };
-    tokio::join!(upstream, downstream);
+    tokio::pin!(downstream);
+    tokio::select! {
+        _ = &mut downstream => {}
+        _ = upstream => downstream.await,
+    }
     error.finish().await;
 }

@@ -86,6 +86,10 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None };
     let fifo_path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::sys("mkfifo exec.fifo", e))?;
+    // The init opens it for writing after it became the spec's user (any uid), through its O_PATH
+    // fd: only the state directory (0700) keeps others away, as with runc's 0622 fifo.
+    std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Error::io("chmod exec.fifo", &fifo_path, e))?;
     if plan.new_user {
         // The init opens the fifo as the container's root, which is another host uid.
         let uid = namespaces::host_id(linux.uid_mappings().as_ref(), 0);

@@ -211,5 +211,6 @@ fn exec_child(child: &ExecChild<'_>) -> Result<std::convert::Infallible> {
     }
     let env = spec_process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(spec_process, &env)?;
-    process::exec(spec_process, child.seccomp.map(|program| (program, sync)), child.preserve_fds, &executable, &env)
+    process::become_process(spec_process, child.seccomp.map(|program| (program, sync)), child.preserve_fds)?;
+    process::execve(spec_process, &executable, &env)
 }

@@ -40,6 +40,7 @@ pub(crate) struct Plan {
     pub new_user: bool,
     pub new_cgroup: bool,
     pub new_uts: bool,
+    pub new_net: bool,
 }
 
 impl Plan {
@@ -64,6 +65,7 @@ impl Plan {
         plan.new_user = new & libc::CLONE_NEWUSER != 0;
         plan.new_cgroup = new & libc::CLONE_NEWCGROUP != 0;
         plan.new_uts = new & libc::CLONE_NEWUTS != 0;
+        plan.new_net = new & libc::CLONE_NEWNET != 0;
         plan.parent_new_time = new & 0x80 != 0;
         // Cgroup namespaces are unshared by the child once it is in its cgroup; time by the parent.
         let clonable = new & !(libc::CLONE_NEWCGROUP | 0x80);

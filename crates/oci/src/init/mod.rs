@@ -107,6 +107,11 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     if ctx.plan.new_user && namespaces::maps_root(linux.uid_mappings().as_ref()) {
         process::become_root()?;
     }
+    // A new network namespace has its loopback down, and a process without CAP_NET_ADMIN could
+    // not bring it up: runc and crun do it for the container.
+    if ctx.plan.new_net {
+        crate::sys::loopback_up().map_err(|e| Error::sys("bring up loopback", e))?;
+    }
     if ctx.plan.new_uts {
         if let Some(hostname) = spec.hostname().as_deref() {
             nix::unistd::sethostname(hostname).map_err(|e| Error::sys("sethostname", e))?;
@@ -140,25 +145,19 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     let env = process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(process, &env)?;
     process::apply_scheduling(process, linux)?;
-    // A notify fd must reach the listener while `create` is still there to pass it on; such a
-    // filter therefore covers the rest of the init's own work too, as in runc.
-    let late_seccomp = match ctx.seccomp {
-        Some(program) if program.notifies() => {
-            if process.no_new_privileges().unwrap_or(false) {
-                nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("set no_new_privs", e))?;
-            }
-            program.load_and_report(ctx.sync)?;
-            None
-        }
-        other => other,
-    };
+    // Everything that can stop the process from running happens before `create` hears Ready, so
+    // that `create` fails with the reason (as runc's does); a notify fd then still reaches the
+    // listener through `create`. What is left after `start` runs as the spec's user with its
+    // capabilities and seccomp filter (as in runc): the fifo (made writable by all for that),
+    // the startContainer hooks, execve.
+    process::become_process(process, ctx.seccomp.map(|program| (program, ctx.sync)), ctx.preserve_fds)?;
 
     ctx.sync.send(&Message::Ready)?;
     wait_for_start(ctx.exec_fifo)?;
     if let Some(hooks) = spec.hooks() {
         crate::hooks::run_all(hooks.start_container().as_ref(), &hook_state)?;
     }
-    process::exec(process, late_seccomp.map(|program| (program, ctx.sync)), ctx.preserve_fds, &executable, &env)
+    process::execve(process, &executable, &env)
 }
 
 /// Joins and creates the namespaces clone3 could not; may fork once (see [`Plan::fork`]).

@@ -181,15 +181,11 @@ fn last_cap() -> u8 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }
 
-/// The last step: become the spec's process and execve. Used by both init and exec.
-/// `seccomp` comes with the socket a notify fd is reported on.
-pub(crate) fn exec(
-    process: &Process,
-    seccomp: Option<(&super::SeccompProgram, &SyncSocket)>,
-    preserve_fds: u32,
-    executable: &CString,
-    env: &[String],
-) -> Result<Infallible> {
+/// Becomes the spec's process — fds to close at exec, seccomp, bounding set, user, capabilities,
+/// no_new_privs — short of execve. Used by both init and exec; the init does it before it tells
+/// `create` it is ready, so that whatever fails here fails `create`. `seccomp` comes with the
+/// socket a notify fd is reported on.
+pub(crate) fn become_process(process: &Process, seccomp: Option<(&super::SeccompProgram, &SyncSocket)>, preserve_fds: u32) -> Result<()> {
     // Before any seccomp filter: a profile that predates close_range would refuse it.
     crate::sys::cloexec_from(3 + preserve_fds as i32).map_err(|e| Error::sys("close_range", e))?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
@@ -219,8 +215,10 @@ pub(crate) fn exec(
     set_caps(CapSet::Effective, &effective)?;
     set_caps(CapSet::Permitted, &permitted)?;
     caps::clear(None, CapSet::Ambient).map_err(|e| Error::Init(format!("clear ambient capabilities: {e}")))?;
-    for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap).map_err(|e| Error::Init(format!("raise ambient {cap}: {e}")))?;
+    // The kernel raises an ambient capability only if it is both permitted and inheritable;
+    // runc and crun skip the others (`runc spec` lists ambient ones and no inheritable ones).
+    for cap in ambient.iter().filter(|cap| permitted.contains(cap) && inheritable.contains(cap)) {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| Error::Init(format!("raise ambient {cap}: {e}")))?;
     }
     if no_new_privs {
         nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("set no_new_privs", e))?;
@@ -228,6 +226,11 @@ pub(crate) fn exec(
             filter.load_and_report(sync)?;
         }
     }
+    Ok(())
+}
+
+/// The last step, after [`become_process`]: execve; returns only its error.
+pub(crate) fn execve(process: &Process, executable: &CString, env: &[String]) -> Result<Infallible> {
     let args: Vec<CString> = process
         .args()
         .iter()

@@ -136,11 +136,6 @@ pub(crate) struct SeccompProgram {
 }
 
 impl SeccompProgram {
-    /// Whether the program hands syscalls to a listener, which needs the notify fd from `load_and_report`.
-    pub(crate) fn notifies(&self) -> bool {
-        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
-    }
-
     /// Loads the program; a notify fd goes to the runtime on the other end of `sync`, which passes
     /// it to the profile's listener. The fd is close-on-exec: the container never holds it.
     pub(crate) fn load_and_report(&self, sync: &SyncSocket) -> Result<()> {

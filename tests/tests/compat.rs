@@ -1,0 +1,112 @@
+//! berth-oci takes other people's bundles and reports every failure: the bundles Debian's `runc
+//! spec` and `crun spec` write run as they do under runc (exit status, output, the process's
+//! capability sets, loopback up); what stops a process from running fails `create`, the error in
+//! `--log` as runc writes it, nothing left behind.
+
+use berth_testsupport::{busybox_rootfs, have, Bundle, TestEnv};
+use std::path::Path;
+use std::process::Command;
+
+/// What the container reports: its capability sets and its loopback's state, then exit 3.
+const PROBE: &str = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; cat /sys/class/net/lo/operstate; exit 3";
+
+/// A bundle from `tool spec` (runc or crun), as it wrote it but for plain stdio and our probe.
+fn foreign_bundle(env: &TestEnv, tool: &str) -> std::path::PathBuf {
+    let dir = env.dir.join(format!("{tool}-bundle"));
+    busybox_rootfs(&dir.join("rootfs"));
+    let out = Command::new(tool).arg("spec").current_dir(&dir).output().unwrap();
+    assert!(out.status.success(), "{tool} spec: {}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["sh", "-c", PROBE]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    dir
+}
+
+/// `runtime --root <root> run --bundle <bundle> <id>`: exit code and stdout.
+fn run_with(env: &TestEnv, runtime: &Path, root: &Path, bundle: &Path, id: &str) -> (Option<i32>, String) {
+    let mut command = Command::new(runtime);
+    command.arg("--root").arg(root).args(["run", "--bundle"]).arg(bundle).arg(id).stdin(std::process::Stdio::null());
+    let out = env.capture(&mut command);
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn bundles_from_runc_spec_and_crun_spec_run_as_under_runc() {
+    let env = TestEnv::new("compat-spec");
+    for tool in ["runc", "crun"] {
+        if !have(tool) {
+            panic!("{tool} is not installed (scripts/install-deps.sh installs it)");
+        }
+        let bundle = foreign_bundle(&env, tool);
+        let runc = run_with(&env, Path::new("/usr/sbin/runc"), &env.dir.join("runc-root"), &bundle, &format!("compat-runc-{}", std::process::id()));
+        let id = env.id("compat");
+        let ours = run_with(&env, &env.bin, &env.root, &bundle, &id);
+        assert_eq!(runc.0, Some(3), "runc on {tool}'s bundle: {runc:?}");
+        assert!(runc.1.contains("CapAmb:\t0000000000000000") && runc.1.trim_end().ends_with("unknown"), "runc on {tool}'s bundle: {}", runc.1);
+        assert_eq!(ours, runc, "berth-oci vs runc on the bundle of `{tool} spec`");
+    }
+    env.leak_check();
+}
+
+/// `berth-oci --log <file> --log-format json create`: fails, with the error as the log's last
+/// `"level":"error"` line (where containerd looks); the container does not exist afterwards.
+fn create_fails(env: &TestEnv, edit: impl FnOnce(&mut serde_json::Value), expected: &str) {
+    let bundle = env.dir.join("failing-bundle");
+    let _ = std::fs::remove_dir_all(&bundle);
+    let mut b = Bundle::new(&bundle);
+    b.set_args(&["true"]).edit(edit);
+    let log = env.dir.join("create.log");
+    let _ = std::fs::remove_file(&log);
+    let id = env.id("fails");
+    let (log_arg, bundle_arg) = (log.display().to_string(), bundle.display().to_string());
+    env.fails(&["--log", &log_arg, "--log-format", "json", "create", "--bundle", &bundle_arg, &id]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let last_error = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|l| l["level"] == "error")
+        .unwrap_or_else(|| panic!("no error line in the log: {text:?}"));
+    let msg = last_error["msg"].as_str().unwrap();
+    assert!(msg.contains(expected), "the log's error {msg:?} does not say {expected:?}");
+    assert_eq!(env.status(&id), "absent", "a failed create leaves no container");
+}
+
+#[test]
+fn what_stops_the_process_fails_create_with_the_reason_in_the_log() {
+    let env = TestEnv::new("compat-create-fails");
+    // A capability the caller lacks (root here has no CAP_SYS_RESOURCE in its bounding set).
+    create_fails(
+        &env,
+        |c| {
+            for set in ["bounding", "permitted", "effective"] {
+                c["process"]["capabilities"][set].as_array_mut().unwrap().push("CAP_SYS_RESOURCE".into());
+            }
+        },
+        "capabilities",
+    );
+    // A user the container's user namespace does not map.
+    create_fails(
+        &env,
+        |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}));
+            c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+            c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+            c["process"]["user"] = serde_json::json!({"uid": 5000, "gid": 0});
+        },
+        "setresuid 5000",
+    );
+    // A seccomp filter over the kernel's size limit (4,096 instructions).
+    create_fails(
+        &env,
+        |c| {
+            let rules: Vec<serde_json::Value> = (0..20000)
+                .map(|i| serde_json::json!({"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": i, "op": "SCMP_CMP_EQ"}]}))
+                .collect();
+            c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules});
+        },
+        "seccomp",
+    );
+    env.leak_check();
+}

@@ -110,3 +110,65 @@ fn what_stops_the_process_fails_create_with_the_reason_in_the_log() {
     );
     env.leak_check();
 }
+
+#[test]
+fn hooks_without_env_inherit_the_runtimes_environment() {
+    let env = TestEnv::new("compat-hook-env");
+    let (inherited, given) = (env.dir.join("inherited"), env.dir.join("given"));
+    let hook = |out: &Path, hook_env: Option<Vec<&str>>| {
+        let mut hook = serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo \"[$BERTH_HOOK_PROBE]\" > {}", out.display())]});
+        if let Some(hook_env) = hook_env {
+            hook["env"] = serde_json::json!(hook_env);
+        }
+        hook
+    };
+    let hooks = serde_json::json!({"createRuntime": [hook(&inherited, None), hook(&given, Some(vec!["OTHER=1"]))]});
+    let mut bundle = Bundle::new(&env.dir.join("hooks-bundle"));
+    bundle.set_args(&["true"]).edit(|c| c["hooks"] = hooks);
+    let id = env.id("hooks");
+    let mut command = env.command(&["run", "--bundle", &bundle.dir.display().to_string(), &id]);
+    command.env("BERTH_HOOK_PROBE", "from-the-runtime");
+    let out = env.capture(&mut command);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&inherited).unwrap().trim(), "[from-the-runtime]", "no env: the runtime's");
+    assert_eq!(std::fs::read_to_string(&given).unwrap().trim(), "[]", "an env: exactly it");
+    env.leak_check();
+}
+
+#[test]
+fn exec_takes_the_containers_personality_and_waits_on_a_pause_only_when_told() {
+    let env = TestEnv::new("compat-exec");
+    let mut bundle = Bundle::new(&env.dir.join("exec-bundle"));
+    bundle.set_args(&["sleep", "100"]).edit(|c| c["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"}));
+    let id = env.id("exec");
+    env.ok(&["run", "-d", "--bundle", &bundle.dir.display().to_string(), &id]);
+    assert_eq!(env.ok(&["exec", &id, "uname", "-m"]).trim(), "i686", "an exec runs in the container's execution domain");
+
+    env.ok(&["pause", &id]);
+    let refused = env.fails(&["exec", &id, "true"]);
+    assert!(refused.contains("--ignore-paused"), "{refused}");
+    // With the flag the exec joins the frozen container and runs once it is resumed.
+    let mut exec = env.command(&["exec", "--ignore-paused", &id, "sh", "-c", "exit 7"]);
+    let mut exec = exec.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(exec.try_wait().unwrap().is_none(), "a frozen exec does not finish before resume");
+    env.ok(&["resume", &id]);
+    assert_eq!(exec.wait().unwrap().code(), Some(7), "the exec ran to its end after the resume");
+    env.ok(&["delete", "-f", &id]);
+    env.leak_check();
+}
+
+#[test]
+fn time_offsets_in_the_specs_object_form_reach_the_time_namespace() {
+    let env = TestEnv::new("compat-timens");
+    let mut bundle = Bundle::new(&env.dir.join("timens-bundle"));
+    bundle.set_args(&["cat", "/proc/uptime"]).edit(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = serde_json::json!({"boottime": {"secs": 31_536_000, "nanosecs": 0}, "monotonic": {"secs": 7881, "nanosecs": 0}});
+    });
+    let id = env.id("timens");
+    let out = env.ok(&["run", "--bundle", &bundle.dir.display().to_string(), &id]);
+    let uptime: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(uptime >= 31_536_000.0, "uptime {uptime}: the boottime offset (a year) is not applied");
+    env.leak_check();
+}

@@ -193,7 +193,8 @@ pub struct ExecArgs {
     pub process_label: Option<String>,
     #[arg(long, hide = true)]
     pub apparmor: Option<String>,
-    #[arg(long = "ignore-paused", hide = true)]
+    /// Exec into a paused container too (the process is frozen until `resume`).
+    #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
 }
 

@@ -19,6 +19,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Exec into a paused container too (the process then waits, frozen, for `resume`).
+    pub ignore_paused: bool,
 }
 
 /// Namespace types a process can join, with their /proc/<pid>/ns names.
@@ -38,8 +40,17 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
 pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
     let container = Container::load(root, id)?;
     let status = container.status();
-    if !matches!(status, Status::Created | Status::Running) {
-        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot exec in a container that is not running" });
+    match status {
+        Status::Created | Status::Running => {}
+        Status::Paused if options.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                action: "cannot exec in a paused container (use --ignore-paused to override)",
+            })
+        }
+        _ => return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot exec in a container that is not running" }),
     }
     crate::spec::validate_process(&options.process).map_err(|reason| Error::config("the exec'd process", reason))?;
     let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
@@ -72,6 +83,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
                 container_root: &container_root,
                 join,
                 process: &options.process,
+                linux,
                 seccomp: seccomp.as_ref(),
                 console: console.as_ref(),
                 preserve_fds: options.preserve_fds,
@@ -178,6 +190,8 @@ struct ExecChild<'a> {
     /// CLONE_NEW* flags of the namespaces to join through the pidfd.
     join: libc::c_int,
     process: &'a Process,
+    /// The container's `linux` section (its personality is the exec's too).
+    linux: Option<&'a oci_spec::runtime::Linux>,
     seccomp: Option<&'a init::SeccompProgram>,
     console: Option<&'a UnixStream>,
     preserve_fds: u32,
@@ -211,6 +225,10 @@ fn exec_child(child: &ExecChild<'_>) -> Result<std::convert::Infallible> {
     }
     let env = spec_process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(spec_process, &env)?;
+    process::apply_scheduling(spec_process)?;
+    if let Some(linux) = child.linux {
+        process::apply_personality(linux)?;
+    }
     process::become_process(spec_process, child.seccomp.map(|program| (program, sync)), child.preserve_fds)?;
     process::execve(spec_process, &executable, &env)
 }

@@ -22,9 +22,11 @@ pub fn run(hook: &Hook, state_json: &str) -> Result<()> {
     if let Some((argv0, rest)) = args.split_first() {
         command.arg0(argv0).args(rest);
     }
-    command.env_clear();
-    for entry in hook.env().iter().flatten() {
-        if let Some((key, value)) = entry.split_once('=') {
+    // A hook without `env` inherits the runtime's environment, one with `env` (even empty) gets
+    // exactly that: as runc and crun (Go's exec.Cmd with a nil Env) do.
+    if let Some(env) = hook.env() {
+        command.env_clear();
+        for (key, value) in env.iter().filter_map(|entry| entry.split_once('=')) {
             command.env(key, value);
         }
     }

@@ -23,6 +23,7 @@ pub fn run(root: &Path, args: &ExecArgs) -> anyhow::Result<i32> {
         console_socket: args.console_socket.clone().or_else(|| console.as_ref().map(LocalConsole::path)),
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
+        ignore_paused: args.ignore_paused,
     };
     let pid = berth_oci::exec(root, &args.id, &options)?;
     if args.detach {

@@ -79,8 +79,8 @@ pub(crate) fn apply_oom_score_adj(process: &Process) -> Result<()> {
     })
 }
 
-/// ioPriority, scheduler and personality: what the spec says about how the process is scheduled.
-pub(crate) fn apply_scheduling(process: &Process, linux: &Linux) -> Result<()> {
+/// ioPriority and scheduler: what the spec says about how the process is scheduled.
+pub(crate) fn apply_scheduling(process: &Process) -> Result<()> {
     if let Some(io) = process.io_priority() {
         let class = match serde_json::to_value(io.class()).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() {
             Some("IOPRIO_CLASS_RT") => 1,
@@ -127,6 +127,11 @@ pub(crate) fn apply_scheduling(process: &Process, linux: &Linux) -> Result<()> {
         }
         crate::sys::sched_setattr(&mut attr).map_err(|e| Error::sys("sched_setattr", e))?;
     }
+    Ok(())
+}
+
+/// The container's execution domain (`linux.personality`), for its init and every exec.
+pub(crate) fn apply_personality(linux: &Linux) -> Result<()> {
     if let Some(personality) = linux.personality() {
         let domain = serde_json::to_value(personality.domain()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let persona = match domain.as_str() {

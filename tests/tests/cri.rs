@@ -813,8 +813,11 @@ async fn a_thousand_exec_sessions_leave_no_process_or_fd_behind() {
                                 return;
                             }
                             let (stdout, status) = raw::exec(url);
-                            assert_eq!(stdout, format!("session-{i}\n"));
-                            assert_eq!(status["status"], "Success", "{status}");
+                            assert_eq!(
+                                (stdout.as_str(), &status["status"]),
+                                (format!("session-{i}\n").as_str(), &serde_json::json!("Success")),
+                                "{status}"
+                            );
                         });
                     }
                 })

@@ -5,6 +5,13 @@ use crate::manager::{blocking, Containers};
 use crate::record::{ContainerRecord, State};
 use crate::{passwd, spec_opts, Error, Result};
 
+/// A name for an exec no other exec of this berthd has: the time alone can repeat when execs
+/// start at once (the shim then refuses the second).
+fn exec_id(kind: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{kind}-{}-{}", crate::now_ns(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// What `berth exec` may change about the container's process.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -40,7 +47,7 @@ impl Containers {
     /// Runs a process in a running container (stdin kept open with `stdin`) and streams it.
     pub async fn exec(&self, key: &str, exec: ExecOptions, stdin: bool) -> Result<berth_shim::AsyncStream> {
         let (record, process) = self.exec_process(key, exec).await?;
-        let exec_id = format!("exec-{}", crate::now_ns());
+        let exec_id = exec_id("exec");
         Ok(berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).exec(&record.id, &exec_id, process, stdin).await?)
     }
 
@@ -48,7 +55,7 @@ impl Containers {
     /// up to the shim's cap per stream.
     pub async fn exec_sync(&self, key: &str, exec: ExecOptions, timeout: std::time::Duration) -> Result<berth_shim::ExecOutput> {
         let (record, process) = self.exec_process(key, exec).await?;
-        let exec_id = format!("exec-sync-{}", crate::now_ns());
+        let exec_id = exec_id("exec-sync");
         Ok(berth_shim::AsyncClient::new(&self.shim_dir(&record.shim)).exec_sync(&record.id, &exec_id, process, timeout).await?)
     }
 

@@ -172,3 +172,25 @@ fn time_offsets_in_the_specs_object_form_reach_the_time_namespace() {
     assert!(uptime >= 31_536_000.0, "uptime {uptime}: the boottime offset (a year) is not applied");
     env.leak_check();
 }
+
+#[test]
+fn a_container_without_a_mount_namespace_shares_the_runtimes() {
+    let env = TestEnv::new("compat-no-mntns");
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap().display().to_string();
+    let mut bundle = Bundle::new(&env.dir.join("no-mntns-bundle"));
+    bundle.set_args(&["sh", "-c", "readlink /proc/self/ns/mnt"]).edit(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|ns| ns["type"] != "mount");
+        c["mounts"] = serde_json::json!([]);
+        c["linux"]["maskedPaths"] = serde_json::json!([]);
+        c["linux"]["readonlyPaths"] = serde_json::json!([]);
+        c["root"]["readonly"] = false.into();
+    });
+    let id = env.id("no-mntns");
+    let bundle_arg = bundle.dir.display().to_string();
+    assert_eq!(env.ok(&["run", "--bundle", &bundle_arg, &id]).trim(), ours, "the runtime's mount namespace");
+    // What would need a mount namespace is refused, not ignored.
+    bundle.edit(|c| c["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]));
+    let refused = env.fails(&["run", "--bundle", &bundle_arg, &env.id("no-mntns")]);
+    assert!(refused.contains("need a mount namespace"), "{refused}");
+    env.leak_check();
+}

@@ -41,6 +41,9 @@ pub(crate) struct Plan {
     pub new_cgroup: bool,
     pub new_uts: bool,
     pub new_net: bool,
+    /// A mount namespace of its own, new or joined: without one the container shares ours and
+    /// its rootfs is not set up.
+    pub mount_ns: bool,
 }
 
 impl Plan {
@@ -66,6 +69,7 @@ impl Plan {
         plan.new_cgroup = new & libc::CLONE_NEWCGROUP != 0;
         plan.new_uts = new & libc::CLONE_NEWUTS != 0;
         plan.new_net = new & libc::CLONE_NEWNET != 0;
+        plan.mount_ns = namespaces.iter().any(|ns| ns.typ() == LinuxNamespaceType::Mount);
         plan.parent_new_time = new & 0x80 != 0;
         // Cgroup namespaces are unshared by the child once it is in its cgroup; time by the parent.
         let clonable = new & !(libc::CLONE_NEWCGROUP | 0x80);

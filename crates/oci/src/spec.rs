@@ -135,8 +135,18 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err("hostname needs a uts namespace".into());
     }
+    // Without a mount namespace the container shares the runtime's (as runc and crun allow):
+    // nothing is mounted, and what would have to be mounted is refused, not ignored.
     if !has(LinuxNamespaceType::Mount) {
-        return Err("a mount namespace is required".into());
+        if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err("maskedPaths and readonlyPaths need a mount namespace".into());
+        }
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err("mounts need a mount namespace".into());
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            return Err("a read-only root needs a mount namespace".into());
+        }
     }
     for (key, value) in linux.sysctl().iter().flatten() {
         crate::sysctl::check(key, value, &|t| has(t))?;

@@ -124,10 +124,13 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     let hook_state = rootfs::prepare(ctx)?;
     ctx.enter_cgroup()?;
     paths::apply_sysctls(linux)?;
-    paths::mask(linux.masked_paths().as_deref().unwrap_or(&[]))?;
-    paths::make_readonly(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        rootfs::remount_root_readonly()?;
+    // Without a mount namespace validation refused all three.
+    if ctx.plan.mount_ns {
+        paths::mask(linux.masked_paths().as_deref().unwrap_or(&[]))?;
+        paths::make_readonly(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
+        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            rootfs::remount_root_readonly()?;
+        }
     }
     if !ctx.no_new_keyring {
         // EACCES/ENOSYS: keyrings disabled or forbidden by a host policy; not fatal, as in runc.

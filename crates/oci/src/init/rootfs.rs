@@ -15,6 +15,10 @@ use std::path::Path;
 pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
+    if !ctx.plan.mount_ns {
+        // The runtime's mount namespace: mounting anything would change the host's.
+        return hooks_before_pivot(ctx);
+    }
     // The root's propagation first, before any mount (runc's order): rslave by default, so nothing
     // mounted from here on propagates back to the host; rootfsPropagation rshared keeps the host's
     // shared mounts as peers, so that a bind of one with "rshared" propagates both ways.

@@ -194,3 +194,56 @@ fn a_container_without_a_mount_namespace_shares_the_runtimes() {
     assert!(refused.contains("need a mount namespace"), "{refused}");
     env.leak_check();
 }
+
+/// A runtime command started as a careless parent would leave it: SIGCHLD blocked, SIGPIPE and
+/// SIGQUIT ignored (a shim's signalfd mask, a daemon started from a shell that ignores them).
+fn with_dirty_signals(mut command: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls: sigprocmask and signal.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            Ok(())
+        })
+    };
+    command
+}
+
+#[test]
+fn processes_start_with_no_signal_blocked_or_ignored_as_under_runc() {
+    let env = TestEnv::new("compat-signals");
+    let mut bundle = Bundle::new(&env.dir.join("signals-bundle"));
+    bundle.set_args(&["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    let bundle_arg = bundle.dir.display().to_string();
+    let mut outputs = Vec::new();
+    for (runtime, root) in [(Path::new("/usr/sbin/runc"), env.dir.join("runc-root")), (env.bin.as_path(), env.root.clone())] {
+        let mut command = Command::new(runtime);
+        command.arg("--root").arg(&root).args(["run", "--bundle", &bundle_arg, &env.id("signals")]).stdin(std::process::Stdio::null());
+        let out = env.capture(&mut with_dirty_signals(command));
+        assert!(out.status.success(), "{runtime:?}: {}", String::from_utf8_lossy(&out.stderr));
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    // Of the standard signals (1-31) neither blocks nor ignores any. (Signals 32 and 33 are
+    // glibc's own; whatever this test inherited there, runc passes on too.)
+    let standard = |text: &str| -> Vec<u64> {
+        text.lines().map(|l| u64::from_str_radix(l.split('\t').nth(1).unwrap_or("0"), 16).unwrap() & 0x7fff_ffff).collect()
+    };
+    assert_eq!(standard(&outputs[0]), [0, 0], "runc's: {}", outputs[0]);
+    assert_eq!(outputs[1], outputs[0], "berth-oci's init vs runc's");
+
+    // An exec'd process, from a runtime started the same way.
+    bundle.set_args(&["sleep", "100"]);
+    let id = env.id("signals");
+    env.ok(&["run", "-d", "--bundle", &bundle_arg, &id]);
+    let mut command = Command::new(&env.bin);
+    command.arg("--root").arg(&env.root).args(["exec", &id, "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]).stdin(std::process::Stdio::null());
+    let out = env.capture(&mut with_dirty_signals(command));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), outputs[0], "berth-oci exec vs runc's init: {}", String::from_utf8_lossy(&out.stderr));
+    env.ok(&["delete", "-f", &id]);
+    env.leak_check();
+}

@@ -234,6 +234,23 @@ pub(crate) fn become_process(process: &Process, seccomp: Option<(&super::Seccomp
     Ok(())
 }
 
+/// Signals as a new program expects them, as runc leaves them: none blocked, none ignored.
+/// Ignored signals and the mask survive execve, so whatever the shim, berthd or their parents
+/// blocked or ignored (SIGCHLD blocked, SIGPIPE and SIGQUIT ignored) would reach the container:
+/// `yes | head` would spin on EPIPE, an init reaping on SIGCHLD would never hear of a child.
+fn reset_signals() -> Result<()> {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler of ours; numbers the kernel reserves (glibc's
+        // SIGRTMIN-1, SIGRTMIN-2) fail with EINVAL and stay as they are, which is fine.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
+        .map_err(|e| Error::sys("clear the signal mask", e))
+}
+
 /// The last step, after [`become_process`]: execve; returns only its error.
 pub(crate) fn execve(process: &Process, executable: &CString, env: &[String]) -> Result<Infallible> {
     let args: Vec<CString> = process
@@ -244,6 +261,7 @@ pub(crate) fn execve(process: &Process, executable: &CString, env: &[String]) ->
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| Error::Init("an argument contains NUL".into()))?;
     let env: Vec<CString> = env.iter().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
+    reset_signals()?;
     let err = nix::unistd::execve(executable, &args, &env).unwrap_err();
     Err(Error::Init(format!("exec {:?}: {err}", executable)))
 }

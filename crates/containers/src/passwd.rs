@@ -4,7 +4,6 @@
 //! read up to [`MAX_FILE`].
 
 use crate::{Error, Result};
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -72,24 +71,15 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
-/// Reads `path` inside `rootfs`; a missing file is empty.
+/// Reads `path` inside `rootfs` (see [`berth_sys::read_regular_in_root`]: never a FIFO or a
+/// device, which a running container can plant there); a missing file is empty.
 fn read_in_root(rootfs: &Path, path: &str) -> Result<String> {
     let root = std::fs::File::open(rootfs).map_err(|e| Error::io("open rootfs", rootfs, e))?;
-    let fd = match berth_sys::open_in_root(root.as_fd(), Path::new(path), libc::O_RDONLY, 0, berth_sys::ResolveFlags::IN_ROOT) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(String::new()),
-        Err(e) => return Err(Error::io("open in the image", Path::new(path), e)),
-    };
-    let file = std::fs::File::from(fd);
-    if !file.metadata().map_err(|e| Error::io("stat in the image", Path::new(path), e))?.is_file() {
-        return Err(Error::Invalid(format!("{path} in the image is not a regular file")));
+    match berth_sys::read_regular_in_root(root.as_fd(), Path::new(path), MAX_FILE) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Error::Invalid(format!("in the image: {e}"))),
+        Err(e) => Err(Error::io("read in the image", Path::new(path), e)),
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| Error::io("read in the image", Path::new(path), e))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(Error::Invalid(format!("{path} in the image is larger than {MAX_FILE} bytes")));
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Resolves `user` (`name`, `uid`, `name:group`, `uid:gid`, empty for root) against the image.
@@ -149,6 +139,30 @@ mod tests {
 
     fn resolve_text(user: &str) -> Result<ResolvedUser> {
         resolve_in(&parse_passwd(PASSWD), &parse_group(GROUP), user)
+    }
+
+    #[test]
+    fn fifos_and_devices_where_passwd_should_be_are_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("berth-passwd-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        nix::unistd::mkfifo(&dir.join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        // An open for reading would block here for ever: nobody writes the FIFO.
+        let refused = resolve(&dir, "root").unwrap_err();
+        assert!(refused.to_string().contains("not a regular file"), "{refused}");
+        std::fs::remove_file(dir.join("etc/passwd")).unwrap();
+        // A symlink to a device (resolved inside the root: to the image's own /dev/zero).
+        std::fs::create_dir_all(dir.join("dev")).unwrap();
+        let device = nix::sys::stat::mknod(
+            &dir.join("dev/zero"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 5),
+        );
+        std::os::unix::fs::symlink("/dev/zero", dir.join("etc/passwd")).unwrap();
+        if device.is_ok() {
+            assert!(resolve(&dir, "root").unwrap_err().to_string().contains("not a regular file"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

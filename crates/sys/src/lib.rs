@@ -14,7 +14,7 @@ pub mod sealed_exe;
 pub use clone::{clone3, CloneResult};
 pub use fds::{recv_with_fds, MAX_FDS};
 pub use net::{connect_in_netns, loopback_up};
-pub use openat2::{mkdir_all_in_root, open_in_root, ResolveFlags};
+pub use openat2::{mkdir_all_in_root, open_in_root, read_regular_in_root, ResolveFlags};
 pub use pidfd::{pidfd_open, pidfd_send_signal, setns_pidfd};
 
 use std::io;

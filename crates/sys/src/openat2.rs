@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 #[repr(C)]
@@ -42,6 +43,35 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int, mode:
             return Err(err);
         }
     }
+}
+
+/// The regular file `path` inside `root` (resolved in the root), read up to `max` bytes; None
+/// when it does not exist. Opened O_PATH and its type checked before it is opened for reading: a
+/// FIFO planted there would block the reader for ever, a device node would be opened on the host
+/// (outside the container's device cgroup). Not regular, or longer than `max`: InvalidData.
+pub fn read_regular_in_root(root: BorrowedFd<'_>, path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let handle = match open_in_root(root, path, libc::O_PATH, 0, ResolveFlags::IN_ROOT) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let meta = std::fs::File::from(handle.try_clone()?).metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    // The very inode just checked, opened for reading through its O_PATH fd (never the path again).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(invalid(format!("larger than {max} bytes")));
+    }
+    Ok(Some(bytes))
 }
 
 /// The directory `dir` under `root` (opened O_PATH), made with `mode` where missing. Each prefix

@@ -1,7 +1,7 @@
 //! Applying one layer, entry by entry (see the module doc of `unpack` for the rules).
 
 use super::fsops::{kind_at, make_dirs, open_in_root, own, remove_at, set_xattr, sys};
-use super::{decompress, paths};
+use super::{decompress, paths, tar_limits};
 use crate::digest::Digester;
 use crate::{Digest, Error, Result};
 use nix::fcntl::{AtFlags, OFlag};
@@ -36,10 +36,11 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
         .map(own)
         .map_err(|e| Error::io("open layer directory", target, e.into()))?;
     let hashed = HashingReader { inner: decompress::decoder(reader)?, digester: Digester::default() };
-    let mut archive = tar::Archive::new(hashed);
+    let mut archive = tar::Archive::new(tar_limits::MetadataLimit::new(hashed));
     let (mut entries, mut bytes, mut whiteouts) = (0, 0, 0);
-    // Directory times are set last: entries made inside a directory change its mtime.
-    let mut dir_times = Vec::new();
+    // Directory times are set last: entries made inside a directory change its mtime. One per
+    // directory (a repeated entry's last time wins): bounded by what is on disk, not by entries.
+    let mut dir_times = std::collections::BTreeMap::new();
     for entry in archive.entries().map_err(|e| Error::io("read layer", target, e))? {
         let mut entry = entry.map_err(|e| Error::io("read layer entry", target, e))?;
         let raw = entry.path_bytes().into_owned();
@@ -93,7 +94,7 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(sys(&path, "make directory", e)),
                 }
-                dir_times.push((path.clone(), mtime));
+                dir_times.insert(path.clone(), mtime);
                 Some(reopen_child(&dir, name, &path)?)
             }
             EntryType::Symlink => {
@@ -143,13 +144,14 @@ pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
             utimensat(Some(dir.as_raw_fd()), name, &mtime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(|e| sys(&path, "set times", e))?;
         }
     }
+    // Reverse order of paths: a directory's children before it.
     for (path, mtime) in dir_times.iter().rev() {
         if let Ok(dir) = open_in_root(&root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW) {
             let _ = nix::sys::stat::futimens(dir.as_raw_fd(), mtime, mtime);
         }
     }
     // The diff_id covers the whole stream, the padding after the last entry included.
-    let mut hashed = archive.into_inner();
+    let mut hashed = archive.into_inner().into_inner();
     std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| Error::io("read layer", target, e))?;
     Ok(Applied { entries, bytes, whiteouts, diff_id: hashed.digester.finish() })
 }

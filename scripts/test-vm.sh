@@ -1,5 +1,5 @@
 #!/bin/sh
-# The cgroup v2 half of the test command: runs the cgroup, lifecycle, config, shim, containers and
+# The cgroup v2 half of the test command: runs the cgroup, lifecycle, config, compat, shim, containers and
 # CRI integration tests (BERTH_VM_SUITES picks some) inside a VM whose only hierarchy is cgroup v2 (vm/run-in-vm.sh; this host is
 # cgroup v1), then checks that the guest has no cgroup and no test directory left. Needs
 # vm/install-deps.sh. The containers suite works under /run (a tmpfs: the guest's /tmp is an
@@ -7,7 +7,7 @@
 # the host (under TCG it alone outlasts the VM's timeout).
 set -eu
 cd "$(dirname "$0")/.."
-suites=${BERTH_VM_SUITES:-"cgroups lifecycle config shim containers cri"}
+suites=${BERTH_VM_SUITES:-"cgroups lifecycle config compat shim containers cri"}
 # The test executables of these suites, as cargo names them (their names carry a hash).
 binaries=$(cargo test -p berth-integration --locked --no-run --message-format=json $(printf -- '--test %s ' $suites) |
     python3 -c '
@@ -27,7 +27,9 @@ trap 'rm -f "$guest"' EXIT
     for b in $binaries; do
         case $(basename "$b") in
         containers-*) echo "echo '== $(basename "$b")'; BERTH_TEST_ROOT=/run/berth-test $b -q --skip two_hundred_runs \"\$@\" || rc=1" ;;
-        shim-* | cri-*) echo "echo '== $(basename "$b")'; BERTH_TEST_ROOT=/run/berth-test $b -q \"\$@\" || rc=1" ;;
+        # The 1,000 exec sessions count leaks, nothing cgroup v2 changes: not under TCG.
+        cri-*) echo "echo '== $(basename "$b")'; BERTH_TEST_ROOT=/run/berth-test $b -q --skip a_thousand_exec_sessions \"\$@\" || rc=1" ;;
+        shim-*) echo "echo '== $(basename "$b")'; BERTH_TEST_ROOT=/run/berth-test $b -q \"\$@\" || rc=1" ;;
         *) echo "echo '== $(basename "$b")'; $b -q \"\$@\" || rc=1" ;;
         esac
     done

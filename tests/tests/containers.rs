@@ -526,3 +526,41 @@ fn berthd_killed_while_fifty_containers_start_leaves_each_whole_or_gone() {
     berthd.stop();
     env.leak_check();
 }
+
+#[test]
+fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
+    let (env, _registry, berthd, image) = setup("cli-habits");
+    // Usage errors and failed runs: 125, 126/127 for a command that cannot run, the container's
+    // own status otherwise.
+    assert_eq!(berthd.berth(&env, &["ps", "--no-such-flag"]).status.code(), Some(125));
+    let missing = berthd.berth(&env, &["run", "--rm", &image, "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", text(&missing).1);
+    assert!(text(&missing).1.contains("executable file not found"), "{}", text(&missing).1);
+    assert_eq!(berthd.berth(&env, &["run", "--rm", &image, "sh", "-c", "exit 1"]).status.code(), Some(1));
+    assert_eq!(berthd.berth(&env, &["run", "--rm", "--memory", "lots", &image, "true"]).status.code(), Some(125), "a bad flag value");
+
+    // stop/kill/rm go through every name; the unknown ones are errors, the rest done.
+    berthd.ok(&env, &["run", "-d", "--name", "known", &image, "sleep", "100"]);
+    let stopped = berthd.berth(&env, &["stop", "-t", "1", "nosuch1", "known", "nosuch2"]);
+    let (out, err) = text(&stopped);
+    assert_eq!((stopped.status.code(), out.trim()), (Some(1), "known"), "{err}");
+    assert!(err.contains("nosuch1") && err.contains("nosuch2"), "{err}");
+    let state = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap()["state"].clone();
+    assert_eq!(state, "exited", "the known one was stopped");
+
+    // A reader that goes away ends `berth logs` quietly, by SIGPIPE, as docker's and podman's.
+    berthd.ok(&env, &["run", "--name", "chatty", &image, "seq", "1", "200000"]);
+    let mut logs = Command::new(workspace_bin("berth"));
+    logs.arg("--socket").arg(&berthd.socket).args(["logs", "chatty"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut logs = logs.spawn().unwrap();
+    let mut first = [0u8; 2];
+    std::io::Read::read_exact(logs.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(logs.stdout.take());
+    let done = logs.wait_with_output().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&done.status), Some(libc::SIGPIPE), "{:?}", done.status);
+    assert!(done.stderr.is_empty(), "{}", String::from_utf8_lossy(&done.stderr));
+
+    berthd.ok(&env, &["rm", "-f", "known", "chatty"]);
+    drop(berthd);
+    env.leak_check();
+}

@@ -335,18 +335,18 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
     match command {
         ContainerCommand::Run { create, detach, rm } => {
             let (tty, stdin) = (create.tty, create.interactive);
-            let mut request = create_request(create)?;
+            let mut request = create_request(create).map_err(RunFailed::new)?;
             // berthd removes it once it has exited, whatever happens to this client.
             request.auto_remove = rm;
-            let container = client.create(request).await.map_err(status)?.into_inner();
+            let container = client.create(request).await.map_err(|e| RunFailed::new(status(e)))?.into_inner();
             if detach {
-                client.start(ContainerRef { container: container.id.clone() }).await.map_err(status)?;
+                client.start(ContainerRef { container: container.id.clone() }).await.map_err(|e| RunFailed::new(status(e)))?;
                 println!("{}", container.id);
                 return Ok(0);
             }
             let mut starter = client.clone();
             let id = container.id.clone();
-            let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
+            let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(|e| RunFailed::new(status(e)).into()) };
             let streamed = attach_and_pump(&mut client.clone(), &container, tty, stdin, start).await;
             // The exit as berthd recorded it (also when the stream broke off); with --rm, once
             // the container is gone.
@@ -444,33 +444,14 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             Ok(exit.unwrap_or(0))
         }
         ContainerCommand::Stop { containers, time } => {
-            for key in containers {
-                client.stop(StopContainerRequest { container: key.clone(), timeout_seconds: time }).await.map_err(status)?;
-                println!("{key}");
-            }
-            Ok(0)
+            Ok(each(containers, async |key| client.stop(StopContainerRequest { container: key, timeout_seconds: time }).await.map(drop)).await)
         }
         ContainerCommand::Kill { containers, signal } => {
             let number = parse_signal(&signal)?;
-            for key in containers {
-                client.kill(KillContainerRequest { container: key.clone(), signal: number, all: false }).await.map_err(status)?;
-                println!("{key}");
-            }
-            Ok(0)
+            Ok(each(containers, async |key| client.kill(KillContainerRequest { container: key, signal: number, all: false }).await.map(drop)).await)
         }
         ContainerCommand::Rm { containers, force } => {
-            // Every name is tried, as docker does: one that fails does not keep the rest.
-            let mut failed = false;
-            for key in containers {
-                match client.remove(RemoveContainerRequest { container: key.clone(), force }).await {
-                    Ok(_) => println!("{key}"),
-                    Err(e) => {
-                        eprintln!("berth: {:#}", status(e));
-                        failed = true;
-                    }
-                }
-            }
-            Ok(i32::from(failed))
+            Ok(each(containers, async |key| client.remove(RemoveContainerRequest { container: key, force }).await.map(drop)).await)
         }
         ContainerCommand::Wait { containers } => {
             for key in containers {
@@ -536,4 +517,56 @@ fn parse_signal(text: &str) -> anyhow::Result<i32> {
     let name = text.to_ascii_uppercase();
     let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
     name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| anyhow::anyhow!("unknown signal {text}"))
+}
+
+/// Applies `op` to every name, as docker does: one that fails (its error printed) does not keep
+/// the rest; each that worked is printed. Exit status 1 if any failed.
+async fn each(containers: Vec<String>, mut op: impl AsyncFnMut(String) -> Result<(), tonic::Status>) -> i32 {
+    let mut failed = false;
+    for key in containers {
+        match op(key.clone()).await {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("berth: {:#}", status(e));
+                failed = true;
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+/// `run` failed before the container's process ran: its exit status says why, as docker's and
+/// podman's do, so scripts tell it from the process's own status — 125 berth or berthd failed,
+/// 126 the command cannot be run, 127 it was not found.
+#[derive(Debug)]
+pub struct RunFailed {
+    code: i32,
+    error: anyhow::Error,
+}
+
+impl RunFailed {
+    fn new(error: anyhow::Error) -> anyhow::Error {
+        let text = format!("{error:#}");
+        let code = if text.contains("executable file not found") {
+            127
+        } else if text.contains("Permission denied") && text.contains("exec") {
+            126
+        } else {
+            125
+        };
+        anyhow::Error::new(RunFailed { code, error })
+    }
+}
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for RunFailed {}
+
+/// The exit status of a failed command: a failed `run`'s own (see [`RunFailed`]), else 1.
+pub fn exit_code_of(error: &anyhow::Error) -> i32 {
+    error.downcast_ref::<RunFailed>().map_or(1, |r| r.code)
 }

@@ -41,14 +41,28 @@ enum Command {
     Inspect { name: String },
 }
 
+/// Exit status of a usage error (an unknown flag, a bad value), as docker's and podman's.
+const USAGE: i32 = 125;
+
 fn main() {
-    let cli = Cli::parse();
+    // Rust ignores SIGPIPE; a CLI whose reader went (`berth logs x | head -1`) should end quietly
+    // by it, as docker's and podman's do, not print "Broken pipe".
+    // SAFETY: SIG_DFL installs no handler; nothing else runs yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("berth: {e:#}");
-            std::process::exit(1);
+            std::process::exit(containers::exit_code_of(&e));
         }
     }
 }

@@ -335,18 +335,18 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
     match command {
         ContainerCommand::Run { create, detach, rm } => {
             let (tty, stdin) = (create.tty, create.interactive);
-            let mut request = create_request(create).map_err(RunFailed::new)?;
+            let mut request = create_request(create).map_err(RunFailed::wrap)?;
             // berthd removes it once it has exited, whatever happens to this client.
             request.auto_remove = rm;
-            let container = client.create(request).await.map_err(|e| RunFailed::new(status(e)))?.into_inner();
+            let container = client.create(request).await.map_err(|e| RunFailed::wrap(status(e)))?.into_inner();
             if detach {
-                client.start(ContainerRef { container: container.id.clone() }).await.map_err(|e| RunFailed::new(status(e)))?;
+                client.start(ContainerRef { container: container.id.clone() }).await.map_err(|e| RunFailed::wrap(status(e)))?;
                 println!("{}", container.id);
                 return Ok(0);
             }
             let mut starter = client.clone();
             let id = container.id.clone();
-            let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(|e| RunFailed::new(status(e)).into()) };
+            let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(|e| RunFailed::wrap(status(e))) };
             let streamed = attach_and_pump(&mut client.clone(), &container, tty, stdin, start).await;
             // The exit as berthd recorded it (also when the stream broke off); with --rm, once
             // the container is gone.
@@ -545,7 +545,7 @@ pub struct RunFailed {
 }
 
 impl RunFailed {
-    fn new(error: anyhow::Error) -> anyhow::Error {
+    fn wrap(error: anyhow::Error) -> anyhow::Error {
         let text = format!("{error:#}");
         let code = if text.contains("executable file not found") {
             127

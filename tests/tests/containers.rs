@@ -545,8 +545,21 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let (out, err) = text(&stopped);
     assert_eq!((stopped.status.code(), out.trim()), (Some(1), "known"), "{err}");
     assert!(err.contains("nosuch1") && err.contains("nosuch2"), "{err}");
-    let state = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap()["state"].clone();
-    assert_eq!(state, "exited", "the known one was stopped");
+    let known = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap();
+    assert_eq!((&known["state"], &known["pid"]), (&serde_json::json!("exited"), &serde_json::json!(0)), "stopped, and no stale pid");
+
+    // A second berthd on the same socket leaves the first's alone.
+    let other = env.dir.join("other.toml");
+    std::fs::write(
+        &other,
+        format!("root = {:?}\nstate = {:?}\nsocket = {:?}\n", env.dir.join("other-root"), env.dir.join("other-state"), berthd.socket),
+    )
+    .unwrap();
+    let second = env.capture(Command::new(workspace_bin("berthd")).arg("--config").arg(&other).stdin(Stdio::null()));
+    assert!(!second.status.success() && text(&second).1.contains("served by another process"), "{}", text(&second).1);
+    berthd.ok(&env, &["ps", "-a"]);
+    let _ = std::fs::remove_dir_all(env.dir.join("other-root"));
+    let _ = std::fs::remove_dir_all(env.dir.join("other-state"));
 
     // A reader that goes away ends `berth logs` quietly, by SIGPIPE, as docker's and podman's.
     berthd.ok(&env, &["run", "--name", "chatty", &image, "seq", "1", "200000"]);

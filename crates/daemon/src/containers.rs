@@ -80,7 +80,8 @@ impl ContainersService {
             image: record.image.clone(),
             image_manifest: record.image_manifest.clone(),
             state: record.state.as_str().into(),
-            pid: record.pid,
+            // An exited container's pid may be anyone's by now (docker says 0 too).
+            pid: if record.state == State::Exited { 0 } else { record.pid },
             exited: record.state == State::Exited,
             exit_code: record.exit_code.unwrap_or(if record.state == State::Exited { 255 } else { 0 }),
             command: record.command.clone(),

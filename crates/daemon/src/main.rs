@@ -200,7 +200,12 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
             .with_context(|| format!("chmod 0700 {}", dir.display()))?;
     }
     match std::fs::symlink_metadata(socket) {
+        // Only a socket nobody answers on is stale: a live one is another berthd's, whose
+        // clients would all be cut off if it were unlinked.
         Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                anyhow::bail!("{} is served by another process (another berthd?)", socket.display());
+            }
             std::fs::remove_file(socket).with_context(|| format!("remove stale {}", socket.display()))?
         }
         Ok(_) => anyhow::bail!("{} exists and is not a socket", socket.display()),

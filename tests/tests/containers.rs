@@ -574,6 +574,11 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     assert!(done.stderr.is_empty(), "{}", String::from_utf8_lossy(&done.stderr));
 
     berthd.ok(&env, &["rm", "-f", "known", "chatty"]);
-    drop(berthd);
+    // SIGTERM stops berthd even with a client following its events (Berthd::stop allows 10 s).
+    let mut follower = in_background(&berthd, &["events"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    berthd.stop();
+    let _ = follower.kill();
+    let _ = follower.wait();
     env.leak_check();
 }

@@ -125,27 +125,43 @@ async fn serve() -> anyhow::Result<()> {
         incoming = Box::pin(tokio_stream::StreamExt::merge(incoming, berth_api::incoming(bind(socket)?)));
     }
     tracing::info!(sockets = ?sockets, root = %config.root.display(), "serving");
-    let shutdown = async {
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down");
+        let _ = stopping_tx.send(true);
     };
-    let served = tonic::transport::Server::builder()
+    let serving = tonic::transport::Server::builder()
         .add_service(berth_api::v1::images_server::ImagesServer::new(service))
         .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
         .add_service(berth_api::v1::networks_server::NetworksServer::new(networks_service))
         .add_service(cri.runtime_service())
         .add_service(cri.image_service())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // A graceful stop waits for every call to end, and some never do (`berth events`, `logs -f`,
+    // the CRI's GetContainerEvents): those get SHUTDOWN_GRACE, then berthd goes all the same.
+    let served = tokio::select! {
+        served = serving => served,
+        _ = async {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!("streams still open {} s after the stop began: closed", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    };
     for socket in sockets {
         let _ = std::fs::remove_file(socket);
     }
     served.context("serve berth.v1")
 }
+
+/// How long a stopping berthd waits for streaming calls that would never end by themselves.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// berthd holds a connection to every shim (their events): the soft limit on open files (1024
 /// under most service managers) goes up to the hard one, as containerd and dockerd do.

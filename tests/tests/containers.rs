@@ -548,6 +548,20 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let known = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap();
     assert_eq!((&known["state"], &known["pid"]), (&serde_json::json!("exited"), &serde_json::json!(0)), "stopped, and no stale pid");
 
+    // An exited container keeps no mount; `start` mounts it again.
+    berthd.ok(&env, &["run", "--name", "again", &image, "echo", "hi"]);
+    let mounted = |id: &str| std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(id) && l.contains("/rootfs "));
+    let again = id_of(&berthd, &env, "again");
+    for _ in 0..50 {
+        if !mounted(&again) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!mounted(&again), "an exited container's rootfs is still mounted");
+    assert_eq!(berthd.ok(&env, &["start", "-a", "again"]), "hi\n");
+    berthd.ok(&env, &["rm", "again"]);
+
     // A second berthd on the same socket leaves the first's alone.
     let other = env.dir.join("other.toml");
     std::fs::write(

@@ -151,8 +151,17 @@ impl Containers {
         }
     }
 
-    /// The container is out of its shim: waiters are told; an auto-remove container goes.
+    /// The container is out of its shim: its rootfs is unmounted (the writable layer stays, as
+    /// with docker and podman; `start` mounts it again), waiters are told; an auto-remove
+    /// container goes. The unmount comes first, while `start` still waits for the release.
     async fn settle(&self, id: &str) {
+        let Some(record) = self.table().get(id).map(|e| e.borrow().clone()) else { return };
+        if !record.auto_remove && record.state == State::Exited {
+            let target = self.bundle_dir(id).join("rootfs");
+            if let Err(e) = blocking(move || crate::rootfs::unmount(&target)).await {
+                tracing_error(id, &e);
+            }
+        }
         let Some(entry) = self.table().get(id) else { return };
         let record = Containers::modify(&entry, |r| r.releasing = false);
         drop(entry);

@@ -596,3 +596,33 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let _ = follower.wait();
     env.leak_check();
 }
+
+#[test]
+fn a_huge_command_does_not_break_listing_or_inspecting() {
+    let (env, _registry, berthd, image) = setup("huge-command");
+    // Two containers whose commands are 200,000 arguments of 10 bytes each: either fits a
+    // request, both together are over the transport's 4 MiB limit on one list answer.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let channel = berth_api::connect(&berthd.socket).await.unwrap();
+        let mut client = berth_api::v1::containers_client::ContainersClient::new(channel);
+        for name in ["huge1", "huge2"] {
+            let request = berth_api::v1::CreateContainerRequest {
+                image: image.clone(),
+                name: name.into(),
+                args: std::iter::once("true".to_string()).chain(std::iter::repeat_n("x".repeat(10), 200_000)).collect(),
+                ..Default::default()
+            };
+            client.create(request).await.unwrap();
+        }
+    });
+    let listed = containers(&berthd, &env);
+    assert_eq!(listed.len(), 2);
+    let shown = listed[0]["command"].as_array().unwrap();
+    assert!(shown.len() < 5000 && shown.last().unwrap().as_str().unwrap().ends_with('…'), "{} arguments shown", shown.len());
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "huge1"])).unwrap();
+    assert_eq!(inspected["name"], "huge1");
+    berthd.ok(&env, &["rm", "huge1", "huge2"]);
+    drop(berthd);
+    env.leak_check();
+}

@@ -41,6 +41,9 @@ enum Command {
     Inspect { name: String },
 }
 
+/// The largest `inspect` answer taken.
+const MAX_INSPECT: usize = 64 << 20;
+
 /// Exit status of a usage error (an unknown flag, a bad value), as docker's and podman's.
 const USAGE: i32 = 125;
 
@@ -79,7 +82,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Containers(command) => containers::run(channel, *command).await,
         Command::Network(command) => networks::run(channel, command).await.map(|()| 0),
         Command::Inspect { name } => {
-            let mut client = berth_api::v1::containers_client::ContainersClient::new(channel.clone());
+            // An inspect carries the container's whole spec: as large as an image config may make
+            // it (the image service caps configs), above tonic's 4 MiB default.
+            let mut client = berth_api::v1::containers_client::ContainersClient::new(channel.clone()).max_decoding_message_size(MAX_INSPECT);
             match client.inspect(berth_api::v1::ContainerRef { container: name.clone() }).await {
                 Ok(container) => println!("{}", serde_json::to_string_pretty(&containers::container_json(&container.into_inner(), true))?),
                 Err(e) if e.code() == tonic::Code::NotFound => images::inspect(channel, name).await?,

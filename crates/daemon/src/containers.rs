@@ -84,7 +84,7 @@ impl ContainersService {
             pid: if record.state == State::Exited { 0 } else { record.pid },
             exited: record.state == State::Exited,
             exit_code: record.exit_code.unwrap_or(if record.state == State::Exited { 255 } else { 0 }),
-            command: record.command.clone(),
+            command: shown_command(&record.command),
             created_at: record.created_at,
             started_at: record.started_at,
             finished_at: record.finished_at,
@@ -339,3 +339,25 @@ impl containers_server::Containers for ContainersService {
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 }
+
+/// What a container message says of its command: a list of many containers must stay far below
+/// the transport's message limit whatever one image's entrypoint holds, so past
+/// [`MAX_SHOWN_COMMAND`] bytes the command is cut, the cut marked by "…". The whole process is in
+/// `inspect`'s spec.
+fn shown_command(command: &[String]) -> Vec<String> {
+    let mut shown = Vec::new();
+    let mut bytes = 0;
+    for arg in command {
+        if bytes + arg.len() > MAX_SHOWN_COMMAND {
+            let room = MAX_SHOWN_COMMAND.saturating_sub(bytes);
+            let cut = (0..=room.min(arg.len())).rev().find(|i| arg.is_char_boundary(*i)).unwrap_or(0);
+            shown.push(format!("{}…", &arg[..cut]));
+            return shown;
+        }
+        bytes += arg.len();
+        shown.push(arg.clone());
+    }
+    shown
+}
+
+const MAX_SHOWN_COMMAND: usize = 4096;

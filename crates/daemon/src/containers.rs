@@ -361,3 +361,21 @@ fn shown_command(command: &[String]) -> Vec<String> {
 }
 
 const MAX_SHOWN_COMMAND: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_commands_are_cut_on_a_character_boundary_and_marked() {
+        let short = vec!["sh".to_string(), "-c".into(), "true".into()];
+        assert_eq!(shown_command(&short), short);
+        let long = vec!["é".repeat(MAX_SHOWN_COMMAND); 3];
+        let shown = shown_command(&long);
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].ends_with('…') && shown[0].len() <= MAX_SHOWN_COMMAND + '…'.len_utf8());
+        let many = vec!["x".repeat(100); 1000];
+        let shown = shown_command(&many);
+        assert_eq!(shown.len(), MAX_SHOWN_COMMAND / 100 + 1);
+    }
+}

@@ -54,6 +54,15 @@ class ContainerdCri:
     def stop(self):
         self.proc.terminate(); self.proc.wait(); self.log.close()
 
+def push_pod_images(work, registry):
+    """busybox (the pods' containers) and a busybox look-alike of pause (containerd's sandbox
+    image, `registry/bench/pause:v1`) pushed to `registry`; returns the busybox image's name."""
+    write_layout(f"{work}/layout", "v1", [busybox_layer(work)])
+    registry.push(f"{work}/layout", "v1", "bench/busybox")
+    write_layout(f"{work}/pause", "v1", [busybox_layer(f"{work}/p")], cmd=("/bin/sleep", "2147483647"))
+    registry.push(f"{work}/pause", "v1", "bench/pause")
+    return f"{registry.address}/bench/busybox:v1"
+
 def crictl(socket, *args):
     crictl = os.environ.get("CRICTL", "target/go-peers/bin/crictl")
     return subprocess.run([crictl, "--runtime-endpoint", f"unix://{socket}", "--image-endpoint", f"unix://{socket}", *args],
@@ -118,11 +127,7 @@ def main():
     registry = Registry(work)
     results = []
     try:
-        write_layout(f"{work}/layout", "v1", [busybox_layer(work)])
-        registry.push(f"{work}/layout", "v1", "bench/busybox")
-        write_layout(f"{work}/pause", "v1", [busybox_layer(f"{work}/p")], cmd=("/bin/sleep", "2147483647"))
-        registry.push(f"{work}/pause", "v1", "bench/pause")
-        image = f"{registry.address}/bench/busybox:v1"
+        image = push_pod_images(work, registry)
         # Without --cni berthd gets an empty CNI dir (never the host's) and pods the host's network.
         cni_dir = f"{work}/cni"
         if args.cni:

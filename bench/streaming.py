@@ -17,8 +17,8 @@ Needs root, the release build (`cargo build --release --workspace --examples`), 
 busybox-static.
 """
 import argparse, os, shutil, signal, statistics, subprocess, tempfile, time, urllib.request
-from benchlib import BerthdInstance, Registry, busybox_layer, free_port, wait_for, write_layout
-from pods import ContainerdCri, client, crictl
+from benchlib import BerthdInstance, Registry, free_port, wait_for
+from pods import ContainerdCri, client, crictl, push_pod_images
 
 CRICTL = os.environ.get("CRICTL", "target/go-peers/bin/crictl")
 
@@ -97,11 +97,7 @@ def main():
     registry = Registry(work)
     results = []
     try:
-        write_layout(f"{work}/layout", "v1", [busybox_layer(work)])
-        registry.push(f"{work}/layout", "v1", "bench/busybox")
-        write_layout(f"{work}/pause", "v1", [busybox_layer(f"{work}/p")], cmd=("/bin/sleep", "2147483647"))
-        registry.push(f"{work}/pause", "v1", "bench/pause")
-        image = f"{registry.address}/bench/busybox:v1"
+        image = push_pod_images(work, registry)
         cni_dir = f"{work}/cni"
         os.makedirs(cni_dir)
         if "berth" in args.only:

@@ -247,3 +247,25 @@ fn processes_start_with_no_signal_blocked_or_ignored_as_under_runc() {
     env.ok(&["delete", "-f", &id]);
     env.leak_check();
 }
+
+#[test]
+fn recursive_mount_options_reach_every_mount_below() {
+    let env = TestEnv::new("compat-rro");
+    // A host tree with a mount inside it: rbind takes both, rro must make both read-only.
+    let source = env.dir.join("rro-src");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    let tmpfs = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(source.join("sub")).status().unwrap();
+    assert!(tmpfs.success());
+    let mut bundle = Bundle::new(&env.dir.join("rro-bundle"));
+    let probe = "touch /mnt/top 2>/dev/null && echo top-writable; touch /mnt/sub/below 2>/dev/null && echo below-writable; echo done";
+    bundle.set_args(&["sh", "-c", probe]).edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/mnt", "type": "bind", "source": source, "options": ["rbind", "rro", "rnosuid"]
+        }));
+    });
+    let id = env.id("rro");
+    let out = env.ok(&["run", "--bundle", &bundle.dir.display().to_string(), &id]);
+    let _ = Command::new("umount").arg(source.join("sub")).status();
+    assert_eq!(out.trim(), "done", "under rro nothing is writable, the mount below included");
+    env.leak_check();
+}

@@ -9,6 +9,15 @@ use std::path::Path;
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The atime field (relatime 0, noatime, strictatime): set one, clear the field.
+pub const MOUNT_ATTR_ATIME: u64 = 0x70;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
@@ -40,7 +49,18 @@ pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
 
 /// Sets `attr_set` (MOUNT_ATTR_*) on the detached tree `tree`; `userns` goes with MOUNT_ATTR_IDMAP.
 pub fn set_tree_attr(tree: BorrowedFd<'_>, attr_set: u64, userns: Option<BorrowedFd<'_>>, recursive: bool) -> io::Result<()> {
-    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64) };
+    set_attr(tree, attr_set, 0, userns, recursive)
+}
+
+/// Sets `attr_set` and clears `attr_clr` (MOUNT_ATTR_*) on the mount `mount` refers to, and with
+/// `recursive` on every mount below it: what runtime-spec 1.1's recursive options (`rro`,
+/// `rnosuid`, …) ask for, which mount(2)'s flags cannot do.
+pub fn set_mount_attr(mount: BorrowedFd<'_>, attr_set: u64, attr_clr: u64, recursive: bool) -> io::Result<()> {
+    set_attr(mount, attr_set, attr_clr, None, recursive)
+}
+
+fn set_attr(tree: BorrowedFd<'_>, attr_set: u64, attr_clr: u64, userns: Option<BorrowedFd<'_>>, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr { attr_set, attr_clr, propagation: 0, userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64) };
     let mut flags = libc::AT_EMPTY_PATH;
     if recursive {
         flags |= libc::AT_RECURSIVE;

@@ -16,11 +16,52 @@ pub(super) struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, …; runtime-spec 1.1): MOUNT_ATTR_* to set and to
+    /// clear on the mount and every mount below it.
+    pub attr_set: u64,
+    pub attr_clr: u64,
+}
+
+/// The recursive options: (attributes to set, to clear).
+fn recursive_attr(option: &str) -> Option<(u64, u64)> {
+    use crate::sys::mount_api::*;
+    Some(match option {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        // The atime field takes one value: clear it, set the one asked for (relatime is 0).
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME),
+        "rrelatime" | "ratime" => (0, MOUNT_ATTR_ATIME),
+        _ => return None,
+    })
 }
 
 pub(super) fn parse_options(options: &[String]) -> Result<MountOptions> {
-    let mut parsed = MountOptions { flags: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), bind: false, recursive: false };
+    let mut parsed = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+        bind: false,
+        recursive: false,
+        attr_set: 0,
+        attr_clr: 0,
+    };
     for option in options {
+        if let Some((set, clr)) = recursive_attr(option) {
+            parsed.attr_set = (parsed.attr_set & !clr) | set;
+            parsed.attr_clr = (parsed.attr_clr & !set) | clr;
+            continue;
+        }
         let (set, clear) = match option.as_str() {
             "defaults" | "tmpcopyup" => (MsFlags::empty(), MsFlags::empty()),
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -202,6 +243,12 @@ pub(super) fn mount_one(
             (!data.is_empty()).then_some(data.as_str()),
         )
         .map_err(|e| Error::sys(format!("mount {typ} on {}", dest.display()), e))?;
+    }
+    if options.attr_set | options.attr_clr != 0 {
+        // Opened anew, the destination is the root of the mount now on it.
+        let mounted = create_in_root(root, dest, Kind::Dir)?;
+        crate::sys::mount_api::set_mount_attr(mounted.as_fd(), options.attr_set, options.attr_clr, true)
+            .map_err(|e| Error::sys(format!("set recursive mount attributes of {}", dest.display()), e))?;
     }
     if !options.propagation.is_empty() {
         let mounted = create_in_root(root, dest, Kind::Dir)?;

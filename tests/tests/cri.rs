@@ -1108,3 +1108,39 @@ async fn websocket_clients_of_every_protocol_exec_and_port_forward() {
     drop(berthd);
     env.leak_check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_read_only_mounts_reach_the_mounts_below() {
+    let (env, _registry, berthd, mut cri, image) = setup("cri-rro").await;
+    let status = cri.runtime.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let default = status.runtime_handlers.iter().find(|h| h.name.is_empty()).unwrap();
+    assert!(default.features.unwrap().recursive_read_only_mounts, "berth-oci, the default, makes them");
+    cri.pull(&image).await;
+    let source = env.dir.join("rro-src");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(source.join("sub")).status().unwrap().success());
+    let pod_config = pod_config(&env, "rro");
+    let pod = cri.run_pod(&pod_config).await;
+    let mount = |recursive_read_only, readonly| Mount {
+        container_path: "/mnt".into(),
+        host_path: source.display().to_string(),
+        readonly,
+        recursive_read_only,
+        propagation: MountPropagation::PropagationPrivate as i32,
+        ..Default::default()
+    };
+    let mut config = container_config(&image, "app", &["sleep", "300"]);
+    config.mounts = vec![mount(true, false)];
+    let refused = cri.create(&pod, &pod_config, config.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "recursive read-only needs read-only: {refused:?}");
+    config.mounts = vec![mount(true, true)];
+    let container = cri.create(&pod, &pod_config, config).await.unwrap();
+    cri.start(&container).await;
+    let probe = cri.exec(&container, &["sh", "-c", "touch /mnt/sub/below 2>/dev/null && echo writable; echo done"]).await;
+    assert_eq!(text(&probe.stdout), "done", "the mount below /mnt is read-only too");
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    let _ = std::process::Command::new("umount").arg(source.join("sub")).status();
+    drop(berthd);
+    env.leak_check();
+}

@@ -22,7 +22,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
     if image.is_empty() {
         return Err(Status::invalid_argument("a container needs an image"));
     }
-    crate::mounts::check(&config)?;
+    crate::mounts::check(&config, cri.recursive_read_only(sandbox.config.runtime.as_deref()))?;
     if let Some(taken) = cri
         .containers()
         .list()

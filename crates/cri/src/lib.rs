@@ -115,6 +115,12 @@ impl Cri {
         &self.inner.config
     }
 
+    /// Whether the runtime behind a handler (None: the default) mounts recursively read-only:
+    /// berth-oci does (mount_setattr); runc 1.1 and crun 1.8 here are not counted on.
+    fn recursive_read_only(&self, runtime: Option<&str>) -> bool {
+        runtime.unwrap_or(&self.config().default_runtime) == "berth-oci"
+    }
+
     /// The one-time URL on the streaming server for `request`.
     fn streaming_url(&self, request: berth_streaming::Request) -> Result<String> {
         let server = self.inner.streaming.as_ref().ok_or_else(|| tonic::Status::unavailable("berthd runs no streaming server"))?;

@@ -1,6 +1,7 @@
 //! A ContainerConfig's mounts and devices as spec options, checked first: every path absolute and
-//! free of `..`; propagation private, rslave or rshared; what berth cannot do (image volumes,
-//! recursive read-only, idmapped mounts) refused as UNIMPLEMENTED rather than half done. The pod's
+//! free of `..`; propagation private, rslave or rshared; recursive read-only only read-only and
+//! private (the kubelet's rule) and where the runtime makes it; what berth cannot do (image
+//! volumes, idmapped mounts) refused as UNIMPLEMENTED rather than half done. The pod's
 //! /etc/hostname, /etc/hosts and /etc/resolv.conf are bound unless a mount of the config's already
 //! targets them (the kubelet brings its own /etc/hosts).
 
@@ -15,13 +16,24 @@ pub(crate) fn plain_absolute(path: &str) -> bool {
 }
 
 /// What create cannot honour, said before anything is made.
-pub(crate) fn check(config: &ContainerConfig) -> Result<(), Status> {
+pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool) -> Result<(), Status> {
     for mount in &config.mounts {
         if mount.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
             return Err(Status::unimplemented(format!("image volume at {}: berth does not mount images as volumes yet", mount.container_path)));
         }
         if mount.recursive_read_only {
-            return Err(Status::unimplemented(format!("recursive read-only mount at {}: not supported by berth yet", mount.container_path)));
+            if !recursive_read_only {
+                return Err(Status::unimplemented(format!(
+                    "recursive read-only mount at {}: the pod's runtime does not make them",
+                    mount.container_path
+                )));
+            }
+            if !mount.readonly || MountPropagation::try_from(mount.propagation) != Ok(MountPropagation::PropagationPrivate) {
+                return Err(Status::invalid_argument(format!(
+                    "recursive read-only mount at {}: it must be read-only and private",
+                    mount.container_path
+                )));
+            }
         }
         if !mount.uid_mappings.is_empty() || !mount.gid_mappings.is_empty() {
             return Err(Status::unimplemented(format!("idmapped mount at {}: not supported by berth yet", mount.container_path)));
@@ -69,7 +81,11 @@ pub(crate) fn options(config: &ContainerConfig, pod_dir: &Path, readonly_rootfs:
                 tracing::warn!(path = %source.display(), "create a missing mount source: {e}");
             }
         }
-        opts.push(spec_opts::with_bind(source, mount.container_path.clone(), ["rbind", propagation, mode].map(String::from).to_vec()));
+        let mut options: Vec<String> = ["rbind", propagation, mode].map(String::from).to_vec();
+        if mount.recursive_read_only {
+            options.push("rro".into());
+        }
+        opts.push(spec_opts::with_bind(source, mount.container_path.clone(), options));
     }
     // The root's propagation follows the most open mount, as containerd sets it: a bidirectional
     // mount needs an rshared root (else the runtime's rslave root cuts it off from the host's peer

@@ -20,11 +20,15 @@ pub(crate) async fn handle(cri: &Cri, request: StatusRequest) -> Result<StatusRe
         },
     };
     let conditions = vec![RuntimeCondition { r#type: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() }, network];
-    // Recursive read-only mounts and user namespaces are not supported by berth-oci yet: said so,
-    // the kubelet does not ask for them.
-    let features = RuntimeHandlerFeatures { recursive_read_only_mounts: false, user_namespaces: false };
+    // Recursive read-only mounts where the handler's runtime makes them; user namespaces for pods
+    // are not there yet: said so, the kubelet then does not ask for them.
     let handlers = std::iter::once(String::new()).chain(cri.config().runtime_handlers.iter().cloned());
-    let runtime_handlers = handlers.map(|name| RuntimeHandler { name, features: Some(features) }).collect();
+    let runtime_handlers = handlers
+        .map(|name| {
+            let recursive_read_only_mounts = cri.recursive_read_only((!name.is_empty()).then_some(name.as_str()));
+            RuntimeHandler { name, features: Some(RuntimeHandlerFeatures { recursive_read_only_mounts, user_namespaces: false }) }
+        })
+        .collect();
     let mut info = std::collections::HashMap::new();
     if request.verbose {
         let config = &cri.config();

@@ -44,4 +44,4 @@ exit $rc
 GUEST
 } > "$guest"
 echo "test-vm: running $suites under cgroup v2 in a VM"
-BERTH_VM_TIMEOUT=${BERTH_VM_TIMEOUT:-1500} vm/run-in-vm.sh sh "$guest" "$@"
+BERTH_VM_TIMEOUT=${BERTH_VM_TIMEOUT:-2400} vm/run-in-vm.sh sh "$guest" "$@"

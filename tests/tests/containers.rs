@@ -548,6 +548,16 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let known = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap();
     assert_eq!((&known["state"], &known["pid"]), (&serde_json::json!("exited"), &serde_json::json!(0)), "stopped, and no stale pid");
 
+    // `run -d --rm`: berthd removes it once it has exited, with no client waiting.
+    berthd.ok(&env, &["run", "-d", "--rm", "--name", "gone", &image, "true"]);
+    for _ in 0..100 {
+        if !containers(&berthd, &env).iter().any(|c| c["name"] == "gone") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!containers(&berthd, &env).iter().any(|c| c["name"] == "gone"), "run -d --rm left its container");
+
     // An exited container keeps no mount; `start` mounts it again.
     berthd.ok(&env, &["run", "--name", "again", &image, "echo", "hi"]);
     let mounted = |id: &str| std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(id) && l.contains("/rootfs "));

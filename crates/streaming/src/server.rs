@@ -115,7 +115,15 @@ impl Server {
         let state = Arc::new(State { tokens: tokens.clone(), runtime, config });
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let tcp = match listener.accept().await {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of fds, say: a pause instead of a busy loop until some close.
+                        tracing::warn!("streaming server: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(30)).with_interval(Duration::from_secs(10));
                 let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
                 // Sessions write small frames as they come (replies, a status, FINs): Nagle's

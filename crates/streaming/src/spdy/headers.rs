@@ -151,16 +151,22 @@ impl Decoder {
                 }
                 out.reserve_exact(out.capacity().min(MAX_BLOCK - out.len()));
             }
-            let before = self.z.total_in();
+            let (before_in, before_out) = (self.z.total_in(), self.z.total_out());
             let result = self.z.decompress_vec(input, &mut out, FlushDecompress::Sync);
-            input = &input[(self.z.total_in() - before) as usize..];
+            input = &input[(self.z.total_in() - before_in) as usize..];
             match result {
+                // A peer's stream never ends: what follows an end could never be read.
+                Ok(flate2::Status::StreamEnd) if !input.is_empty() => return Err(HeaderError::Zlib("data after the end of the zlib stream".into())),
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.z.set_dictionary(&self.dictionary).map_err(|e| HeaderError::Zlib(e.to_string()))?;
                     continue;
                 }
                 Err(e) => return Err(HeaderError::Zlib(e.to_string())),
+            }
+            // With room to write and input left, zlib that takes and gives nothing never will.
+            if !input.is_empty() && self.z.total_in() == before_in && self.z.total_out() == before_out {
+                return Err(HeaderError::Zlib("the zlib stream makes no progress".into()));
             }
             // Done when the input is used up and zlib had room to spare (nothing held back).
             if input.is_empty() && out.len() < out.capacity() {
@@ -266,6 +272,13 @@ mod tests {
             assert_eq!(headers.get("port"), Some(port.as_str()));
         }
         assert_eq!(dec.decode(&enc.encode(&[])).unwrap(), Headers(vec![]));
+    }
+
+    #[test]
+    fn a_block_that_ends_its_zlib_stream_early_is_an_error_not_a_hang() {
+        // Found by the fuzzer: a whole zlib stream (empty deflate, Adler-32) and more bytes after it.
+        let block = [0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x00, 0x2a, 0x2e];
+        assert!(matches!(Decoder::default().decode(&block), Err(HeaderError::Zlib(_))));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct Config {
     pub plain_http: Vec<String>,
     /// Layers downloaded at once per pull.
     pub concurrency: usize,
+    /// Seconds a registry may take to connect, to send the next bytes of an answer, or to
+    /// answer a request whole (all but a blob's body); past it the pull or push fails.
+    pub registry_timeout: u64,
     /// Mirrors by registry (`"docker.io" = ["mirror.local:5000"]`), tried in order before it.
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// Credentials by registry (`host[:port]`), first choice.
@@ -84,6 +87,7 @@ impl Default for Config {
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             cni_timeout: 60,
+            registry_timeout: 60,
             streaming_address: ([127, 0, 0, 1], 0).into(),
             streaming_tls_cert: None,
             streaming_tls_key: None,

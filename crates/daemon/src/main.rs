@@ -96,6 +96,7 @@ async fn serve() -> anyhow::Result<()> {
         credentials: config.auth.iter().map(|(registry, c)| (registry.clone(), (c.username.clone(), c.password.clone()))).collect(),
         docker_config: config.docker_config.clone(),
         concurrency: config.concurrency,
+        timeouts: berth_image::distribution::Timeouts::uniform(std::time::Duration::from_secs(config.registry_timeout.max(1))),
     };
     let tls = match (&config.streaming_tls_cert, &config.streaming_tls_key) {
         (Some(cert), Some(key)) => Some(berth_streaming::Tls { cert: cert.clone(), key: key.clone() }),

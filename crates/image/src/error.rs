@@ -31,7 +31,7 @@ pub enum Error {
     /// Our own failure: the metadata database, a task.
     #[error("{what}: {reason}")]
     Internal { what: String, reason: String },
-    #[error("registry, pulling {reference}: {reason}")]
+    #[error("registry, for {reference}: {reason}")]
     Registry { reference: String, reason: String },
     #[error("layer entry {entry:?}: {reason}")]
     Layer { entry: String, reason: String },

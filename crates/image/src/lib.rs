@@ -11,6 +11,7 @@ pub mod archive;
 pub mod content;
 pub mod credentials;
 pub mod digest;
+pub mod distribution;
 mod error;
 pub mod manifest;
 pub mod meta;

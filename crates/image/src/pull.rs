@@ -7,17 +7,16 @@
 //! blobs and snapshots are committed by rename; only a blob two pulls both want is fetched by the
 //! first while the second waits for it.
 //!
-//! HTTP, auth (anonymous tokens, basic, bearer) and the registry protocol are oci-client's.
+//! The registry protocol, its authentication and the bounds on what a registry sends are in
+//! [`crate::distribution`].
 
 use crate::content::MAX_JSON;
-use crate::manifest::{Descriptor, ImageConfig, ManifestDoc, Platform, ACCEPTED};
+use crate::distribution::{Access, Session, Timeouts};
+use crate::manifest::{Descriptor, ImageConfig, ManifestDoc, Platform};
 use crate::meta::{ImageRecord, Lease};
 use crate::snapshots::chain_ids;
 use crate::store::Store;
 use crate::{Digest, Error, Reference, Result};
-use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -35,11 +34,21 @@ pub struct PullOptions {
     /// Mirrors (`host[:port]`) of the reference's registry, tried in order before it (without
     /// credentials); the image keeps the name it was asked by.
     pub mirrors: Vec<String>,
+    /// How long a registry may take to connect, to send the next bytes, or to answer.
+    pub timeouts: Timeouts,
 }
 
 impl Default for PullOptions {
     fn default() -> PullOptions {
-        PullOptions { platform: Platform::host(), plain_http: Vec::new(), credentials: None, concurrency: 4, mirrors: Vec::new(), progress: None }
+        PullOptions {
+            platform: Platform::host(),
+            plain_http: Vec::new(),
+            credentials: None,
+            concurrency: 4,
+            mirrors: Vec::new(),
+            progress: None,
+            timeouts: Timeouts::default(),
+        }
     }
 }
 
@@ -73,9 +82,7 @@ pub struct Pulled {
 }
 
 struct Remote {
-    client: oci_client::Client,
-    reference: oci_client::Reference,
-    auth: RegistryAuth,
+    session: Session,
     shown: String,
     progress: Option<Arc<Progress>>,
 }
@@ -93,35 +100,23 @@ pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOption
 
 /// One attempt, from `endpoint` (the reference's registry or a mirror of it).
 async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, options: &PullOptions) -> Result<Pulled> {
-    let config = ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(options.plain_http.clone()),
-        max_concurrent_download: options.concurrency.max(1),
-        ..Default::default()
-    };
     let origin = endpoint == reference.registry();
-    let auth = match (&options.credentials, origin) {
-        (Some((user, password)), true) => RegistryAuth::Basic(user.clone(), password.clone()),
-        _ => RegistryAuth::Anonymous,
-    };
+    // Credentials go to the reference's own registry only, never to a mirror.
+    let credentials = if origin { options.credentials.clone() } else { None };
     let shown = if origin { reference.to_string() } else { format!("{reference} (from mirror {endpoint})") };
-    let remote = Arc::new(Remote {
-        client: oci_client::Client::new(config),
-        reference: oci_reference(reference, endpoint),
-        auth,
-        shown,
-        progress: options.progress.clone(),
-    });
+    let session = Session::new(endpoint, reference.repository(), &options.plain_http, credentials, Access::Pull, shown.clone(), options.timeouts)?;
+    let remote = Arc::new(Remote { session, shown, progress: options.progress.clone() });
 
     // Everything this pull stores is leased before it is committed, so a concurrent GC keeps it.
     let lease = Lease::new(&store.images)?;
-    let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference.digest()).await?;
+    let (mut manifest_digest, bytes) = fetch_manifest(&remote, reference, reference.digest()).await?;
     lease.add(std::slice::from_ref(&manifest_digest))?;
     store.content.put(&manifest_digest, &bytes)?;
     let mut index = None;
     let mut doc: ManifestDoc = parse(&bytes, &remote.shown)?;
     if doc.manifests.is_some() {
         let chosen = doc.select(&options.platform, &remote.shown)?;
-        let (digest, bytes) = fetch_manifest(&remote, Some(&chosen.digest)).await?;
+        let (digest, bytes) = fetch_manifest(&remote, reference, Some(&chosen.digest)).await?;
         lease.add(std::slice::from_ref(&digest))?;
         store.content.put(&digest, &bytes)?;
         doc = parse(&bytes, &remote.shown)?;
@@ -176,31 +171,17 @@ async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, opt
     Ok(Pulled { manifest: manifest_digest, config: config_descriptor.digest, layers: layer_digests, chain_ids: chain, downloaded })
 }
 
-/// `reference` as oci-client names it, at `registry` (its own, or a mirror's).
-fn oci_reference(reference: &Reference, registry: &str) -> oci_client::Reference {
-    let (registry, repository) = (registry.to_string(), reference.repository().to_string());
-    match (reference.digest(), reference.tag()) {
-        (Some(digest), _) => oci_client::Reference::with_digest(registry, repository, digest.to_string()),
-        (None, tag) => oci_client::Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string()),
-    }
-}
-
 fn registry_error(remote: &Remote, e: impl std::fmt::Display) -> Error {
-    Error::Registry { reference: remote.shown.clone(), reason: e.to_string() }
+    remote.session.error(e.to_string())
 }
 
 /// A manifest by tag (its digest is then what we compute) or by digest (which must match), capped.
-async fn fetch_manifest(remote: &Remote, digest: Option<&Digest>) -> Result<(Digest, bytes::Bytes)> {
-    let reference = match digest {
-        Some(digest) => {
-            oci_client::Reference::with_digest(remote.reference.registry().to_string(), remote.reference.repository().to_string(), digest.to_string())
-        }
-        None => remote.reference.clone(),
+async fn fetch_manifest(remote: &Remote, reference: &Reference, digest: Option<&Digest>) -> Result<(Digest, bytes::Bytes)> {
+    let name = match (digest, reference.tag()) {
+        (Some(digest), _) => digest.to_string(),
+        (None, tag) => tag.unwrap_or("latest").to_string(),
     };
-    let (bytes, _) = remote.client.pull_manifest_raw(&reference, &remote.auth, ACCEPTED).await.map_err(|e| registry_error(remote, e))?;
-    if bytes.len() as u64 > MAX_JSON {
-        return Err(Error::TooLarge { what: format!("manifest of {}", remote.shown), limit: MAX_JSON });
-    }
+    let bytes = remote.session.manifest(&name).await?;
     let actual = Digest::of(&bytes);
     if let Some(expected) = digest {
         if &actual != expected {
@@ -254,16 +235,10 @@ async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option
     let mut writer = store.content.writer(Some(&blob.digest), Some(blob.size))?;
     let mut written = 0u64;
     let mut resumes = 0;
-    // Asked as a range from byte 0: oci-client then leaves the digest to us (the writer checks it
-    // before commit) instead of hashing every byte a second time. A registry without ranges
-    // answers in full, verified by both.
-    let first = remote.client.pull_blob_stream_partial(&remote.reference, digest.as_str(), 0, None).await.map_err(|e| registry_error(remote, e))?;
-    let mut stream = match first {
-        oci_client::client::BlobResponse::Partial(whole) | oci_client::client::BlobResponse::Full(whole) => whole.stream,
-    };
+    let mut body = remote.session.blob(&digest, 0).await?;
     loop {
-        match stream.next().await {
-            Some(Ok(chunk)) => {
+        match body.chunk().await {
+            Ok(Some(chunk)) => {
                 writer.write_all(&chunk).map_err(|e| Error::io("write blob", &digest, e))?;
                 written += chunk.len() as u64;
                 if let Some(progress) = &remote.progress {
@@ -275,29 +250,18 @@ async fn download(remote: &Remote, store: &Store, blob: &Descriptor, tee: Option
                     }
                 }
             }
-            None if written >= blob.size => break,
+            Ok(None) if written >= blob.size => break,
             // Cut short (an error, or an early end): ask for the rest.
             broken => {
                 resumes += 1;
                 if resumes > RESUMES {
                     let why = match broken {
-                        Some(Err(e)) => e.to_string(),
+                        Err(e) => e,
                         _ => format!("ended after {written} of {} bytes", blob.size),
                     };
                     return Err(registry_error(remote, format!("blob {digest}: {why} (after {RESUMES} resumes)")));
                 }
-                let response = remote
-                    .client
-                    .pull_blob_stream_partial(&remote.reference, digest.as_str(), written, None)
-                    .await
-                    .map_err(|e| registry_error(remote, e))?;
-                stream = match response {
-                    oci_client::client::BlobResponse::Partial(rest) => rest.stream,
-                    // The registry ignored the range: start over from the first byte.
-                    oci_client::client::BlobResponse::Full(_) => {
-                        return Err(registry_error(remote, format!("blob {digest}: the registry cannot resume (no Range support)")))
-                    }
-                };
+                body = remote.session.blob(&digest, written).await?;
             }
         }
     }

@@ -4,6 +4,7 @@
 //! over plain HTTP, and how many layers download at once.
 
 use crate::credentials::DockerConfig;
+use crate::distribution::Timeouts;
 use crate::pull::PullOptions;
 use crate::push::PushOptions;
 use crate::{Reference, Result};
@@ -22,12 +23,21 @@ pub struct Registries {
     pub docker_config: Option<PathBuf>,
     /// Layers downloaded at once per pull.
     pub concurrency: usize,
+    /// How long a registry may take to connect, to send the next bytes, or to answer.
+    pub timeouts: Timeouts,
 }
 
 impl Default for Registries {
     fn default() -> Registries {
         let concurrency = PullOptions::default().concurrency;
-        Registries { plain_http: Vec::new(), mirrors: BTreeMap::new(), credentials: BTreeMap::new(), docker_config: None, concurrency }
+        Registries {
+            plain_http: Vec::new(),
+            mirrors: BTreeMap::new(),
+            credentials: BTreeMap::new(),
+            docker_config: None,
+            concurrency,
+            timeouts: Timeouts::default(),
+        }
     }
 }
 
@@ -50,13 +60,14 @@ impl Registries {
             credentials: self.credentials(reference.registry())?,
             concurrency: self.concurrency,
             mirrors: self.mirrors.get(reference.registry()).cloned().unwrap_or_default(),
+            timeouts: self.timeouts,
             ..Default::default()
         })
     }
 
     /// How to push to `reference`'s registry.
     pub fn push_options(&self, reference: &Reference) -> Result<PushOptions> {
-        Ok(PushOptions { plain_http: self.plain_http.clone(), credentials: self.credentials(reference.registry())? })
+        Ok(PushOptions { plain_http: self.plain_http.clone(), credentials: self.credentials(reference.registry())?, timeouts: self.timeouts })
     }
 }
 

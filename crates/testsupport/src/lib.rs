@@ -4,7 +4,8 @@
 //!   it force-deletes every container it made and removes its directories.
 //! - [`busybox_rootfs`]: a rootfs from Debian's busybox-static, applets as hardlinks (a masked
 //!   symlinked applet would mask busybox itself).
-//! - [`Registry`], [`write_layout`]: a private docker-registry on 127.0.0.1 and OCI layouts to push.
+//! - [`Registry`], [`write_layout`]: a private docker-registry on 127.0.0.1 and OCI layouts to push;
+//!   [`HostileRegistry`]: one that attacks its clients.
 //! - [`TestEnv::leak_check`]: asserts that nothing of the test outlives it: mounts, cgroups,
 //!   processes, state directories, and fds of the test process that point into the test's files.
 
@@ -12,6 +13,7 @@ mod berthd;
 mod bundle;
 mod cgroupfs;
 mod console;
+mod hostile_registry;
 mod leaks;
 mod network;
 mod proxy;
@@ -22,6 +24,7 @@ pub use berthd::Berthd;
 pub use bundle::{busybox_rootfs, Bundle};
 pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;
+pub use hostile_registry::{Attack, HostileRegistry};
 pub use leaks::Leaks;
 pub use network::{HostNetwork, NetNs};
 pub use proxy::{Fault, FaultyProxy};

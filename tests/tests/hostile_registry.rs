@@ -1,0 +1,90 @@
+//! A registry that attacks: berthd's pulls read every body it sends with a bound, give up on it
+//! when it stalls, and show its words safely; berthd's peak memory stays put and it answers after
+//! each attack (THREAT_MODEL.md, class 1).
+
+use berth_testsupport::{busybox_registry, Attack, Berthd, HostileRegistry, TestEnv};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A field of /proc/<pid>/status, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `berth pull` of `reference`, killed if it outlives `deadline`: (success, stderr, how long).
+fn pull(env: &TestEnv, berthd: &Berthd, reference: &str, deadline: Duration) -> (bool, String, Duration) {
+    let stderr_path = env.dir.join("pull.err");
+    let mut child = Command::new(berth_testsupport::workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .args(["pull", reference])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let stderr = match status {
+        Some(_) => stderr,
+        None => format!("still pulling after {deadline:?}: {stderr}"),
+    };
+    (status.is_some_and(|s| s.success()), stderr, started.elapsed())
+}
+
+#[test]
+fn a_hostile_registry_neither_grows_nor_hangs_berthd() {
+    let env = TestEnv::new("hostile-registry");
+    let registry = busybox_registry(&env);
+    let hostile = HostileRegistry::start(&registry.address);
+    // A 2 s registry timeout, so a stall costs seconds; the default is 60.
+    let berthd = Berthd::start_with(&env, &[&hostile.address], "registry_timeout = 2\n", None);
+    let pid = berthd.child.id();
+    let reference = format!("{}/test/busybox:v1", hostile.address);
+    let attacks = [
+        (Attack::HugeManifest, "larger than"),
+        (Attack::EndlessManifest, "larger than"),
+        (Attack::EndlessToken, "larger than"),
+        (Attack::EndlessError, "500"),
+        (Attack::Stall, "registry timeout"),
+        (Attack::StallBody, "registry timeout"),
+        (Attack::ControlCharacters, "MANIFEST_UNKNOWN"),
+    ];
+    for (attack, expected) in attacks {
+        hostile.set(attack);
+        // Peak RSS reset to the current RSS: what the attack adds is what VmHWM gains.
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+        let before = status_kib(pid, "VmHWM:");
+        let (ok, stderr, took) = pull(&env, &berthd, &reference, Duration::from_secs(60));
+        let grown = status_kib(pid, "VmHWM:").saturating_sub(before);
+        assert!(!ok && stderr.contains(expected), "{attack:?}: expected an error with {expected:?}, got {stderr:?}");
+        assert!(grown < 64 << 10, "{attack:?}: berthd's peak RSS grew by {grown} KiB");
+        // One line, without the registry's control characters, and short.
+        assert!(stderr.trim_end().lines().count() == 1 && !stderr.contains('\u{1b}') && stderr.len() < 2048, "{attack:?}: {stderr:?}");
+        berthd.ok(&env, &["images"]);
+        eprintln!("{attack:?}: refused in {took:?}, peak RSS +{grown} KiB: {}", stderr.trim_end());
+    }
+    // The same registry without an attack: the token it hands out is taken, and the pull completes.
+    hostile.set(Attack::None);
+    let tokens = hostile.tokens.load(std::sync::atomic::Ordering::SeqCst);
+    let (ok, stderr, _) = pull(&env, &berthd, &reference, Duration::from_secs(120));
+    assert!(ok, "pull through the token-guarded registry: {stderr}");
+    assert!(hostile.tokens.load(std::sync::atomic::Ordering::SeqCst) > tokens, "a Bearer token was fetched");
+    assert!(berthd.ok(&env, &["images"]).contains("test/busybox"));
+    berthd.stop();
+    drop(hostile);
+    env.leak_check();
+}

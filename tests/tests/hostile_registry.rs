@@ -85,6 +85,36 @@ fn a_hostile_registry_neither_grows_nor_hangs_berthd() {
     assert!(hostile.tokens.load(std::sync::atomic::Ordering::SeqCst) > tokens, "a Bearer token was fetched");
     assert!(berthd.ok(&env, &["images"]).contains("test/busybox"));
     berthd.stop();
+
+    // A pull whose client is killed while the registry stalls lets go of the registry at once,
+    // not at the registry timeout (a minute here).
+    let berthd = Berthd::start_with(&env, &[&hostile.address], "registry_timeout = 60\n", None);
+    hostile.set(Attack::Stall);
+    let mut client = Command::new(berth_testsupport::workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .args(["pull", &format!("{}/test/other:v1", hostile.address)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stalled = || hostile.stalled.load(std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    while stalled() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the pull never reached the registry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let killed = Instant::now();
+    while stalled() > 0 {
+        assert!(killed.elapsed() < Duration::from_secs(20), "berthd still holds the stalled registry connection 20 s after its client died");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("abandoned pull: the registry connection closed {:?} after the client died", killed.elapsed());
+    berthd.ok(&env, &["images"]);
+    berthd.stop();
     drop(hostile);
     env.leak_check();
 }

@@ -109,6 +109,9 @@ pub enum ContainerCommand {
     Ps {
         #[arg(short, long)]
         all: bool,
+        /// Only the short ids, one per line (docker's `ps -q`, for `berth rm $(berth ps -aq)`).
+        #[arg(short, long)]
+        quiet: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -378,8 +381,14 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Ps { all, format } => {
+        ContainerCommand::Ps { all, quiet, format } => {
             let list = client.list(ListContainersRequest { all }).await.map_err(status)?.into_inner().containers;
+            if quiet {
+                for c in list {
+                    println!("{}", &c.id[..12.min(c.id.len())]);
+                }
+                return Ok(0);
+            }
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(|c| container_json(c, false)).collect::<Vec<_>>())?),
                 Format::Table => {

@@ -27,6 +27,21 @@ pub(crate) fn random_id() -> Result<String> {
 }
 
 /// Names: docker's rule, so scripts that work there work here.
+/// Label and annotation keys are names: shown in lists, matched by filters, put into the OCI
+/// spec's annotations. Visible characters only (no space, newline or escape), no `=`, at most
+/// 1 KiB; values are free.
+pub(crate) fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    for key in keys {
+        if key.is_empty() || key.len() > 1024 || key.contains('=') || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(Error::Invalid(format!(
+                "label or annotation key {:?}: visible characters but '=', at most 1 KiB",
+                key.escape_debug().take(80).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     name.len() <= 128 && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric()) && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -92,6 +107,7 @@ impl Containers {
                 return Err(Error::Invalid(format!("log path {} is not absolute", log.display())));
             }
         }
+        check_keys(blueprint.labels.keys().chain(blueprint.annotations.keys()))?;
         let id = random_id()?;
         let container_name = blueprint.name.clone().unwrap_or_else(|| short(&id).to_string());
         if !valid_name(&container_name) {

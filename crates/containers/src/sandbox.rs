@@ -124,6 +124,7 @@ impl SandboxConfig {
         if hostname.len() > 64 || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
             return Err(Error::Invalid(format!("hostname {hostname:?}: up to 64 of [A-Za-z0-9.-]")));
         }
+        crate::create::check_keys(self.labels.keys().chain(self.annotations.keys()))?;
         for (name, value) in &self.sysctls {
             check_sysctl(name, value, self.host_network, self.host_ipc)?;
         }

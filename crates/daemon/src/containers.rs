@@ -241,30 +241,48 @@ impl containers_server::Containers for ContainersService {
         let containers = self.containers.clone();
         tokio::spawn(async move {
             let mut cursor = Default::default();
-            let (mut first, mut exited) = (true, false);
+            // With a tail: the log as it is now, read in batches, only the last `tail` records kept.
+            let mut tail = (request.tail > 0).then(std::collections::VecDeque::new);
+            let mut exited = false;
             loop {
                 let path = log.clone();
                 let read = tokio::task::spawn_blocking(move || berth_containers::logs::read_since(&path, cursor)).await;
-                let Ok(Ok((mut records, next))) = read else {
+                let Ok(Ok(batch)) = read else {
                     let _ = sender.send(Err(Status::internal(format!("read {}", log.display())))).await;
                     return;
                 };
-                cursor = next;
-                if first && request.tail > 0 {
-                    records.drain(..records.len().saturating_sub(request.tail as usize));
-                }
-                first = false;
+                cursor = batch.cursor;
+                let records: Vec<_> = match &mut tail {
+                    Some(kept) => {
+                        kept.extend(batch.records);
+                        kept.drain(..kept.len().saturating_sub(request.tail as usize));
+                        if batch.more {
+                            continue;
+                        }
+                        let kept = std::mem::take(kept);
+                        tail = None;
+                        kept.into()
+                    }
+                    None => batch.records,
+                };
                 for r in records {
                     if sender.send(Ok(LogEntry { timestamp: r.timestamp, stderr: r.stderr, partial: r.partial, text: r.text })).await.is_err() {
                         return;
                     }
+                }
+                if batch.more {
+                    continue;
                 }
                 // Following ends once the container has exited and the lines after that are out.
                 if !request.follow || exited {
                     return;
                 }
                 match containers.find(&record.id) {
-                    Ok(r) if r.state.is_live() => tokio::time::sleep(Duration::from_millis(100)).await,
+                    // A client that went away ends the follower at once, not at its next line.
+                    Ok(r) if r.state.is_live() => tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = sender.closed() => return,
+                    },
                     _ => exited = true,
                 }
             }

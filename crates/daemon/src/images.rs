@@ -73,6 +73,12 @@ impl Images for ImagesService {
             let pulled = loop {
                 tokio::select! {
                     pulled = &mut pulling => break pulled,
+                    // Nobody waits for it: dropped, which stops its downloads and releases its
+                    // lease (blobs it committed stay until a GC; a later pull reuses them).
+                    _ = sender.closed() => {
+                        tracing::info!(reference = %reference, "pull abandoned by its client");
+                        return;
+                    }
                     _ = ticks.tick() => {
                         let blobs = progress.snapshot().into_iter().map(|(digest, done, total)| BlobProgress { digest, done, total }).collect();
                         let _ = sender.send(Ok(PullEvent { event: Some(pull_event::Event::Progress(PullProgress { blobs })) })).await;

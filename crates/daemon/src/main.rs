@@ -4,6 +4,7 @@
 //! snapshots, the leases of pulls that died) and the containers (half-created ones are removed,
 //! exits that happened meanwhile recorded, running ones watched again — never touched). SIGTERM or
 //! SIGINT end it gracefully: calls in flight finish, the sockets go, containers keep running.
+//! SIGHUP does not.
 
 mod config;
 mod containers;
@@ -128,10 +129,17 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(sockets = ?sockets, root = %config.root.display(), "serving");
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        // SIGHUP (the terminal or the job that started berthd went away) is no reason to stop: a
+        // handler rather than SIG_IGN, so the processes berthd starts get the default back.
+        let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = hangup.recv() => tracing::info!("SIGHUP: ignored (SIGTERM stops berthd)"),
+            }
         }
         tracing::info!("shutting down");
         let _ = stopping_tx.send(true);

@@ -43,6 +43,8 @@ pub struct HostileRegistry {
     attack: Arc<Mutex<Attack>>,
     /// Tokens handed out by the realm.
     pub tokens: Arc<AtomicU32>,
+    /// Connections held silent by [`Attack::Stall`] right now (until their client closes them).
+    pub stalled: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     acceptor: Option<std::thread::JoinHandle<()>>,
 }
@@ -53,20 +55,23 @@ impl HostileRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (attack, tokens, stop) = (Arc::new(Mutex::new(Attack::None)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicBool::new(false)));
+        let stalled = Arc::new(AtomicU32::new(0));
         let acceptor = {
             let (attack, tokens, stop, address, upstream) = (attack.clone(), tokens.clone(), stop.clone(), address.clone(), upstream.to_string());
+            let stalled = stalled.clone();
             std::thread::spawn(move || {
                 for client in listener.incoming().flatten() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let now = *attack.lock().unwrap();
-                    let (tokens, stop, address, upstream) = (tokens.clone(), stop.clone(), address.clone(), upstream.clone());
-                    std::thread::spawn(move || serve(client, now, &address, &upstream, &tokens, &stop));
+                    let (tokens, stop, address, upstream, stalled) =
+                        (tokens.clone(), stop.clone(), address.clone(), upstream.clone(), stalled.clone());
+                    std::thread::spawn(move || serve(client, now, &address, &upstream, &tokens, &stalled, &stop));
                 }
             })
         };
-        HostileRegistry { address, attack, tokens, stop, acceptor: Some(acceptor) }
+        HostileRegistry { address, attack, tokens, stalled, stop, acceptor: Some(acceptor) }
     }
 
     pub fn set(&self, attack: Attack) {
@@ -84,7 +89,7 @@ impl Drop for HostileRegistry {
     }
 }
 
-fn serve(mut client: TcpStream, attack: Attack, address: &str, upstream: &str, tokens: &AtomicU32, stop: &AtomicBool) {
+fn serve(mut client: TcpStream, attack: Attack, address: &str, upstream: &str, tokens: &AtomicU32, stalled: &AtomicU32, stop: &AtomicBool) {
     let Some(head) = read_head(&mut client) else { return };
     let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
     let authorized = head.lines().any(|line| line.to_ascii_lowercase().starts_with("authorization:") && line.ends_with(&format!("Bearer {TOKEN}")));
@@ -119,7 +124,9 @@ fn serve(mut client: TcpStream, attack: Attack, address: &str, upstream: &str, t
             endless(&mut client, &format!("HTTP/1.1 500 Internal Server Error\r\n{json}Connection: close\r\n\r\n"), stop)
         }
         (false, Attack::Stall, true) => {
+            stalled.fetch_add(1, Ordering::SeqCst);
             stall(&mut client, stop);
+            stalled.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         }
         (false, Attack::StallBody, true) => {

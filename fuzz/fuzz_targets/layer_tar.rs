@@ -9,7 +9,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let base = std::env::temp_dir().join(format!("berth-fuzz-layer-{}", std::process::id()));
     let target = base.join(RUN.fetch_add(1, Ordering::Relaxed).to_string()).join("layer");
     std::fs::create_dir_all(&target).unwrap();
-    let _ = berth_image::unpack::apply_layer(data, &target);
+    let _ = berth_image::unpack::apply_layer(data, &target, &berth_image::snapshots::Budget::unlimited());
     // Only the scratch directory may have changed.
     let entries: Vec<_> = std::fs::read_dir(target.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(entries, ["layer"], "the layer wrote beside its directory");

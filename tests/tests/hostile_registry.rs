@@ -2,7 +2,7 @@
 //! when it stalls, and show its words safely; berthd's peak memory stays put and it answers after
 //! each attack (THREAT_MODEL.md, class 1).
 
-use berth_testsupport::{busybox_registry, Attack, Berthd, HostileRegistry, TestEnv};
+use berth_testsupport::{busybox_registry, host_architecture, tar_of, write_layout, Attack, Berthd, HostileRegistry, LayoutImage, Registry, TestEnv};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -116,5 +116,34 @@ fn a_hostile_registry_neither_grows_nor_hangs_berthd() {
     berthd.ok(&env, &["images"]);
     berthd.stop();
     drop(hostile);
+    env.leak_check();
+}
+
+#[test]
+fn an_image_that_expands_past_max_image_size_is_refused_and_leaves_nothing() {
+    let env = TestEnv::new("image-expands");
+    let registry = Registry::start(&env.dir);
+    // Two layers of 12 MB of zeros each: a few KiB compressed, 24 MB unpacked, under a 20 MiB
+    // limit. Each layer alone fits: the budget is the image's.
+    let layers: Vec<Vec<u8>> = (0..2)
+        .map(|i| {
+            let dir = env.dir.join(format!("layer{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("zeros{i}")), vec![0u8; 12_000_000]).unwrap();
+            tar_of(&dir)
+        })
+        .collect();
+    let layout = write_layout(&env.dir.join("layout"), "v1", &[LayoutImage { architecture: host_architecture(), layers, zstd: false }]);
+    registry.push(&layout, "v1", "test/expands");
+    let berthd = Berthd::start_with(&env, &[&registry.address], "max_image_size = 20971520\n", None);
+    let (ok, stderr, _) = pull(&env, &berthd, &format!("{}/test/expands:v1", registry.address), Duration::from_secs(120));
+    assert!(!ok && stderr.contains("max_image_size") && stderr.contains("20971520"), "{stderr}");
+    // No snapshot holds the image's second layer, and no temporary unpack is left.
+    let snapshots = berthd.root.join("snapshots");
+    let left: Vec<_> =
+        std::fs::read_dir(&snapshots).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(".tmp")).collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", snapshots.display());
+    assert!(!berthd.ok(&env, &["images"]).contains("test/expands"));
+    berthd.stop();
     env.leak_check();
 }

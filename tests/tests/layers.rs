@@ -2,7 +2,7 @@
 //! gzip (two members), zstd (two frames) and plain tar gives the same overlayfs lower dir, and a
 //! corpus of hostile layers never touches anything outside the target.
 
-use berth_image::snapshots::Snapshotter;
+use berth_image::snapshots::{Budget, Snapshotter};
 use berth_image::unpack::apply_layer;
 use berth_testsupport::TestEnv;
 use std::io::Write;
@@ -119,7 +119,7 @@ fn every_entry_kind_unpacks_the_same_from_each_compression() {
     for kind in ["plain", "gzip", "zstd"] {
         let target = env.dir.join(kind);
         std::fs::create_dir(&target).unwrap();
-        let applied = apply_layer(&compressed(&tar, kind)[..], &target).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let applied = apply_layer(&compressed(&tar, kind)[..], &target, &Budget::unlimited()).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!((applied.whiteouts, applied.bytes), (2, 9 + 2 + 20 + 3), "{kind}");
         assert_eq!(applied.diff_id, berth_image::Digest::of(&tar), "{kind}: diff_id is the digest of the uncompressed tar");
 
@@ -197,7 +197,7 @@ fn hostile_layers_never_reach_outside_the_target() {
         let target = env.dir.join("target");
         std::fs::create_dir(&target).unwrap();
         let before = snapshot(&outside);
-        let result = apply_layer(&tar[..], &target);
+        let result = apply_layer(&tar[..], &target, &Budget::unlimited());
         assert_eq!(result.is_ok(), accepted, "{name}: {result:?}");
         if let Err(e) = &result {
             assert!(!e.to_string().is_empty());
@@ -219,17 +219,17 @@ fn a_snapshot_exists_only_once_its_diff_id_checked_out() {
 
     // A layer whose content is not what the config promised: refused, nothing committed or left.
     let wrong = berth_image::Digest::of(b"something else");
-    let error = snapshots.unpack(&chain[0], &wrong, &mut &compressed(&tar, "gzip")[..]).unwrap_err();
+    let error = snapshots.unpack(&chain[0], &wrong, &mut &compressed(&tar, "gzip")[..], &Budget::unlimited()).unwrap_err();
     assert!(error.to_string().contains("is not the diff_id"), "{error}");
     assert!(!snapshots.exists(&chain[0]));
     let left =
         std::fs::read_dir(env.dir.join("snapshots")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).count();
     assert_eq!(left, 0, "no temporary directory left");
 
-    let applied = snapshots.unpack(&chain[0], &diff_id, &mut &compressed(&tar, "zstd")[..]).unwrap().expect("unpacked");
+    let applied = snapshots.unpack(&chain[0], &diff_id, &mut &compressed(&tar, "zstd")[..], &Budget::unlimited()).unwrap().expect("unpacked");
     assert_eq!(applied.diff_id, diff_id);
     assert!(snapshots.layer_dir(&chain[0]).join("bin/busybox").is_file());
-    assert!(snapshots.unpack(&chain[0], &diff_id, &mut &tar[..]).unwrap().is_none(), "an existing snapshot is kept");
+    assert!(snapshots.unpack(&chain[0], &diff_id, &mut &tar[..], &Budget::unlimited()).unwrap().is_none(), "an existing snapshot is kept");
     assert_eq!(snapshots.list().unwrap(), chain);
     snapshots.remove(&chain[0]).unwrap();
     assert!(snapshots.list().unwrap().is_empty());

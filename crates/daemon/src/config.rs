@@ -21,6 +21,9 @@ pub struct Config {
     /// Seconds a registry may take to connect, to send the next bytes of an answer, or to
     /// answer a request whole (all but a blob's body); past it the pull or push fails.
     pub registry_timeout: u64,
+    /// Bytes one image may unpack to (all its layers' uncompressed tar streams): a pull, load or
+    /// import past it fails instead of filling the disk. 256 GiB by default.
+    pub max_image_size: u64,
     /// Mirrors by registry (`"docker.io" = ["mirror.local:5000"]`), tried in order before it.
     pub mirrors: std::collections::BTreeMap<String, Vec<String>>,
     /// Credentials by registry (`host[:port]`), first choice.
@@ -88,6 +91,7 @@ impl Default for Config {
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             cni_timeout: 60,
             registry_timeout: 60,
+            max_image_size: 256 << 30,
             streaming_address: ([127, 0, 0, 1], 0).into(),
             streaming_tls_cert: None,
             streaming_tls_key: None,

@@ -60,7 +60,9 @@ async fn serve() -> anyhow::Result<()> {
     config.socket = args.socket.unwrap_or(config.socket);
     config.state = args.state.unwrap_or(config.state);
 
-    let store = berth_image::Store::open(&config.root).with_context(|| format!("open the image store at {}", config.root.display()))?;
+    let store = berth_image::Store::open(&config.root)
+        .with_context(|| format!("open the image store at {}", config.root.display()))?
+        .with_max_image_size(config.max_image_size);
     store.recover().context("recover the image store")?;
     let store = Arc::new(store);
     let runtimes = runtimes(&config);

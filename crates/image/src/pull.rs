@@ -14,7 +14,7 @@ use crate::content::MAX_JSON;
 use crate::distribution::{Access, Session, Timeouts};
 use crate::manifest::{Descriptor, ImageConfig, ManifestDoc, Platform};
 use crate::meta::{ImageRecord, Lease};
-use crate::snapshots::chain_ids;
+use crate::snapshots::{chain_ids, Budget};
 use crate::store::Store;
 use crate::{Digest, Error, Reference, Result};
 use std::io::Write;
@@ -144,12 +144,14 @@ async fn pull_from(store: Arc<Store>, reference: &Reference, endpoint: &str, opt
     lease.add(&layers.iter().map(|l| l.digest.clone()).chain(chain.iter().cloned()).collect::<Vec<_>>())?;
 
     let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    // Shared by the layers: the image as a whole may unpack to at most the store's limit.
+    let budget = Arc::new(store.image_budget());
     let mut tasks = tokio::task::JoinSet::new();
     for ((layer, chain_id), diff_id) in layers.iter().cloned().zip(chain.iter().cloned()).zip(config.rootfs.diff_ids.iter().cloned()) {
-        let (remote, store, permits) = (remote.clone(), store.clone(), permits.clone());
+        let (remote, store, permits, budget) = (remote.clone(), store.clone(), permits.clone(), budget.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire().await;
-            pull_layer(&remote, store, &layer, chain_id, diff_id).await
+            pull_layer(&remote, store, &layer, chain_id, diff_id, budget).await
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -197,7 +199,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
 
 /// One layer: skipped when blob and snapshot exist; unpacked from the local blob when only the
 /// snapshot is missing; otherwise downloaded into the content store and the applier at once.
-async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chain_id: Digest, diff_id: Digest) -> Result<u64> {
+async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chain_id: Digest, diff_id: Digest, budget: Arc<Budget>) -> Result<u64> {
     // Another pull fetching this blob: wait for it, then use what it stored.
     let _claim = store.in_flight.claim(&layer.digest).await;
     let have_blob = store.content.contains(&layer.digest);
@@ -207,13 +209,13 @@ async fn pull_layer(remote: &Remote, store: Arc<Store>, layer: &Descriptor, chai
     }
     if have_blob {
         let digest = layer.digest.clone();
-        return blocking(move || store.snapshots.unpack(&chain_id, &diff_id, &mut store.content.reader(&digest)?).map(|_| 0)).await;
+        return blocking(move || store.snapshots.unpack(&chain_id, &diff_id, &mut store.content.reader(&digest)?, &budget).map(|_| 0)).await;
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
     let unpacker = (!have_snapshot).then(|| {
         let store = store.clone();
         tokio::task::spawn_blocking(move || {
-            store.snapshots.unpack(&chain_id, &diff_id, &mut ChannelReader { receiver, current: bytes::Bytes::new() })
+            store.snapshots.unpack(&chain_id, &diff_id, &mut ChannelReader { receiver, current: bytes::Bytes::new() }, &budget)
         })
     });
     let downloaded = download(remote, &store, layer, unpacker.is_some().then_some(sender)).await;

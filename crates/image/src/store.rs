@@ -19,6 +19,8 @@ pub struct Store {
     root: PathBuf,
     /// Blobs being downloaded, so concurrent pulls fetch each once.
     pub(crate) in_flight: InFlight,
+    /// The most one image may unpack to (uncompressed layer bytes, all its layers together).
+    pub(crate) max_image_size: u64,
 }
 
 /// One async lock per blob digest being fetched: a second pull of the same blob waits for the
@@ -74,7 +76,26 @@ impl Store {
     pub fn open_with(root: &Path, content: Arc<dyn ContentStore>, snapshots: Arc<dyn Snapshotter>) -> Result<Store> {
         let tmp = root.join("tmp");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&tmp).map_err(|e| Error::io("create image store", tmp, e))?;
-        Ok(Store { content, snapshots, images: ImageDb::open(&root.join("meta.redb"))?, root: root.to_path_buf(), in_flight: InFlight::default() })
+        Ok(Store {
+            content,
+            snapshots,
+            images: ImageDb::open(&root.join("meta.redb"))?,
+            root: root.to_path_buf(),
+            in_flight: InFlight::default(),
+            max_image_size: u64::MAX,
+        })
+    }
+
+    /// With at most `bytes` unpacked per image (pulls, loads, imports): past it, the image is
+    /// refused with `Error::TooLarge` and nothing of it is committed but what other images share.
+    pub fn with_max_image_size(mut self, bytes: u64) -> Store {
+        self.max_image_size = bytes;
+        self
+    }
+
+    /// A fresh budget for one image's layers.
+    pub(crate) fn image_budget(&self) -> crate::snapshots::Budget {
+        crate::snapshots::Budget::new(self.max_image_size)
     }
 
     /// Where the store is (its filesystem holds every layer and writable layer).
@@ -172,7 +193,7 @@ mod tests {
         let tar = tar::Builder::new(Vec::new()).into_inner().unwrap();
         let (kept_snapshot, loose_snapshot) = (Digest::of(&tar), Digest::of(b"another chain"));
         for chain_id in [&kept_snapshot, &loose_snapshot] {
-            store.snapshots.unpack(chain_id, &Digest::of(&tar), &mut &tar[..]).unwrap();
+            store.snapshots.unpack(chain_id, &Digest::of(&tar), &mut &tar[..], &crate::snapshots::Budget::unlimited()).unwrap();
         }
         let record = ImageRecord {
             name: "example.com/kept:1".into(),

@@ -30,9 +30,10 @@ pub(super) fn commit_image(
     let lease = Lease::new(&store.images)?;
     lease.add(&[manifest, config].into_iter().chain(layers).chain(&chain).cloned().collect::<Vec<_>>())?;
     let mut size = 0;
+    let budget = store.image_budget();
     for ((layer, chain_id), diff_id) in layers.iter().zip(&chain).zip(&parsed.rootfs.diff_ids) {
         size += store.content.size(layer)?;
-        store.snapshots.unpack(chain_id, diff_id, &mut store.content.reader(layer)?)?;
+        store.snapshots.unpack(chain_id, diff_id, &mut store.content.reader(layer)?, &budget)?;
     }
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut records = Vec::new();

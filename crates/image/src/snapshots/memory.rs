@@ -2,7 +2,7 @@
 //! in a map, and mounts that name them (`memory` mounts nothing can perform). For tests of the
 //! logic above snapshots (pulls, GC, container records) without root or a disk layout.
 
-use super::{check_key, Mount, Snapshotter};
+use super::{check_key, Budget, Budgeted, Mount, Snapshotter};
 use crate::unpack::Applied;
 use crate::{Digest, Error, Result};
 use std::collections::BTreeMap;
@@ -32,12 +32,14 @@ impl Snapshotter for MemorySnapshots {
         self.state().committed.contains_key(chain_id.hex())
     }
 
-    fn unpack(&self, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read) -> Result<Option<Applied>> {
+    fn unpack(&self, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read, budget: &Budget) -> Result<Option<Applied>> {
         if self.exists(chain_id) {
             return Ok(None);
         }
         let mut tar = Vec::new();
-        crate::unpack::decompress::decoder(layer)?.read_to_end(&mut tar).map_err(|e| Error::io("read layer", "<stream>", e))?;
+        Budgeted { inner: crate::unpack::decompress::decoder(layer)?, budget }
+            .read_to_end(&mut tar)
+            .map_err(|e| budget.explain(Error::io("read layer", "<stream>", e)))?;
         let actual = Digest::of(&tar);
         if &actual != diff_id {
             return Err(Error::Invalid {

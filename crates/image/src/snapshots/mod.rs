@@ -17,6 +17,59 @@ pub use overlay::OverlaySnapshots;
 use crate::unpack::Applied;
 use crate::{Digest, Error, Result};
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What one image may still unpack, in uncompressed layer bytes, shared by its layers: a layer
+/// that expands past it (a small gzip of zeros claiming a huge file) fails with
+/// `Error::TooLarge` instead of filling the disk.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limit: u64) -> Budget {
+        Budget { limit, used: AtomicU64::new(0) }
+    }
+
+    pub fn unlimited() -> Budget {
+        Budget::new(u64::MAX)
+    }
+
+    /// Counts `n` more bytes; false once past the limit.
+    fn take(&self, n: u64) -> bool {
+        self.used.fetch_add(n, Ordering::Relaxed).saturating_add(n) <= self.limit
+    }
+
+    fn exceeded(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit
+    }
+
+    /// The error for an image past its budget, when it is; otherwise `error` itself.
+    pub(crate) fn explain(&self, error: Error) -> Error {
+        match self.exceeded() {
+            true => Error::TooLarge { what: "the image unpacked (max_image_size)".into(), limit: self.limit },
+            false => error,
+        }
+    }
+}
+
+/// A layer's uncompressed stream, counted against a [`Budget`].
+pub(crate) struct Budgeted<'a, R> {
+    pub inner: R,
+    pub budget: &'a Budget,
+}
+
+impl<R: Read> Read for Budgeted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.budget.take(n as u64) {
+            return Err(std::io::Error::other(format!("the image unpacks to more than {} bytes", self.budget.limit)));
+        }
+        Ok(n)
+    }
+}
 
 /// The image-spec chain ids of a layer stack: ChainID(L0) = DiffID(L0), ChainID(Ln) =
 /// sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
@@ -47,8 +100,9 @@ pub trait Snapshotter: Send + Sync {
     fn exists(&self, chain_id: &Digest) -> bool;
 
     /// Unpacks `layer` (compressed or not) as the committed snapshot `chain_id`, whose
-    /// uncompressed stream must have the digest `diff_id`. None when it already exists.
-    fn unpack(&self, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read) -> Result<Option<Applied>>;
+    /// uncompressed stream must have the digest `diff_id` and fit in what is left of `budget`.
+    /// None when it already exists.
+    fn unpack(&self, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read, budget: &Budget) -> Result<Option<Applied>>;
 
     /// Bytes the committed snapshot takes (`Error::Missing` when absent).
     fn usage(&self, chain_id: &Digest) -> Result<u64>;
@@ -96,15 +150,21 @@ pub fn conformance(snapshots: &dyn Snapshotter) {
     let chain = chain_ids(&[lower_diff.clone(), upper_diff.clone()]);
 
     // A layer whose content is not its diff_id leaves nothing.
-    let wrong = snapshots.unpack(&chain[0], &upper_diff, &mut &lower[..]);
+    let wrong = snapshots.unpack(&chain[0], &upper_diff, &mut &lower[..], &Budget::unlimited());
     assert!(matches!(wrong, Err(Error::Invalid { .. })), "diff_id mismatch: {wrong:?}");
     assert!(!snapshots.exists(&chain[0]) && snapshots.list().expect("list").is_empty(), "nothing committed");
 
-    let applied = snapshots.unpack(&chain[0], &lower_diff, &mut &lower[..]).expect("unpack").expect("unpacked");
+    // A layer past what the image may still unpack leaves nothing either.
+    let small = Budget::new(1024);
+    let over = snapshots.unpack(&chain[0], &lower_diff, &mut &lower[..], &small);
+    assert!(matches!(over, Err(Error::TooLarge { limit: 1024, .. })), "over the budget: {over:?}");
+    assert!(!snapshots.exists(&chain[0]) && snapshots.list().expect("list").is_empty(), "nothing committed");
+
+    let applied = snapshots.unpack(&chain[0], &lower_diff, &mut &lower[..], &Budget::unlimited()).expect("unpack").expect("unpacked");
     assert_eq!((applied.diff_id, applied.entries, applied.bytes, applied.whiteouts), (lower_diff.clone(), 3, 6, 0));
     assert!(snapshots.exists(&chain[0]));
-    assert!(snapshots.unpack(&chain[0], &lower_diff, &mut &lower[..]).expect("unpack again").is_none(), "already there");
-    let applied = snapshots.unpack(&chain[1], &upper_diff, &mut &upper[..]).expect("unpack").expect("unpacked");
+    assert!(snapshots.unpack(&chain[0], &lower_diff, &mut &lower[..], &Budget::unlimited()).expect("unpack again").is_none(), "already there");
+    let applied = snapshots.unpack(&chain[1], &upper_diff, &mut &upper[..], &Budget::unlimited()).expect("unpack").expect("unpacked");
     assert_eq!(applied.whiteouts, 1);
     assert_eq!(snapshots.list().expect("list").into_iter().collect::<BTreeSet<_>>(), chain.iter().cloned().collect());
     assert!(snapshots.usage(&chain[0]).expect("usage") >= 6);

@@ -5,7 +5,7 @@
 //! An active snapshot is `<root>/active/<key>/` with `fs` (the overlay's upper dir), `work`, and
 //! `chain` (the committed snapshots it stands on, bottom first, one hex id per line).
 
-use super::{check_key, Mount, Snapshotter};
+use super::{check_key, Budget, Mount, Snapshotter};
 use crate::unpack::{apply_layer, Applied};
 use crate::{Digest, Error, Result};
 use std::io::Read;
@@ -38,10 +38,10 @@ impl OverlaySnapshots {
         self.root.join("active").join(key)
     }
 
-    fn unpack_into(&self, temp: &Path, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read) -> Result<Applied> {
+    fn unpack_into(&self, temp: &Path, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read, budget: &Budget) -> Result<Applied> {
         let fs = temp.join("fs");
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&fs).map_err(|e| Error::io("create snapshot", &fs, e))?;
-        let applied = apply_layer(layer, &fs)?;
+        let applied = apply_layer(layer, &fs, budget)?;
         if &applied.diff_id != diff_id {
             return Err(Error::Invalid {
                 what: format!("layer {chain_id}"),
@@ -62,13 +62,13 @@ impl Snapshotter for OverlaySnapshots {
         self.layer_dir(chain_id).is_dir()
     }
 
-    fn unpack(&self, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read) -> Result<Option<Applied>> {
+    fn unpack(&self, chain_id: &Digest, diff_id: &Digest, layer: &mut dyn Read, budget: &Budget) -> Result<Option<Applied>> {
         if self.exists(chain_id) {
             return Ok(None);
         }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let temp = self.root.join(format!(".tmp-{}-{}-{}", chain_id.hex(), std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let result = self.unpack_into(&temp, chain_id, diff_id, layer);
+        let result = self.unpack_into(&temp, chain_id, diff_id, layer, budget);
         if result.is_err() || self.exists(chain_id) {
             let _ = std::fs::remove_dir_all(&temp);
         }
@@ -223,7 +223,7 @@ mod tests {
         super::super::conformance(&snapshots);
         // The overlay's layers, top first, with the container's own upper and work dirs.
         let (layer, diff_id) = super::super::layer(&[("a", b"a")], false);
-        snapshots.unpack(&diff_id, &diff_id, &mut &layer[..]).unwrap();
+        snapshots.unpack(&diff_id, &diff_id, &mut &layer[..], &crate::snapshots::Budget::unlimited()).unwrap();
         let mounts = snapshots.prepare("c", std::slice::from_ref(&diff_id)).unwrap();
         let active = dir.join("active/c");
         let expected = vec![

@@ -3,6 +3,7 @@
 use super::fsops::{kind_at, make_dirs, open_in_root, own, remove_at, set_xattr, sys};
 use super::{decompress, paths, tar_limits};
 use crate::digest::Digester;
+use crate::snapshots::{Budget, Budgeted};
 use crate::{Digest, Error, Result};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fchmodat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
@@ -30,12 +31,17 @@ pub struct Applied {
     pub diff_id: Digest,
 }
 
-/// Unpacks the layer read from `reader` (compressed or not) into the existing directory `target`.
-pub fn apply_layer(reader: impl Read, target: &Path) -> Result<Applied> {
+/// Unpacks the layer read from `reader` (compressed or not) into the existing directory `target`,
+/// its uncompressed bytes counted against `budget`.
+pub fn apply_layer(reader: impl Read, target: &Path, budget: &Budget) -> Result<Applied> {
+    apply(reader, target, budget).map_err(|e| budget.explain(e))
+}
+
+fn apply(reader: impl Read, target: &Path, budget: &Budget) -> Result<Applied> {
     let root = nix::fcntl::open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map(own)
         .map_err(|e| Error::io("open layer directory", target, e.into()))?;
-    let hashed = HashingReader { inner: decompress::decoder(reader)?, digester: Digester::default() };
+    let hashed = HashingReader { inner: Budgeted { inner: decompress::decoder(reader)?, budget }, digester: Digester::default() };
     let mut archive = tar::Archive::new(tar_limits::MetadataLimit::new(hashed));
     let (mut entries, mut bytes, mut whiteouts) = (0, 0, 0);
     // Directory times are set last: entries made inside a directory change its mtime. One per

@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 out=$PWD/target/fuzz
-targets="config_json process_json user_spec image_reference layer_tar spdy"
+targets="config_json process_json user_spec image_reference layer_tar spdy manifest_json registry_json image_archive"
 for target in $targets; do mkdir -p "$out/corpus/$target" "$out/artifacts/$target"; done
 
 # Seeds (before the fuzzing flags are set, so the main build is reused as it is).
@@ -41,6 +41,37 @@ open(sys.argv[1], "wb").write(out)
 PY
 # A small layer (a directory, a file, a symlink) as the applier's seed.
 (cd "$seeds" && mkdir -p layer/etc && echo hi > layer/etc/hi && ln -s hi layer/etc/link && tar -C layer -cf "$out/corpus/layer_tar/small.tar" .)
+
+# What registries and archives send: an index and a manifest, a config, an error body, a token,
+# a challenge, and an OCI layout as `berth load` takes it (made with Python's tarfile).
+python3 - "$out/corpus" <<'PY'
+import hashlib, io, json, sys, tarfile
+corpus = sys.argv[1]
+def put(target, name, data):
+    open(f"{corpus}/{target}/{name}", "wb").write(data if isinstance(data, bytes) else data.encode())
+layer = io.BytesIO()
+with tarfile.open(fileobj=layer, mode="w") as t:
+    info = tarfile.TarInfo("etc/hi"); info.size = 3; t.addfile(info, io.BytesIO(b"hi\n"))
+layer = layer.getvalue()
+sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()
+config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": len(config)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}]}).encode()
+index = json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": sha(manifest), "size": len(manifest), "platform": {"os": "linux", "architecture": "amd64"},
+    "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}).encode()
+put("manifest_json", "manifest", manifest); put("manifest_json", "index", index); put("manifest_json", "config", config)
+put("registry_json", "error", '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v1"}}]}')
+put("registry_json", "token", '{"token":"abc","access_token":"abc","expires_in":300}')
+put("registry_json", "challenge", 'Bearer realm="https://auth.example/token",service="registry",scope="repository:a/b:pull"')
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w") as t:
+    for name, data in [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)] + \
+            [("blobs/sha256/" + sha(b)[7:], b) for b in (layer, config, manifest)]:
+        info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
+put("image_archive", "oci-layout.tar", out.getvalue())
+PY
 
 export CARGO_TARGET_DIR="$out/build"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

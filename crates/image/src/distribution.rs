@@ -262,15 +262,7 @@ impl Session {
         let response = request.send().await.map_err(|e| self.transport(&what, &e))?;
         let response = self.expect_success(response, &what).await?;
         let body = self.read_capped(response, MAX_TOKEN, &what).await?;
-        #[derive(serde::Deserialize)]
-        struct TokenResponse {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| self.error(format!("{what}: {e}")))?;
-        let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| self.error(format!("{what}: no token")))?;
-        let mut value =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| self.error(format!("{what}: a token that is not a header value")))?;
+        let mut value = parse_token(&body).map_err(|e| self.error(format!("{what}: {e}")))?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -327,6 +319,19 @@ impl BlobBody {
     }
 }
 
+/// A token response (`{"token": …}` or OAuth's `{"access_token": …}`) as the header that
+/// presents it.
+pub fn parse_token(body: &[u8]) -> std::result::Result<HeaderValue, String> {
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or("no token")?;
+    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "a token that is not a header value".to_string())
+}
+
 /// Up to `limit` bytes of the body; whatever fails after the first bytes only shortens it.
 async fn read_prefix(mut response: Response, limit: u64) -> Vec<u8> {
     let mut body = Vec::new();
@@ -342,7 +347,7 @@ async fn read_prefix(mut response: Response, limit: u64) -> Vec<u8> {
 
 /// A registry's error body as a line: the distribution-spec's `errors` (code: message), or the
 /// start of the text, shown safely.
-fn describe_error_body(body: &[u8]) -> String {
+pub fn describe_error_body(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<Entry>,
@@ -394,7 +399,7 @@ fn content_range_start(value: &str) -> Option<u64> {
 
 /// `Bearer realm="https://auth",service="registry",scope="…"` → ("Bearer", [(realm, …), …]).
 /// Quoted values may hold commas and escaped quotes.
-fn parse_challenge(challenge: &str) -> (String, Vec<(String, String)>) {
+pub fn parse_challenge(challenge: &str) -> (String, Vec<(String, String)>) {
     let challenge = challenge.trim();
     let (scheme, rest) = challenge.split_once(char::is_whitespace).unwrap_or((challenge, ""));
     let mut params = Vec::new();
@@ -460,5 +465,14 @@ mod tests {
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
         assert_eq!(content_range_start("items 1-2"), None);
+    }
+
+    #[test]
+    fn tokens_come_in_either_field_and_must_fit_a_header() {
+        assert_eq!(parse_token(br#"{"token":"abc"}"#).unwrap(), "Bearer abc");
+        assert_eq!(parse_token(br#"{"access_token":"xyz","expires_in":60}"#).unwrap(), "Bearer xyz");
+        assert!(parse_token(br#"{"token":""}"#).is_err());
+        assert!(parse_token(b"{\"token\":\"a\\nb\"}").is_err(), "a newline cannot reach a header");
+        assert!(parse_token(b"not json").is_err());
     }
 }

@@ -8,7 +8,7 @@ pub enum Error {
     Reference(String, &'static str),
     #[error("invalid digest {0:?}")]
     Digest(String),
-    #[error("{what}: {path}")]
+    #[error("{what}: {path}: {source}")]
     Io {
         what: &'static str,
         path: PathBuf,

@@ -6,6 +6,7 @@ use crate::manifest::{ManifestDoc, Platform, REF_NAME};
 use crate::meta::{ImageRecord, Lease};
 use crate::store::Store;
 use crate::unpack::decompress;
+use crate::unpack::tar_limits::MetadataLimit;
 use crate::{Digest, Error, Reference, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -21,7 +22,8 @@ struct Contents {
 }
 
 fn read_contents(store: &Store, lease: &Lease, reader: impl Read) -> Result<Contents> {
-    let mut archive = tar::Archive::new(decompress::decoder(reader)?);
+    // The outer tar is as hostile as a layer: its metadata headers are bounded the same way.
+    let mut archive = tar::Archive::new(MetadataLimit::new(decompress::decoder(reader)?));
     let mut contents = Contents { descriptions: BTreeMap::new(), files: BTreeMap::new() };
     for entry in archive.entries().map_err(|e| Error::io("read archive", "<archive>", e))? {
         let mut entry = entry.map_err(|e| Error::io("read archive entry", "<archive>", e))?;

@@ -14,6 +14,6 @@ mod apply;
 pub(crate) mod decompress;
 mod fsops;
 mod paths;
-mod tar_limits;
+pub(crate) mod tar_limits;
 
 pub use apply::{apply_layer, Applied};

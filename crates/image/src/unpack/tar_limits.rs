@@ -4,7 +4,8 @@
 //! digest is checked. This reader sits under the parser, follows the archive's structure (header
 //! blocks, each member's data rounded up to 512 bytes, PAX `size` overrides, old GNU sparse
 //! extension blocks) and fails the read of a metadata member larger than [`MAX_METADATA`] — 1 MiB,
-//! Go's archive/tar's limit — before a byte of it is read. Data passes through untouched.
+//! Go's archive/tar's limit — before a byte of it is read. Data passes through untouched. Used
+//! under every tar berth parses: layers, and the outer tar of an archive `berth load` reads.
 
 use std::io::{self, Read};
 
@@ -22,7 +23,7 @@ enum State {
     End,
 }
 
-pub(super) struct MetadataLimit<R> {
+pub(crate) struct MetadataLimit<R> {
     inner: R,
     state: State,
     block: [u8; BLOCK],
@@ -36,7 +37,7 @@ pub(super) struct MetadataLimit<R> {
 }
 
 impl<R: Read> MetadataLimit<R> {
-    pub(super) fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         MetadataLimit { inner, state: State::Header, block: [0; BLOCK], filled: 0, zero_blocks: 0, pax: Vec::new(), next_size: None, pending_size: 0 }
     }
 

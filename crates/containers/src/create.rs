@@ -115,7 +115,7 @@ impl Containers {
         }
         let network = blueprint.network.as_ref().map(|n| self.plan_network(n)).transpose()?;
         let run_config = RunConfig::load(&self.images, &image.config)?;
-        let command = blueprint.spec.command(&run_config)?;
+        let command = crate::record::shown_command(&blueprint.spec.command(&run_config)?);
         let stop_signal = match run_config.stop_signal.as_deref() {
             Some(signal) => berth_spec::signals::parse(signal).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
             None => libc::SIGTERM,

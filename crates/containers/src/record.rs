@@ -86,7 +86,8 @@ pub struct ContainerRecord {
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
-    /// The process the container runs (for `ps` and `inspect`).
+    /// The process the container runs, for `ps` and `inspect`, as [`shown_command`] bounds it
+    /// (the whole of it is in the bundle's spec).
     pub command: Vec<String>,
     /// The signal `stop` sends first (the image's StopSignal, else SIGTERM).
     pub stop_signal: i32,
@@ -279,4 +280,43 @@ impl Persister {
 /// The 12-character id people read.
 pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// What a record keeps of its command: lists of many containers must stay far below the
+/// transport's message limit whatever one image's entrypoint holds, and a record is cloned and
+/// persisted often, so past [`MAX_SHOWN_COMMAND`] bytes the command is cut, the cut marked by "…".
+pub fn shown_command(command: &[String]) -> Vec<String> {
+    let mut shown = Vec::new();
+    let mut bytes = 0;
+    for arg in command {
+        if bytes + arg.len() > MAX_SHOWN_COMMAND {
+            let room = MAX_SHOWN_COMMAND.saturating_sub(bytes);
+            let cut = (0..=room.min(arg.len())).rev().find(|i| arg.is_char_boundary(*i)).unwrap_or(0);
+            shown.push(format!("{}…", &arg[..cut]));
+            return shown;
+        }
+        bytes += arg.len();
+        shown.push(arg.clone());
+    }
+    shown
+}
+
+pub const MAX_SHOWN_COMMAND: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_commands_are_cut_on_a_character_boundary_and_marked() {
+        let short = vec!["sh".to_string(), "-c".into(), "true".into()];
+        assert_eq!(shown_command(&short), short);
+        let long = vec!["é".repeat(MAX_SHOWN_COMMAND); 3];
+        let shown = shown_command(&long);
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].ends_with('…') && shown[0].len() <= MAX_SHOWN_COMMAND + '…'.len_utf8());
+        let many = vec!["x".repeat(100); 1000];
+        let shown = shown_command(&many);
+        assert_eq!(shown.len(), MAX_SHOWN_COMMAND / 100 + 1);
+    }
 }

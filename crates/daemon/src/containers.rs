@@ -84,7 +84,7 @@ impl ContainersService {
             pid: if record.state == State::Exited { 0 } else { record.pid },
             exited: record.state == State::Exited,
             exit_code: record.exit_code.unwrap_or(if record.state == State::Exited { 255 } else { 0 }),
-            command: shown_command(&record.command),
+            command: record.command.clone(),
             created_at: record.created_at,
             started_at: record.started_at,
             finished_at: record.finished_at,
@@ -355,45 +355,5 @@ impl containers_server::Containers for ContainersService {
             }
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
-    }
-}
-
-/// What a container message says of its command: a list of many containers must stay far below
-/// the transport's message limit whatever one image's entrypoint holds, so past
-/// [`MAX_SHOWN_COMMAND`] bytes the command is cut, the cut marked by "…". The whole process is in
-/// `inspect`'s spec.
-fn shown_command(command: &[String]) -> Vec<String> {
-    let mut shown = Vec::new();
-    let mut bytes = 0;
-    for arg in command {
-        if bytes + arg.len() > MAX_SHOWN_COMMAND {
-            let room = MAX_SHOWN_COMMAND.saturating_sub(bytes);
-            let cut = (0..=room.min(arg.len())).rev().find(|i| arg.is_char_boundary(*i)).unwrap_or(0);
-            shown.push(format!("{}…", &arg[..cut]));
-            return shown;
-        }
-        bytes += arg.len();
-        shown.push(arg.clone());
-    }
-    shown
-}
-
-const MAX_SHOWN_COMMAND: usize = 4096;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_commands_are_cut_on_a_character_boundary_and_marked() {
-        let short = vec!["sh".to_string(), "-c".into(), "true".into()];
-        assert_eq!(shown_command(&short), short);
-        let long = vec!["é".repeat(MAX_SHOWN_COMMAND); 3];
-        let shown = shown_command(&long);
-        assert_eq!(shown.len(), 1);
-        assert!(shown[0].ends_with('…') && shown[0].len() <= MAX_SHOWN_COMMAND + '…'.len_utf8());
-        let many = vec!["x".repeat(100); 1000];
-        let shown = shown_command(&many);
-        assert_eq!(shown.len(), MAX_SHOWN_COMMAND / 100 + 1);
     }
 }

@@ -536,6 +536,12 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let missing = berthd.berth(&env, &["run", "--rm", &image, "no-such-command"]);
     assert_eq!(missing.status.code(), Some(127), "{}", text(&missing).1);
     assert!(text(&missing).1.contains("executable file not found"), "{}", text(&missing).1);
+    // Said once, without the runtime's internal command line.
+    let said = text(&missing).1;
+    assert!(!said.contains("--bundle") && said.matches("container init failed").count() <= 1, "{said}");
+    let denied = berthd.berth(&env, &["run", "--rm", &image, "/etc/passwd"]);
+    assert_eq!(denied.status.code(), Some(126), "a file that cannot be run: {}", text(&denied).1);
+    assert!(text(&denied).1.contains("permission denied"), "{}", text(&denied).1);
     assert_eq!(berthd.berth(&env, &["run", "--rm", &image, "sh", "-c", "exit 1"]).status.code(), Some(1));
     assert_eq!(berthd.berth(&env, &["run", "--rm", "--memory", "lots", &image, "true"]).status.code(), Some(125), "a bad flag value");
 
@@ -643,6 +649,60 @@ fn a_huge_command_does_not_break_listing_or_inspecting() {
     eprintln!("two 2.4 MB commands created, listed and inspected: berthd's peak RSS +{grown} KiB");
     assert!(grown < 64 << 10, "berthd's peak RSS grew by {grown} KiB");
     berthd.ok(&env, &["rm", "huge1", "huge2"]);
+    drop(berthd);
+    env.leak_check();
+}
+
+#[test]
+fn signals_to_a_foreground_run_reach_the_container_and_rm_still_removes_it() {
+    let (env, _registry, berthd, image) = setup("sig-proxy");
+    let script = "trap 'exit 5' INT; trap 'exit 6' TERM; trap 'exit 7' USR1; echo ready; while true; do sleep 0.1; done";
+    // Signals sent to the client itself, as a supervisor or `kill` would.
+    for (signal, expected) in [(libc::SIGINT, 5), (libc::SIGTERM, 6), (libc::SIGUSR1, 7)] {
+        let name = format!("proxied{signal}");
+        let mut client = Command::new(workspace_bin("berth"))
+            .arg("--socket")
+            .arg(&berthd.socket)
+            .args(["run", "--rm", "--name", &name, &image, "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(client.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        // SAFETY: kill takes a pid and a signal; the pid is our own child's.
+        assert_eq!(unsafe { libc::kill(client.id() as i32, signal) }, 0);
+        let status = client.wait().unwrap();
+        assert_eq!(status.code(), Some(expected), "signal {signal}: the client exits with the container's status");
+        assert!(!containers(&berthd, &env).iter().any(|c| c["name"] == name.as_str()), "--rm removed {name}");
+    }
+
+    // ^C typed at a terminal: the line discipline signals the client, which passes it on.
+    let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
+    let mut session = Command::new("script")
+        .args(["-qec", &format!("{berth} run --rm --name typed {image} sh -c \"{script}\""), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut output = session.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut output, &mut buf).unwrap();
+        assert!(n > 0, "the session ended before the container was ready: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut input = session.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"\x03").unwrap();
+    let status = session.wait().unwrap();
+    drop(input);
+    assert_eq!(status.code(), Some(5), "^C: the container's trap ran and its status came back");
+    assert!(!containers(&berthd, &env).iter().any(|c| c["name"] == "typed"), "--rm removed it");
     drop(berthd);
     env.leak_check();
 }

@@ -91,6 +91,9 @@ pub enum ContainerCommand {
         /// Remove the container when it exits.
         #[arg(long)]
         rm: bool,
+        /// Pass the signals this client gets (^C, SIGTERM, …) on to the container (without -t).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        sig_proxy: bool,
     },
     /// Create a container (start it later).
     Create {
@@ -104,6 +107,9 @@ pub enum ContainerCommand {
         /// Attach to its output and exit with its status (one container).
         #[arg(short, long)]
         attach: bool,
+        /// With --attach, pass the signals this client gets on to the container (without a tty).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        sig_proxy: bool,
     },
     /// List containers (running ones unless --all).
     Ps {
@@ -333,10 +339,43 @@ async fn attach_and_pump(
     pump(client, Kind::Attach, attach, tty, stdin, start).await
 }
 
+/// Signals a foreground client passes on to its container (docker's sig-proxy): what a user or a
+/// supervisor sends to stop or poke the process. Not SIGCHLD, SIGWINCH (a tty's own), SIGPIPE
+/// (this client's output), SIGKILL or SIGSTOP (uncatchable). With a tty, ^C is a byte the
+/// container's terminal turns into its own SIGINT, so nothing is proxied.
+const PROXIED: [i32; 6] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+/// Forwards [`PROXIED`] signals to `container` until the returned guard is dropped.
+fn proxy_signals(client: ContainersClient<Channel>, container: String) -> anyhow::Result<AbortOnDrop> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut forwarders = Vec::new();
+    for number in PROXIED {
+        let mut received = signal(SignalKind::from_raw(number)).map_err(|e| anyhow::anyhow!("catch signal {number}: {e}"))?;
+        let (mut client, container) = (client.clone(), container.clone());
+        forwarders.push(tokio::spawn(async move {
+            while received.recv().await.is_some() {
+                // A container that has just exited makes this fail: then there is nobody to tell.
+                let _ = client.kill(KillContainerRequest { container: container.clone(), signal: number, all: false }).await;
+            }
+        }));
+    }
+    Ok(AbortOnDrop(forwarders))
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<i32> {
     let mut client = ContainersClient::new(channel);
     match command {
-        ContainerCommand::Run { create, detach, rm } => {
+        ContainerCommand::Run { create, detach, rm, sig_proxy } => {
             let (tty, stdin) = (create.tty, create.interactive);
             let mut request = create_request(create).map_err(RunFailed::wrap)?;
             // berthd removes it once it has exited, whatever happens to this client.
@@ -350,6 +389,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             let mut starter = client.clone();
             let id = container.id.clone();
             let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(|e| RunFailed::wrap(status(e))) };
+            let _proxy = (sig_proxy && !tty).then(|| proxy_signals(client.clone(), container.id.clone())).transpose()?;
             let streamed = attach_and_pump(&mut client.clone(), &container, tty, stdin, start).await;
             // The exit as berthd recorded it (also when the stream broke off); with --rm, once
             // the container is gone.
@@ -364,10 +404,11 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             println!("{}", container.id);
             Ok(0)
         }
-        ContainerCommand::Start { containers, attach } => {
+        ContainerCommand::Start { containers, attach, sig_proxy } => {
             if attach {
                 let [key] = containers.as_slice() else { anyhow::bail!("start --attach takes one container") };
                 let container = client.prepare(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
+                let _proxy = (sig_proxy && !container.tty).then(|| proxy_signals(client.clone(), container.id.clone())).transpose()?;
                 let mut starter = client.clone();
                 let id = container.id.clone();
                 let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
@@ -558,7 +599,7 @@ impl RunFailed {
         let text = format!("{error:#}");
         let code = if text.contains("executable file not found") {
             127
-        } else if text.contains("Permission denied") && text.contains("exec") {
+        } else if text.to_lowercase().contains("permission denied") && text.contains("exec") {
             126
         } else {
             125

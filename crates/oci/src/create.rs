@@ -218,7 +218,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
                 parent_sock.send(&Message::HooksDone(state))?;
             }
             Some(Message::Ready) => break,
-            Some(Message::Error(e)) => return Err(Error::Init(e)),
+            Some(Message::Error(e)) => return Err(Error::Reported(e)),
             Some(other) => return Err(Error::Init(format!("protocol error: unexpected {other:?}"))),
             None => return Err(Error::Init("the container init exited during setup".into())),
         }

@@ -32,6 +32,10 @@ pub enum Error {
     Cgroup(#[from] berth_cgroups::Error),
     #[error("container init failed: {0}")]
     Init(String),
+    /// What the other side of the sync socket (the init, an exec's child) reported: already a
+    /// whole message, passed on as it is.
+    #[error("{0}")]
+    Reported(String),
     #[error("hook {path} failed: {reason}")]
     Hook { path: PathBuf, reason: String },
     #[error("console socket {path}")]

@@ -139,7 +139,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
                 if let Some(p) = pid {
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
                 }
-                return Err(Error::Init(e));
+                return Err(Error::Reported(e));
             }
             Some(other) => return Err(Error::Init(format!("protocol error: unexpected {other:?}"))),
             None => break,

@@ -83,7 +83,7 @@ impl SyncSocket {
     pub(crate) fn expect(&self, what: &str, matches: impl Fn(&Message) -> bool) -> Result<Message> {
         match self.recv()? {
             Some(m) if matches(&m) => Ok(m),
-            Some(Message::Error(e)) => Err(Error::Init(e)),
+            Some(Message::Error(e)) => Err(Error::Reported(e)),
             Some(other) => Err(Error::Init(format!("protocol error: expected {what}, got {other:?}"))),
             None => Err(Error::Init(format!("the other side exited while we waited for {what}"))),
         }

@@ -61,10 +61,18 @@ impl Runtime {
         };
         let status = child.wait().map_err(|e| format!("wait for {}: {e}", self.binary.display()))?;
         if !status.success() {
-            let what = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+            // The runtime's own words when it left some, after its name and verb; the whole
+            // command line (for whoever debugs it) only when it said nothing.
             return Err(match self.last_error() {
-                Some(message) => format!("{} {what}: {message}", self.binary.display()),
-                None => format!("{} {what}: {status}", self.binary.display()),
+                Some(message) => {
+                    let name = self.binary.file_name().unwrap_or(self.binary.as_os_str()).to_string_lossy();
+                    let verb = args.first().map(|a| a.to_string_lossy()).unwrap_or_default();
+                    format!("{name} {verb}: {message}")
+                }
+                None => {
+                    let what = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+                    format!("{} {what}: {status}", self.binary.display())
+                }
             });
         }
         master

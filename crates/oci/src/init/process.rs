@@ -156,6 +156,10 @@ pub(crate) fn resolve_executable(process: &Process, env: &[String]) -> Result<CS
     nix::unistd::chdir(cwd).map_err(|e| Error::Init(format!("chdir to cwd {}: {e}", cwd.display())))?;
     let arg0 = process.args().as_ref().and_then(|a| a.first()).ok_or_else(|| Error::Init("process.args is empty".into()))?;
     let found = if arg0.contains('/') {
+        // A path that is there but cannot be run is execve's EACCES, as runc reports it.
+        if !is_executable(Path::new(arg0)) && std::fs::metadata(arg0).is_ok() {
+            return Err(Error::Init(format!("exec: {arg0:?}: permission denied")));
+        }
         is_executable(Path::new(arg0)).then(|| PathBuf::from(arg0))
     } else {
         let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);

@@ -706,3 +706,31 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_removes_it() {
     drop(berthd);
     env.leak_check();
 }
+
+#[test]
+fn run_pulls_a_missing_image_as_pull_says() {
+    let env = TestEnv::new("run-pull");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    let never = berthd.berth(&env, &["run", "--rm", "--pull", "never", &image, "true"]);
+    assert_eq!(never.status.code(), Some(125), "--pull never: {}", text(&never).1);
+    assert!(text(&never).1.contains("no such image"), "{}", text(&never).1);
+    // Missing (the default): pulled, the pull said on stderr, stdout the container's alone.
+    let out = berthd.berth(&env, &["run", "--rm", &image, "echo", "hi"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "hi\n");
+    assert!(stderr.contains("Unable to find image") && stderr.contains("bytes downloaded"), "{stderr}");
+    // Present: no pull; always: a pull (nothing new to download).
+    let again = berthd.berth(&env, &["run", "--rm", &image, "true"]);
+    assert!(again.status.success() && !text(&again).1.contains("Unable to find image"), "{}", text(&again).1);
+    let always = berthd.berth(&env, &["run", "--rm", "--pull", "always", &image, "true"]);
+    assert!(always.status.success() && text(&always).1.contains("(0 bytes downloaded)"), "{}", text(&always).1);
+    // An image no registry has: the pull's error, as docker's engine errors, 125.
+    let unknown = berthd.berth(&env, &["run", "--rm", &format!("{}/no/such:v1", registry.address), "true"]);
+    assert_eq!(unknown.status.code(), Some(125), "{}", text(&unknown).1);
+    assert!(text(&unknown).1.contains("MANIFEST_UNKNOWN") || text(&unknown).1.contains("404"), "{}", text(&unknown).1);
+    drop(berthd);
+    env.leak_check();
+}

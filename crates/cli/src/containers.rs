@@ -74,9 +74,19 @@ pub struct CreateArgs {
     /// An OCI runtime from berthd's config (berth-oci, runc, crun …).
     #[arg(long)]
     runtime: Option<String>,
+    /// When to pull the image first: missing (when it is not in the store), always, or never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pull: PullPolicy,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    Missing,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -372,15 +382,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Creates the container, pulling its image first as `--pull` says: always, or (docker's default)
+/// when berthd has no such image. Pull output goes to stderr: stdout is the container's.
+async fn create_pulling(client: &mut ContainersClient<Channel>, channel: &Channel, args: CreateArgs, auto_remove: bool) -> anyhow::Result<Container> {
+    let (policy, image) = (args.pull, args.image.clone());
+    let mut request = create_request(args)?;
+    request.auto_remove = auto_remove;
+    let mut images = berth_api::v1::images_client::ImagesClient::new(channel.clone());
+    if policy == PullPolicy::Always {
+        crate::images::pull(&mut images, image.clone(), &mut std::io::stderr()).await?;
+    }
+    match client.create(request.clone()).await {
+        Err(e) if policy == PullPolicy::Missing && e.code() == tonic::Code::NotFound && e.message().contains("no such image") => {
+            eprintln!("Unable to find image '{image}' locally");
+            crate::images::pull(&mut images, image, &mut std::io::stderr()).await?;
+            Ok(client.create(request).await.map_err(status)?.into_inner())
+        }
+        created => Ok(created.map_err(status)?.into_inner()),
+    }
+}
+
 pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<i32> {
-    let mut client = ContainersClient::new(channel);
+    let mut client = ContainersClient::new(channel.clone());
     match command {
         ContainerCommand::Run { create, detach, rm, sig_proxy } => {
             let (tty, stdin) = (create.tty, create.interactive);
-            let mut request = create_request(create).map_err(RunFailed::wrap)?;
             // berthd removes it once it has exited, whatever happens to this client.
-            request.auto_remove = rm;
-            let container = client.create(request).await.map_err(|e| RunFailed::wrap(status(e)))?.into_inner();
+            let container = create_pulling(&mut client, &channel, create, rm).await.map_err(RunFailed::wrap)?;
             if detach {
                 client.start(ContainerRef { container: container.id.clone() }).await.map_err(|e| RunFailed::wrap(status(e)))?;
                 println!("{}", container.id);
@@ -400,7 +428,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             })
         }
         ContainerCommand::Create { create } => {
-            let container = client.create(create_request(create)?).await.map_err(status)?.into_inner();
+            let container = create_pulling(&mut client, &channel, create, false).await?;
             println!("{}", container.id);
             Ok(0)
         }

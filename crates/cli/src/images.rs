@@ -55,21 +55,7 @@ pub enum ImageCommand {
 pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> {
     let mut images = ImagesClient::new(channel);
     match command {
-        ImageCommand::Pull { reference } => {
-            let mut events = images.pull(PullRequest { reference }).await.map_err(status)?.into_inner();
-            let mut bars = ProgressBars::default();
-            while let Some(event) = events.message().await.map_err(status)? {
-                match event.event {
-                    Some(pull_event::Event::Status(text)) => println!("{text}"),
-                    Some(pull_event::Event::Progress(progress)) => bars.update(&progress),
-                    Some(pull_event::Event::Done(image)) => {
-                        bars.finish();
-                        println!("{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded);
-                    }
-                    None => {}
-                }
-            }
-        }
+        ImageCommand::Pull { reference } => pull(&mut images, reference, &mut std::io::stdout()).await?,
         ImageCommand::Push { name } => {
             let pushed = images.push(PushRequest { name: name.clone() }).await.map_err(status)?.into_inner();
             println!("{name} {}", pushed.manifest);
@@ -114,6 +100,24 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
                 "images {}\nblobs {} ({} bytes)\nsnapshots {} ({} bytes)",
                 usage.images, usage.blobs, usage.blob_bytes, usage.snapshots, usage.snapshot_bytes
             );
+        }
+    }
+    Ok(())
+}
+
+/// Pulls `reference`, its status lines to `out` and its progress bars to stderr.
+pub async fn pull(images: &mut ImagesClient<Channel>, reference: String, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let mut events = images.pull(PullRequest { reference }).await.map_err(status)?.into_inner();
+    let mut bars = ProgressBars::default();
+    while let Some(event) = events.message().await.map_err(status)? {
+        match event.event {
+            Some(pull_event::Event::Status(text)) => writeln!(out, "{text}")?,
+            Some(pull_event::Event::Progress(progress)) => bars.update(&progress),
+            Some(pull_event::Event::Done(image)) => {
+                bars.finish();
+                writeln!(out, "{} {} ({} bytes downloaded)", image.name, image.manifest, image.downloaded)?;
+            }
+            None => {}
         }
     }
     Ok(())

@@ -64,8 +64,14 @@ pub enum Access {
 /// One repository on one registry, with the authorization its challenges were answered with.
 pub struct Session {
     http: reqwest::Client,
-    /// `http[s]://host[:port]/v2/<repository>`
+    /// `host[:port]/v2/<repository>`, after the scheme.
     base: String,
+    /// `https`, or `http` for a registry listed as plain HTTP (or a loopback one that answered
+    /// HTTPS with an error).
+    scheme: Mutex<&'static str>,
+    /// A loopback registry not listed either way: HTTPS first, then plain HTTP, as docker does
+    /// for 127.0.0.0/8 and ::1.
+    fallback: bool,
     repository: String,
     credentials: Option<(String, String)>,
     access: Access,
@@ -94,7 +100,8 @@ impl Session {
         timeouts: Timeouts,
     ) -> Result<Session> {
         let host = if registry == DOCKER_HUB { "registry-1.docker.io" } else { registry };
-        let scheme = if plain_http.iter().any(|plain| plain == registry || plain == host) { "http" } else { "https" };
+        let plain = plain_http.iter().any(|plain| plain == registry || plain == host);
+        let scheme = if plain { "http" } else { "https" };
         let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.idle)
@@ -103,7 +110,9 @@ impl Session {
             .map_err(|e| Error::Internal { what: "HTTP client".into(), reason: causes(&e) })?;
         Ok(Session {
             http,
-            base: format!("{scheme}://{host}/v2/{repository}"),
+            base: format!("{host}/v2/{repository}"),
+            scheme: Mutex::new(scheme),
+            fallback: !plain && is_loopback(host),
             repository: repository.to_string(),
             credentials,
             access,
@@ -115,9 +124,9 @@ impl Session {
 
     /// The manifest (or index) `reference` names, a tag or a digest, read up to [`MAX_JSON`].
     pub async fn manifest(&self, reference: &str) -> Result<Bytes> {
-        let url = format!("{}/manifests/{reference}", self.base);
         let what = format!("manifest {reference}");
-        let response = self.send(&what, || self.http.get(&url).header(ACCEPT, ACCEPTED.join(", ")).timeout(self.timeouts.request)).await?;
+        let path = format!("/manifests/{reference}");
+        let response = self.send(&what, &path, |url| self.http.get(url).header(ACCEPT, ACCEPTED.join(", ")).timeout(self.timeouts.request)).await?;
         let response = self.expect_success(response, &what).await?;
         self.read_capped(response, MAX_JSON, &what).await
     }
@@ -125,11 +134,10 @@ impl Session {
     /// The blob `digest` from byte `offset` on (a range request when it is not 0). A registry
     /// that ignores the range is an error, since what it sends would not continue the blob.
     pub async fn blob(&self, digest: &str, offset: u64) -> Result<BlobBody> {
-        let url = format!("{}/blobs/{digest}", self.base);
         let what = format!("blob {digest}");
         let response = self
-            .send(&what, || {
-                let request = self.http.get(&url);
+            .send(&what, &format!("/blobs/{digest}"), |url| {
+                let request = self.http.get(url);
                 if offset > 0 {
                     request.header(RANGE, format!("bytes={offset}-"))
                 } else {
@@ -153,9 +161,8 @@ impl Session {
 
     /// Whether the registry has the blob `digest` in this repository.
     pub async fn blob_exists(&self, digest: &str) -> Result<bool> {
-        let url = format!("{}/blobs/{digest}", self.base);
         let what = format!("blob {digest}");
-        let response = self.send(&what, || self.http.head(&url).timeout(self.timeouts.request)).await?;
+        let response = self.send(&what, &format!("/blobs/{digest}"), |url| self.http.head(url).timeout(self.timeouts.request)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(false);
         }
@@ -165,8 +172,8 @@ impl Session {
     /// Uploads the blob `digest` of `size` bytes in one request (POST for a location, then PUT).
     pub async fn push_blob(&self, digest: &str, size: u64, body: reqwest::Body) -> Result<()> {
         let what = format!("upload of blob {digest}");
-        let start = format!("{}/blobs/uploads/", self.base);
-        let response = self.send(&what, || self.http.post(&start).header(CONTENT_LENGTH, 0).timeout(self.timeouts.request)).await?;
+        let response =
+            self.send(&what, "/blobs/uploads/", |url| self.http.post(url).header(CONTENT_LENGTH, 0).timeout(self.timeouts.request)).await?;
         let response = self.expect_success(response, &what).await?;
         let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
         let location = location.ok_or_else(|| self.error(format!("{what}: no Location in the answer")))?;
@@ -186,17 +193,19 @@ impl Session {
 
     /// Puts `manifest` (of `media_type`) under `tag`.
     pub async fn put_manifest(&self, tag: &str, manifest: Bytes, media_type: &str) -> Result<()> {
-        let url = format!("{}/manifests/{tag}", self.base);
         let what = format!("manifest {tag}");
-        let response =
-            self.send(&what, || self.http.put(&url).header(CONTENT_TYPE, media_type).body(manifest.clone()).timeout(self.timeouts.request)).await?;
+        let response = self
+            .send(&what, &format!("/manifests/{tag}"), |url| {
+                self.http.put(url).header(CONTENT_TYPE, media_type).body(manifest.clone()).timeout(self.timeouts.request)
+            })
+            .await?;
         self.expect_success(response, &what).await.map(drop)
     }
 
-    /// Sends what `make` builds; when the registry answers 401 with a challenge, answers it and
-    /// sends it once more.
-    async fn send(&self, what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<Response> {
-        let response = self.send_once(what, &make).await?;
+    /// Sends what `make` builds for the URL of `path` in the repository; when the registry
+    /// answers 401 with a challenge, answers it and sends it once more.
+    async fn send(&self, what: &str, path: &str, make: impl Fn(&str) -> reqwest::RequestBuilder) -> Result<Response> {
+        let response = self.send_once(what, path, &make).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -206,15 +215,30 @@ impl Session {
         let challenge = challenge.ok_or_else(|| self.error(format!("{what}: 401 Unauthorized, without a challenge")))?;
         let authorization = self.answer(&challenge).await?;
         *self.authorization.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(authorization);
-        self.send_once(what, &make).await
+        self.send_once(what, path, &make).await
     }
 
-    async fn send_once(&self, what: &str, make: &impl Fn() -> reqwest::RequestBuilder) -> Result<Response> {
-        let mut request = make();
-        if let Some(authorization) = self.authorization() {
-            request = request.header(AUTHORIZATION, authorization);
+    async fn send_once(&self, what: &str, path: &str, make: &impl Fn(&str) -> reqwest::RequestBuilder) -> Result<Response> {
+        let attempt = |scheme: &str| {
+            let mut request = make(&format!("{scheme}://{}{path}", self.base));
+            if let Some(authorization) = self.authorization() {
+                request = request.header(AUTHORIZATION, authorization);
+            }
+            request.send()
+        };
+        let scheme = *self.scheme.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match attempt(scheme).await {
+            // A loopback registry that did not take HTTPS (refused the handshake, or answered it in
+            // plain HTTP): plain HTTP from now on, if that answers.
+            Err(e) if self.fallback && scheme == "https" && !e.is_timeout() => match attempt("http").await {
+                Ok(response) => {
+                    *self.scheme.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = "http";
+                    Ok(response)
+                }
+                Err(_) => Err(self.transport(what, &e)),
+            },
+            sent => sent.map_err(|e| self.transport(what, &e)),
         }
-        request.send().await.map_err(|e| self.transport(what, &e))
     }
 
     fn authorization(&self) -> Option<HeaderValue> {
@@ -301,7 +325,7 @@ impl Session {
         }
         let mut reason = format!("{what}: {}", causes(error));
         // rustls's words for a TLS handshake answered in plain HTTP; docker names it too.
-        if self.base.starts_with("https:") && reason.contains("InvalidContentType") {
+        if *self.scheme.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) == "https" && reason.contains("InvalidContentType") {
             reason.push_str(" (the registry seems to speak plain HTTP: add it to plain_http)");
         }
         self.error(reason)
@@ -330,6 +354,18 @@ pub fn parse_token(body: &[u8]) -> std::result::Result<HeaderValue, String> {
     let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or("no token")?;
     HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "a token that is not a header value".to_string())
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1, with or without a port.
+fn is_loopback(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Up to `limit` bytes of the body; whatever fails after the first bytes only shortens it.
@@ -458,6 +494,16 @@ mod tests {
         assert!(!described.contains('\n') && !described.contains('\x1b'), "{described:?}");
         assert_eq!(described.chars().count(), MAX_SHOWN + 1, "capped, with a mark");
         assert_eq!(describe_error_body(b""), "");
+    }
+
+    #[test]
+    fn loopback_registries_are_told_apart() {
+        for host in ["localhost", "localhost:5000", "127.0.0.1", "127.1.2.3:5000", "[::1]:5000", "::1"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["registry.example", "10.0.0.1:5000", "[fe80::1]:5000", "localhost.example:5000"] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 
     #[test]

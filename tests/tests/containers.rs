@@ -734,3 +734,66 @@ fn run_pulls_a_missing_image_as_pull_says() {
     drop(berthd);
     env.leak_check();
 }
+
+#[test]
+fn named_volumes_outlive_containers_and_image_volumes_start_from_the_image() {
+    let env = TestEnv::new("volumes");
+    // busybox with /data (a file of uid 1000, mode 0640, a symlink that points out, a FIFO) and
+    // VOLUME /data and /cache in its config.
+    let rootfs = env.dir.join("volume-rootfs");
+    berth_testsupport::busybox_rootfs(&rootfs);
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::write(rootfs.join("data/seed"), "from the image\n").unwrap();
+    std::os::unix::fs::chown(rootfs.join("data/seed"), Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(rootfs.join("data/seed"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", rootfs.join("data/link")).unwrap();
+    nix::unistd::mkfifo(&rootfs.join("data/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let layout = berth_testsupport::write_layout(
+        &env.dir.join("volume-layout"),
+        "v1",
+        &[berth_testsupport::LayoutImage {
+            architecture: berth_testsupport::host_architecture(),
+            layers: vec![berth_testsupport::tar_of(&rootfs)],
+            zstd: false,
+        }],
+    );
+    berth_testsupport::patch_layout_config(&layout, |config| config["config"]["Volumes"] = serde_json::json!({"/data": {}, "/cache": {}}));
+    let archive = env.dir.join("volume-image.tar");
+    assert!(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap().success());
+    let berthd = Berthd::start(&env, &[]);
+    berthd.ok(&env, &["load", archive.to_str().unwrap(), "test/volumes:v1"]);
+    let image = "test/volumes:v1";
+    let volumes = |berthd: &Berthd| -> Vec<String> { berthd.ok(&env, &["volume", "ls", "-q"]).lines().map(String::from).collect() };
+
+    // The image's VOLUME: an anonymous volume filled from the image, gone with its container.
+    let out = berthd.ok(&env, &["run", "--rm", image, "sh", "-c", "cat /data/seed; stat -c %u:%g:%a /data/seed; readlink /data/link; ls /data"]);
+    assert_eq!(out, "from the image\n1000:1000:640\n/etc/passwd\nlink\nseed\n", "copied with owner, mode and symlink; the FIFO skipped");
+    assert!(volumes(&berthd).is_empty(), "--rm took its anonymous volumes: {:?}", volumes(&berthd));
+
+    // A named volume: made on first use, filled from the image, kept after its container.
+    berthd.ok(&env, &["run", "--name", "writer", "-v", "mydata:/data", image, "sh", "-c", "echo from writer >> /data/seed"]);
+    let listed = volumes(&berthd);
+    assert!(listed.contains(&"mydata".to_string()) && listed.len() == 2, "mydata and writer's /cache: {listed:?}");
+    let in_use = berthd.berth(&env, &["volume", "rm", "mydata"]);
+    assert!(!in_use.status.success() && text(&in_use).1.contains("in use by writer"), "{}", text(&in_use).1);
+    berthd.ok(&env, &["rm", "writer"]);
+    assert_eq!(volumes(&berthd), ["mydata"], "writer's anonymous volume went with it");
+    let out =
+        berthd.ok(&env, &["run", "--rm", "-v", "mydata:/data:ro", image, "sh", "-c", "cat /data/seed; touch /data/x 2>/dev/null || echo read-only"]);
+    assert_eq!(out, "from the image\nfrom writer\nread-only\n", "the next container sees what the last wrote, not the image again");
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["volume", "inspect", "mydata"])).unwrap();
+    assert_eq!(inspected[0]["anonymous"], false);
+    assert!(std::path::Path::new(inspected[0]["mountpoint"].as_str().unwrap()).join("seed").exists());
+
+    // Names are checked; a relative path is a host directory; prune takes what nothing uses.
+    let bad = berthd.berth(&env, &["run", "--rm", "-v", "-bad:/data", image, "true"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", text(&bad).1);
+    berthd.ok(&env, &["volume", "create", "spare"]);
+    assert_eq!(berthd.ok(&env, &["volume", "prune"]).trim(), "", "prune without --all keeps named volumes");
+    let mut pruned: Vec<String> = berthd.ok(&env, &["volume", "prune", "--all"]).lines().map(String::from).collect();
+    pruned.sort();
+    assert_eq!(pruned, ["mydata", "spare"]);
+    assert!(volumes(&berthd).is_empty());
+    drop(berthd);
+    env.leak_check();
+}

@@ -27,7 +27,12 @@ fn open(berthd_root: &std::path::Path, state: &std::path::Path) -> Containers {
         runtimes: [("berth-oci".to_string(), berth_oci_bin())].into_iter().collect(),
         default_runtime: "berth-oci".into(),
     };
-    let paths = Paths { data: berthd_root.join("containers"), state: state.join("containers"), runtime_root: state.join("runtime") };
+    let paths = Paths {
+        data: berthd_root.join("containers"),
+        state: state.join("containers"),
+        runtime_root: state.join("runtime"),
+        volumes: berthd_root.join("volumes"),
+    };
     Containers::open(store, paths, binaries, 1 << 20).unwrap()
 }
 

@@ -35,7 +35,7 @@ pub struct CreateArgs {
     /// Replaces the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// SOURCE:TARGET[:ro] bind mount.
+    /// SOURCE:TARGET[:ro]: a host directory (a path) or a named volume (a name), made on first use.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
     #[arg(long)]
@@ -290,11 +290,17 @@ fn port_line(p: &PortMapping) -> String {
 }
 
 /// `SOURCE:TARGET[:ro]`, the source made absolute here (berthd's working directory is not ours).
+/// `-v SOURCE:TARGET[:ro|rw]`: a SOURCE that looks like a path (it holds a `/`, or starts with `.`
+/// or `~`) is a host directory, made absolute here; anything else names a volume, as in docker.
 fn volume(spec: &str) -> anyhow::Result<Volume> {
     let mut parts = spec.splitn(2, ':');
     let source = parts.next().unwrap_or_default();
     let rest = parts.next().ok_or_else(|| anyhow::anyhow!("volume {spec:?}: use SOURCE:TARGET[:ro]"))?;
-    let source = std::path::absolute(source)?.to_string_lossy().into_owned();
+    let source = match source.strip_prefix("~/").zip(std::env::var_os("HOME")) {
+        Some((under_home, home)) => std::path::Path::new(&home).join(under_home).to_string_lossy().into_owned(),
+        None if source.contains('/') || source.starts_with('.') => std::path::absolute(source)?.to_string_lossy().into_owned(),
+        None => source.to_string(),
+    };
     let (target, read_only) = match rest.rsplit_once(':') {
         Some((target, "ro")) => (target.to_string(), true),
         Some((target, "rw")) => (target.to_string(), false),

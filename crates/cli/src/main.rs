@@ -7,6 +7,7 @@ mod containers;
 mod images;
 mod networks;
 mod stream;
+mod volumes;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +38,9 @@ enum Command {
     /// Manage berth's bridge networks.
     #[command(subcommand)]
     Network(networks::NetworkCommand),
+    /// Manage named and anonymous volumes.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     /// Show a container (or, failing that, an image) as JSON.
     Inspect { name: String },
 }
@@ -81,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(command) => images::run(channel, command).await.map(|()| 0),
         Command::Containers(command) => containers::run(channel, *command).await,
         Command::Network(command) => networks::run(channel, command).await.map(|()| 0),
+        Command::Volume(command) => volumes::run(channel, command).await,
         Command::Inspect { name } => {
             // An inspect carries the container's whole spec: as large as an image config may make
             // it (the image service caps configs), above tonic's 4 MiB default.

@@ -43,6 +43,12 @@ pub trait SpecMaker: Send + 'static {
     /// The process's argv, for the record: checked before anything of the container exists.
     fn command(&self, image: &RunConfig) -> Result<Vec<String>>;
 
+    /// The named volumes it mounts and the image's VOLUMEs it leaves to anonymous ones (whose
+    /// names are made at create); none by default (the CRI mounts host paths only).
+    fn volumes(&self, _image: &RunConfig) -> Result<Vec<crate::volumes::VolumeUse>> {
+        Ok(Vec::new())
+    }
+
     /// The spec, once the rootfs is mounted (users resolve from its own /etc/passwd then). May
     /// write files into the bundle (say /etc/hosts to bind), which goes with the container.
     fn spec(self: Box<Self>, context: &SpecContext) -> Result<Spec>;
@@ -56,4 +62,6 @@ pub struct SpecContext<'a> {
     pub image: &'a RunConfig,
     /// Its bridge network, joined: the namespace is pinned at `<bundle>/ns/net`.
     pub network: Option<&'a crate::container_network::ContainerNetwork>,
+    /// Its volumes, ready: (use, the directory to bind).
+    pub volumes: &'a [(crate::volumes::VolumeUse, PathBuf)],
 }

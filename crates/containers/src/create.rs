@@ -116,6 +116,13 @@ impl Containers {
         let network = blueprint.network.as_ref().map(|n| self.plan_network(n)).transpose()?;
         let run_config = RunConfig::load(&self.images, &image.config)?;
         let command = crate::record::shown_command(&blueprint.spec.command(&run_config)?);
+        // Anonymous volumes are named now, so the record says which are its own.
+        let volumes = blueprint
+            .spec
+            .volumes(&run_config)?
+            .into_iter()
+            .map(|v| if v.anonymous { random_id().map(|name| crate::volumes::VolumeUse { name, ..v }) } else { Ok(v) })
+            .collect::<Result<Vec<_>>>()?;
         let stop_signal = match run_config.stop_signal.as_deref() {
             Some(signal) => berth_spec::signals::parse(signal).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
             None => libc::SIGTERM,
@@ -138,6 +145,7 @@ impl Containers {
             auto_remove: blueprint.auto_remove,
             network,
             log_path: blueprint.log_path,
+            volumes,
             command,
             stop_signal,
             runtime,
@@ -184,8 +192,27 @@ impl Containers {
         make_dir(&bundle)?;
         let rootfs = bundle.join("rootfs");
         crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs)?;
-        let context = SpecContext { id: &record.id, bundle: &bundle, rootfs: &rootfs, image: &plan.run_config, network: record.network.as_ref() };
+        let volumes = self.prepare_volumes(record, &rootfs)?;
+        let context = SpecContext {
+            id: &record.id,
+            bundle: &bundle,
+            rootfs: &rootfs,
+            image: &plan.run_config,
+            network: record.network.as_ref(),
+            volumes: &volumes,
+        };
         crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)
+    }
+
+    /// Its volumes made where missing and, when empty, filled from the image: (use, directory).
+    fn prepare_volumes(&self, record: &ContainerRecord, rootfs: &Path) -> Result<Vec<(crate::volumes::VolumeUse, std::path::PathBuf)>> {
+        let mut ready = Vec::new();
+        for volume in &record.volumes {
+            let info = if volume.anonymous { self.volumes.create_anonymous_named(&volume.name)? } else { self.volumes.create(&volume.name)? };
+            self.volumes.copy_up(&volume.name, rootfs, &volume.target)?;
+            ready.push((volume.clone(), info.mountpoint));
+        }
+        Ok(ready)
     }
 
     /// Has the container's shim create it (its pod's shim, or one of its own), starting the shim

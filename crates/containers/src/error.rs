@@ -8,6 +8,8 @@ pub enum Error {
     NoImage(String),
     #[error("no such pod: {0}")]
     NoPod(String),
+    #[error("no such volume: {0}")]
+    NoVolume(String),
     /// A name or id is taken.
     #[error("{0}")]
     Conflict(String),
@@ -33,7 +35,7 @@ impl berth_errdefs::HasKind for Error {
     fn kind(&self) -> berth_errdefs::Kind {
         use berth_errdefs::Kind;
         match self {
-            Error::NotFound(_) | Error::NoImage(_) | Error::NoPod(_) => Kind::NotFound,
+            Error::NotFound(_) | Error::NoImage(_) | Error::NoPod(_) | Error::NoVolume(_) => Kind::NotFound,
             Error::Conflict(_) => Kind::AlreadyExists,
             Error::Invalid(_) => Kind::Invalid,
             Error::WrongState(_) => Kind::FailedPrecondition,

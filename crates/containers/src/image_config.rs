@@ -27,6 +27,9 @@ pub struct RunConfig {
     pub stop_signal: Option<String>,
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// Paths the image wants on volumes (`VOLUME`): `{"/data": {}}`.
+    #[serde(default)]
+    pub volumes: Option<BTreeMap<String, serde::de::IgnoredAny>>,
 }
 
 impl RunConfig {

@@ -41,6 +41,7 @@ pub mod spec_opts;
 mod state_machine_tests;
 mod stats;
 pub mod table;
+pub mod volumes;
 
 pub use container_network::{ContainerNetwork, NetworkService};
 pub use error::{Error, Result};
@@ -52,6 +53,7 @@ pub use networks::NetworkInfo;
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
 pub use sandbox::{DnsConfig, PortMapping, SandboxConfig, SandboxRecord, SandboxState};
+pub use volumes::{VolumeInfo, VolumeUse};
 
 pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)

@@ -27,6 +27,8 @@ pub struct Paths {
     pub data: PathBuf,
     pub state: PathBuf,
     pub runtime_root: PathBuf,
+    /// Named and anonymous volumes ([`crate::volumes`]).
+    pub volumes: PathBuf,
 }
 
 #[derive(Clone)]
@@ -55,6 +57,7 @@ pub struct Inner {
     pub(crate) network: std::sync::OnceLock<Arc<dyn crate::pod_network::PodNetwork>>,
     /// `berth run`'s bridge networks (berthd's); without them, containers have none.
     pub(crate) networks: std::sync::OnceLock<Arc<crate::container_network::NetworkService>>,
+    pub(crate) volumes: crate::volumes::Volumes,
 }
 
 impl std::ops::Deref for Containers {
@@ -98,6 +101,7 @@ impl Containers {
             table.insert(record)?;
         }
         let sandboxes = db.list_sandboxes()?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let volumes = crate::volumes::Volumes::new(paths.volumes.clone());
         let inner = Inner {
             images,
             persister: Persister::start(db),
@@ -113,6 +117,7 @@ impl Containers {
             shim_locks: Default::default(),
             network: Default::default(),
             networks: Default::default(),
+            volumes,
         };
         Ok(Containers { inner: Arc::new(inner) })
     }

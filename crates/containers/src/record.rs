@@ -86,6 +86,9 @@ pub struct ContainerRecord {
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
+    /// Named and anonymous volumes it mounts.
+    #[serde(default)]
+    pub volumes: Vec<crate::volumes::VolumeUse>,
     /// The process the container runs, for `ps` and `inspect`, as [`shown_command`] bounds it
     /// (the whole of it is in the bundle's spec).
     pub command: Vec<String>,
@@ -135,6 +138,7 @@ impl ContainerRecord {
             auto_remove: false,
             network: None,
             log_path: None,
+            volumes: Vec::new(),
             command: Vec::new(),
             stop_signal: libc::SIGTERM,
             runtime: "fake".into(),

@@ -71,6 +71,13 @@ impl Containers {
             remove_tree(&bundle)?;
             this.images.snapshots.remove_active(&r.id)?;
             this.images.images.release(&lease_id(&r.id))?;
+            // Its anonymous volumes are its own (named ones outlive it).
+            for volume in r.volumes.iter().filter(|v| v.anonymous) {
+                match this.volumes.remove(&volume.name) {
+                    Err(Error::NoVolume(_)) | Ok(()) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(())
         })
         .await?;

@@ -9,6 +9,7 @@ use crate::options::{CreateOptions, Network};
 use crate::passwd::{self, ResolvedUser};
 use crate::record::short;
 use crate::spec_opts::{self, SpecOpt};
+use crate::volumes::VolumeUse;
 use crate::{Error, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct SpecInputs<'a> {
     pub etc_files: &'a [(String, std::path::PathBuf)],
     /// The pinned network namespace it joins (a bridge network's).
     pub netns: Option<PathBuf>,
+    /// Its named and anonymous volumes, ready to bind.
+    pub volumes: &'a [(VolumeUse, PathBuf)],
 }
 
 /// What create makes of `berth run`'s flags.
@@ -58,6 +61,26 @@ impl SpecMaker for RunSpec {
         command(&self.0, image)
     }
 
+    /// `-v NAME:/dst` (a source that is not an absolute path names a volume, as in docker), then
+    /// an anonymous volume for each of the image's VOLUMEs that no `-v` covers.
+    fn volumes(&self, image: &RunConfig) -> Result<Vec<VolumeUse>> {
+        let mut uses = Vec::new();
+        for volume in self.0.volumes.iter().filter(|v| !v.source.starts_with('/')) {
+            if !crate::volumes::valid_name(&volume.source) {
+                return Err(Error::Invalid(format!(
+                    "volume {:?}: a name is [a-zA-Z0-9][a-zA-Z0-9_.-]*; a host directory needs an absolute path",
+                    volume.source
+                )));
+            }
+            uses.push(VolumeUse { name: volume.source.clone(), target: volume.target.clone(), read_only: volume.read_only, anonymous: false });
+        }
+        let covered = |path: &str| self.0.volumes.iter().any(|v| Path::new(&v.target) == Path::new(path));
+        for path in image.volumes.iter().flat_map(|v| v.keys()).filter(|p| !covered(p)) {
+            uses.push(VolumeUse { name: String::new(), target: path.clone(), read_only: false, anonymous: true });
+        }
+        Ok(uses)
+    }
+
     fn spec(self: Box<Self>, context: &SpecContext) -> Result<Spec> {
         let options = &self.0;
         let hostname = options.hostname.clone().unwrap_or_else(|| short(context.id).to_string());
@@ -66,7 +89,16 @@ impl SpecMaker for RunSpec {
         let own_ip = context.network.and_then(|n| n.ips.first()).map(String::as_str);
         let etc_files = write_etc_files(context.bundle, &hostname, &options.network, own_ip)?;
         let netns = context.network.map(|_| crate::pod_namespaces::pin_path(context.bundle, crate::pod_namespaces::PodNamespace::Net));
-        build(&SpecInputs { id: context.id, options, image: context.image, user: &user, hostname: &hostname, etc_files: &etc_files, netns })
+        build(&SpecInputs {
+            id: context.id,
+            options,
+            image: context.image,
+            user: &user,
+            hostname: &hostname,
+            etc_files: &etc_files,
+            netns,
+            volumes: context.volumes,
+        })
     }
 }
 
@@ -87,7 +119,7 @@ pub fn command(options: &CreateOptions, image: &RunConfig) -> Result<Vec<String>
 }
 
 pub fn build(inputs: &SpecInputs) -> Result<Spec> {
-    let SpecInputs { id, options, image, user, hostname, etc_files, netns } = inputs;
+    let SpecInputs { id, options, image, user, hostname, etc_files, netns, volumes } = inputs;
     let cwd = options.workdir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     let mut opts: Vec<SpecOpt> = vec![
         spec_opts::with_args(command(options, image)?),
@@ -108,9 +140,11 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     for (target, source) in etc_files.iter() {
         opts.push(spec_opts::with_bind(source.clone(), target.clone(), ["rbind", "ro", "nosuid", "nodev", "noexec"].map(String::from).to_vec()));
     }
-    for volume in &options.volumes {
-        let mode = if volume.read_only { "ro" } else { "rw" };
-        opts.push(spec_opts::with_bind(PathBuf::from(&volume.source), volume.target.clone(), ["rbind", "rprivate", mode].map(String::from).to_vec()));
+    // Host directories as they are; named and anonymous volumes from their directories.
+    let binds = options.volumes.iter().filter(|v| v.source.starts_with('/')).map(|v| (PathBuf::from(&v.source), &v.target, v.read_only));
+    for (source, target, read_only) in binds.chain(volumes.iter().map(|(v, dir)| (dir.clone(), &v.target, v.read_only))) {
+        let mode = if read_only { "ro" } else { "rw" };
+        opts.push(spec_opts::with_bind(source, target.clone(), ["rbind", "rprivate", mode].map(String::from).to_vec()));
     }
     if options.network == Network::Host {
         opts.push(spec_opts::with_namespace(LinuxNamespaceType::Network, None, true));
@@ -193,7 +227,8 @@ mod tests {
         };
         let user = ResolvedUser { uid: 33, gid: 33, additional_gids: vec![4], home: "/var/www".into() };
         let image = image();
-        let inputs = |options| SpecInputs { id: "abc", options, image: &image, user: &user, hostname: "h", etc_files: &[], netns: None };
+        let inputs =
+            |options| SpecInputs { id: "abc", options, image: &image, user: &user, hostname: "h", etc_files: &[], netns: None, volumes: &[] };
         let spec = build(&inputs(&options)).unwrap();
         let process = spec.process().as_ref().unwrap();
         let bounding = process.capabilities().as_ref().unwrap().bounding().clone().unwrap();

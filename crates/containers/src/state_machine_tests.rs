@@ -28,7 +28,8 @@ fn fixture(name: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("berth-state-machine-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let images = Arc::new(berth_image::Store::open(&dir.join("root")).unwrap());
-    let paths = Paths { data: dir.join("root/containers"), state: dir.join("state"), runtime_root: dir.join("runtime") };
+    let paths =
+        Paths { data: dir.join("root/containers"), state: dir.join("state"), runtime_root: dir.join("runtime"), volumes: dir.join("root/volumes") };
     let binaries = Binaries {
         shim: "berth-shim".into(),
         runtimes: [("fake".into(), "/bin/false".into())].into_iter().collect(),

@@ -10,6 +10,7 @@ mod config;
 mod containers;
 mod images;
 mod networks;
+mod volumes;
 
 use anyhow::Context;
 use clap::Parser;
@@ -93,6 +94,7 @@ async fn serve() -> anyhow::Result<()> {
     );
     let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone() };
     let networks_service = networks::NetworksService { containers: containers.clone() };
+    let volumes_service = volumes::VolumesService { containers: containers.clone() };
     let registries = berth_image::registries::Registries {
         plain_http: config.plain_http.clone(),
         mirrors: config.mirrors.clone(),
@@ -150,6 +152,7 @@ async fn serve() -> anyhow::Result<()> {
         .add_service(berth_api::v1::images_server::ImagesServer::new(service))
         .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
         .add_service(berth_api::v1::networks_server::NetworksServer::new(networks_service))
+        .add_service(berth_api::v1::volumes_server::VolumesServer::new(volumes_service))
         .add_service(cri.runtime_service())
         .add_service(cri.image_service())
         .serve_with_incoming_shutdown(incoming, shutdown);
@@ -215,6 +218,7 @@ fn open_containers(
         data: config.root.join("containers"),
         state: config.state.join("containers"),
         runtime_root: config.state.join("runtime"),
+        volumes: config.root.join("volumes"),
     };
     berth_containers::Containers::open(store, paths, binaries, config.log_max_size).context("open the containers")
 }

@@ -159,6 +159,25 @@ pub fn write_layout(layout: &Path, tag: &str, images: &[LayoutImage]) -> PathBuf
     layout.to_path_buf()
 }
 
+/// Changes the image config of the one-image layout at `layout` (say, to add `Volumes`), and the
+/// manifest and index that name it by digest.
+pub fn patch_layout_config(layout: &Path, patch: impl FnOnce(&mut serde_json::Value)) {
+    let blob = |descriptor: &serde_json::Value| layout.join("blobs/sha256").join(&descriptor["digest"].as_str().unwrap()[7..]);
+    let read = |descriptor: &serde_json::Value| -> serde_json::Value { serde_json::from_slice(&std::fs::read(blob(descriptor)).unwrap()).unwrap() };
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(&index["manifests"][0]);
+    let mut config = read(&manifest["config"]);
+    patch(&mut config);
+    let media = manifest["config"]["mediaType"].clone();
+    manifest["config"] = put_blob(layout, config.to_string().as_bytes());
+    manifest["config"]["mediaType"] = media;
+    let (media, annotations) = (index["manifests"][0]["mediaType"].clone(), index["manifests"][0]["annotations"].clone());
+    index["manifests"][0] = put_blob(layout, manifest.to_string().as_bytes());
+    index["manifests"][0]["mediaType"] = media;
+    index["manifests"][0]["annotations"] = annotations;
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+}
+
 /// A tar of `dir` (as `tar -C dir -c .` makes it), for layers made from real trees.
 pub fn tar_of(dir: &Path) -> Vec<u8> {
     let out = Command::new("tar").args(["--numeric-owner", "-C"]).arg(dir).args(["-cf", "-", "."]).output().expect("run tar");

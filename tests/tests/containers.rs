@@ -797,3 +797,29 @@ fn named_volumes_outlive_containers_and_image_volumes_start_from_the_image() {
     drop(berthd);
     env.leak_check();
 }
+
+#[test]
+fn an_oom_kill_shows_in_inspect_and_as_an_event() {
+    let (env, _registry, berthd, image) = setup("oom-shown");
+    let mut events = Command::new(workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .arg("events")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 40 MB into a shell variable under a 16 MiB limit: the cgroup's OOM killer ends it.
+    let out = berthd
+        .berth(&env, &["run", "--name", "hog", "--memory", "16m", &image, "sh", "-c", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ${#x}"]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out).1);
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "hog"])).unwrap();
+    assert_eq!((&inspected["oom_killed"], &inspected["exit_code"]), (&serde_json::json!(true), &serde_json::json!(137)), "{inspected}");
+    berthd.ok(&env, &["rm", "hog"]);
+    let _ = events.kill();
+    let printed = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    assert!(printed.lines().any(|l| l.contains(" oom ") && l.contains("name=hog")), "{printed}");
+    drop(berthd);
+    env.leak_check();
+}

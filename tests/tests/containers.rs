@@ -823,3 +823,74 @@ fn an_oom_kill_shows_in_inspect_and_as_an_event() {
     drop(berthd);
     env.leak_check();
 }
+
+#[test]
+fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
+    let env = TestEnv::new("health");
+    let layout = berth_testsupport::busybox_layout(&env, "v1");
+    // HEALTHCHECK CMD-SHELL test -e /tmp/ok, every 200 ms, unhealthy after 2 failures.
+    berth_testsupport::patch_layout_config(&layout, |config| {
+        config["config"]["Healthcheck"] =
+            serde_json::json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 200_000_000u64, "Timeout": 2_000_000_000u64, "Retries": 2});
+    });
+    let archive = env.dir.join("health-image.tar");
+    assert!(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap().success());
+    let berthd = Berthd::start(&env, &[]);
+    berthd.ok(&env, &["load", archive.to_str().unwrap(), "test/health:v1"]);
+    let mut events = Command::new(workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .arg("events")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = |name: &str| -> String {
+        let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", name])).unwrap();
+        inspected["health"].as_str().unwrap_or("").to_string()
+    };
+    let wait_for = |name: &str, wanted: &str| {
+        let started = std::time::Instant::now();
+        while health(name) != wanted {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{name} never became {wanted} (is {})", health(name));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    berthd.ok(&env, &["run", "-d", "--name", "checked", "test/health:v1", "sleep", "1000"]);
+    wait_for("checked", "unhealthy");
+    berthd.ok(&env, &["exec", "checked", "touch", "/tmp/ok"]);
+    wait_for("checked", "healthy");
+    assert!(berthd.ok(&env, &["ps"]).lines().any(|l| l.contains("running (healthy)") && l.ends_with("checked")));
+    // Flags over the image's check, and --no-healthcheck.
+    berthd.ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flagged",
+            "--health-cmd",
+            "exit 3",
+            "--health-interval",
+            "100ms",
+            "--health-retries",
+            "1",
+            "test/health:v1",
+            "sleep",
+            "1000",
+        ],
+    );
+    wait_for("flagged", "unhealthy");
+    berthd.ok(&env, &["run", "-d", "--name", "unchecked", "--no-healthcheck", "test/health:v1", "sleep", "1000"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(health("unchecked"), "", "no healthcheck, no health");
+    berthd.ok(&env, &["rm", "-f", "checked", "flagged", "unchecked"]);
+    let _ = events.kill();
+    let printed = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    for wanted in ["health_status: unhealthy", "health_status: healthy"] {
+        assert!(printed.lines().any(|l| l.contains(wanted) && l.contains("name=checked")), "{wanted} in:\n{printed}");
+    }
+    drop(berthd);
+    env.leak_check();
+}

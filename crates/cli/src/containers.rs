@@ -74,6 +74,24 @@ pub struct CreateArgs {
     /// An OCI runtime from berthd's config (berth-oci, runc, crun …).
     #[arg(long)]
     runtime: Option<String>,
+    /// A healthcheck command (run by /bin/sh -c in the container), over the image's HEALTHCHECK.
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between checks (30s, 1m30s, 500ms …).
+    #[arg(long, value_parser = duration)]
+    health_interval: Option<std::time::Duration>,
+    /// Time a check may take before it counts as failed.
+    #[arg(long, value_parser = duration)]
+    health_timeout: Option<std::time::Duration>,
+    /// Time after the start during which failures do not count.
+    #[arg(long, value_parser = duration)]
+    health_start_period: Option<std::time::Duration>,
+    /// Failures in a row that make the container unhealthy.
+    #[arg(long)]
+    health_retries: Option<u32>,
+    /// No healthcheck, whatever the image says.
+    #[arg(long)]
+    no_healthcheck: bool,
     /// When to pull the image first: missing (when it is not in the store), always, or never.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
@@ -224,6 +242,16 @@ fn parse_bytes(text: &str) -> anyhow::Result<i64> {
     value.checked_mul(scale).ok_or_else(|| anyhow::anyhow!("memory {text:?} is too large"))
 }
 
+/// `30s`, `1m30s`, `500ms`: docker's duration flags.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (say 30s, 1m30s, 500ms)"))
+}
+
+/// 0 when not given (the image's or the default then), never 0 when given.
+fn nanos(given: Option<std::time::Duration>) -> u64 {
+    given.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1))
+}
+
 fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
     let console = if args.tty { crate::stream::terminal_size() } else { None };
     let volumes = args.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -259,6 +287,12 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         console_width: console.map_or(0, |c| c.0.into()),
         console_height: console.map_or(0, |c| c.1.into()),
         auto_remove: false,
+        health_cmd: args.health_cmd.unwrap_or_default(),
+        health_interval_ns: nanos(args.health_interval),
+        health_timeout_ns: nanos(args.health_timeout),
+        health_start_period_ns: nanos(args.health_start_period),
+        health_retries: args.health_retries.unwrap_or(0),
+        no_healthcheck: args.no_healthcheck,
     })
 }
 
@@ -289,9 +323,9 @@ fn port_line(p: &PortMapping) -> String {
     format!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port)
 }
 
-/// `SOURCE:TARGET[:ro]`, the source made absolute here (berthd's working directory is not ours).
 /// `-v SOURCE:TARGET[:ro|rw]`: a SOURCE that looks like a path (it holds a `/`, or starts with `.`
-/// or `~`) is a host directory, made absolute here; anything else names a volume, as in docker.
+/// or `~`) is a host directory, made absolute here (berthd's working directory is not ours);
+/// anything else names a volume, as in docker.
 fn volume(spec: &str) -> anyhow::Result<Volume> {
     let mut parts = spec.splitn(2, ':');
     let source = parts.next().unwrap_or_default();
@@ -322,6 +356,9 @@ pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
         json["tty"] = c.tty.into();
         json["stdin"] = c.stdin.into();
         json["oom_killed"] = c.oom_killed.into();
+        if !c.health.is_empty() {
+            json["health"] = c.health.clone().into();
+        }
         json["auto_remove"] = c.auto_remove.into();
         json["spec"] = serde_json::from_str(&c.spec_json).unwrap_or_default();
         json["network"] = serde_json::json!({
@@ -469,7 +506,11 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 Format::Table => {
                     println!("{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  NAME", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS");
                     for c in list {
-                        let status = if c.exited { format!("exited ({})", c.exit_code) } else { c.state.clone() };
+                        let status = match (c.exited, c.health.as_str()) {
+                            (true, _) => format!("exited ({})", c.exit_code),
+                            (false, "") => c.state.clone(),
+                            (false, health) => format!("{} ({health})", c.state),
+                        };
                         let command: String = c.command.join(" ").chars().take(24).collect();
                         println!(
                             "{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  {}",

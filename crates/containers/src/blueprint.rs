@@ -49,6 +49,11 @@ pub trait SpecMaker: Send + 'static {
         Ok(Vec::new())
     }
 
+    /// The healthcheck berthd runs; none by default (the kubelet probes pods itself).
+    fn healthcheck(&self, _image: &RunConfig) -> Result<Option<crate::health::HealthCheck>> {
+        Ok(None)
+    }
+
     /// The spec, once the rootfs is mounted (users resolve from its own /etc/passwd then). May
     /// write files into the bundle (say /etc/hosts to bind), which goes with the container.
     fn spec(self: Box<Self>, context: &SpecContext) -> Result<Spec>;

@@ -116,6 +116,7 @@ impl Containers {
         let network = blueprint.network.as_ref().map(|n| self.plan_network(n)).transpose()?;
         let run_config = RunConfig::load(&self.images, &image.config)?;
         let command = crate::record::shown_command(&blueprint.spec.command(&run_config)?);
+        let healthcheck = blueprint.spec.healthcheck(&run_config)?;
         // Anonymous volumes are named now, so the record says which are its own.
         let volumes = blueprint
             .spec
@@ -145,6 +146,8 @@ impl Containers {
             auto_remove: blueprint.auto_remove,
             network,
             log_path: blueprint.log_path,
+            healthcheck,
+            health: None,
             volumes,
             command,
             stop_signal,

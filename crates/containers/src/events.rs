@@ -14,6 +14,8 @@ pub enum Action {
     Die,
     /// The kernel's OOM killer killed one of its processes (as it happens, the init or another).
     Oom,
+    /// Its healthcheck's verdict changed.
+    Health(crate::health::Health),
     Destroy,
 }
 
@@ -24,6 +26,9 @@ impl Action {
             Action::Start => "start",
             Action::Die => "die",
             Action::Oom => "oom",
+            Action::Health(crate::health::Health::Starting) => "health_status: starting",
+            Action::Health(crate::health::Health::Healthy) => "health_status: healthy",
+            Action::Health(crate::health::Health::Unhealthy) => "health_status: unhealthy",
             Action::Destroy => "destroy",
         }
     }

@@ -27,6 +27,8 @@ pub struct RunConfig {
     pub stop_signal: Option<String>,
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::ImageHealthcheck>,
     /// Paths the image wants on volumes (`VOLUME`): `{"/data": {}}`.
     #[serde(default)]
     pub volumes: Option<BTreeMap<String, serde::de::IgnoredAny>>,

@@ -19,6 +19,7 @@ mod error;
 pub mod events;
 mod exec;
 pub mod fake_shims;
+pub mod health;
 pub mod image_config;
 mod lifecycle;
 pub mod logs;

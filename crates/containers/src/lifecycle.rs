@@ -39,6 +39,7 @@ impl Containers {
         drop(entry);
         self.persist(&record).await?;
         self.events.publish(Action::Start, &record);
+        self.check_health(&record.id);
         Ok(record)
     }
 

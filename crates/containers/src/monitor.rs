@@ -274,7 +274,10 @@ impl Containers {
         for record in self.table().records().filter(|r| live.contains(&r.id)) {
             match record.state {
                 State::Exited => recovered.exited_meanwhile += 1,
-                _ => recovered.running += 1,
+                _ => {
+                    recovered.running += 1;
+                    self.check_health(&record.id);
+                }
             }
         }
         Ok(recovered)

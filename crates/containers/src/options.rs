@@ -41,6 +41,8 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// The pod (by id or unique prefix) it joins: it runs under the pod's shim.
     pub sandbox: Option<String>,
+    /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.
+    pub health: crate::health::HealthOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,6 +86,11 @@ pub struct ContainerRecord {
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
+    /// Its healthcheck (the image's or the run's), and the last verdict.
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::HealthCheck>,
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
     /// Named and anonymous volumes it mounts.
     #[serde(default)]
     pub volumes: Vec<crate::volumes::VolumeUse>,
@@ -138,6 +143,8 @@ impl ContainerRecord {
             auto_remove: false,
             network: None,
             log_path: None,
+            healthcheck: None,
+            health: None,
             volumes: Vec::new(),
             command: Vec::new(),
             stop_signal: libc::SIGTERM,

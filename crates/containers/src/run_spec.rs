@@ -61,6 +61,10 @@ impl SpecMaker for RunSpec {
         command(&self.0, image)
     }
 
+    fn healthcheck(&self, image: &RunConfig) -> Result<Option<crate::health::HealthCheck>> {
+        crate::health::resolve(image.healthcheck.as_ref(), &self.0.health)
+    }
+
     /// `-v NAME:/dst` (a source that is not an absolute path names a volume, as in docker), then
     /// an anonymous volume for each of the image's VOLUMEs that no `-v` covers.
     fn volumes(&self, image: &RunConfig) -> Result<Vec<VolumeUse>> {

@@ -30,7 +30,7 @@ pub(crate) async fn handle(cri: &Cri, _: GetEventsRequest) -> Result<Events> {
                 Action::Start => ContainerEventType::ContainerStartedEvent,
                 Action::Die => ContainerEventType::ContainerStoppedEvent,
                 Action::Destroy => ContainerEventType::ContainerDeletedEvent,
-                Action::Oom => continue,
+                Action::Oom | Action::Health(_) => continue,
             };
             let Some(pod) = &event.sandbox else { continue };
             let pod_sandbox_status = cri.containers().find_sandbox(pod).ok().map(|s| pod_status(&s));

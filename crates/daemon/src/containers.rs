@@ -69,7 +69,20 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
         auto_remove: r.auto_remove,
         // berth.v1 has no pods: its containers have shims of their own.
         sandbox: None,
+        health: berth_containers::health::HealthOptions {
+            cmd: non_empty(r.health_cmd),
+            interval: nanos(r.health_interval_ns),
+            timeout: nanos(r.health_timeout_ns),
+            start_period: nanos(r.health_start_period_ns),
+            retries: (r.health_retries != 0).then_some(r.health_retries),
+            disabled: r.no_healthcheck,
+        },
     })
+}
+
+/// 0 means "not given".
+fn nanos(n: u64) -> Option<Duration> {
+    (n != 0).then(|| Duration::from_nanos(n))
 }
 
 impl ContainersService {
@@ -98,6 +111,7 @@ impl ContainersService {
             network: record.network.as_ref().map(|n| n.name.clone()).unwrap_or_default(),
             ips: record.network.as_ref().map(|n| n.ips.clone()).unwrap_or_default(),
             ports: record.network.as_ref().map(|n| n.ports.iter().map(port_message).collect()).unwrap_or_default(),
+            health: record.health.map(|h| h.as_str().to_string()).unwrap_or_default(),
         }
     }
 }

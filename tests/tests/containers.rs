@@ -57,6 +57,22 @@ fn in_background(berthd: &Berthd, args: &[&str]) -> std::process::Child {
     command.spawn().unwrap()
 }
 
+/// `berth events` running beside a test; what it printed once stopped.
+struct EventsFollower(std::process::Child);
+
+impl EventsFollower {
+    fn start(berthd: &Berthd) -> EventsFollower {
+        let mut command = Command::new(workspace_bin("berth"));
+        command.arg("--socket").arg(&berthd.socket).arg("events").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        EventsFollower(command.spawn().unwrap())
+    }
+
+    fn printed(mut self) -> String {
+        let _ = self.0.kill();
+        String::from_utf8_lossy(&self.0.wait_with_output().unwrap().stdout).into_owned()
+    }
+}
+
 /// `berth <args>` inside a pty (util-linux `script`), with `input` typed into it.
 fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output {
     let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
@@ -758,8 +774,7 @@ fn named_volumes_outlive_containers_and_image_volumes_start_from_the_image() {
         }],
     );
     berth_testsupport::patch_layout_config(&layout, |config| config["config"]["Volumes"] = serde_json::json!({"/data": {}, "/cache": {}}));
-    let archive = env.dir.join("volume-image.tar");
-    assert!(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap().success());
+    let archive = berth_testsupport::layout_archive(&layout);
     let berthd = Berthd::start(&env, &[]);
     berthd.ok(&env, &["load", archive.to_str().unwrap(), "test/volumes:v1"]);
     let image = "test/volumes:v1";
@@ -801,15 +816,7 @@ fn named_volumes_outlive_containers_and_image_volumes_start_from_the_image() {
 #[test]
 fn an_oom_kill_shows_in_inspect_and_as_an_event() {
     let (env, _registry, berthd, image) = setup("oom-shown");
-    let mut events = Command::new(workspace_bin("berth"))
-        .arg("--socket")
-        .arg(&berthd.socket)
-        .arg("events")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let events = EventsFollower::start(&berthd);
     // 40 MB into a shell variable under a 16 MiB limit: the cgroup's OOM killer ends it.
     let out = berthd
         .berth(&env, &["run", "--name", "hog", "--memory", "16m", &image, "sh", "-c", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ${#x}"]);
@@ -817,8 +824,7 @@ fn an_oom_kill_shows_in_inspect_and_as_an_event() {
     let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "hog"])).unwrap();
     assert_eq!((&inspected["oom_killed"], &inspected["exit_code"]), (&serde_json::json!(true), &serde_json::json!(137)), "{inspected}");
     berthd.ok(&env, &["rm", "hog"]);
-    let _ = events.kill();
-    let printed = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let printed = events.printed();
     assert!(printed.lines().any(|l| l.contains(" oom ") && l.contains("name=hog")), "{printed}");
     drop(berthd);
     env.leak_check();
@@ -833,19 +839,10 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
         config["config"]["Healthcheck"] =
             serde_json::json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 200_000_000u64, "Timeout": 2_000_000_000u64, "Retries": 2});
     });
-    let archive = env.dir.join("health-image.tar");
-    assert!(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap().success());
+    let archive = berth_testsupport::layout_archive(&layout);
     let berthd = Berthd::start(&env, &[]);
     berthd.ok(&env, &["load", archive.to_str().unwrap(), "test/health:v1"]);
-    let mut events = Command::new(workspace_bin("berth"))
-        .arg("--socket")
-        .arg(&berthd.socket)
-        .arg("events")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let events = EventsFollower::start(&berthd);
     let health = |name: &str| -> String {
         let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", name])).unwrap();
         inspected["health"].as_str().unwrap_or("").to_string()
@@ -886,8 +883,7 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(health("unchecked"), "", "no healthcheck, no health");
     berthd.ok(&env, &["rm", "-f", "checked", "flagged", "unchecked"]);
-    let _ = events.kill();
-    let printed = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let printed = events.printed();
     for wanted in ["health_status: unhealthy", "health_status: healthy"] {
         assert!(printed.lines().any(|l| l.contains(wanted) && l.contains("name=checked")), "{wanted} in:\n{printed}");
     }

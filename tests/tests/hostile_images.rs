@@ -3,10 +3,9 @@
 //! berthd reads /etc/passwd. Each is a clear error; berthd's peak RSS grows by less than 64 MiB
 //! and it answers after each.
 
-use berth_testsupport::{busybox_rootfs, host_architecture, tar_of, write_layout, Berthd, LayoutImage, TestEnv};
+use berth_testsupport::{busybox_rootfs, host_architecture, layout_archive, tar_of, write_layout, Berthd, LayoutImage, TestEnv};
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 fn vm_hwm(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -48,13 +47,6 @@ fn load(env: &TestEnv, berthd: &Berthd, archive: &Path) -> (bool, String, u64) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), vm_hwm(pid).saturating_sub(before))
 }
 
-fn archive_of(layout: &Path) -> std::path::PathBuf {
-    let file = layout.with_extension("tar");
-    let status = Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(&file).arg(".").status().unwrap();
-    assert!(status.success());
-    file
-}
-
 #[test]
 fn tar_bombs_and_fifos_from_images_cost_berthd_nothing() {
     let env = TestEnv::new("hostile-images");
@@ -67,7 +59,7 @@ fn tar_bombs_and_fifos_from_images_cost_berthd_nothing() {
             "v1",
             &[LayoutImage { architecture: host_architecture(), layers: vec![bomb(kind)], zstd }],
         );
-        let archive = archive_of(&layout);
+        let archive = layout_archive(&layout);
         std::fs::remove_dir_all(&layout).unwrap();
         let (ok, stderr, grown) = load(&env, &berthd, &archive);
         std::fs::remove_file(&archive).unwrap();
@@ -96,7 +88,7 @@ fn tar_bombs_and_fifos_from_images_cost_berthd_nothing() {
     nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     let layout =
         write_layout(&env.dir.join("fifo"), "v1", &[LayoutImage { architecture: host_architecture(), layers: vec![tar_of(&rootfs)], zstd: false }]);
-    let archive = archive_of(&layout);
+    let archive = layout_archive(&layout);
     berthd.ok(&env, &["load", archive.to_str().unwrap(), "hostile/fifo:v1"]);
     let started = std::time::Instant::now();
     let out = berthd.berth(&env, &["run", "--rm", "-u", "nobody", "hostile/fifo:v1", "true"]);

@@ -29,7 +29,8 @@ pub use leaks::Leaks;
 pub use network::{HostNetwork, NetNs};
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{
-    busybox_layout, busybox_registry, host_architecture, patch_layout_config, tar_of, wait_for_partial_blob, write_layout, LayoutImage, Registry,
+    busybox_layout, busybox_registry, host_architecture, layout_archive, patch_layout_config, tar_of, wait_for_partial_blob, write_layout,
+    LayoutImage, Registry,
 };
 pub use trees::{assert_same_tree, layer_dir};
 

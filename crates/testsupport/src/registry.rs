@@ -178,6 +178,14 @@ pub fn patch_layout_config(layout: &Path, patch: impl FnOnce(&mut serde_json::Va
     std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
 }
 
+/// The layout at `layout` as one tar file beside it (`<layout>.tar`), as `berth load` takes it.
+pub fn layout_archive(layout: &Path) -> PathBuf {
+    let file = layout.with_extension("tar");
+    let status = Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(&file).arg(".").status().expect("run tar");
+    assert!(status.success(), "tar of {}", layout.display());
+    file
+}
+
 /// A tar of `dir` (as `tar -C dir -c .` makes it), for layers made from real trees.
 pub fn tar_of(dir: &Path) -> Vec<u8> {
     let out = Command::new("tar").args(["--numeric-owner", "-C"]).arg(dir).args(["-cf", "-", "."]).output().expect("run tar");

@@ -843,21 +843,21 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
     let berthd = Berthd::start(&env, &[]);
     berthd.ok(&env, &["load", archive.to_str().unwrap(), "test/health:v1"]);
     let events = EventsFollower::start(&berthd);
-    let health = |name: &str| -> String {
+    let health = |berthd: &Berthd, name: &str| -> String {
         let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", name])).unwrap();
         inspected["health"].as_str().unwrap_or("").to_string()
     };
-    let wait_for = |name: &str, wanted: &str| {
+    let wait_for = |berthd: &Berthd, name: &str, wanted: &str| {
         let started = std::time::Instant::now();
-        while health(name) != wanted {
-            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{name} never became {wanted} (is {})", health(name));
+        while health(berthd, name) != wanted {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "{name} never became {wanted} (is {})", health(berthd, name));
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
     berthd.ok(&env, &["run", "-d", "--name", "checked", "test/health:v1", "sleep", "1000"]);
-    wait_for("checked", "unhealthy");
+    wait_for(&berthd, "checked", "unhealthy");
     berthd.ok(&env, &["exec", "checked", "touch", "/tmp/ok"]);
-    wait_for("checked", "healthy");
+    wait_for(&berthd, "checked", "healthy");
     assert!(berthd.ok(&env, &["ps"]).lines().any(|l| l.contains("running (healthy)") && l.ends_with("checked")));
     // Flags over the image's check, and --no-healthcheck.
     berthd.ok(
@@ -878,15 +878,20 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
             "1000",
         ],
     );
-    wait_for("flagged", "unhealthy");
+    wait_for(&berthd, "flagged", "unhealthy");
     berthd.ok(&env, &["run", "-d", "--name", "unchecked", "--no-healthcheck", "test/health:v1", "sleep", "1000"]);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(health("unchecked"), "", "no healthcheck, no health");
-    berthd.ok(&env, &["rm", "-f", "checked", "flagged", "unchecked"]);
+    assert_eq!(health(&berthd, "unchecked"), "", "no healthcheck, no health");
     let printed = events.printed();
     for wanted in ["health_status: unhealthy", "health_status: healthy"] {
         assert!(printed.lines().any(|l| l.contains(wanted) && l.contains("name=checked")), "{wanted} in:\n{printed}");
     }
+    // A new berthd checks the running containers it finds again.
+    berthd.stop();
+    let berthd = Berthd::start(&env, &[]);
+    berthd.ok(&env, &["exec", "checked", "rm", "/tmp/ok"]);
+    wait_for(&berthd, "checked", "unhealthy");
+    berthd.ok(&env, &["rm", "-f", "checked", "flagged", "unchecked"]);
     drop(berthd);
     env.leak_check();
 }

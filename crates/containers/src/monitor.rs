@@ -271,7 +271,9 @@ impl Containers {
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
         }
         recovered.half_created_pods = self.recover_sandboxes().await?;
-        for record in self.table().records().filter(|r| live.contains(&r.id)) {
+        // Collected first: a healthcheck started below takes the table's lock itself.
+        let survivors: Vec<ContainerRecord> = self.table().records().filter(|r| live.contains(&r.id)).collect();
+        for record in survivors {
             match record.state {
                 State::Exited => recovered.exited_meanwhile += 1,
                 _ => {

@@ -561,6 +561,15 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     assert_eq!(berthd.berth(&env, &["run", "--rm", &image, "sh", "-c", "exit 1"]).status.code(), Some(1));
     assert_eq!(berthd.berth(&env, &["run", "--rm", "--memory", "lots", &image, "true"]).status.code(), Some(125), "a bad flag value");
 
+    // The socket from the environment, as docker's and podman's clients take it.
+    for (variable, value) in [("BERTH_HOST", format!("unix://{}", berthd.socket.display())), ("CONTAINER_HOST", berthd.socket.display().to_string())]
+    {
+        let out = env.capture(Command::new(workspace_bin("berth")).args(["ps", "-a"]).env(variable, value).stdin(Stdio::null()));
+        assert!(out.status.success(), "{variable}: {}", text(&out).1);
+    }
+    let remote = env.capture(Command::new(workspace_bin("berth")).arg("ps").env("BERTH_HOST", "tcp://10.0.0.1:2375").stdin(Stdio::null()));
+    assert!(!remote.status.success() && text(&remote).1.contains("unix socket"), "{}", text(&remote).1);
+
     // stop/kill/rm go through every name; the unknown ones are errors, the rest done.
     berthd.ok(&env, &["run", "-d", "--name", "known", &image, "sleep", "100"]);
     let stopped = berthd.berth(&env, &["stop", "-t", "1", "nosuch1", "known", "nosuch2"]);

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "berth", version, about = "berth: run containers from images")]
 struct Cli {
-    /// berthd's socket.
-    #[arg(long, global = true, default_value = berth_api::DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// berthd's socket; else $BERTH_HOST or $CONTAINER_HOST (`unix:///path` or a path, as
+    /// docker's and podman's clients take them), else the default.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,13 +75,31 @@ fn main() {
     }
 }
 
+/// Where berthd listens: `--socket`, $BERTH_HOST, $CONTAINER_HOST, or the default.
+fn socket(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path);
+    }
+    for variable in ["BERTH_HOST", "CONTAINER_HOST"] {
+        let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) else { continue };
+        let value = value.to_string_lossy().into_owned();
+        return match value.strip_prefix("unix://") {
+            Some(path) => Ok(PathBuf::from(path)),
+            None if !value.contains("://") => Ok(PathBuf::from(value)),
+            None => anyhow::bail!("{variable}={value}: berthd listens on a unix socket (unix:///path)"),
+        };
+    }
+    Ok(PathBuf::from(berth_api::DEFAULT_SOCKET))
+}
+
 /// The message berthd gave, not the transport's wrapping of it.
 pub fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let channel = berth_api::connect(&cli.socket).await.with_context(|| format!("connect to berthd at {} (is it running?)", cli.socket.display()))?;
+    let socket = socket(cli.socket)?;
+    let channel = berth_api::connect(&socket).await.with_context(|| format!("connect to berthd at {} (is it running?)", socket.display()))?;
     match cli.command {
         Command::Images(command) => images::run(channel, command).await.map(|()| 0),
         Command::Containers(command) => containers::run(channel, *command).await,

@@ -292,7 +292,8 @@ fn stop_escalates_to_sigkill_after_the_timeout() {
 fn bad_input_is_a_clear_error_and_leaves_nothing() {
     let (env, _registry, berthd, image) = setup("ctr-bad");
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "--rm", "localhost/nosuch:1", "true"], "no such image"),
+        (&["run", "--rm", "--pull", "never", "localhost/nosuch:1", "true"], "no such image"),
+        (&["run", "--rm", "localhost/nosuch:1", "true"], "Connection refused"),
         (&["run", "--rm", "-u", "nosuchuser", &image, "true"], "nosuchuser"),
         (&["run", "--rm", "-u", "4294967296", &image, "true"], "out of range"),
         (&["run", "--rm", "-v", "/nonexistent/berth-src:/data", &image, "true"], "volume source /nonexistent/berth-src does not exist"),

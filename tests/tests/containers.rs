@@ -709,7 +709,8 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_removes_it() {
     // ^C typed at a terminal: the line discipline signals the client, which passes it on.
     let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
     let mut session = Command::new("script")
-        .args(["-qec", &format!("{berth} run --rm --name typed {image} sh -c \"{script}\""), "/dev/null"])
+        // exec: no shell between script and the client, to be signalled too and to die of it.
+        .args(["-qec", &format!("exec {berth} run --rm --name typed {image} sh -c \"{script}\""), "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

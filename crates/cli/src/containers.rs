@@ -247,9 +247,9 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (say 30s, 1m30s, 500ms)"))
 }
 
-/// 0 when not given (the image's or the default then), never 0 when given.
+/// 0 when not given or given as 0: the image's value, or docker's default, as docker takes 0s.
 fn nanos(given: Option<std::time::Duration>) -> u64 {
-    given.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1))
+    given.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {

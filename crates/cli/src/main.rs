@@ -83,11 +83,13 @@ fn socket(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     for variable in ["BERTH_HOST", "CONTAINER_HOST"] {
         let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) else { continue };
         let value = value.to_string_lossy().into_owned();
-        return match value.strip_prefix("unix://") {
-            Some(path) => Ok(PathBuf::from(path)),
-            None if !value.contains("://") => Ok(PathBuf::from(value)),
+        match value.strip_prefix("unix://") {
+            Some(path) => return Ok(PathBuf::from(path)),
+            None if !value.contains("://") => return Ok(PathBuf::from(value)),
+            // podman's variable may name a remote podman (ssh://…): not berth's business.
+            None if variable == "CONTAINER_HOST" => continue,
             None => anyhow::bail!("{variable}={value}: berthd listens on a unix socket (unix:///path)"),
-        };
+        }
     }
     Ok(PathBuf::from(berth_api::DEFAULT_SOCKET))
 }

@@ -93,9 +93,9 @@ pub fn resolve(image: Option<&ImageHealthcheck>, options: &HealthOptions) -> cra
         start_period: or(options.start_period, image.start_period, Duration::ZERO),
         retries: options.retries.unwrap_or(if image.retries == 0 { 3 } else { image.retries }),
     };
-    // docker's floor: a check every millisecond would be an exec storm.
-    if check.interval < Duration::from_millis(10) || check.timeout < Duration::from_millis(10) {
-        return Err(crate::Error::Invalid("health interval and timeout must be at least 10ms".into()));
+    // docker's floor (1 ms); below it a check would be an exec storm.
+    if check.interval < Duration::from_millis(1) || check.timeout < Duration::from_millis(1) {
+        return Err(crate::Error::Invalid("health interval and timeout must be at least 1ms".into()));
     }
     Ok(Some(check))
 }
@@ -104,7 +104,12 @@ impl Containers {
     /// Starts checking the container's health, if it has a check, until it stops running.
     pub(crate) fn check_health(&self, id: &str) {
         let Ok(entry) = self.entry(id) else { return };
-        let Some(check) = entry.borrow().healthcheck.clone() else { return };
+        let (check, started_at) = {
+            let record = entry.borrow();
+            let Some(check) = record.healthcheck.clone() else { return };
+            (check, record.started_at)
+        };
+        drop(entry);
         let (this, id) = (self.clone(), id.to_string());
         let checker = tokio::spawn(async move {
             this.set_health(&id, Health::Starting).await;
@@ -112,7 +117,8 @@ impl Containers {
             let mut failures = 0;
             loop {
                 tokio::time::sleep(check.interval).await;
-                if this.find(&id).map(|r| r.state != State::Running).unwrap_or(true) {
+                // Ended with the run it checks: a new start has a checker of its own.
+                if this.find(&id).map(|r| r.state != State::Running || r.started_at != started_at).unwrap_or(true) {
                     return;
                 }
                 let exec = ExecOptions { args: check.test.clone(), ..Default::default() };
@@ -173,7 +179,7 @@ mod tests {
         assert_eq!(resolve(Some(&exec), &HealthOptions::default()).unwrap().unwrap().test, ["/bin/check", "-q"]);
         let odd = ImageHealthcheck { test: vec!["SHELL?".into()], ..Default::default() };
         assert!(resolve(Some(&odd), &HealthOptions::default()).is_err());
-        let storm = HealthOptions { cmd: Some("true".into()), interval: Some(Duration::from_millis(1)), ..Default::default() };
+        let storm = HealthOptions { cmd: Some("true".into()), interval: Some(Duration::from_micros(100)), ..Default::default() };
         assert!(resolve(None, &storm).is_err());
     }
 }

@@ -71,8 +71,9 @@ impl Containers {
             remove_tree(&bundle)?;
             this.images.snapshots.remove_active(&r.id)?;
             this.images.images.release(&lease_id(&r.id))?;
-            // Its anonymous volumes are its own (named ones outlive it).
-            for volume in r.volumes.iter().filter(|v| v.anonymous) {
+            // Its anonymous volumes are its own (named ones outlive it), unless another container
+            // was given one by name.
+            for volume in r.volumes.iter().filter(|v| v.anonymous && this.volume_users(&v.name).iter().all(|user| *user == r.name)) {
                 match this.volumes.remove(&volume.name) {
                     Err(Error::NoVolume(_)) | Ok(()) => {}
                     Err(e) => return Err(e),

@@ -146,51 +146,69 @@ impl Volumes {
 /// The most directories deep a copy-up goes (an image could nest them past any stack).
 const MAX_DEPTH: usize = 512;
 
-/// Copies the directory `source` into the (empty) directory `dest`, by file descriptor.
+/// Copies the directory `source` into the (empty) directory `dest`, by file descriptor, depth
+/// first: the fds held are two per level, however wide a directory is.
 fn copy_tree(source: OwnedFd, dest: OwnedFd) -> std::io::Result<()> {
-    let mut stack = vec![(source, dest)];
-    while let Some((source, dest)) = stack.pop() {
-        if stack.len() > MAX_DEPTH {
+    let pending = copy_entries(&source, &dest)?;
+    // Per level: the directory pair and the subdirectories of it not copied yet.
+    let mut stack = vec![(source, dest, pending)];
+    loop {
+        let depth = stack.len();
+        let Some((source, dest, pending)) = stack.last_mut() else { break };
+        let Some(name) = pending.pop() else {
+            stack.pop();
+            continue;
+        };
+        if depth > MAX_DEPTH {
             return Err(std::io::Error::other(format!("directories nested more than {MAX_DEPTH} deep")));
         }
-        let mut dir = Dir::from_fd(source.try_clone()?.into_raw_fd())?;
-        for entry in dir.iter() {
-            let entry = entry?;
-            let name = entry.file_name().to_owned();
-            if name.as_bytes() == b"." || name.as_bytes() == b".." {
-                continue;
-            }
-            let stat = fstatat(Some(source.as_raw_fd()), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-            let (uid, gid) = (Some(Uid::from_raw(stat.st_uid)), Some(Gid::from_raw(stat.st_gid)));
-            match kind {
-                SFlag::S_IFDIR => {
-                    mkdirat(Some(dest.as_raw_fd()), name.as_c_str(), Mode::from_bits_truncate(0o700))?;
-                    let open = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                    let from = own(nix::fcntl::openat(Some(source.as_raw_fd()), name.as_c_str(), open, Mode::empty())?);
-                    let to = own(nix::fcntl::openat(Some(dest.as_raw_fd()), name.as_c_str(), open, Mode::empty())?);
-                    copy_metadata(&from, &to)?;
-                    stack.push((from, to));
-                }
-                SFlag::S_IFREG => {
-                    let read = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-                    let from = own(nix::fcntl::openat(Some(source.as_raw_fd()), name.as_c_str(), read, Mode::empty())?);
-                    let write = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                    let to = own(nix::fcntl::openat(Some(dest.as_raw_fd()), name.as_c_str(), write, Mode::from_bits_truncate(0o600))?);
-                    std::io::copy(&mut std::fs::File::from(from.try_clone()?), &mut std::fs::File::from(to.try_clone()?))?;
-                    copy_metadata(&from, &to)?;
-                }
-                SFlag::S_IFLNK => {
-                    let link = nix::fcntl::readlinkat(Some(source.as_raw_fd()), name.as_c_str())?;
-                    symlinkat(link.as_os_str(), Some(dest.as_raw_fd()), name.as_c_str())?;
-                    fchownat(Some(dest.as_raw_fd()), name.as_c_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-                }
-                // Devices, FIFOs and sockets are not data a volume starts with.
-                _ => {}
-            }
-        }
+        let open = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let from = own(nix::fcntl::openat(Some(source.as_raw_fd()), name.as_c_str(), open, Mode::empty())?);
+        let to = own(nix::fcntl::openat(Some(dest.as_raw_fd()), name.as_c_str(), open, Mode::empty())?);
+        copy_metadata(&from, &to)?;
+        let pending = copy_entries(&from, &to)?;
+        stack.push((from, to, pending));
     }
     Ok(())
+}
+
+/// Copies the files and links of `source` into `dest` and makes its subdirectories there (empty);
+/// returns their names, to be copied next.
+fn copy_entries(source: &OwnedFd, dest: &OwnedFd) -> std::io::Result<Vec<std::ffi::CString>> {
+    let mut subdirectories = Vec::new();
+    let mut dir = Dir::from_fd(source.try_clone()?.into_raw_fd())?;
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name().to_owned();
+        if name.as_bytes() == b"." || name.as_bytes() == b".." {
+            continue;
+        }
+        let stat = fstatat(Some(source.as_raw_fd()), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        let (uid, gid) = (Some(Uid::from_raw(stat.st_uid)), Some(Gid::from_raw(stat.st_gid)));
+        match kind {
+            SFlag::S_IFDIR => {
+                mkdirat(Some(dest.as_raw_fd()), name.as_c_str(), Mode::from_bits_truncate(0o700))?;
+                subdirectories.push(name);
+            }
+            SFlag::S_IFREG => {
+                let read = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+                let from = own(nix::fcntl::openat(Some(source.as_raw_fd()), name.as_c_str(), read, Mode::empty())?);
+                let write = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let to = own(nix::fcntl::openat(Some(dest.as_raw_fd()), name.as_c_str(), write, Mode::from_bits_truncate(0o600))?);
+                std::io::copy(&mut std::fs::File::from(from.try_clone()?), &mut std::fs::File::from(to.try_clone()?))?;
+                copy_metadata(&from, &to)?;
+            }
+            SFlag::S_IFLNK => {
+                let link = nix::fcntl::readlinkat(Some(source.as_raw_fd()), name.as_c_str())?;
+                symlinkat(link.as_os_str(), Some(dest.as_raw_fd()), name.as_c_str())?;
+                fchownat(Some(dest.as_raw_fd()), name.as_c_str(), uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            }
+            // Devices, FIFOs and sockets are not data a volume starts with.
+            _ => {}
+        }
+    }
+    Ok(subdirectories)
 }
 
 /// Owner and mode of `from` onto `to`.
@@ -256,8 +274,44 @@ impl crate::Containers {
         Ok(removed)
     }
 
-    fn volume_users(&self, name: &str) -> Vec<String> {
+    pub(crate) fn volume_users(&self, name: &str) -> Vec<String> {
         let table = self.table();
         table.records().filter(|r| r.volumes.iter().any(|v| v.name == name)).map(|r| r.name.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_up_takes_wide_and_deep_trees_and_never_leaves_the_root() {
+        let base = std::env::temp_dir().join(format!("berth-volumes-{}", std::process::id()));
+        let (rootfs, volumes) = (base.join("rootfs"), Volumes::new(base.join("volumes")));
+        // 600 sibling directories (wider than the depth bound), one 40 deep, and a link out.
+        for i in 0..600 {
+            std::fs::create_dir_all(rootfs.join(format!("data/d{i}"))).unwrap();
+            std::fs::write(rootfs.join(format!("data/d{i}/f")), format!("{i}")).unwrap();
+        }
+        let deep: std::path::PathBuf = (0..40).map(|i| format!("n{i}")).collect();
+        std::fs::create_dir_all(rootfs.join("data").join(&deep)).unwrap();
+        std::fs::write(rootfs.join("data").join(&deep).join("leaf"), "deep").unwrap();
+        std::os::unix::fs::symlink("/", rootfs.join("escape")).unwrap();
+        volumes.create("wide").unwrap();
+        volumes.copy_up("wide", &rootfs, "/data").unwrap();
+        let data = volumes.get("wide").unwrap().mountpoint;
+        assert_eq!(std::fs::read_to_string(data.join("d599/f")).unwrap(), "599");
+        assert_eq!(std::fs::read_to_string(data.join(&deep).join("leaf")).unwrap(), "deep");
+        // A target through a link that points out of the root resolves inside it: the root's
+        // own /data, not the host's.
+        volumes.create("linked").unwrap();
+        volumes.copy_up("linked", &rootfs, "/escape/data").unwrap();
+        assert!(volumes.get("linked").unwrap().mountpoint.join("d0/f").exists());
+        // A second copy-up into a volume that has content does nothing.
+        std::fs::remove_file(data.join("d0/f")).unwrap();
+        volumes.copy_up("wide", &rootfs, "/data").unwrap();
+        assert!(!data.join("d0/f").exists());
+        assert!(matches!(volumes.create("../x"), Err(Error::Invalid(_))));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -17,6 +17,10 @@ fn message(info: berth_containers::VolumeInfo, containers: Vec<String>) -> Volum
     Volume { name: info.name, mountpoint: info.mountpoint.display().to_string(), created: info.created, anonymous: info.anonymous, containers }
 }
 
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> berth_containers::Result<T> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Status::internal(e.to_string()))?.map_err(berth_errdefs::status)
+}
+
 #[tonic::async_trait]
 impl volumes_server::Volumes for VolumesService {
     async fn create(&self, request: Request<VolumeRef>) -> Result<Response<Volume>, Status> {
@@ -35,12 +39,16 @@ impl volumes_server::Volumes for VolumesService {
     }
 
     async fn remove(&self, request: Request<VolumeRef>) -> Result<Response<Volume>, Status> {
-        let info = self.containers.remove_volume(&request.into_inner().volume).map_err(berth_errdefs::status)?;
+        let containers = self.containers.clone();
+        let name = request.into_inner().volume;
+        // remove_dir_all of a volume's data: off the async workers.
+        let info = blocking(move || containers.remove_volume(&name)).await?;
         Ok(Response::new(message(info, Vec::new())))
     }
 
     async fn prune(&self, request: Request<PruneVolumesRequest>) -> Result<Response<PruneVolumesResponse>, Status> {
-        let removed = self.containers.prune_volumes(request.into_inner().all).map_err(berth_errdefs::status)?;
+        let (containers, all) = (self.containers.clone(), request.into_inner().all);
+        let removed = blocking(move || containers.prune_volumes(all)).await?;
         Ok(Response::new(PruneVolumesResponse { removed }))
     }
 }

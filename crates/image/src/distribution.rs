@@ -64,6 +64,8 @@ pub enum Access {
 /// One repository on one registry, with the authorization its challenges were answered with.
 pub struct Session {
     http: reqwest::Client,
+    /// For blob uploads (push sessions): no idle timeout (see [`Session::push_blob`]).
+    upload: Option<reqwest::Client>,
     /// `host[:port]/v2/<repository>`, after the scheme.
     base: String,
     /// `https`, or `http` for a registry listed as plain HTTP (or a loopback one that answered
@@ -108,8 +110,19 @@ impl Session {
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal { what: "HTTP client".into(), reason: causes(&e) })?;
+        let upload = match access {
+            Access::Pull => None,
+            Access::Push => Some(
+                reqwest::Client::builder()
+                    .connect_timeout(timeouts.connect)
+                    .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| Error::Internal { what: "HTTP client".into(), reason: causes(&e) })?,
+            ),
+        };
         Ok(Session {
             http,
+            upload,
             base: format!("{host}/v2/{repository}"),
             scheme: Mutex::new(scheme),
             fallback: !plain && is_loopback(host),
@@ -181,10 +194,24 @@ impl Session {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.error(format!("{what}: Location {}", shown(&location))));
         }
+        // The credentials (Basic ones are the password itself) go to the registry that asked
+        // for them, never to another host a Location names.
+        let same_origin = response.url().origin() == url.origin();
         url.query_pairs_mut().append_pair("digest", digest);
+        // reqwest's idle timeout is not reset while a body uploads: this PUT has none, and a
+        // deadline instead that allows the blob at 64 KiB/s at least.
+        let deadline = self.timeouts.request + Duration::from_secs(size / (64 << 10));
         // A streamed body cannot be sent twice: the POST above answered any challenge already.
-        let mut request = self.http.put(url).header(CONTENT_LENGTH, size).header(CONTENT_TYPE, "application/octet-stream").body(body);
-        if let Some(authorization) = self.authorization() {
+        let mut request = self
+            .upload
+            .as_ref()
+            .unwrap_or(&self.http)
+            .put(url)
+            .header(CONTENT_LENGTH, size)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .timeout(deadline);
+        if let Some(authorization) = self.authorization().filter(|_| same_origin) {
             request = request.header(AUTHORIZATION, authorization);
         }
         let response = request.send().await.map_err(|e| self.transport(&what, &e))?;

@@ -15,6 +15,11 @@ use std::io::Read;
 /// The JSON files that describe an archive; everything else is content.
 const DESCRIPTIONS: &[&str] = &["index.json", "manifest.json", "oci-layout", "repositories"];
 
+/// The most files an archive may hold (an image's layers, configs and manifests are far fewer),
+/// and the longest path one may have: what is kept per file stays bounded.
+const MAX_FILES: usize = 100_000;
+const MAX_PATH: usize = 4096;
+
 /// What the archive held, by normalized path.
 struct Contents {
     descriptions: BTreeMap<String, Vec<u8>>,
@@ -30,7 +35,15 @@ fn read_contents(store: &Store, lease: &Lease, reader: impl Read) -> Result<Cont
         if !matches!(entry.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
             continue;
         }
-        let path = String::from_utf8_lossy(&entry.path_bytes()).trim_start_matches("./").to_string();
+        let raw = entry.path_bytes();
+        if raw.len() > MAX_PATH {
+            return Err(Error::TooLarge { what: "a path in the archive".into(), limit: MAX_PATH as u64 });
+        }
+        let path = String::from_utf8_lossy(&raw).trim_start_matches("./").to_string();
+        drop(raw);
+        if contents.files.len() + contents.descriptions.len() >= MAX_FILES {
+            return Err(Error::TooLarge { what: "the archive's file count".into(), limit: MAX_FILES as u64 });
+        }
         let size = entry.header().size().unwrap_or(u64::MAX);
         if DESCRIPTIONS.contains(&path.as_str()) {
             // Refused by the size the header claims, before reading it.

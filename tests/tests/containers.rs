@@ -642,13 +642,7 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
 #[test]
 fn a_huge_command_does_not_break_listing_or_inspecting() {
     let (env, _registry, berthd, image) = setup("huge-command");
-    let pid = berthd.child.id();
-    let peak = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
-    };
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-    let before = peak();
+    let peak = berth_testsupport::PeakRss::start(berthd.child.id());
     // Two containers whose commands are 200,000 arguments of 10 bytes each: either fits a
     // request, both together are over the transport's 4 MiB limit on one list answer.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -671,7 +665,7 @@ fn a_huge_command_does_not_break_listing_or_inspecting() {
     assert!(shown.len() < 5000 && shown.last().unwrap().as_str().unwrap().ends_with('…'), "{} arguments shown", shown.len());
     let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "huge1"])).unwrap();
     assert_eq!(inspected["name"], "huge1");
-    let grown = peak().saturating_sub(before);
+    let grown = peak.grown_kib();
     eprintln!("two 2.4 MB commands created, listed and inspected: berthd's peak RSS +{grown} KiB");
     assert!(grown < 64 << 10, "berthd's peak RSS grew by {grown} KiB");
     berthd.ok(&env, &["rm", "huge1", "huge2"]);

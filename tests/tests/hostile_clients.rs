@@ -2,16 +2,9 @@
 //! their clients hold nothing afterwards, reading a large log costs bounded memory however many
 //! read it at once, SIGHUP does not stop berthd, and label keys are names.
 
-use berth_testsupport::{busybox_registry, workspace_bin, Berthd, TestEnv};
+use berth_testsupport::{busybox_registry, proc_status as status, workspace_bin, Berthd, PeakRss, TestEnv};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A field of /proc/<pid>/status (the number, in KiB for sizes).
-fn status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
@@ -60,14 +53,13 @@ fn abandoned_calls_hold_nothing_and_large_logs_cost_bounded_memory() {
     }
 
     // Ten whole reads of the log at once: each streams it in batches.
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-    let before = status(pid, "VmHWM:");
+    let peak = PeakRss::start(pid);
     let outputs: Vec<_> = (0..10).map(|i| env.dir.join(format!("logs-{i}.out"))).collect();
     let readers: Vec<_> = outputs.iter().map(|out| berth(&berthd, &["logs", "chatty"], std::fs::File::create(out).unwrap().into())).collect();
     for mut reader in readers {
         assert!(reader.wait().unwrap().success());
     }
-    let grown = status(pid, "VmHWM:").saturating_sub(before);
+    let grown = peak.grown_kib();
     for out in &outputs {
         // The rotation keeps the newest 16 to 32 MiB; each reader got all of what was kept.
         let len = std::fs::metadata(out).unwrap().len();

@@ -3,14 +3,9 @@
 //! berthd reads /etc/passwd. Each is a clear error; berthd's peak RSS grows by less than 64 MiB
 //! and it answers after each.
 
-use berth_testsupport::{busybox_rootfs, host_architecture, layout_archive, tar_of, write_layout, Berthd, LayoutImage, TestEnv};
+use berth_testsupport::{busybox_rootfs, host_architecture, layout_archive, tar_of, write_layout, Berthd, LayoutImage, PeakRss, TestEnv};
 use std::io::Write;
 use std::path::Path;
-
-fn vm_hwm(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
-}
 
 /// A ustar header block for `name` of `kind` claiming `size` bytes.
 fn header(name: &str, kind: u8, size: u64) -> [u8; 512] {
@@ -40,11 +35,9 @@ fn bomb(kind: u8) -> Vec<u8> {
 
 /// `berth load` of `archive`: (success, stderr, berthd's peak RSS growth in KiB).
 fn load(env: &TestEnv, berthd: &Berthd, archive: &Path) -> (bool, String, u64) {
-    let pid = berthd.child.id();
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-    let before = vm_hwm(pid);
+    let peak = PeakRss::start(berthd.child.id());
     let out = berthd.berth(env, &["load", archive.to_str().unwrap(), "hostile/image:v1"]);
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), vm_hwm(pid).saturating_sub(before))
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), peak.grown_kib())
 }
 
 #[test]

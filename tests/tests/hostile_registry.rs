@@ -2,16 +2,11 @@
 //! when it stalls, and show its words safely; berthd's peak memory stays put and it answers after
 //! each attack (THREAT_MODEL.md, class 1).
 
-use berth_testsupport::{busybox_registry, host_architecture, tar_of, write_layout, Attack, Berthd, HostileRegistry, LayoutImage, Registry, TestEnv};
+use berth_testsupport::{
+    busybox_registry, host_architecture, tar_of, write_layout, Attack, Berthd, HostileRegistry, LayoutImage, PeakRss, Registry, TestEnv,
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A field of /proc/<pid>/status, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 /// `berth pull` of `reference`, killed if it outlives `deadline`: (success, stderr, how long).
 fn pull(env: &TestEnv, berthd: &Berthd, reference: &str, deadline: Duration) -> (bool, String, Duration) {
@@ -65,11 +60,9 @@ fn a_hostile_registry_neither_grows_nor_hangs_berthd() {
     ];
     for (attack, expected) in attacks {
         hostile.set(attack);
-        // Peak RSS reset to the current RSS: what the attack adds is what VmHWM gains.
-        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-        let before = status_kib(pid, "VmHWM:");
+        let peak = PeakRss::start(pid);
         let (ok, stderr, took) = pull(&env, &berthd, &reference, Duration::from_secs(60));
-        let grown = status_kib(pid, "VmHWM:").saturating_sub(before);
+        let grown = peak.grown_kib();
         assert!(!ok && stderr.contains(expected), "{attack:?}: expected an error with {expected:?}, got {stderr:?}");
         assert!(grown < 64 << 10, "{attack:?}: berthd's peak RSS grew by {grown} KiB");
         // One line, without the registry's control characters, and short.

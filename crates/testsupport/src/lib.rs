@@ -16,6 +16,7 @@ mod console;
 mod hostile_registry;
 mod leaks;
 mod network;
+mod peak_rss;
 mod proxy;
 mod registry;
 mod trees;
@@ -27,6 +28,7 @@ pub use console::ConsoleSocket;
 pub use hostile_registry::{Attack, HostileRegistry};
 pub use leaks::Leaks;
 pub use network::{HostNetwork, NetNs};
+pub use peak_rss::{proc_status, PeakRss};
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{
     busybox_layout, busybox_registry, host_architecture, layout_archive, patch_layout_config, tar_of, wait_for_partial_blob, write_layout,

@@ -1145,3 +1145,101 @@ async fn recursive_read_only_mounts_reach_the_mounts_below() {
     drop(berthd);
     env.leak_check();
 }
+
+/// `hostUsers: false`: a pod in a user namespace of its own (with a shared PID namespace, so
+/// berth's infra is in it too). Its root is root only inside: the image's files, its /etc files
+/// and an idmapped volume are its own, what it writes belongs to its host uid, and the host's
+/// root is nobody there. The modes and mappings Kubernetes never sends are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_in_a_user_namespace_is_root_only_inside() {
+    let (env, _registry, berthd, mut cri, image) = setup("cri-userns").await;
+    let status = cri.runtime.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let default = status.runtime_handlers.iter().find(|h| h.name.is_empty()).unwrap();
+    assert!(default.features.unwrap().user_namespaces, "berth-oci on ext4 runs pods in user namespaces");
+    cri.pull(&image).await;
+    let range = IdMapping { container_id: 0, host_id: 200_000, length: 65536 };
+    let userns = |mode: NamespaceMode, ids: Vec<IdMapping>| NamespaceOption {
+        pid: NamespaceMode::Pod as i32,
+        userns_options: Some(UserNamespace { mode: mode as i32, uids: ids.clone(), gids: ids }),
+        ..Default::default()
+    };
+    let plain_pod_config = pod_config(&env, "plain");
+    let mut pod_config = pod_config(&env, "userns");
+    pod_config.linux.get_or_insert_with(Default::default).security_context =
+        Some(LinuxSandboxSecurityContext { namespace_options: Some(userns(NamespaceMode::Pod, vec![range])), ..Default::default() });
+
+    // What Kubernetes never sends: refused before anything is made.
+    let wrong = [
+        userns(NamespaceMode::Pod, vec![range, IdMapping { container_id: 0, host_id: 300_000, length: 65536 }]),
+        userns(NamespaceMode::Pod, vec![IdMapping { container_id: 1, ..range }]),
+        userns(NamespaceMode::Pod, vec![IdMapping { host_id: 0, ..range }]),
+        userns(NamespaceMode::Container, vec![]),
+        userns(NamespaceMode::Target, vec![]),
+    ];
+    for options in wrong {
+        let mut config = pod_config.clone();
+        config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options = Some(options.clone());
+        let refused = cri.runtime.run_pod_sandbox(RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{options:?}: {refused:?}");
+    }
+    assert!(cri.pods().await.is_empty());
+
+    let volume = env.dir.join("userns-volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("from-host"), "hi").unwrap();
+    let mount = Mount {
+        container_path: "/vol".into(),
+        host_path: volume.display().to_string(),
+        uid_mappings: vec![range],
+        gid_mappings: vec![range],
+        ..Default::default()
+    };
+    // An idmapped volume only where there is a user namespace to map to.
+    let plain = cri.run_pod(&plain_pod_config).await;
+    let mut idmapped = container_config(&image, "idmapped", &["true"]);
+    idmapped.mounts = vec![mount.clone()];
+    assert_eq!(cri.create(&plain, &plain_pod_config, idmapped).await.unwrap_err().code(), Code::InvalidArgument);
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: plain }).await.unwrap();
+
+    let pod = cri.run_pod(&pod_config).await;
+    let mut config = container_config(&image, "app", &["sleep", "300"]);
+    config.mounts = vec![mount];
+    config.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            namespace_options: Some(userns(NamespaceMode::Pod, vec![range])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let container = cri.create(&pod, &pod_config, config).await.unwrap();
+    cri.start(&container).await;
+    let uid_map = text(&cri.exec(&container, &["cat", "/proc/self/uid_map"]).await.stdout);
+    assert_eq!(uid_map.split_whitespace().collect::<Vec<_>>(), ["0", "200000", "65536"]);
+    let owners = cri.exec(&container, &["stat", "-c", "%u:%g %n", "/", "/bin/busybox", "/etc/hosts", "/vol/from-host", "/proc/1"]).await;
+    assert_eq!(text(&owners.stdout), "0:0 /\n0:0 /bin/busybox\n0:0 /etc/hosts\n0:0 /vol/from-host\n0:0 /proc/1", "{}", text(&owners.stderr));
+    let init = text(&cri.exec(&container, &["cat", "/proc/1/cmdline"]).await.stdout);
+    assert!(init.contains("--infra"), "berth's infra shares the pod's PID namespace: {init:?}");
+    let wrote = cri.exec(&container, &["sh", "-c", "echo x > /made && echo y > /vol/made && mkdir /tmp/d && id -u"]).await;
+    assert_eq!((wrote.exit_code, text(&wrote.stdout)), (0, "0".to_string()), "{}", text(&wrote.stderr));
+    use std::os::unix::fs::MetadataExt;
+    let owner = |path: &std::path::Path| std::fs::metadata(path).map(|m| (m.uid(), m.gid())).unwrap();
+    assert_eq!(owner(&volume.join("made")), (0, 0), "the idmapped volume maps the pod's root back to the host's");
+    // The writable layer holds what the pod's root made, as 200000 on the host.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let rootfs = mountinfo.lines().find(|l| l.split_whitespace().nth(4).is_some_and(|m| m.ends_with(&format!("{container}/rootfs")))).unwrap();
+    let upper = rootfs.split(',').find_map(|o| o.strip_prefix("upperdir=")).unwrap();
+    assert_eq!(owner(&std::path::Path::new(upper).join("made")), (200_000, 200_000), "the pod's root is 200000 on the host");
+    let infra_pid = std::fs::read_to_string(berthd.state.join("containers").join(&pod).join("infra.pid")).unwrap();
+    assert_eq!(owner(&std::path::Path::new("/proc").join(infra_pid.trim())), (200_000, 200_000), "berth's infra is the pod's root too");
+    // The host's root is nobody in there: a file only it may read stays closed.
+    std::fs::write(volume.join("secret"), "s").unwrap();
+    std::os::unix::fs::chown(volume.join("secret"), Some(300_000), Some(300_000)).unwrap();
+    std::fs::set_permissions(volume.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let secret = cri.exec(&container, &["cat", "/vol/secret"]).await;
+    assert_ne!(secret.exit_code, 0, "a host uid outside the pod's range is out of its reach");
+
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}

@@ -99,7 +99,7 @@ impl Containers {
         let dir = bundle.clone();
         blocking(move || {
             make_dir(&dir)?;
-            pod_namespaces::pin(&dir, &[PodNamespace::Net], "")
+            pod_namespaces::pin(&dir, &[PodNamespace::Net], "", None)
         })
         .await?;
         let mappings: Vec<serde_json::Value> = request

@@ -194,7 +194,7 @@ impl Containers {
         let bundle = self.bundle_dir(&record.id);
         make_dir(&bundle)?;
         let rootfs = bundle.join("rootfs");
-        crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs)?;
+        crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs, self.rootfs_idmap(record)?.as_ref())?;
         let volumes = self.prepare_volumes(record, &rootfs)?;
         let context = SpecContext {
             id: &record.id,
@@ -205,6 +205,17 @@ impl Containers {
             volumes: &volumes,
         };
         crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)
+    }
+
+    /// How the container's root filesystem is idmapped: through its pod's user namespace, if
+    /// the pod has one.
+    pub(crate) fn rootfs_idmap(&self, record: &ContainerRecord) -> Result<Option<crate::rootfs::Idmap>> {
+        let Some(key) = &record.sandbox else { return Ok(None) };
+        let sandbox = self.find_sandbox(key)?;
+        let root = sandbox.config.user_namespace.as_ref().map(crate::UserNamespace::root);
+        Ok(root
+            .zip(self.sandbox_namespace(&sandbox, crate::pod_namespaces::PodNamespace::User))
+            .map(|(root, userns)| crate::rootfs::Idmap { userns, root }))
     }
 
     /// Its volumes made where missing and, when empty, filled from the image: (use, directory).

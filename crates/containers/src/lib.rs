@@ -42,6 +42,7 @@ pub mod spec_opts;
 mod state_machine_tests;
 mod stats;
 pub mod table;
+pub mod user_namespace;
 pub mod volumes;
 
 pub use container_network::{ContainerNetwork, NetworkService};
@@ -54,6 +55,7 @@ pub use networks::NetworkInfo;
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
 pub use sandbox::{DnsConfig, PortMapping, SandboxConfig, SandboxRecord, SandboxState};
+pub use user_namespace::{IdRange, UserNamespace};
 pub use volumes::{VolumeInfo, VolumeUse};
 
 pub(crate) fn now_ns() -> u64 {

@@ -50,10 +50,11 @@ impl Containers {
         // Its active snapshot remembers the layers (which the container's lease keeps), so the
         // image's name may have moved on meanwhile.
         let (this, id) = (self.clone(), record.id.clone());
+        let idmap = self.rootfs_idmap(record)?;
         blocking(move || {
             let target = this.bundle_dir(&id).join("rootfs");
             unmount(&target)?;
-            crate::rootfs::mount(&this.images.snapshots.mounts(&id)?, &target)
+            crate::rootfs::mount(&this.images.snapshots.mounts(&id)?, &target, idmap.as_ref())
         })
         .await?;
         let pid = self.launch_and_create(record).await?;

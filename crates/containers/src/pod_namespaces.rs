@@ -6,6 +6,7 @@
 //!
 //! A dedicated thread, not one of tokio's pools: unshare changes the calling thread for good.
 
+use crate::user_namespace::UserNamespace;
 use crate::{Error, Result};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
@@ -20,6 +21,8 @@ pub enum PodNamespace {
     Uts,
     /// Shared by the pod's containers only with the pod's infra process as its init.
     Pid,
+    /// A pod's own user namespace ([`crate::user_namespace`]), owner of its other namespaces.
+    User,
 }
 
 impl PodNamespace {
@@ -29,6 +32,7 @@ impl PodNamespace {
             PodNamespace::Ipc => "ipc",
             PodNamespace::Uts => "uts",
             PodNamespace::Pid => "pid",
+            PodNamespace::User => "user",
         }
     }
 
@@ -38,6 +42,7 @@ impl PodNamespace {
             PodNamespace::Ipc => CloneFlags::CLONE_NEWIPC,
             PodNamespace::Uts => CloneFlags::CLONE_NEWUTS,
             PodNamespace::Pid => CloneFlags::CLONE_NEWPID,
+            PodNamespace::User => CloneFlags::CLONE_NEWUSER,
         }
     }
 }
@@ -48,47 +53,87 @@ pub fn pin_path(dir: &Path, kind: PodNamespace) -> PathBuf {
 }
 
 /// New namespaces of `kinds`, pinned under `dir/ns/`; `hostname` set in a new UTS namespace.
+/// With `user`, they are made in (and owned by) a new user namespace with its maps, pinned too.
 /// On failure nothing stays pinned.
-pub fn pin(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Result<()> {
-    if kinds.is_empty() {
+pub fn pin(dir: &Path, kinds: &[PodNamespace], hostname: &str, user: Option<&UserNamespace>) -> Result<()> {
+    if kinds.is_empty() && user.is_none() {
         return Ok(());
     }
     let ns_dir = dir.join("ns");
     std::fs::create_dir_all(&ns_dir).map_err(|e| Error::io("create", &ns_dir, e))?;
-    let (dir_owned, kinds_owned, hostname) = (dir.to_path_buf(), kinds.to_vec(), hostname.to_string());
-    let pinned = std::thread::Builder::new()
-        .name("pod-namespaces".into())
-        .spawn(move || pin_in_this_thread(&dir_owned, &kinds_owned, &hostname))
-        .map_err(|e| Error::io("start a thread for", dir, e))?
-        .join()
-        .map_err(|_| Error::Invalid("the namespace thread panicked".into()))?;
+    let pinned = match user {
+        None => in_a_thread(dir, kinds, hostname, pin_in_this_thread),
+        Some(user) => pin_in_user_namespace(dir, kinds, hostname, user),
+    };
     if pinned.is_err() {
         let _ = unpin(dir);
     }
     pinned
 }
 
+/// Runs `f` on a thread of its own, which the setns/unshare calls in it change for good.
+fn in_a_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str, f: fn(&Path, &[PodNamespace], &str) -> Result<()>) -> Result<()> {
+    let (dir_owned, kinds_owned, hostname) = (dir.to_path_buf(), kinds.to_vec(), hostname.to_string());
+    std::thread::Builder::new()
+        .name("pod-namespaces".into())
+        .spawn(move || f(&dir_owned, &kinds_owned, &hostname))
+        .map_err(|e| Error::io("start a thread for", dir, e))?
+        .join()
+        .map_err(|_| Error::Invalid("the namespace thread panicked".into()))?
+}
+
+/// A child cloned into the user namespace and `kinds` at once holds them while they are pinned;
+/// then a thread of ours enters the UTS and network ones (root on the host may: it owns every
+/// user namespace) to set the hostname and bring loopback up.
+fn pin_in_user_namespace(dir: &Path, kinds: &[PodNamespace], hostname: &str, user: &UserNamespace) -> Result<()> {
+    let flags = kinds.iter().fold(CloneFlags::empty(), |all, k| all | k.flag());
+    crate::user_namespace::with_new_namespaces(user, flags.bits(), |pid| {
+        for kind in kinds.iter().chain([&PodNamespace::User]) {
+            bind_pin(&format!("/proc/{pid}/ns/{}", kind.name()), &pin_path(dir, *kind))?;
+        }
+        Ok(())
+    })?;
+    in_a_thread(dir, kinds, hostname, configure_pinned)
+}
+
+fn configure_pinned(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Result<()> {
+    for kind in [PodNamespace::Uts, PodNamespace::Net].into_iter().filter(|k| kinds.contains(k)) {
+        let pin = pin_path(dir, kind);
+        let file = std::fs::File::open(&pin).map_err(|e| Error::io("open", &pin, e))?;
+        nix::sched::setns(file, kind.flag()).map_err(|e| Error::io("enter the namespace pinned at", &pin, e.into()))?;
+        set_up(dir, kind, hostname)?;
+    }
+    Ok(())
+}
+
+/// What a fresh namespace of ours needs: the pod's hostname, loopback up.
+fn set_up(dir: &Path, kind: PodNamespace, hostname: &str) -> Result<()> {
+    match kind {
+        PodNamespace::Uts => nix::unistd::sethostname(hostname).map_err(|e| Error::Invalid(format!("hostname {hostname:?}: {e}"))),
+        PodNamespace::Net => berth_sys::loopback_up().map_err(|e| Error::io("bring up loopback for", dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Bind-mounts the namespace file `source` (a /proc path) onto a new file at `pin`.
+fn bind_pin(source: &str, pin: &Path) -> Result<()> {
+    std::fs::File::create(pin).map_err(|e| Error::io("create", pin, e))?;
+    nix::mount::mount(Some(source), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::io("pin a namespace at", pin, e.into()))
+}
+
 fn pin_in_this_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Result<()> {
     let flags = kinds.iter().fold(CloneFlags::empty(), |all, k| all | k.flag());
     nix::sched::unshare(flags).map_err(|e| Error::io("unshare the pod's namespaces in", dir, e.into()))?;
-    if kinds.contains(&PodNamespace::Uts) {
-        nix::unistd::sethostname(hostname).map_err(|e| Error::Invalid(format!("hostname {hostname:?}: {e}")))?;
-    }
-    if kinds.contains(&PodNamespace::Net) {
-        berth_sys::loopback_up().map_err(|e| Error::io("bring up loopback for", dir, e))?;
-    }
     for kind in kinds {
-        let pin = pin_path(dir, *kind);
-        std::fs::File::create(&pin).map_err(|e| Error::io("create", &pin, e))?;
-        let source = format!("/proc/thread-self/ns/{}", kind.name());
-        nix::mount::mount(Some(source.as_str()), &pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::io("pin a namespace at", &pin, e.into()))?;
+        set_up(dir, *kind, hostname)?;
+        bind_pin(&format!("/proc/thread-self/ns/{}", kind.name()), &pin_path(dir, *kind))?;
     }
     Ok(())
 }
 
 /// Starts berth's infra process (`berth-shim --infra`) as the init of a new PID namespace, pins
-/// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`.
+/// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`. The infra enters the
+/// pod's user namespace first when one is pinned there, so that one owns the PID namespace.
 pub fn start_infra(dir: &Path, shim: &Path) -> Result<i32> {
     let output = std::process::Command::new(shim).arg("--infra").arg(dir).output().map_err(|e| Error::io("run", shim, e))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -99,11 +144,7 @@ pub fn start_infra(dir: &Path, shim: &Path) -> Result<i32> {
     let pinned = (|| {
         let ns_dir = dir.join("ns");
         std::fs::create_dir_all(&ns_dir).map_err(|e| Error::io("create", &ns_dir, e))?;
-        let pin = pin_path(dir, PodNamespace::Pid);
-        std::fs::File::create(&pin).map_err(|e| Error::io("create", &pin, e))?;
-        let source = format!("/proc/{pid}/ns/pid");
-        nix::mount::mount(Some(source.as_str()), &pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::io("pin the pod's PID namespace at", &pin, e.into()))?;
+        bind_pin(&format!("/proc/{pid}/ns/pid"), &pin_path(dir, PodNamespace::Pid))?;
         std::fs::write(dir.join("infra.pid"), pid.to_string()).map_err(|e| Error::io("write", &dir.join("infra.pid"), e))
     })();
     if let Err(e) = pinned {

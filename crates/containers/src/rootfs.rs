@@ -1,19 +1,32 @@
 //! A container's root filesystem: its active snapshot (the image's layers under the container's
 //! own writable layer), mounted at `<bundle>/rootfs` from the mounts the snapshotter describes.
 //! The committed snapshots are never written to; removing the container removes only its active
-//! snapshot.
+//! snapshot. A container of a pod with a user namespace sees the layers through idmapped mounts
+//! ([`Idmap`]), as containerd does: nothing of the image is copied or chowned.
 
 use crate::{Error, Result};
 use berth_image::snapshots::Mount;
+use berth_sys::mount_api;
 use nix::mount::MsFlags;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Performs `mounts` on `target` (created if missing), in order.
-pub fn mount(mounts: &[Mount], target: &Path) -> Result<()> {
+/// A pod's user namespace as its containers' root filesystems see it: the image's layers
+/// idmapped through it (a file root owns is its root's), the writable layer owned by its root.
+pub struct Idmap {
+    /// Where the user namespace is pinned.
+    pub userns: PathBuf,
+    /// The host uid and gid of its root.
+    pub root: (u32, u32),
+}
+
+/// Performs `mounts` on `target` (created if missing), in order; an overlay through `idmap`
+/// when there is one.
+pub fn mount(mounts: &[Mount], target: &Path, idmap: Option<&Idmap>) -> Result<()> {
     std::fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
     for m in mounts {
         let flag = |name: &str| m.options.iter().any(|o| o == name);
         let result = match m.kind.as_str() {
+            "overlay" if idmap.is_some() => idmapped_overlay(&m.options, target, idmap.expect("checked")),
             "overlay" => {
                 let data = m.options.join(",");
                 nix::mount::mount(Some(m.source.as_str()), target, Some("overlay"), MsFlags::empty(), Some(data.as_str())).map_err(|e| match e {
@@ -26,6 +39,10 @@ pub fn mount(mounts: &[Mount], target: &Path) -> Result<()> {
                 })
             }
             "bind" => {
+                // An image without layers: only the writable layer, which the pod's root owns.
+                if let Some((uid, gid)) = idmap.map(|i| i.root) {
+                    std::os::unix::fs::lchown(&m.source, Some(uid), Some(gid)).map_err(|e| Error::io("chown", Path::new(&m.source), e))?;
+                }
                 let recursive = if flag("rbind") { MsFlags::MS_REC } else { MsFlags::empty() };
                 let bind = |flags| nix::mount::mount(Some(m.source.as_str()), target, None::<&str>, MsFlags::MS_BIND | flags, None::<&str>);
                 bind(recursive)
@@ -40,6 +57,45 @@ pub fn mount(mounts: &[Mount], target: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The overlay with each lower layer idmapped: a layer is cloned, idmapped and attached under
+/// `<target>.idmapped/<n>` only long enough for overlayfs to take it (it keeps a private clone),
+/// then detached; the upper directory is chowned to the pod's root. Needs Linux 5.19
+/// (overlayfs on idmapped layers) and a filesystem that takes idmapped mounts.
+fn idmapped_overlay(options: &[String], target: &Path, idmap: &Idmap) -> Result<()> {
+    use std::os::fd::AsFd;
+    let userns = std::fs::File::open(&idmap.userns).map_err(|e| Error::io("open the user namespace at", &idmap.userns, e))?;
+    let staging = PathBuf::from(format!("{}.idmapped", target.display()));
+    let lowers: Vec<&str> = options.iter().find_map(|o| o.strip_prefix("lowerdir=")).map(|l| l.split(':').collect()).unwrap_or_default();
+    let mut staged = Vec::new();
+    let mounted = (|| {
+        for (n, lower) in lowers.iter().enumerate() {
+            let at = staging.join(n.to_string());
+            std::fs::create_dir_all(&at).map_err(|e| Error::io("create", &at, e))?;
+            let explain = |e: std::io::Error| {
+                let hint = if e.raw_os_error() == Some(libc::EINVAL) { " (the filesystem does not take idmapped mounts)" } else { "" };
+                Error::Invalid(format!("idmap the layer {lower} for a pod's user namespace: {e}{hint}"))
+            };
+            let tree = mount_api::clone_tree(Path::new(lower), false).map_err(explain)?;
+            mount_api::set_tree_attr(tree.as_fd(), mount_api::MOUNT_ATTR_IDMAP, Some(userns.as_fd()), false).map_err(explain)?;
+            let dir = std::fs::File::open(&at).map_err(|e| Error::io("open", &at, e))?;
+            mount_api::move_mount(tree.as_fd(), dir.as_fd()).map_err(|e| Error::io("attach an idmapped layer at", &at, e))?;
+            staged.push(at);
+        }
+        if let Some(upper) = options.iter().find_map(|o| o.strip_prefix("upperdir=")) {
+            std::os::unix::fs::lchown(upper, Some(idmap.root.0), Some(idmap.root.1)).map_err(|e| Error::io("chown", Path::new(upper), e))?;
+        }
+        let lowerdir = format!("lowerdir={}", staged.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"));
+        let data: Vec<&str> = options.iter().map(|o| if o.starts_with("lowerdir=") { lowerdir.as_str() } else { o.as_str() }).collect();
+        nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.join(",").as_str()))
+            .map_err(|e| Error::io("mount the idmapped overlay at", target, std::io::Error::from(e)))
+    })();
+    for at in &staged {
+        let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    mounted
 }
 
 /// Unmounts `target` if something is mounted there (detaching if busy).

@@ -9,6 +9,7 @@
 use crate::manager::{blocking, Containers};
 use crate::pod_namespaces::{self, PodNamespace};
 use crate::record::{short, Change};
+use crate::user_namespace::UserNamespace;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,6 +77,9 @@ pub struct SandboxConfig {
     /// Namespaced sysctls only (see [`check_sysctl`]), applied in every container of the pod.
     #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
+    /// A user namespace of the pod's own (`hostUsers: false`); None: the node's.
+    #[serde(default)]
+    pub user_namespace: Option<UserNamespace>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +132,12 @@ impl SandboxConfig {
         for (name, value) in &self.sysctls {
             check_sysctl(name, value, self.host_network, self.host_ipc)?;
         }
+        if let Some(user) = &self.user_namespace {
+            user.check()?;
+            if self.host_network || self.host_ipc || self.host_pid {
+                return Err(Error::Invalid("a pod with a user namespace cannot use the node's network, IPC or PID namespace".into()));
+            }
+        }
         if let Some(dns) = &self.dns {
             if dns.servers.iter().chain(&dns.searches).chain(&dns.options).any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
                 return Err(Error::Invalid("DNS servers, searches and options are single words".into()));
@@ -162,6 +172,9 @@ impl SandboxConfig {
 impl Containers {
     pub async fn create_sandbox(&self, config: SandboxConfig) -> Result<SandboxRecord> {
         config.check()?;
+        if config.user_namespace.is_some() && !self.user_namespaces_supported() {
+            return Err(Error::Invalid(format!("user namespaces for pods: {} does not take idmapped mounts", self.paths.data.display())));
+        }
         let record =
             SandboxRecord { id: crate::create::random_id()?, config, state: SandboxState::Creating, created_at: crate::now_ns(), ips: Vec::new() };
         {
@@ -180,7 +193,7 @@ impl Containers {
         let (dir, config, shim) = (self.sandbox_dir(&record.id), record.config.clone(), self.binaries.shim.clone());
         let made = blocking(move || {
             crate::manager::make_dir(&dir)?;
-            pod_namespaces::pin(&dir, &config.namespaces(), &config.hostname())?;
+            pod_namespaces::pin(&dir, &config.namespaces(), &config.hostname(), config.user_namespace.as_ref())?;
             if config.share_pid && !config.host_pid {
                 pod_namespaces::start_infra(&dir, &shim)?;
             }
@@ -233,6 +246,13 @@ impl Containers {
         }
     }
 
+    /// Whether pods may have user namespaces here: the filesystem of berth's data directory (the
+    /// image layers) takes idmapped mounts. Tried once per process.
+    pub fn user_namespaces_supported(&self) -> bool {
+        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SUPPORTED.get_or_init(|| crate::user_namespace::idmap_supported(&self.paths.data))
+    }
+
     /// The pod's directory: its namespace pins and /etc files.
     pub fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.bundle_dir(id)
@@ -241,7 +261,9 @@ impl Containers {
     /// Where the pod's namespace of `kind` is pinned, if it has one of its own.
     pub fn sandbox_namespace(&self, sandbox: &SandboxRecord, kind: PodNamespace) -> Option<PathBuf> {
         let c = &sandbox.config;
-        let own = c.namespaces().contains(&kind) || (kind == PodNamespace::Pid && c.share_pid && !c.host_pid);
+        let own = c.namespaces().contains(&kind)
+            || (kind == PodNamespace::Pid && c.share_pid && !c.host_pid)
+            || (kind == PodNamespace::User && c.user_namespace.is_some());
         own.then(|| pod_namespaces::pin_path(&self.sandbox_dir(&sandbox.id), kind))
     }
 
@@ -341,7 +363,8 @@ impl Containers {
                 let dir = self.sandbox_dir(&sandbox.id);
                 let c = &sandbox.config;
                 let infra_gone = c.share_pid && !c.host_pid && pod_namespaces::infra_pid(&dir).is_none();
-                if infra_gone || !c.namespaces().iter().all(|kind| pod_namespaces::is_pinned(&dir, *kind)) {
+                let user_gone = c.user_namespace.is_some() && !pod_namespaces::is_pinned(&dir, PodNamespace::User);
+                if infra_gone || user_gone || !c.namespaces().iter().all(|kind| pod_namespaces::is_pinned(&dir, *kind)) {
                     self.set_sandbox_state(&sandbox.id, SandboxState::NotReady).await?;
                 }
             }
@@ -406,6 +429,10 @@ fn write_etc_files(dir: &Path, config: &SandboxConfig) -> Result<()> {
     for (name, text) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))?;
+        // The pod's root owns them, as root owns them in any other pod (containerd does the same).
+        if let Some((uid, gid)) = config.user_namespace.as_ref().map(UserNamespace::root) {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(|e| Error::io("chown", &path, e))?;
+        }
     }
     Ok(())
 }

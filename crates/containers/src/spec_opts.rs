@@ -7,10 +7,10 @@
 //! fails with [`Error::Invalid`] rather than leave the runtime to refuse the spec later.
 
 use crate::passwd::ResolvedUser;
-use crate::{Error, Result};
+use crate::{Error, Result, UserNamespace};
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
-    LinuxResources, Mount, Process, Root, Spec, User,
+    Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec, User,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -166,6 +166,12 @@ pub fn with_root(path: &str, readonly: bool) -> SpecOpt {
 
 /// A bind mount of host `source` at `destination` (both absolute; the source must exist).
 pub fn with_bind(source: PathBuf, destination: String, options: Vec<String>) -> SpecOpt {
+    with_idmapped_bind(source, destination, options, None)
+}
+
+/// [`with_bind`], idmapped through `ids` when given (a file the host's uid 0 owns is the
+/// namespace's root's): the runtime-spec's mount `uidMappings`/`gidMappings` and `ridmap`.
+pub fn with_idmapped_bind(source: PathBuf, destination: String, mut options: Vec<String>, ids: Option<UserNamespace>) -> SpecOpt {
     Box::new(move |spec| {
         if !source.is_absolute() || !destination.starts_with('/') {
             return Err(invalid(format!("bind {}:{destination}: source and target must be absolute paths", source.display())));
@@ -177,6 +183,11 @@ pub fn with_bind(source: PathBuf, destination: String, options: Vec<String>) -> 
         mount.set_destination(PathBuf::from(destination));
         mount.set_typ(Some("bind".into()));
         mount.set_source(Some(source));
+        if let Some(ids) = ids {
+            options.push("ridmap".into());
+            mount.set_uid_mappings(Some(vec![id_mapping(ids.uids)?]));
+            mount.set_gid_mappings(Some(vec![id_mapping(ids.gids)?]));
+        }
         mount.set_options(Some(options));
         spec.mounts_mut().get_or_insert_with(Vec::new).push(mount);
         Ok(())
@@ -201,6 +212,33 @@ pub fn with_namespace(typ: LinuxNamespaceType, path: Option<PathBuf>, host: bool
         }
         Ok(())
     })
+}
+
+/// Joins the user namespace pinned at `path`, whose maps are `ids` (given too: runc and crun
+/// check them against the namespace's).
+pub fn with_user_namespace(path: PathBuf, ids: UserNamespace) -> SpecOpt {
+    Box::new(move |spec| {
+        let (uids, gids) = (id_mapping(ids.uids)?, id_mapping(ids.gids)?);
+        let linux = linux(spec);
+        linux.set_uid_mappings(Some(vec![uids]));
+        linux.set_gid_mappings(Some(vec![gids]));
+        let namespaces = linux.namespaces_mut().get_or_insert_with(Vec::new);
+        namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::User);
+        let mut namespace = LinuxNamespace::default();
+        namespace.set_typ(LinuxNamespaceType::User);
+        namespace.set_path(Some(path));
+        namespaces.push(namespace);
+        Ok(())
+    })
+}
+
+fn id_mapping(range: crate::IdRange) -> Result<LinuxIdMapping> {
+    LinuxIdMappingBuilder::default()
+        .container_id(range.container_id)
+        .host_id(range.host_id)
+        .size(range.length)
+        .build()
+        .map_err(|e| invalid(format!("id mapping: {e}")))
 }
 
 /// The container's cgroup: `/berth/<id>`, or under a pod's parent.

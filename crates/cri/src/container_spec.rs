@@ -89,6 +89,7 @@ impl SpecMaker for CriSpec {
 
 /// Network, IPC and UTS: the pod's (by path) or the node's. PID: the node's, the pod's (whose init
 /// is berth's infra process) when the pod shares one, another container's (TARGET), or its own.
+/// User: the pod's when it has one (the container's own namespaces are then made in it).
 fn namespaces(spec: &CriSpec, pid: i32) -> Vec<SpecOpt> {
     let pod = &spec.sandbox.config;
     let mut opts = Vec::new();
@@ -108,6 +109,10 @@ fn namespaces(spec: &CriSpec, pid: i32) -> Vec<SpecOpt> {
         _ => None,
     };
     opts.push(spec_opts::with_namespace(LinuxNamespaceType::Pid, path, pod.host_pid || pid == NamespaceMode::Node as i32));
+    let user = spec.namespaces.iter().find(|(k, _)| *k == PodNamespace::User).map(|(_, p)| p.clone());
+    if let Some((path, ids)) = user.zip(pod.user_namespace) {
+        opts.push(spec_opts::with_user_namespace(path, ids));
+    }
     opts
 }
 

@@ -22,7 +22,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
     if image.is_empty() {
         return Err(Status::invalid_argument("a container needs an image"));
     }
-    crate::mounts::check(&config, cri.recursive_read_only(sandbox.config.runtime.as_deref()))?;
+    crate::mounts::check(&config, cri.recursive_read_only(sandbox.config.runtime.as_deref()), sandbox.config.user_namespace.is_some())?;
     if let Some(taken) = cri
         .containers()
         .list()
@@ -53,7 +53,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         }
         false => None,
     };
-    let namespaces = [PodNamespace::Net, PodNamespace::Ipc, PodNamespace::Uts, PodNamespace::Pid]
+    let namespaces = [PodNamespace::Net, PodNamespace::Ipc, PodNamespace::Uts, PodNamespace::Pid, PodNamespace::User]
         .into_iter()
         .filter_map(|kind| cri.containers().sandbox_namespace(&sandbox, kind).map(|path| (kind, path)))
         .collect();

@@ -121,6 +121,12 @@ impl Cri {
         runtime.unwrap_or(&self.config().default_runtime) == "berth-oci"
     }
 
+    /// Whether a handler's pods may have user namespaces: berth-oci joins one by path and makes
+    /// idmapped volume mounts (runc 1.1 here makes none), where the layers take idmapped mounts.
+    fn user_namespaces(&self, runtime: Option<&str>) -> bool {
+        runtime.unwrap_or(&self.config().default_runtime) == "berth-oci" && self.containers().user_namespaces_supported()
+    }
+
     /// The one-time URL on the streaming server for `request`.
     fn streaming_url(&self, request: berth_streaming::Request) -> Result<String> {
         let server = self.inner.streaming.as_ref().ok_or_else(|| tonic::Status::unavailable("berthd runs no streaming server"))?;

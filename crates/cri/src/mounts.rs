@@ -1,12 +1,14 @@
 //! A ContainerConfig's mounts and devices as spec options, checked first: every path absolute and
 //! free of `..`; propagation private, rslave or rshared; recursive read-only only read-only and
-//! private (the kubelet's rule) and where the runtime makes it; what berth cannot do (image
-//! volumes, idmapped mounts) refused as UNIMPLEMENTED rather than half done. The pod's
+//! private (the kubelet's rule) and where the runtime makes it; idmapped (the kubelet's volumes of a
+//! pod with a user namespace) with their one mapping; what berth cannot do (image volumes)
+//! refused as UNIMPLEMENTED rather than half done. The pod's
 //! /etc/hostname, /etc/hosts and /etc/resolv.conf are bound unless a mount of the config's already
 //! targets them (the kubelet brings its own /etc/hosts).
 
-use crate::proto::{ContainerConfig, MountPropagation};
+use crate::proto::{ContainerConfig, IdMapping, Mount, MountPropagation};
 use berth_containers::spec_opts::{self, SpecOpt};
+use berth_containers::{IdRange, UserNamespace};
 use std::path::{Path, PathBuf};
 use tonic::Status;
 
@@ -16,7 +18,7 @@ pub(crate) fn plain_absolute(path: &str) -> bool {
 }
 
 /// What create cannot honour, said before anything is made.
-pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool) -> Result<(), Status> {
+pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool, user_namespace: bool) -> Result<(), Status> {
     for mount in &config.mounts {
         if mount.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
             return Err(Status::unimplemented(format!("image volume at {}: berth does not mount images as volumes yet", mount.container_path)));
@@ -35,8 +37,8 @@ pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool) -> Resu
                 )));
             }
         }
-        if !mount.uid_mappings.is_empty() || !mount.gid_mappings.is_empty() {
-            return Err(Status::unimplemented(format!("idmapped mount at {}: not supported by berth yet", mount.container_path)));
+        if idmap(mount)?.is_some() && !user_namespace {
+            return Err(Status::invalid_argument(format!("idmapped mount at {}: only a pod with a user namespace has them", mount.container_path)));
         }
         if !plain_absolute(&mount.container_path) || !plain_absolute(&mount.host_path) {
             return Err(Status::invalid_argument(format!(
@@ -57,6 +59,22 @@ pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool) -> Resu
         return Err(Status::unimplemented("CDI devices are not supported by berth yet"));
     }
     Ok(())
+}
+
+/// The mapping a mount is idmapped with (the kubelet gives a pod's volumes the pod's own): one
+/// uid and one gid range, each mapping root.
+fn idmap(mount: &Mount) -> Result<Option<UserNamespace>, Status> {
+    if mount.uid_mappings.is_empty() && mount.gid_mappings.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Status::invalid_argument(format!("idmapped mount at {}: one uid and one gid mapping of root", mount.container_path));
+    let range = |ids: &[IdMapping]| match ids {
+        [one] => Ok(IdRange { container_id: one.container_id, host_id: one.host_id, length: one.length }),
+        _ => Err(bad()),
+    };
+    let ids = UserNamespace { uids: range(&mount.uid_mappings)?, gids: range(&mount.gid_mappings)? };
+    ids.check().map_err(|_| bad())?;
+    Ok(Some(ids))
 }
 
 /// The config's mounts and devices, then the pod's /etc files where the config has none
@@ -85,7 +103,9 @@ pub(crate) fn options(config: &ContainerConfig, pod_dir: &Path, readonly_rootfs:
         if mount.recursive_read_only {
             options.push("rro".into());
         }
-        opts.push(spec_opts::with_bind(source, mount.container_path.clone(), options));
+        // Checked by [`check`] before.
+        let ids = idmap(mount).ok().flatten();
+        opts.push(spec_opts::with_idmapped_bind(source, mount.container_path.clone(), options, ids));
     }
     // The root's propagation follows the most open mount, as containerd sets it: a bidirectional
     // mount needs an rshared root (else the runtime's rslave root cuts it off from the host's peer

@@ -20,13 +20,16 @@ pub(crate) async fn handle(cri: &Cri, request: StatusRequest) -> Result<StatusRe
         },
     };
     let conditions = vec![RuntimeCondition { r#type: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() }, network];
-    // Recursive read-only mounts where the handler's runtime makes them; user namespaces for pods
-    // are not there yet: said so, the kubelet then does not ask for them.
+    // What each handler's runtime can do: the kubelet asks for neither where it is false.
     let handlers = std::iter::once(String::new()).chain(cri.config().runtime_handlers.iter().cloned());
     let runtime_handlers = handlers
         .map(|name| {
-            let recursive_read_only_mounts = cri.recursive_read_only((!name.is_empty()).then_some(name.as_str()));
-            RuntimeHandler { name, features: Some(RuntimeHandlerFeatures { recursive_read_only_mounts, user_namespaces: false }) }
+            let runtime = (!name.is_empty()).then_some(name.as_str());
+            let features = RuntimeHandlerFeatures {
+                recursive_read_only_mounts: cri.recursive_read_only(runtime),
+                user_namespaces: cri.user_namespaces(runtime),
+            };
+            RuntimeHandler { name, features: Some(features) }
         })
         .collect();
     let mut info = std::collections::HashMap::new();

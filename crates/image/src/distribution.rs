@@ -380,6 +380,11 @@ pub fn parse_token(body: &[u8]) -> std::result::Result<HeaderValue, String> {
     }
     let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or("no token")?;
+    // A header may carry bytes above 0x7f, but a Bearer token is token68 (RFC 6750): printable
+    // ASCII only, so anything else is refused here rather than sent on as opaque bytes.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a token with characters a Bearer token cannot hold".to_string());
+    }
     HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "a token that is not a header value".to_string())
 }
 
@@ -547,5 +552,7 @@ mod tests {
         assert!(parse_token(br#"{"token":""}"#).is_err());
         assert!(parse_token(b"{\"token\":\"a\\nb\"}").is_err(), "a newline cannot reach a header");
         assert!(parse_token(b"not json").is_err());
+        assert!(parse_token("{\"token\":\"{\u{f2}a\"}".as_bytes()).is_err(), "found by the fuzzer: not ASCII");
+        assert!(parse_token(br#"{"token":"a b"}"#).is_err(), "a space ends a token68");
     }
 }

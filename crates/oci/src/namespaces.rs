@@ -206,6 +206,13 @@ pub(crate) fn maps_root(mappings: Option<&Vec<LinuxIdMapping>>) -> bool {
     mappings.into_iter().flatten().any(|m| m.container_id() == 0 && m.size() > 0)
 }
 
+/// Whether the user namespace this process is in maps id 0 (read from its uid_map: one joined
+/// by path comes with maps the spec need not repeat).
+pub(crate) fn self_maps_root() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.lines().any(|line| matches!(line.split_whitespace().collect::<Vec<_>>()[..], ["0", _, count] if count != "0"))
+}
+
 /// Writes the time namespace offsets (monotonic/boottime) for a namespace nobody has entered yet.
 pub(crate) fn write_time_offsets(linux: &Linux) -> Result<()> {
     let Some(offsets) = linux.time_offsets() else { return Ok(()) };

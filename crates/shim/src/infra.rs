@@ -1,5 +1,6 @@
 //! `berth-shim --infra [POD DIR]`: the PID 1 of a pod's shared PID namespace (shareProcessNamespace), in
-//! place of a pause image. The shim unshares a PID namespace and forks; the child is that
+//! place of a pause image. The shim enters the pod's user namespace if it has one (pinned at
+//! `POD DIR/ns/user`), unshares a PID namespace and forks; the child is that
 //! namespace's init: it reaps whatever is reparented to it and otherwise sleeps, and ends on
 //! SIGTERM (an init gets only the signals it handles from inside its namespace; SIGKILL from
 //! outside always). The parent prints `ok <child pid>` and exits, so the infra is nobody's child
@@ -14,7 +15,23 @@ extern "C" fn stop(_: libc::c_int) {
     unsafe { libc::_exit(0) };
 }
 
-pub fn run() -> i32 {
+pub fn run(pod_dir: Option<std::path::PathBuf>) -> i32 {
+    // A pod with a user namespace: entered first, so it owns the PID namespace and the pod's
+    // containers (in it too) may mount that namespace's /proc.
+    if let Some(user) = pod_dir.map(|dir| dir.join("ns/user")).filter(|p| p.exists()) {
+        // And root there, as the pod's processes see it (the host's root is nobody there).
+        let entered = std::fs::File::open(&user).and_then(|ns| {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                .and_then(|()| nix::unistd::setgroups(&[]))
+                .and_then(|()| nix::unistd::setresgid(0.into(), 0.into(), 0.into()))
+                .and_then(|()| nix::unistd::setresuid(0.into(), 0.into(), 0.into()))
+                .map_err(std::io::Error::from)
+        });
+        if let Err(e) = entered {
+            eprintln!("berth-shim: enter the pod's user namespace {}: {e}", user.display());
+            return 1;
+        }
+    }
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
         eprintln!("berth-shim: unshare a PID namespace: {e}");
         return 1;

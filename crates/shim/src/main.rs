@@ -71,8 +71,9 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "--infra") {
-        // The pod's directory that follows only names it for whoever lists processes.
-        std::process::exit(infra::run());
+        // The pod's directory that follows names it for whoever lists processes, and is where
+        // its user namespace is pinned if it has one.
+        std::process::exit(infra::run(std::env::args_os().nth(2).map(std::path::PathBuf::from)));
     }
     let args = match parse_args() {
         Ok(args) => args,

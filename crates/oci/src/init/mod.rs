@@ -104,7 +104,11 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
     let process = spec.process().as_ref().ok_or_else(|| Error::Init("process is missing".into()))?;
-    if ctx.plan.new_user && namespaces::maps_root(linux.uid_mappings().as_ref()) {
+    // Root inside, where the namespace has one: the host's uid 0 is not mapped there, and files
+    // made for the container (mount points, devices) by an unmapped uid fail with EOVERFLOW.
+    let joined_user = !ctx.plan.new_user && ctx.plan.enters_user_namespace();
+    let trees = if joined_user { rootfs::HostTrees::clone_now(ctx)? } else { rootfs::HostTrees::default() };
+    if (ctx.plan.new_user && namespaces::maps_root(linux.uid_mappings().as_ref())) || (joined_user && namespaces::self_maps_root()) {
         process::become_root()?;
     }
     // A new network namespace has its loopback down, and a process without CAP_NET_ADMIN could
@@ -121,7 +125,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
         }
     }
 
-    let hook_state = rootfs::prepare(ctx)?;
+    let hook_state = rootfs::prepare(ctx, trees)?;
     ctx.enter_cgroup()?;
     paths::apply_sysctls(linux)?;
     // Without a mount namespace validation refused all three.

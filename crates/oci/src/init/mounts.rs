@@ -204,7 +204,7 @@ pub(super) fn mount_one(
     spec_mount: &Mount,
     cgroup_mounts: &[(String, PathBuf)],
     in_userns: bool,
-    idmapped: Option<BorrowedFd<'_>>,
+    tree: Option<BorrowedFd<'_>>,
 ) -> Result<()> {
     let options = parse_options(spec_mount.options().as_deref().unwrap_or(&[]))?;
     let typ = spec_mount.typ().clone().unwrap_or_default();
@@ -213,12 +213,15 @@ pub(super) fn mount_one(
     if typ == "cgroup" && !bind {
         return mount_cgroup(root, dest, &options, cgroup_mounts);
     }
-    if let Some(tree) = idmapped {
+    // A bind source cloned already (idmapped by the parent, or cloned while the init could still
+    // reach it): attached as it is. Its kind from the tree: the path may be out of reach by now.
+    if let Some(tree) = tree {
         let source = spec_mount.source().as_deref().unwrap_or(Path::new(""));
-        let is_dir = std::fs::metadata(source).map_err(|e| Error::io("bind source", source, e))?.is_dir();
+        let mode = nix::sys::stat::fstat(tree.as_raw_fd()).map_err(|e| Error::sys(format!("stat bind source {}", source.display()), e))?.st_mode;
+        let is_dir = mode & libc::S_IFMT == libc::S_IFDIR;
         let target = create_in_root(root, dest, if is_dir { Kind::Dir } else { Kind::File })?;
         crate::sys::mount_api::move_mount(tree, target.as_fd())
-            .map_err(|e| Error::sys(format!("attach idmapped {} on {}", source.display(), dest.display()), e))?;
+            .map_err(|e| Error::sys(format!("attach {} on {}", source.display(), dest.display()), e))?;
         remount_bind(root, dest, &options, in_userns)?;
     } else if bind {
         let source = spec_mount.source().as_ref().ok_or_else(|| Error::Init(format!("bind mount to {} has no source", dest.display())))?;

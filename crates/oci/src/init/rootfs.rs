@@ -4,15 +4,57 @@
 use super::mounts::{self, mount_one, propagation_flag};
 use super::{devices, InitContext};
 use crate::sync::Message;
+use crate::sys::mount_api::{clone_tree, move_mount};
 use crate::{Error, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// The rootfs and the bind sources as detached trees, cloned while the init is still the host's
+/// root: its uid after joining a user namespace by path (a pod's), until it becomes root there.
+/// From then on directories only the host's root may search (berthd's 0700 state directory, the
+/// kubelet's pod directories) are closed to it, and every path through them; the trees stay
+/// usable. Cloning needs a mount namespace of the container's, which it has by now.
+#[derive(Default)]
+pub(super) struct HostTrees {
+    /// The rootfs's tree and the directory it is attached on.
+    rootfs: Option<(OwnedFd, OwnedFd)>,
+    /// By index of the spec's mounts: the bind mounts that are not idmapped.
+    binds: Vec<Option<OwnedFd>>,
+}
+
+impl HostTrees {
+    pub(super) fn clone_now(ctx: &InitContext<'_>) -> Result<HostTrees> {
+        if !ctx.plan.mount_ns {
+            return Ok(HostTrees::default());
+        }
+        let tree = clone_tree(ctx.rootfs, true).map_err(|e| Error::sys(format!("clone rootfs {}", ctx.rootfs.display()), e))?;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(ctx.rootfs)
+            .map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?;
+        let mut binds = Vec::new();
+        for (i, spec_mount) in ctx.spec.mounts().as_deref().unwrap_or(&[]).iter().enumerate() {
+            let options = mounts::parse_options(spec_mount.options().as_deref().unwrap_or(&[]))?;
+            let bind = options.bind || spec_mount.typ().as_deref() == Some("bind");
+            let idmapped = ctx.idmapped_trees.get(i).is_some_and(Option::is_some);
+            let source = spec_mount.source().as_deref().filter(|_| bind && !idmapped);
+            binds.push(
+                source
+                    .map(|source| clone_tree(source, options.recursive).map_err(|e| Error::sys(format!("clone bind source {}", source.display()), e)))
+                    .transpose()?,
+            );
+        }
+        Ok(HostTrees { rootfs: Some((tree, dir.into())), binds })
+    }
+}
 
 /// Sets up the rootfs and switches to it. Returns the state document the parent handed over for
 /// createContainer/startContainer hooks (empty when there are none).
-pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
+pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
     if !ctx.plan.mount_ns {
@@ -30,24 +72,36 @@ pub(super) fn prepare(ctx: &InitContext<'_>) -> Result<String> {
     if root_propagation.contains(MsFlags::MS_SHARED) {
         make_enclosing_mount_private(ctx.rootfs)?;
     }
-    mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
-    let root = std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?;
+    let root = match trees.rootfs.take() {
+        Some((tree, dir)) => {
+            move_mount(tree.as_fd(), dir.as_fd()).map_err(|e| Error::sys(format!("attach rootfs {}", ctx.rootfs.display()), e))?;
+            // The tree is now the mount on the rootfs: propagation as the root's, like a bind's.
+            mount(None::<&str>, mounts::fd_path(tree.as_fd()).as_str(), None::<&str>, root_propagation, None::<&str>)
+                .map_err(|e| Error::sys("set the rootfs's propagation", e))?;
+            std::fs::File::from(tree)
+        }
+        None => {
+            mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
+            std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?
+        }
+    };
     let root_fd = root.as_fd();
 
+    let in_userns = ctx.plan.enters_user_namespace();
     let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
     for (i, spec_mount) in spec_mounts.iter().enumerate() {
-        let idmapped = ctx.idmapped_trees.get(i).and_then(|t| t.as_ref()).map(|t| t.as_fd());
-        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, ctx.plan.new_user, idmapped)?;
+        let tree = ctx.idmapped_trees.get(i).and_then(|t| t.as_ref()).or_else(|| trees.binds.get(i).and_then(|t| t.as_ref()));
+        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, in_userns, tree.map(|t| t.as_fd()))?;
     }
     let dev_is_host_bind = spec_mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
     });
     if !dev_is_host_bind {
-        devices::create_defaults(root_fd, ctx.plan.new_user)?;
+        devices::create_defaults(root_fd, in_userns)?;
     }
-    devices::create_spec_devices(root_fd, linux.devices().as_deref().unwrap_or(&[]), ctx.plan.new_user)?;
+    devices::create_spec_devices(root_fd, linux.devices().as_deref().unwrap_or(&[]), in_userns)?;
     if !dev_is_host_bind {
         devices::create_links(root_fd)?;
     }

@@ -9,9 +9,12 @@ endpoint, cgroupfs under a cgroup root of its own, cgroup v1 allowed. What is ch
   1. the static pods (tests/kubelet/manifests) reach Running and Ready in the kubelet's read-only
      API (:10255/pods): a hostNetwork one; one Ready only through its exec readiness probe
      (ExecSync); one on the pod network (a CNI bridge of the test's own, in the private network
-     namespace), Ready through an HTTP probe at its pod IP, which the test fetches from too;
+     namespace), Ready through an HTTP probe at its pod IP, which the test fetches from too; one
+     with hostUsers: false (a user namespace of its own, the kubelet's id range);
   2. the pods are berth's (crictl on berthd's socket lists them, with the kubelet's labels);
   3. the container's log is in the pod log directory, in the CRI log format, with its line;
+  3a. the hostUsers: false pod's container is root only inside: its uid map is the kubelet's
+     range, and its init runs as that range's first uid on the host;
   3b. streaming (berth's streaming server behind CRI Exec, Attach and PortForward), with crictl on
      berthd's socket over each transport (SPDY and WebSocket): `exec -it` in a pty (typed input
      runs, the terminal's size and a resize reach the container, the exit code comes back), `exec
@@ -60,7 +63,7 @@ READ_ONLY_API = "http://127.0.0.1:10255"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
 POD_SUBNET = "10.244.0.0/24"
 WEB_LINE = "hello from the pod network"
-PODS = ("hostnet", "probe", "web", "attach")
+PODS = ("hostnet", "probe", "web", "attach", "userns")
 KUBELET_API = ("127.0.0.1", 10250)
 TRANSPORTS = ("spdy", "websocket")
 
@@ -419,6 +422,21 @@ localStorageCapacityIsolation: false
             raise Failed(f"{log_file}: first line {lines[0]!r} is not `<time> stdout F {POD_LOG_LINE}`")
         log(f"log: {lines[0]!r}")
 
+        # 3a. hostUsers: false. The container's root is the pod's, mapped onto the range the
+        # kubelet picked (from 65536 on, 65536 ids), and berthd pinned a user namespace for it.
+        uid = pods["userns-berth-kubelet-test"]["metadata"]["uid"]
+        log_file = f"{self.work}/pod-logs/default_userns-berth-kubelet-test_{uid}/main/0.log"
+        mapping = wait_for(f"uid map in {log_file}", logged, 10)[0].split(" ", 3)[3].split()
+        if len(mapping) != 3 or mapping[0] != "0" or int(mapping[1]) < 65536 or int(mapping[2]) < 65536:
+            raise Failed(f"userns: the container's uid map is {mapping}, not 0 → an unprivileged range of the kubelet's")
+        sandbox = wait_for("berthd lists pod userns", lambda: self.berth_pod("userns"), 10)
+        pid = self.berth_container(sandbox["id"])["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            host_uid = [line.split()[1] for line in f if line.startswith("Uid:")][0]
+        if host_uid != mapping[1]:
+            raise Failed(f"userns: the container's init runs as host uid {host_uid}, not {mapping[1]}")
+        log(f"userns: uid map {' '.join(mapping)}; its init runs as host uid {host_uid}")
+
         self.check_streaming(pods)
 
         # 4. A kubelet restart adopts the running pods.
@@ -449,15 +467,16 @@ localStorageCapacityIsolation: false
         hostnet_sandbox = before["hostnet"][0]
         wait_for("hostnet: sandbox removed from berthd (the kubelet's GC, every minute)",
                  lambda: True if all(p["id"] != hostnet_sandbox for p in self.berth_pods()) else None, 150)
-        for name in ("probe", "web", "attach"):
+        others = [name for name in PODS if name != "hostnet"]
+        for name in others:
             if self.running_and_ready(f"{name}-berth-kubelet-test") is None:
                 raise Failed(f"{name}: no longer Ready after hostnet was removed")
         log("manifest removed: pod hostnet stopped and removed; the others untouched")
 
         # Then the others too: the kubelet leaves berthd with no pod, and web's address is free.
-        for name in ("probe", "web", "attach"):
+        for name in others:
             os.unlink(f"{self.work}/manifests/{name}.yaml")
-        for name in ("probe", "web", "attach"):
+        for name in others:
             sandbox = before[name][0]
             wait_for(f"{name}: sandbox removed from berthd",
                      lambda s=sandbox: True if all(p["id"] != s for p in self.berth_pods()) else None, 150)

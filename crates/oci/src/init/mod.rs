@@ -96,6 +96,11 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
         cgroup.join_self()?;
         ctx.in_cgroup.set(true);
     }
+    // While still the host's root and dumpable, as runc does it: in a user namespace the init's
+    // /proc/self files stop being its own (EACCES even for raising the score).
+    if let Some(process) = ctx.spec.process() {
+        process::apply_oom_score_adj(process)?;
+    }
     enter_namespaces(ctx)?;
     // Until execve (which restores it for a readable binary), nothing in the container may ptrace
     // us or open our /proc entries (fds, environ, exe). Not before the id maps are written: an
@@ -145,7 +150,6 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
         }
     }
     process::apply_rlimits(process)?;
-    process::apply_oom_score_adj(process)?;
     if let Some(console) = ctx.console {
         console::setup(console, process.console_size(), process.user().uid(), process.user().gid(), true)?;
     }

@@ -1,6 +1,6 @@
 //! `berth run` on bridge networks, end to end with Debian's CNI plugins: the default network
-//! (`bridge`) with a port published on 127.0.0.1, `berth port`, a port published twice refused,
-//! a user network whose containers reach each other by name both ways (one started after the
+//! (`bridge`) with a port published on 127.0.0.1, `-P` (the image's EXPOSEd ports), `berth port`,
+//! a port published twice refused, a user network whose containers reach each other by name both ways (one started after the
 //! other), `network rm` refused while in use and then taking the bridge; nothing left behind (no
 //! veth, rule, allocation, bridge), proven by testsupport's HostNetwork.
 
@@ -54,6 +54,24 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     let twice = berthd.berth(&env, &["run", "-d", "--name", "web2", "-p", &published, &image, "sleep", "100"]);
     let in_use = berthd.berth(&env, &["run", "-d", "--network", "none", "-p", "80", &image, "true"]);
 
+    // -P: every port the image EXPOSEs, each on a host port berthd picks; a -p of one wins.
+    let layout = berth_testsupport::busybox_layout(&env, "v1");
+    berth_testsupport::patch_layout_config(&layout, |c| c["config"]["ExposedPorts"] = serde_json::json!({"80/tcp": {}, "8125/udp": {}, "9000": {}}));
+    registry.push(&layout, "v1", "test/exposing");
+    let exposing = format!("{}/test/exposing:v1", registry.address);
+    berthd.ok(&env, &["pull", &exposing]);
+    let nine = 21_000 + ((pid + 1) % 10_000) as u16;
+    let all = berthd.ok(&env, &["run", "-d", "--name", "all", "-P", "-p", &format!("127.0.0.1:{nine}:9000"), &exposing, "sh", "-c", &serve("all")]);
+    let all_ports = berthd.ok(&env, &["port", "all"]);
+    let chosen = |wanted: &str| -> u16 {
+        let line = all_ports.lines().find(|l| l.starts_with(wanted)).unwrap_or_default();
+        line.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    };
+    let (eighty, udp) = (chosen("80/tcp -> 0.0.0.0:"), chosen("8125/udp -> 0.0.0.0:"));
+    let from_all = retry(|| get(eighty));
+    berthd.ok(&env, &["rm", "-f", "all"]);
+    let host_network_all = berthd.berth(&env, &["run", "--network", "host", "-P", &exposing, "true"]);
+
     // A network of the user's: a1 first, a2 later; each fetches from the other by name.
     berthd.ok(&env, &["network", "create", "--subnet", &n1_subnet, "n1"]);
     let a1 = berthd.ok(&env, &["run", "-d", "--name", "a1", "--network", "n1", &image, "sh", "-c", &serve("a1")]).trim().to_string();
@@ -80,7 +98,7 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
         [&default_bridge, &n1_bridge].into_iter().filter(|b| std::path::Path::new("/sys/class/net").join(b).exists()).cloned().collect();
     let networks_left = berthd.ok(&env, &["network", "ls"]);
     let ipam = berthd.root.join("networks/ipam");
-    let ids = [web.clone(), a1.clone(), a2.clone()];
+    let ids = [web.clone(), a1.clone(), a2.clone(), all.trim().to_string()];
     drop(berthd);
     let mut leaks = host.leaks_then_restore(&default_bridge, &ipam, &ids);
     leaks.extend(host.leaks_then_restore(&n1_bridge, &ipam, &ids));
@@ -90,6 +108,13 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     assert!(web_ip.starts_with(default_subnet.trim_end_matches("0/24")), "web's address {web_ip} is from the default network");
     assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("already published by container web"), "{twice:?}");
     assert!(!in_use.status.success() && String::from_utf8_lossy(&in_use.stderr).contains("bridge network"), "{in_use:?}");
+    assert!(eighty > 0 && udp > 0 && eighty != udp, "-P chose a host port for 80/tcp and 8125/udp:\n{all_ports}");
+    assert!(all_ports.contains(&format!("9000/tcp -> 127.0.0.1:{nine}")) && all_ports.lines().count() == 3, "-p 9000 wins over -P:\n{all_ports}");
+    assert_eq!(from_all, "hello from all", "the host reaches 80/tcp through the port -P chose ({eighty})");
+    assert!(
+        !host_network_all.status.success() && String::from_utf8_lossy(&host_network_all.stderr).contains("bridge network"),
+        "{host_network_all:?}"
+    );
     assert_eq!(a1_to_a2, "hello from a2", "a1 finds a2 (started after it) by name");
     assert_eq!(a2_to_a1, "hello from a1", "a2 finds a1 by name");
     assert_eq!(web_to_a1, "", "another network's container does not know a1");

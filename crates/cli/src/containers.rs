@@ -60,6 +60,9 @@ pub struct CreateArgs {
     /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]: publish a port on the host (bridge networks).
     #[arg(short, long = "publish")]
     publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port (bridge networks).
+    #[arg(short = 'P', long)]
+    publish_all: bool,
     #[arg(long)]
     hostname: Option<String>,
     /// A terminal for the container.
@@ -279,6 +282,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         privileged: args.privileged,
         network: args.network,
         ports: args.publish.iter().map(|p| port_mapping(p)).collect::<anyhow::Result<Vec<_>>>()?,
+        publish_all: args.publish_all,
         hostname: args.hostname.unwrap_or_default(),
         tty: args.tty,
         stdin: args.interactive,

@@ -49,6 +49,12 @@ pub trait SpecMaker: Send + 'static {
         Ok(Vec::new())
     }
 
+    /// Ports to publish besides the network's own request (the image's EXPOSEd ones with
+    /// `-P`), each on a host port chosen at create; none by default.
+    fn published(&self, _image: &RunConfig) -> Result<Vec<crate::sandbox::PortMapping>> {
+        Ok(Vec::new())
+    }
+
     /// The healthcheck berthd runs; none by default (the kubelet probes pods itself).
     fn healthcheck(&self, _image: &RunConfig) -> Result<Option<crate::health::HealthCheck>> {
         Ok(None)

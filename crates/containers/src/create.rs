@@ -113,8 +113,21 @@ impl Containers {
         if !valid_name(&container_name) {
             return Err(Error::Invalid(format!("container name {container_name:?}: use letters, digits, _ . - (starting with a letter or digit)")));
         }
-        let network = blueprint.network.as_ref().map(|n| self.plan_network(n)).transpose()?;
         let run_config = RunConfig::load(&self.images, &image.config)?;
+        let published = blueprint.spec.published(&run_config)?;
+        if !published.is_empty() && blueprint.network.is_none() {
+            return Err(Error::Invalid("publishing the image's ports needs a bridge network".into()));
+        }
+        let network = blueprint
+            .network
+            .as_ref()
+            .map(|n| {
+                self.plan_network(&crate::container_network::ContainerNetwork {
+                    ports: n.ports.iter().cloned().chain(published).collect(),
+                    ..n.clone()
+                })
+            })
+            .transpose()?;
         let command = crate::record::shown_command(&blueprint.spec.command(&run_config)?);
         let healthcheck = blueprint.spec.healthcheck(&run_config)?;
         // Anonymous volumes are named now, so the record says which are its own.

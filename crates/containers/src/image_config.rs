@@ -32,6 +32,9 @@ pub struct RunConfig {
     /// Paths the image wants on volumes (`VOLUME`): `{"/data": {}}`.
     #[serde(default)]
     pub volumes: Option<BTreeMap<String, serde::de::IgnoredAny>>,
+    /// Ports the image says it listens on (`EXPOSE`): `{"80/tcp": {}}`; published by `-P`.
+    #[serde(default)]
+    pub exposed_ports: Option<BTreeMap<String, serde::de::IgnoredAny>>,
 }
 
 impl RunConfig {

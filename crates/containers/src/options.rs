@@ -28,6 +28,8 @@ pub struct CreateOptions {
     pub network: Network,
     /// Ports published on the host (`-p`), with a bridge network.
     pub publish: Vec<crate::sandbox::PortMapping>,
+    /// Every port the image exposes published too, on a host port berthd chooses (`-P`).
+    pub publish_all: bool,
     pub hostname: Option<String>,
     pub tty: bool,
     /// Keep stdin open (`-i`).

@@ -65,6 +65,28 @@ impl SpecMaker for RunSpec {
         crate::health::resolve(image.healthcheck.as_ref(), &self.0.health)
     }
 
+    /// `-P`: each port the image EXPOSEs (`80`, `80/tcp`, `53/udp`) that no `-p` publishes,
+    /// as docker does.
+    fn published(&self, image: &RunConfig) -> Result<Vec<crate::sandbox::PortMapping>> {
+        if !self.0.publish_all {
+            return Ok(Vec::new());
+        }
+        let mut ports = Vec::new();
+        for exposed in image.exposed_ports.iter().flat_map(|p| p.keys()) {
+            let (port, protocol) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
+            let protocol = protocol.to_ascii_lowercase();
+            let container_port = port.parse::<u16>().ok().filter(|p| *p > 0).map(i32::from);
+            let (Some(container_port), "tcp" | "udp" | "sctp") = (container_port, protocol.as_str()) else {
+                return Err(Error::Invalid(format!("the image exposes {exposed:?}: not PORT[/tcp|udp|sctp]")));
+            };
+            let taken = self.0.publish.iter().any(|p| p.container_port == container_port && p.protocol.eq_ignore_ascii_case(&protocol));
+            if !taken {
+                ports.push(crate::sandbox::PortMapping { protocol, container_port, host_port: 0, host_ip: String::new() });
+            }
+        }
+        Ok(ports)
+    }
+
     /// `-v NAME:/dst` (a source that is not an absolute path names a volume, as in docker), then
     /// an anonymous volume for each of the image's VOLUMEs that no `-v` covers.
     fn volumes(&self, image: &RunConfig) -> Result<Vec<VolumeUse>> {

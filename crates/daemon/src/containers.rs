@@ -32,7 +32,7 @@ fn console_size(width: u32, height: u32) -> Option<(u16, u16)> {
 fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOptions, Status> {
     let network = if r.network.is_empty() { default_network } else { r.network.as_str() };
     let network: berth_containers::Network = network.parse().map_err(Status::invalid_argument)?;
-    if !r.ports.is_empty() && !matches!(network, berth_containers::Network::Bridge(_)) {
+    if (!r.ports.is_empty() || r.publish_all) && !matches!(network, berth_containers::Network::Bridge(_)) {
         return Err(Status::invalid_argument("published ports need a bridge network (--network bridge or a network's name)"));
     }
     let mut publish = Vec::with_capacity(r.ports.len());
@@ -60,6 +60,7 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
         privileged: r.privileged,
         network,
         publish,
+        publish_all: r.publish_all,
         hostname: non_empty(r.hostname),
         tty: r.tty,
         stdin: r.stdin,

@@ -228,6 +228,7 @@ fn exec_child(child: &ExecChild<'_>) -> Result<std::convert::Infallible> {
     process::apply_scheduling(spec_process)?;
     if let Some(linux) = child.linux {
         process::apply_personality(linux)?;
+        process::apply_memory_policy(linux)?;
     }
     process::become_process(spec_process, child.seccomp.map(|program| (program, sync)), child.preserve_fds)?;
     process::execve(spec_process, &executable, &env)

@@ -170,6 +170,74 @@ fn exec_takes_the_containers_personality_and_waits_on_a_pause_only_when_told() {
     env.leak_check();
 }
 
+/// runc's `exec --cgroup`: an exec'd process joins a sub-cgroup of the container's that exists,
+/// in every controller or (v1) only the ones named; a path out of the container's cgroup, or one
+/// that does not exist, is refused.
+#[test]
+fn exec_joins_a_sub_cgroup_when_told() {
+    let env = TestEnv::new("compat-exec-cgroup");
+    let mut bundle = Bundle::new(&env.dir.join("exec-cgroup-bundle"));
+    bundle.set_args(&["sleep", "100"]);
+    let id = env.id("exec-cgroup");
+    env.ok(&["run", "-d", "--bundle", &bundle.dir.display().to_string(), &id]);
+    let state: serde_json::Value = serde_json::from_str(&env.ok(&["state", &id])).unwrap();
+    // (hierarchy line, controllers, path) of the init, as the host sees them.
+    let cgroups = |pid: &str| -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        text.lines().filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2))).map(|(c, p)| (c.to_string(), p.to_string())).collect()
+    };
+    let init = cgroups(&state["pid"].to_string());
+    let v2 = init.len() == 1 && init[0].0.is_empty();
+    let mount =
+        |controllers: &str| if v2 { "/sys/fs/cgroup".to_string() } else { format!("/sys/fs/cgroup/{}", controllers.trim_start_matches("name=")) };
+    let mut made = Vec::new();
+    for (controllers, path) in init.iter().filter(|(c, _)| v2 || c == "memory" || c == "pids") {
+        let sub = format!("{}{path}/sub", mount(controllers));
+        std::fs::create_dir(&sub).unwrap();
+        made.push(sub);
+    }
+    let pid_file = env.dir.join("exec.pid");
+    let exec_cgroups = |flags: &[&str]| {
+        let mut args = vec!["exec", "-d", "--pid-file", pid_file.to_str().unwrap()];
+        args.extend(flags);
+        args.extend([id.as_str(), "sleep", "100"]);
+        env.ok(&args);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let seen = cgroups(pid.trim());
+        // SAFETY: kill takes a pid and a signal; the pid is the process this test exec'd.
+        unsafe { libc::kill(pid.trim().parse().unwrap(), libc::SIGKILL) };
+        seen
+    };
+    let path_of = |seen: &[(String, String)], controller: &str| seen.iter().find(|(c, _)| v2 || c == controller).unwrap().1.clone();
+    let base = |controller: &str| path_of(&init, controller);
+    let refused_escape = env.fails(&["exec", "--cgroup", "../x", &id, "true"]);
+    let refused_missing = env.fails(&["exec", "--cgroup", "nosuch", &id, "true"]);
+    if v2 {
+        let seen = exec_cgroups(&["--cgroup", "sub"]);
+        assert_eq!(path_of(&seen, ""), format!("{}/sub", base("")));
+        assert!(env.fails(&["exec", "--cgroup", "memory:sub", &id, "true"]).contains("one hierarchy"));
+    } else {
+        let seen = exec_cgroups(&["--cgroup", "memory:sub"]);
+        assert_eq!((path_of(&seen, "memory"), path_of(&seen, "pids")), (format!("{}/sub", base("memory")), base("pids")), "only memory's");
+        let seen = exec_cgroups(&["--cgroup", "memory,pids:sub"]);
+        assert_eq!((path_of(&seen, "memory"), path_of(&seen, "pids")), (format!("{}/sub", base("memory")), format!("{}/sub", base("pids"))));
+    }
+    assert!(refused_escape.contains("without '..'"), "{refused_escape}");
+    assert!(refused_missing.contains("no such sub-cgroup"), "{refused_missing}");
+    for sub in made {
+        // The killed execs may take a moment to leave.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&sub).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!std::path::Path::new(&sub).exists(), "{sub} left");
+    }
+    env.ok(&["delete", "-f", &id]);
+    env.leak_check();
+}
+
 /// runtime-spec 1.3's memoryPolicy: the init and its execs run under it (numa_maps shows the
 /// process's policy on every mapping without one of its own); a node this machine lacks fails
 /// create with the kernel's reason, leaving nothing.

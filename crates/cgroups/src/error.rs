@@ -13,6 +13,8 @@ pub enum Error {
     },
     #[error("invalid cgroupsPath {0:?}: {1}")]
     InvalidPath(String, &'static str),
+    #[error("exec --cgroup {0}: {1}")]
+    InvalidSubCgroup(String, &'static str),
     #[error("invalid resource {0}: {1}")]
     InvalidResource(&'static str, String),
     #[error("no cgroup hierarchy found in /proc/self/mountinfo")]

@@ -64,6 +64,23 @@ pub trait Cgroup {
     fn exists(&self) -> bool;
     /// What a container's `cgroup` mount shows: (subdirectory name, this cgroup's host directory).
     fn mount_sources(&self) -> Vec<(String, std::path::PathBuf)>;
+    /// A cgroup below this one, for a process exec'd into it (runc's `exec --cgroup`): `paths`
+    /// maps a controller (v1) or "" (every other controller; v2's one hierarchy) to a path
+    /// relative to this cgroup, which must exist already.
+    fn sub_cgroup(&self, paths: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Cgroup>>;
+}
+
+/// `path` below `dir`, checked: relative, no `..`, and an existing directory.
+pub(crate) fn existing_below(dir: &std::path::Path, path: &str) -> Result<std::path::PathBuf> {
+    let relative = path.trim_start_matches('/');
+    if relative.is_empty() || relative.split('/').any(|c| c == "..") {
+        return Err(Error::InvalidSubCgroup(path.to_string(), "a sub-cgroup is a path below the container's cgroup, without '..'"));
+    }
+    let below = dir.join(relative);
+    if !below.is_dir() {
+        return Err(Error::InvalidSubCgroup(below.display().to_string(), "no such sub-cgroup (exec --cgroup joins one that exists)"));
+    }
+    Ok(below)
 }
 
 /// Opens (without creating) the cgroup at `cgroups_path` in a given hierarchy (tests, and callers

@@ -196,6 +196,10 @@ pub struct ExecArgs {
     /// Exec into a paused container too (the process is frozen until `resume`).
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
+    /// Run in a sub-cgroup of the container's that exists: [CONTROLLER[,CONTROLLER…]:]PATH
+    /// (cgroup v1: per controller; without one, every controller; v2: PATH only). Repeatable.
+    #[arg(long = "cgroup")]
+    pub cgroup: Vec<String>,
 }
 
 /// `-1` means "unlimited" for several of these, as a value of its own (`--cpu-quota -1`).

@@ -90,6 +90,9 @@ impl Cgroup for Undelegated {
     fn add_process(&self, _pid: i32) -> berth_cgroups::Result<()> {
         Ok(())
     }
+    fn sub_cgroup(&self, _paths: &std::collections::BTreeMap<String, String>) -> berth_cgroups::Result<Box<dyn Cgroup>> {
+        Err(self.unavailable())
+    }
     fn can_join_self(&self) -> bool {
         false
     }

@@ -21,6 +21,9 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// Exec into a paused container too (the process then waits, frozen, for `resume`).
     pub ignore_paused: bool,
+    /// A sub-cgroup of the container's to run in (`--cgroup [CONTROLLER:]PATH`, repeatable):
+    /// controller (v1; "" for all) to a path below the container's cgroup.
+    pub sub_cgroup: std::collections::BTreeMap<String, String>,
 }
 
 /// Namespace types a process can join, with their /proc/<pid>/ns names.
@@ -66,6 +69,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         _ => None,
     };
     let cgroup = cgroup::open(&container)?;
+    let cgroup = if options.sub_cgroup.is_empty() { cgroup } else { cgroup.sub_cgroup(&options.sub_cgroup)? };
     // v1: the child moves itself, sparing the RCU grace period a move by us would wait for (see create).
     let self_join = cgroup.can_join_self();
     let (parent_sock, child_sock) = SyncSocket::pair()?;

@@ -120,6 +120,21 @@ impl Cgroup for V1Cgroup {
         resources::apply(self, resources)
     }
 
+    fn sub_cgroup(&self, paths: &BTreeMap<String, String>) -> Result<Box<dyn Cgroup>> {
+        if let Some(unknown) = paths.keys().find(|c| !c.is_empty() && !self.dirs.contains_key(*c)) {
+            return Err(Error::InvalidSubCgroup(unknown.clone(), "no such cgroup v1 controller here"));
+        }
+        let mut dirs = BTreeMap::new();
+        for (controller, dir) in &self.dirs {
+            let below = match paths.get(controller).or_else(|| paths.get("")) {
+                Some(path) => crate::existing_below(dir, path)?,
+                None => dir.clone(),
+            };
+            dirs.insert(controller.clone(), below);
+        }
+        Ok(Box::new(V1Cgroup { dirs, mounts: self.mounts.clone() }))
+    }
+
     fn add_process(&self, pid: i32) -> Result<()> {
         let pid = pid.to_string();
         for dir in self.dirs.values() {

@@ -75,6 +75,13 @@ impl Cgroup for V2Cgroup {
         write(&self.dir, "cgroup.procs", &pid.to_string())
     }
 
+    fn sub_cgroup(&self, paths: &std::collections::BTreeMap<String, String>) -> Result<Box<dyn Cgroup>> {
+        let (Some(path), 1) = (paths.get(""), paths.len()) else {
+            return Err(Error::InvalidSubCgroup(format!("{paths:?}"), "cgroup v2 has one hierarchy: give --cgroup PATH, without a controller"));
+        };
+        Ok(Box::new(V2Cgroup { dir: crate::existing_below(&self.dir, path)?, root: self.root.clone() }))
+    }
+
     /// v2 writes of "0" to cgroup.procs still take the global lock; creation uses
     /// CLONE_INTO_CGROUP instead.
     fn can_join_self(&self) -> bool {

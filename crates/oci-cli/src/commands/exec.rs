@@ -14,6 +14,24 @@ use std::str::FromStr;
 /// A process.json larger than this is refused.
 const MAX_PROCESS_JSON: u64 = 4 << 20;
 
+/// runc's `--cgroup [CONTROLLER[,CONTROLLER…]:]PATH`, each given once: controller ("" for every
+/// one) to path.
+fn sub_cgroups(specs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut paths = std::collections::BTreeMap::new();
+    for spec in specs {
+        let (controllers, path) = spec.split_once(':').unwrap_or(("", spec));
+        if path.is_empty() {
+            anyhow::bail!("--cgroup {spec:?}: use [CONTROLLER[,CONTROLLER...]:]PATH");
+        }
+        for controller in controllers.split(',') {
+            if paths.insert(controller.to_string(), path.to_string()).is_some() {
+                anyhow::bail!("--cgroup {spec:?}: controller {controller:?} is given twice");
+            }
+        }
+    }
+    Ok(paths)
+}
+
 pub fn run(root: &Path, args: &ExecArgs) -> anyhow::Result<i32> {
     let process = build_process(root, args)?;
     let terminal = process.terminal().unwrap_or(false);
@@ -24,6 +42,7 @@ pub fn run(root: &Path, args: &ExecArgs) -> anyhow::Result<i32> {
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
         ignore_paused: args.ignore_paused,
+        sub_cgroup: sub_cgroups(&args.cgroup)?,
     };
     let pid = berth_oci::exec(root, &args.id, &options)?;
     if args.detach {

@@ -184,7 +184,10 @@ fn exec_joins_a_sub_cgroup_when_told() {
     // (hierarchy line, controllers, path) of the init, as the host sees them.
     let cgroups = |pid: &str| -> Vec<(String, String)> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        text.lines().filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2))).map(|(c, p)| (c.to_string(), p.to_string())).collect()
+        text.lines()
+            .filter_map(|l| l.split_once(':').and_then(|(_, rest)| rest.split_once(':')))
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+            .collect()
     };
     let init = cgroups(&state["pid"].to_string());
     let v2 = init.len() == 1 && init[0].0.is_empty();

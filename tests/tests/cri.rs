@@ -477,14 +477,6 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
 }
 
 /// Waits (at most 20 s) for a file a test plugin writes.
-fn wait_for_file(path: &std::path::Path) {
-    let started = std::time::Instant::now();
-    while !path.exists() {
-        assert!(started.elapsed().as_secs() < 20, "no {}", path.display());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
     const CNI_TIMEOUT: u64 = 10;
@@ -515,8 +507,7 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
     let extra = format!("cni_conf_dir = {conf_dir:?}\ncni_bin_dirs = [{bin:?}, \"/usr/lib/cni\"]\ncni_timeout = {CNI_TIMEOUT}\n");
     let host = berth_testsupport::HostNetwork::snapshot();
     let start = || Berthd::start_with(&env, &[&registry.address], &extra, None);
-    let allocations =
-        || -> Vec<String> { walk_files(&ipam).into_iter().filter(|f| !f.ends_with("/lock") && !f.contains("last_reserved_ip")).collect() };
+    let allocations = || berth_testsupport::ip_allocations(&ipam);
 
     // 1. A plugin that hangs: RunPodSandbox fails at the timeout (10 s) with the plugin named, berthd
     //    answers other calls meanwhile, and nothing of the pod is left.
@@ -549,11 +540,11 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
         tokio::spawn(
             async move { other.runtime.run_pod_sandbox(RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() }).await },
         );
-    wait_for_file(&marks.join("started-ADD"));
+    berth_testsupport::wait_for_file(&marks.join("started-ADD"));
     berthd.child.kill().unwrap();
     berthd.child.wait().unwrap();
     assert!(attempt.await.unwrap().is_err());
-    wait_for_file(&marks.join("done-ADD"));
+    berth_testsupport::wait_for_file(&marks.join("done-ADD"));
     assert_eq!(allocations().len(), 1, "the orphaned ADD allocated an address");
     std::fs::remove_file(marks.join("slow-ADD")).unwrap();
     // Not dropped: a test Berthd's drop cleans up its pods' pins, which the restart must find.
@@ -571,11 +562,11 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
     let mut other = connect(&berthd).await;
     let id = pod.clone();
     let stopping = tokio::spawn(async move { other.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id }).await });
-    wait_for_file(&marks.join("started-DEL"));
+    berth_testsupport::wait_for_file(&marks.join("started-DEL"));
     berthd.child.kill().unwrap();
     berthd.child.wait().unwrap();
     let _ = stopping.await.unwrap();
-    wait_for_file(&marks.join("done-DEL"));
+    berth_testsupport::wait_for_file(&marks.join("done-DEL"));
     std::fs::remove_file(marks.join("slow-DEL")).unwrap();
     std::mem::forget(berthd);
     let berthd = start();
@@ -602,19 +593,6 @@ async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
     let leaks = host.leaks_then_restore(&bridge, &ipam, &[pod, gone]);
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     env.leak_check();
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<String> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk_files(&path));
-        } else {
-            files.push(path.display().to_string());
-        }
-    }
-    files
 }
 
 // --- Streaming: raw clients of berth's streaming server (the SPDY codec is berth-streaming's; the

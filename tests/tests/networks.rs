@@ -127,3 +127,65 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     env.leak_check();
 }
+
+/// kill -9 of berthd while a `berth run` is in its CNI ADD (bridge, slowed by a wrapper the test
+/// steers with files, finishes on its own meanwhile): after the restart the half-made container
+/// is gone, with its address, veth, port rules and namespace pin.
+#[test]
+fn berthd_killed_during_a_runs_add_leaves_nothing_after_restart() {
+    let env = TestEnv::new("networks-kill-add");
+    let registry = busybox_registry(&env);
+    let pid = std::process::id();
+    let (bridge, subnet) = (format!("bka{}", pid % 100_000), format!("10.238.{}.0/24", pid % 250));
+    let (bin, marks) = (env.dir.join("cni-bin"), env.dir.join("marks"));
+    for dir in [&bin, &marks] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let m = marks.display();
+    let wrapper = format!(
+        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then touch {m}/started-ADD; sleep 2; fi\n/usr/lib/cni/bridge\nrc=$?\ntouch {m}/done-$CNI_COMMAND\nexit $rc\n"
+    );
+    std::fs::write(bin.join("bridge"), wrapper).unwrap();
+    std::fs::set_permissions(bin.join("bridge"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let host_port = 23_000 + (pid % 10_000) as u16;
+    let host = HostNetwork::snapshot();
+    let extra = format!(
+        "default_network = \"bridge\"\ndefault_bridge = {bridge:?}\ndefault_subnet = {subnet:?}\ncni_bin_dirs = [{bin:?}, \"/usr/lib/cni\"]\n"
+    );
+    let start = || Berthd::start_with(&env, &[&registry.address], &extra, None);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    let mut berthd = start();
+    berthd.ok(&env, &["pull", &image]);
+    let ipam = berthd.root.join("networks/ipam");
+    let allocations = || berth_testsupport::ip_allocations(&ipam);
+
+    let mut run = std::process::Command::new(berth_testsupport::workspace_bin("berth"))
+        .arg("--socket")
+        .arg(&berthd.socket)
+        .args(["run", "-d", "--name", "half", "-p", &format!("127.0.0.1:{host_port}:80"), &image, "sleep", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    berth_testsupport::wait_for_file(&marks.join("started-ADD"));
+    berthd.child.kill().unwrap();
+    berthd.child.wait().unwrap();
+    assert!(!run.wait().unwrap().success(), "the client of a berthd killed mid-run fails");
+    berth_testsupport::wait_for_file(&marks.join("done-ADD"));
+    assert_eq!(allocations().len(), 1, "the orphaned ADD allocated an address");
+    // Not dropped: a test Berthd's drop cleans up, which the restart must do by itself.
+    std::mem::forget(berthd);
+
+    let berthd = start();
+    let listed = berthd.ok(&env, &["ps", "-a", "-q"]);
+    let left = allocations();
+    let pins = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&*env.dir.to_string_lossy())).count();
+    berthd.ok(&env, &["network", "rm", "bridge"]);
+    drop(berthd);
+    let leaks = host.leaks_then_restore(&bridge, &ipam, &[]);
+    assert_eq!(listed.trim(), "", "the container berthd died creating was removed");
+    assert!(left.is_empty(), "its address was released: {left:?}");
+    assert_eq!(pins, 0, "no namespace pin or rootfs left mounted");
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}

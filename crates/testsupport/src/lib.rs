@@ -27,7 +27,7 @@ pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
 pub use console::ConsoleSocket;
 pub use hostile_registry::{Attack, HostileRegistry};
 pub use leaks::Leaks;
-pub use network::{HostNetwork, NetNs};
+pub use network::{ip_allocations, HostNetwork, NetNs};
 pub use peak_rss::{proc_status, PeakRss};
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{
@@ -199,5 +199,14 @@ impl Drop for TestEnv {
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
             }
         }
+    }
+}
+
+/// Waits (up to 20 s) until `path` exists: a mark a test's plugin or hook leaves.
+pub fn wait_for_file(path: &Path) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed().as_secs() < 20, "no {}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -103,15 +103,7 @@ impl HostNetwork {
                 leaks.push(format!("iptables rule: {line}"));
             }
         }
-        for entry in std::fs::read_dir(ipam_dir).into_iter().flatten().flatten() {
-            let network = entry.path();
-            for file in std::fs::read_dir(&network).into_iter().flatten().flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                if name != "lock" && !name.starts_with("last_reserved_ip") {
-                    leaks.push(format!("IP allocation: {}", file.path().display()));
-                }
-            }
-        }
+        leaks.extend(ip_allocations(ipam_dir).into_iter().map(|file| format!("IP allocation: {}", file.display())));
         // The plumbing: new rules first (jumps into new chains), then the new chains.
         let mut table = String::new();
         for line in &now {
@@ -140,6 +132,21 @@ impl HostNetwork {
         }
         leaks
     }
+}
+
+/// The addresses host-local holds in `ipam_dir` (its dataDir: a directory per network, a file per
+/// address besides its `lock` and `last_reserved_ip.*`).
+pub fn ip_allocations(ipam_dir: &Path) -> Vec<PathBuf> {
+    let mut held = Vec::new();
+    for entry in std::fs::read_dir(ipam_dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name != "lock" && !name.starts_with("last_reserved_ip") {
+                held.push(file.path());
+            }
+        }
+    }
+    held
 }
 
 /// iptables-save's quoting: words, with "double quoted" ones (comments, `\"` inside) whole.

@@ -189,3 +189,46 @@ fn berthd_killed_during_a_runs_add_leaves_nothing_after_restart() {
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     env.leak_check();
 }
+
+/// CNI garbage collection at berthd's start: an attachment the CNI cache holds for no container or
+/// pod of berthd's (made here straight through berth-cni, as a DEL that never finished would
+/// leave it) is deleted: its address, veth and cache entry go.
+#[test]
+fn berthd_collects_cni_attachments_nobody_owns_at_start() {
+    let env = TestEnv::new("networks-gc");
+    let pid = std::process::id();
+    let subnet = format!("10.239.{}.0/24", pid % 250);
+    let host = HostNetwork::snapshot();
+    let berthd = Berthd::start_with(&env, &[], "", None);
+    berthd.ok(&env, &["network", "create", "--subnet", &subnet, "gcnet"]);
+    let info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["network", "inspect", "gcnet"])).unwrap();
+    let bridge = info[0]["bridge"].as_str().unwrap().to_string();
+    let (root, ipam) = (berthd.root.clone(), berthd.root.join("networks/ipam"));
+    berthd.stop();
+
+    let netns = berth_testsupport::NetNs::new(&env.dir.join("stale-netns"));
+    let cni = berth_cni::Cni::new(vec!["/usr/lib/cni".into()], root.join("cni"));
+    let list = berth_cni::NetworkList::load(std::path::Path::new(info[0]["config"].as_str().unwrap())).unwrap();
+    let stale = berth_cni::Attachment {
+        container_id: "stale0123456789".into(),
+        netns: netns.path.clone(),
+        ifname: "eth0".into(),
+        args: Vec::new(),
+        capability_args: Default::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(cni.add(&list, &stale)).unwrap();
+    let before = (berth_testsupport::ip_allocations(&ipam).len(), cni.cache().all().len());
+
+    let berthd = Berthd::start_with(&env, &[], "", None);
+    let after = (berth_testsupport::ip_allocations(&ipam), cni.cache().all().len(), netns.exec(&["ip", "-o", "link", "show"]));
+    berthd.ok(&env, &["network", "rm", "gcnet"]);
+    drop(berthd);
+    drop(netns);
+    let leaks = host.leaks_then_restore(&bridge, &ipam, &[stale.container_id.clone()]);
+    assert_eq!(before, (1, 1), "the stale attachment holds an address and a cache entry");
+    assert!(after.0.is_empty() && after.1 == 0, "berthd's start deleted it: {:?}, {} cache entries", after.0, after.1);
+    assert!(!after.2.contains("eth0"), "its interface went:\n{}", after.2);
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}

@@ -118,6 +118,33 @@ impl Containers {
         Ok(output.result.sandbox_ips())
     }
 
+    /// CNI garbage collection at start, after recovery: an attachment the CNI cache holds for a
+    /// container or pod berthd no longer has (its record went while a DEL could not finish, or
+    /// the metadata was reset) is deleted with what ADD cached, a netns that is gone left out;
+    /// then the node's pod network gets CNI GC with the pods that are left. Failures are logged:
+    /// the next start tries again. Returns how many attachments went.
+    pub(crate) async fn collect_network_garbage(&self) -> usize {
+        let pods: Vec<String> = self.list_sandboxes().into_iter().filter(|s| !s.config.host_network).map(|s| s.id).collect();
+        let mut removed = 0;
+        if let Ok(service) = self.network_service() {
+            let known: std::collections::HashSet<String> = self.table().records().map(|r| r.id).chain(pods.iter().cloned()).collect();
+            let stale: std::collections::BTreeSet<String> =
+                service.cni.cache().all().into_iter().map(|e| e.container_id).filter(|id| !known.contains(id)).collect();
+            for id in stale {
+                match crate::pod_network::del_cached(&service.cni, &id).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::warn!(attachment = %id, "CNI GC: DEL of an attachment nobody owns: {e}"),
+                }
+            }
+        }
+        if let Some(network) = self.pod_network() {
+            if let Err(e) = network.gc(&pods).await {
+                tracing::warn!("CNI GC of the pod network: {e}");
+            }
+        }
+        removed
+    }
+
     /// Undoes [`Self::join_network`] whatever part of it happened (DEL for whatever the CNI
     /// cache holds of the container, then the pin), and takes the container out of its
     /// neighbours' /etc/hosts.

@@ -26,6 +26,8 @@ pub struct Recovered {
     pub half_created: usize,
     /// Pods berthd died creating, removed.
     pub half_created_pods: usize,
+    /// CNI attachments of containers and pods berthd no longer has, deleted.
+    pub stale_attachments: usize,
 }
 
 impl Containers {
@@ -271,6 +273,7 @@ impl Containers {
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
         }
         recovered.half_created_pods = self.recover_sandboxes().await?;
+        recovered.stale_attachments = self.collect_network_garbage().await;
         // Collected first: a healthcheck started below takes the table's lock itself.
         let survivors: Vec<ContainerRecord> = self.table().records().filter(|r| live.contains(&r.id)).collect();
         for record in survivors {

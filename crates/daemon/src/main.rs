@@ -90,6 +90,7 @@ async fn serve() -> anyhow::Result<()> {
         exited_meanwhile = recovered.exited_meanwhile,
         half_created_removed = recovered.half_created,
         half_created_pods_removed = recovered.half_created_pods,
+        stale_network_attachments_removed = recovered.stale_attachments,
         "containers recovered"
     );
     let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone() };

@@ -225,7 +225,7 @@ fn berthd_collects_cni_attachments_nobody_owns_at_start() {
     berthd.ok(&env, &["network", "rm", "gcnet"]);
     drop(berthd);
     drop(netns);
-    let leaks = host.leaks_then_restore(&bridge, &ipam, &[stale.container_id.clone()]);
+    let leaks = host.leaks_then_restore(&bridge, &ipam, std::slice::from_ref(&stale.container_id));
     assert_eq!(before, (1, 1), "the stale attachment holds an address and a cache entry");
     assert!(after.0.is_empty() && after.1 == 0, "berthd's start deleted it: {:?}, {} cache entries", after.0, after.1);
     assert!(!after.2.contains("eth0"), "its interface went:\n{}", after.2);

@@ -476,7 +476,67 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
     env.leak_check();
 }
 
-/// Waits (at most 20 s) for a file a test plugin writes.
+/// Dual stack where the node's config gives an IPv6 range too: the pod's IPv4 address first (its
+/// `ip`), the IPv6 one in `additional_ips`, and another pod reaches it over IPv6. No gateway and
+/// no portmap: the host's forwarding and ip6tables stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_an_ipv6_address_too_where_the_config_gives_a_range() {
+    let env = TestEnv::new("cri-ipv6");
+    let registry = busybox_registry(&env);
+    let pid = std::process::id();
+    let (bridge, subnet, subnet6, ipam) =
+        (format!("bsix{}", pid % 100_000), format!("10.231.{}.0/24", pid % 250), format!("fd00:b:{:x}::/64", pid % 65_000), env.dir.join("ipam"));
+    let conf_dir = env.dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": "berth-ipv6-test", "plugins": [
+        {"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}], [{"subnet": subnet6}]], "dataDir": ipam}}]});
+    std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
+    let host = berth_testsupport::HostNetwork::snapshot();
+    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("cni_conf_dir = {conf_dir:?}\n"), None);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+    let (a_config, b_config) = (pod_config(&env, "six"), pod_config(&env, "client6"));
+    let (a, b) = (cri.run_pod(&a_config).await, cri.run_pod(&b_config).await);
+    let network = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap();
+    let network = network.into_inner().status.unwrap().network.unwrap();
+    let v6: Vec<String> = network.additional_ips.iter().map(|ip| ip.ip.clone()).collect();
+    let server = cri
+        .create(
+            &a,
+            &a_config,
+            container_config(&image, "server", &["sh", "-c", "echo hello over six > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]),
+        )
+        .await
+        .unwrap();
+    let client = cri.create(&b, &b_config, container_config(&image, "client", &["sleep", "300"])).await.unwrap();
+    cri.start(&server).await;
+    cri.start(&client).await;
+    let mut fetched = String::new();
+    // (A new IPv6 address is tentative until duplicate detection is done, a second or two.)
+    for _ in 0..100 {
+        let url = format!("http://[{}]:8080/", v6.first().map(String::as_str).unwrap_or("::1"));
+        fetched = text(&cri.exec(&client, &["wget", "-q", "-T", "2", "-O", "-", &url]).await.stdout);
+        if !fetched.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for pod in [&a, &b] {
+        cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    }
+    drop(berthd);
+    let leaks = host.leaks_then_restore(&bridge, &ipam, &[a.clone(), b.clone()]);
+    assert!(network.ip.starts_with(subnet.trim_end_matches("0/24")), "the IPv4 address first: {}", network.ip);
+    let prefix = subnet6.trim_end_matches("/64");
+    assert!(v6.len() == 1 && v6[0].starts_with(prefix), "one IPv6 address from {subnet6}: {v6:?}");
+    assert_eq!(fetched, "hello over six", "pod b to pod a over IPv6");
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cni_faults_leave_no_half_made_pod_and_berthd_answers_meanwhile() {
     const CNI_TIMEOUT: u64 = 10;
@@ -1192,6 +1252,11 @@ async fn a_pod_in_a_user_namespace_is_root_only_inside() {
     cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: plain }).await.unwrap();
 
     let pod = cri.run_pod(&pod_config).await;
+    // Only with the pod's own mapping.
+    let other = IdMapping { host_id: 300_000, ..range };
+    let mut elsewhere = container_config(&image, "elsewhere", &["true"]);
+    elsewhere.mounts = vec![Mount { uid_mappings: vec![other], gid_mappings: vec![other], ..mount.clone() }];
+    assert_eq!(cri.create(&pod, &pod_config, elsewhere).await.unwrap_err().code(), Code::InvalidArgument);
     let mut config = container_config(&image, "app", &["sleep", "300"]);
     config.mounts = vec![mount];
     config.linux = Some(LinuxContainerConfig {

@@ -64,6 +64,10 @@ impl Containers {
     /// host ports of 0 chosen: what create records before anything exists.
     pub(crate) fn plan_network(&self, request: &ContainerNetwork) -> Result<ContainerNetwork> {
         let (info, _) = self.network_service()?.networks.resolve(&request.name)?;
+        // Published by other containers: portmap's rules hold no socket, so the kernel would
+        // call such a port free.
+        let published: Vec<(i32, String)> =
+            self.table().records().filter_map(|r| r.network).flat_map(|n| n.ports).map(|p| (p.host_port, p.protocol)).collect();
         let mut ports = Vec::with_capacity(request.ports.len());
         for port in &request.ports {
             let mut port = port.clone();
@@ -81,7 +85,22 @@ impl Containers {
                 return Err(Error::Invalid(format!("host IP {:?}: an IPv4 address (IPv6 networks are not supported yet)", port.host_ip)));
             }
             if port.host_port == 0 {
+                // Each chosen port is free alone; not one another container publishes, nor two of
+                // this container's own.
+                let taken = |p: &PortMapping| {
+                    ports.iter().any(|other: &PortMapping| other.host_port == p.host_port && other.protocol == p.protocol)
+                        || published.iter().any(|(port, protocol)| *port == p.host_port && *protocol == p.protocol)
+                };
                 port.host_port = free_port(&port)?;
+                for _ in 0..16 {
+                    if !taken(&port) {
+                        break;
+                    }
+                    port.host_port = free_port(&port)?;
+                }
+                if taken(&port) {
+                    return Err(Error::Invalid(format!("no free host port for {}/{}", port.container_port, port.protocol)));
+                }
             } else {
                 probe_port(&port)?;
             }

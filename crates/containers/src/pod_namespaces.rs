@@ -134,8 +134,13 @@ fn pin_in_this_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Res
 /// Starts berth's infra process (`berth-shim --infra`) as the init of a new PID namespace, pins
 /// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`. The infra enters the
 /// pod's user namespace first when one is pinned there, so that one owns the PID namespace.
-pub fn start_infra(dir: &Path, shim: &Path) -> Result<i32> {
-    let output = std::process::Command::new(shim).arg("--infra").arg(dir).output().map_err(|e| Error::io("run", shim, e))?;
+pub fn start_infra(dir: &Path, shim: &Path, userns: bool) -> Result<i32> {
+    let mut command = std::process::Command::new(shim);
+    command.arg("--infra").arg(dir);
+    if userns {
+        command.arg("--userns");
+    }
+    let output = command.output().map_err(|e| Error::io("run", shim, e))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let pid: i32 = match stdout.trim().strip_prefix("ok ").and_then(|p| p.parse().ok()) {
         Some(pid) if output.status.success() => pid,

@@ -66,7 +66,9 @@ pub fn mount(mounts: &[Mount], target: &Path, idmap: Option<&Idmap>) -> Result<(
 fn idmapped_overlay(options: &[String], target: &Path, idmap: &Idmap) -> Result<()> {
     use std::os::fd::AsFd;
     let userns = std::fs::File::open(&idmap.userns).map_err(|e| Error::io("open the user namespace at", &idmap.userns, e))?;
-    let staging = PathBuf::from(format!("{}.idmapped", target.display()));
+    let staging = staging_dir(target);
+    // What a berthd that died here left (layers still attached) goes first.
+    clear_staging(&staging)?;
     let lowers: Vec<&str> = options.iter().find_map(|o| o.strip_prefix("lowerdir=")).map(|l| l.split(':').collect()).unwrap_or_default();
     let mut staged = Vec::new();
     let mounted = (|| {
@@ -91,15 +93,34 @@ fn idmapped_overlay(options: &[String], target: &Path, idmap: &Idmap) -> Result<
         nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.join(",").as_str()))
             .map_err(|e| Error::io("mount the idmapped overlay at", target, std::io::Error::from(e)))
     })();
-    for at in &staged {
-        let _ = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH);
-    }
-    let _ = std::fs::remove_dir_all(&staging);
-    mounted
+    let cleared = clear_staging(&staging);
+    mounted.and(cleared)
 }
 
-/// Unmounts `target` if something is mounted there (detaching if busy).
+fn staging_dir(target: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.idmapped", target.display()))
+}
+
+/// Detaches whatever is attached in the staging directory and removes it, one empty directory
+/// at a time: never a recursive delete, which would reach through a layer still attached (root
+/// may write through an idmapped mount) and empty a layer other containers share.
+fn clear_staging(staging: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(staging) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let at = entry.path();
+        match nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::io("detach an idmapped layer at", &at, e.into())),
+        }
+        std::fs::remove_dir(&at).map_err(|e| Error::io("remove", &at, e))?;
+    }
+    std::fs::remove_dir(staging).map_err(|e| Error::io("remove", staging, e))
+}
+
+/// Unmounts `target` if something is mounted there (detaching if busy), and whatever an
+/// idmapped mount berthd died making left beside it.
 pub fn unmount(target: &Path) -> Result<()> {
+    clear_staging(&staging_dir(target))?;
     // Nothing there (a create that failed early): nothing to ask the kernel, which would want
     // privileges even to say so.
     if std::fs::symlink_metadata(target).is_err() {

@@ -56,6 +56,10 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
 
 struct RunSpec(CreateOptions);
 
+/// The widest range of an image's EXPOSE that `-P` publishes port by port (docker expands them
+/// too; an image asking for thousands of host ports is refused).
+const MAX_EXPOSED_RANGE: i32 = 100;
+
 impl SpecMaker for RunSpec {
     fn command(&self, image: &RunConfig) -> Result<Vec<String>> {
         command(&self.0, image)
@@ -73,15 +77,21 @@ impl SpecMaker for RunSpec {
         }
         let mut ports = Vec::new();
         for exposed in image.exposed_ports.iter().flat_map(|p| p.keys()) {
-            let (port, protocol) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
+            let (range, protocol) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
             let protocol = protocol.to_ascii_lowercase();
-            let container_port = port.parse::<u16>().ok().filter(|p| *p > 0).map(i32::from);
-            let (Some(container_port), "tcp" | "udp" | "sctp") = (container_port, protocol.as_str()) else {
-                return Err(Error::Invalid(format!("the image exposes {exposed:?}: not PORT[/tcp|udp|sctp]")));
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).map(i32::from);
+            let (Some(first), Some(last), "tcp" | "udp" | "sctp") = (port(first), port(last), protocol.as_str()) else {
+                return Err(Error::Invalid(format!("the image exposes {exposed:?}: not PORT[-PORT][/tcp|udp|sctp]")));
             };
-            let taken = self.0.publish.iter().any(|p| p.container_port == container_port && p.protocol.eq_ignore_ascii_case(&protocol));
-            if !taken {
-                ports.push(crate::sandbox::PortMapping { protocol, container_port, host_port: 0, host_ip: String::new() });
+            if first > last || last - first >= MAX_EXPOSED_RANGE {
+                return Err(Error::Invalid(format!("the image exposes {exposed:?}: a range of 1 to {MAX_EXPOSED_RANGE} ports")));
+            }
+            for container_port in first..=last {
+                let taken = self.0.publish.iter().any(|p| p.container_port == container_port && p.protocol.eq_ignore_ascii_case(&protocol));
+                if !taken {
+                    ports.push(crate::sandbox::PortMapping { protocol: protocol.clone(), container_port, host_port: 0, host_ip: String::new() });
+                }
             }
         }
         Ok(ports)

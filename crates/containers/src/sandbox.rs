@@ -195,7 +195,7 @@ impl Containers {
             crate::manager::make_dir(&dir)?;
             pod_namespaces::pin(&dir, &config.namespaces(), &config.hostname(), config.user_namespace.as_ref())?;
             if config.share_pid && !config.host_pid {
-                pod_namespaces::start_infra(&dir, &shim)?;
+                pod_namespaces::start_infra(&dir, &shim, config.user_namespace.is_some())?;
             }
             write_etc_files(&dir, &config)
         })

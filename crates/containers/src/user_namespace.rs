@@ -8,7 +8,6 @@
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, OwnedFd};
 
 /// `length` ids from `container_id` in the namespace are `host_id`… on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,32 +57,38 @@ impl UserNamespace {
 
 /// Clones a child into a new user namespace with these maps plus the new namespaces in `flags`
 /// (CLONE_NEW*; all owned by the user namespace, which the kernel creates first), runs `with`
-/// on its pid while it waits, then lets it go and reaps it. The namespaces outlive it only where
-/// `with` pinned them.
+/// on its pid while it waits, then kills and reaps it (on every path: a guard does it). The
+/// namespaces outlive it only where `with` pinned them.
 pub fn with_new_namespaces<T>(userns: &UserNamespace, flags: libc::c_int, with: impl FnOnce(i32) -> Result<T>) -> Result<T> {
-    let (hold_read, hold_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Invalid(format!("pipe: {e}")))?;
     let (cloned, _) = berth_sys::clone3((libc::CLONE_NEWUSER | flags) as u64, None)
         .map_err(|e| Error::io("clone3 a user namespace for", std::path::Path::new("a pod"), e))?;
     let pid = match cloned {
-        berth_sys::CloneResult::Child => child_waits(hold_read, hold_write),
+        berth_sys::CloneResult::Child => child_waits(),
         berth_sys::CloneResult::Parent { pid } => pid,
     };
-    drop(hold_read);
-    let result = write_maps(pid, userns).and_then(|()| with(pid));
-    drop(hold_write);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    result
+    let _child = Held(pid);
+    write_maps(pid, userns)?;
+    with(pid)
 }
 
-/// The child of a multi-threaded parent: only async-signal-safe calls (close, read, _exit) until
-/// it leaves, which it does once the parent closes its end of the pipe.
-fn child_waits(hold_read: OwnedFd, hold_write: OwnedFd) -> ! {
-    // SAFETY: close, read and _exit are async-signal-safe; the buffer is on our own stack.
-    unsafe {
-        libc::close(hold_write.as_raw_fd());
-        let mut byte = 0u8;
-        libc::read(hold_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
-        libc::_exit(0)
+/// The child of a multi-threaded parent: only async-signal-safe calls until SIGKILL ends it. It
+/// waits for no fd of its own (it holds copies of all of berthd's, so another thread's pipe
+/// would never see EOF while it lives).
+fn child_waits() -> ! {
+    loop {
+        // SAFETY: pause is async-signal-safe and takes no arguments.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Kills and reaps the waiting child when dropped.
+struct Held(i32);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
     }
 }
 
@@ -95,24 +100,48 @@ fn write_maps(pid: i32, userns: &UserNamespace) -> Result<()> {
     Ok(())
 }
 
-/// Whether the filesystem under `path` takes idmapped mounts (what a pod in a user namespace
-/// needs for its root filesystem): tried once on a clone of its mount, never attached.
+/// Whether a pod's containers can have their root filesystem here: the filesystem under `path`
+/// (berth's data directory, where the layers are) takes idmapped mounts, and overlayfs takes
+/// an idmapped layer (Linux 5.19). Tried once with an empty layer in a scratch directory below
+/// `path`, mounted and taken apart again.
 pub fn idmap_supported(path: &std::path::Path) -> bool {
-    use std::os::fd::AsFd;
+    let scratch = path.join(format!(".idmap-probe-{}", std::process::id()));
     let probe = UserNamespace {
         uids: IdRange { container_id: 0, host_id: 65536, length: 65536 },
         gids: IdRange { container_id: 0, host_id: 65536, length: 65536 },
     };
-    let tried = with_new_namespaces(&probe, 0, |pid| {
-        let userns = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|e| Error::io("open", path, e))?;
-        let tree = berth_sys::mount_api::clone_tree(path, false).map_err(|e| Error::io("clone the mount of", path, e))?;
-        berth_sys::mount_api::set_tree_attr(tree.as_fd(), berth_sys::mount_api::MOUNT_ATTR_IDMAP, Some(userns.as_fd()), false)
-            .map_err(|e| Error::io("idmap a clone of", path, e))
-    });
+    let tried = with_new_namespaces(&probe, 0, |pid| overlay_on_an_idmapped_layer(&scratch, &format!("/proc/{pid}/ns/user")));
+    for dir in ["merged", "staged", "work/work", "work", "upper", "lower", ""] {
+        let _ = std::fs::remove_dir(scratch.join(dir));
+    }
     if let Err(e) = &tried {
-        tracing::info!("no idmapped mounts on {}: {e}; pods cannot have user namespaces", path.display());
+        tracing::info!("no idmapped layers under {}: {e}; pods cannot have user namespaces", path.display());
     }
     tried.is_ok()
+}
+
+fn overlay_on_an_idmapped_layer(scratch: &std::path::Path, userns: &str) -> Result<()> {
+    use berth_sys::mount_api::{clone_tree, move_mount, set_tree_attr, MOUNT_ATTR_IDMAP};
+    use nix::mount::{umount2, MntFlags, MsFlags};
+    use std::os::fd::AsFd;
+    for dir in ["lower", "upper", "work", "staged", "merged"] {
+        std::fs::create_dir_all(scratch.join(dir)).map_err(|e| Error::io("create", &scratch.join(dir), e))?;
+    }
+    let userns = std::fs::File::open(userns).map_err(|e| Error::io("open", std::path::Path::new(userns), e))?;
+    let lower = scratch.join("lower");
+    let tree = clone_tree(&lower, false).map_err(|e| Error::io("clone the mount of", &lower, e))?;
+    set_tree_attr(tree.as_fd(), MOUNT_ATTR_IDMAP, Some(userns.as_fd()), false).map_err(|e| Error::io("idmap a clone of", &lower, e))?;
+    let staged = scratch.join("staged");
+    let at = std::fs::File::open(&staged).map_err(|e| Error::io("open", &staged, e))?;
+    move_mount(tree.as_fd(), at.as_fd()).map_err(|e| Error::io("attach an idmapped layer at", &staged, e))?;
+    let data = format!("lowerdir={},upperdir={},workdir={}", staged.display(), scratch.join("upper").display(), scratch.join("work").display());
+    let merged = scratch.join("merged");
+    let mounted = nix::mount::mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()));
+    if mounted.is_ok() {
+        let _ = umount2(&merged, MntFlags::MNT_DETACH);
+    }
+    let _ = umount2(&staged, MntFlags::MNT_DETACH);
+    mounted.map_err(|e| Error::io("mount an overlay on an idmapped layer at", &merged, e.into()))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
     if image.is_empty() {
         return Err(Status::invalid_argument("a container needs an image"));
     }
-    crate::mounts::check(&config, cri.recursive_read_only(sandbox.config.runtime.as_deref()), sandbox.config.user_namespace.is_some())?;
+    crate::mounts::check(&config, cri.recursive_read_only(sandbox.config.runtime.as_deref()), sandbox.config.user_namespace.as_ref())?;
     if let Some(taken) = cri
         .containers()
         .list()

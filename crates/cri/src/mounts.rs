@@ -18,7 +18,7 @@ pub(crate) fn plain_absolute(path: &str) -> bool {
 }
 
 /// What create cannot honour, said before anything is made.
-pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool, user_namespace: bool) -> Result<(), Status> {
+pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool, user_namespace: Option<&UserNamespace>) -> Result<(), Status> {
     for mount in &config.mounts {
         if mount.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
             return Err(Status::unimplemented(format!("image volume at {}: berth does not mount images as volumes yet", mount.container_path)));
@@ -37,8 +37,15 @@ pub(crate) fn check(config: &ContainerConfig, recursive_read_only: bool, user_na
                 )));
             }
         }
-        if idmap(mount)?.is_some() && !user_namespace {
-            return Err(Status::invalid_argument(format!("idmapped mount at {}: only a pod with a user namespace has them", mount.container_path)));
+        // The pod's own mapping only (what the kubelet sends): another one would hand the pod
+        // files as ids it does not have.
+        if let Some(ids) = idmap(mount)? {
+            if user_namespace != Some(&ids) {
+                return Err(Status::invalid_argument(format!(
+                    "idmapped mount at {}: only a pod with a user namespace has them, with the pod's own mapping",
+                    mount.container_path
+                )));
+            }
         }
         if !plain_absolute(&mount.container_path) || !plain_absolute(&mount.host_path) {
             return Err(Status::invalid_argument(format!(

@@ -85,6 +85,10 @@ async fn serve() -> anyhow::Result<()> {
         cni,
     });
     let recovered = containers.recover().await.context("recover the containers")?;
+    // Tried once (mounts in a scratch directory), off the async workers, before any request asks.
+    let probed = containers.clone();
+    let userns = tokio::task::spawn_blocking(move || probed.user_namespaces_supported()).await.unwrap_or(false);
+    tracing::info!(user_namespaces = userns, "pods in user namespaces (idmapped layers under the data directory)");
     tracing::info!(
         running = recovered.running,
         exited_meanwhile = recovered.exited_meanwhile,

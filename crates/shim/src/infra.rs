@@ -1,6 +1,6 @@
-//! `berth-shim --infra [POD DIR]`: the PID 1 of a pod's shared PID namespace (shareProcessNamespace), in
-//! place of a pause image. The shim enters the pod's user namespace if it has one (pinned at
-//! `POD DIR/ns/user`), unshares a PID namespace and forks; the child is that
+//! `berth-shim --infra [POD DIR [--userns]]`: the PID 1 of a pod's shared PID namespace
+//! (shareProcessNamespace), in place of a pause image. With `--userns` the shim enters the pod's
+//! user namespace (pinned at `POD DIR/ns/user`) and is root there, unshares a PID namespace and forks; the child is that
 //! namespace's init: it reaps whatever is reparented to it and otherwise sleeps, and ends on
 //! SIGTERM (an init gets only the signals it handles from inside its namespace; SIGKILL from
 //! outside always). The parent prints `ok <child pid>` and exits, so the infra is nobody's child
@@ -15,10 +15,11 @@ extern "C" fn stop(_: libc::c_int) {
     unsafe { libc::_exit(0) };
 }
 
-pub fn run(pod_dir: Option<std::path::PathBuf>) -> i32 {
-    // A pod with a user namespace: entered first, so it owns the PID namespace and the pod's
-    // containers (in it too) may mount that namespace's /proc.
-    if let Some(user) = pod_dir.map(|dir| dir.join("ns/user")).filter(|p| p.exists()) {
+pub fn run(pod_dir: Option<std::path::PathBuf>, userns: bool) -> i32 {
+    // A pod with a user namespace (`--userns`): entered first, so it owns the PID namespace and
+    // the pod's containers (in it too) may mount that namespace's /proc. A pin that is missing is
+    // an error, not the host's namespace.
+    if let Some(user) = pod_dir.map(|dir| dir.join("ns/user")).filter(|_| userns) {
         // And root there, as the pod's processes see it (the host's root is nobody there).
         let entered = std::fs::File::open(&user).and_then(|ns| {
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)

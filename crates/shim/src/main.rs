@@ -39,7 +39,7 @@ pub struct Args {
     pub cleanup: Option<String>,
 }
 
-const USAGE: &str = "usage: berth-shim --dir DIR --runtime BIN [--runtime-root DIR] [--cleanup ID] | berth-shim --infra [POD DIR]";
+const USAGE: &str = "usage: berth-shim --dir DIR --runtime BIN [--runtime-root DIR] [--cleanup ID] | berth-shim --infra [POD DIR [--userns]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args_os().skip(1);
@@ -73,7 +73,9 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "--infra") {
         // The pod's directory that follows names it for whoever lists processes, and is where
         // its user namespace is pinned if it has one.
-        std::process::exit(infra::run(std::env::args_os().nth(2).map(std::path::PathBuf::from)));
+        let pod_dir = std::env::args_os().nth(2).map(std::path::PathBuf::from);
+        let userns = std::env::args_os().nth(3).is_some_and(|a| a == "--userns");
+        std::process::exit(infra::run(pod_dir, userns));
     }
     let args = match parse_args() {
         Ok(args) => args,

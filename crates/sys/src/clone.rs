@@ -27,7 +27,9 @@ pub enum CloneResult {
 /// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts life in the cgroup v2 directory `args.cgroup`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Forks with `flags` (CLONE_NEW* only). The process must be single-threaded, as berth-oci is.
+/// Forks with `flags` (CLONE_NEW* only). In a single-threaded process (berth-oci) the child may
+/// run any code; in a multi-threaded one (berthd) only async-signal-safe calls until it execs or
+/// exits, since another thread may have held a lock (the allocator's) at the fork.
 /// With `cgroup` (a cgroup v2 directory fd) the child is born in that cgroup, so not one
 /// instruction of it runs outside. Returns whether that happened: kernels before 5.7,
 /// clone(2) and some cgroup types refuse it, and the caller then moves the child itself.
@@ -51,8 +53,7 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<(CloneRe
 fn raw_clone3(mut args: CloneArgs) -> io::Result<CloneResult> {
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: with stack == 0 the child continues on a copy-on-write copy of our stack exactly like
-    // fork(); berth-oci is single-threaded so no lock can be held by a thread that does not exist in
-    // the child.
+    // fork(); what the child may do then is the caller's contract (see clone3's doc).
     let rc = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -132,6 +132,13 @@ impl Cgroup for V1Cgroup {
             };
             dirs.insert(controller.clone(), below);
         }
+        // Controllers mounted together (cpu,cpuacct) are one directory tree: one path for both,
+        // or the second write would move the process back out of the first's.
+        for (a, b) in dirs.keys().flat_map(|a| dirs.keys().map(move |b| (a, b))) {
+            if a != b && self.mounts.get(a) == self.mounts.get(b) && dirs[a] != dirs[b] {
+                return Err(Error::InvalidSubCgroup(format!("{a},{b}"), "controllers mounted together need the same sub-cgroup"));
+            }
+        }
         Ok(Box::new(V1Cgroup { dirs, mounts: self.mounts.clone() }))
     }
 
@@ -320,5 +327,26 @@ fn clock_ticks() -> u64 {
         ticks as u64
     } else {
         100
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// cpu and cpuacct mounted together: `exec --cgroup cpu:sub` alone would be undone by the
+    /// write to cpuacct's (the same) directory, so it is refused; one path for all is fine.
+    #[test]
+    fn co_mounted_controllers_take_one_sub_cgroup() {
+        let root = std::env::temp_dir().join(format!("berth-cgroups-comount-{}", std::process::id()));
+        let mount = root.join("cpu,cpuacct");
+        std::fs::create_dir_all(mount.join("ctr/sub")).unwrap();
+        let both = |path: PathBuf| [("cpu".to_string(), path.clone()), ("cpuacct".to_string(), path)].into_iter().collect();
+        let cgroup = V1Cgroup { dirs: both(mount.join("ctr")), mounts: both(mount.clone()) };
+        let only_cpu = cgroup.sub_cgroup(&[("cpu".to_string(), "sub".to_string())].into_iter().collect()).err().map(|e| e.to_string());
+        let all = cgroup.sub_cgroup(&[(String::new(), "sub".to_string())].into_iter().collect()).map(|c| c.mount_sources());
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(only_cpu.is_some_and(|e| e.contains("mounted together")));
+        assert!(all.is_ok());
     }
 }

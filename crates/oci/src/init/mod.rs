@@ -101,6 +101,13 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     if let Some(process) = ctx.spec.process() {
         process::apply_oom_score_adj(process)?;
     }
+    // Joining a user namespace does not clear the dumpable flag, and a pod's other containers
+    // (with CAP_SYS_PTRACE there, and the PID namespace shared) could attach to us while we are
+    // still the host's root: not dumpable before any join. Only a namespace we create ourselves
+    // (nobody else in it yet) waits for its maps first.
+    if !ctx.plan.new_user {
+        process::set_non_dumpable()?;
+    }
     enter_namespaces(ctx)?;
     // Until execve (which restores it for a readable binary), nothing in the container may ptrace
     // us or open our /proc entries (fds, environ, exe). Not before the id maps are written: an

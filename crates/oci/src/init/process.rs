@@ -130,7 +130,6 @@ pub(crate) fn apply_scheduling(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// The container's execution domain (`linux.personality`), for its init and every exec.
 /// `linux.memoryPolicy` (runtime-spec 1.3): set_mempolicy(2) for this process, which its
 /// children and execve keep. The kernel checks the mode against the nodes (a node the machine
 /// lacks, nodes given to MPOL_LOCAL): its refusal fails create, with what was asked.
@@ -187,6 +186,7 @@ fn node_mask(nodes: &str) -> std::result::Result<Vec<u64>, String> {
     Ok(mask)
 }
 
+/// The container's execution domain (`linux.personality`), for its init and every exec.
 pub(crate) fn apply_personality(linux: &Linux) -> Result<()> {
     if let Some(personality) = linux.personality() {
         let domain = serde_json::to_value(personality.domain()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();

@@ -900,3 +900,34 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
     drop(berthd);
     env.leak_check();
 }
+
+/// docker's `--env-file` (read by the client, before `-e`), `--add-host` and `--dns*` (the
+/// container's own /etc/hosts and resolv.conf); malformed ones refused before anything is made.
+#[test]
+fn env_files_extra_hosts_and_dns_flags_reach_the_container() {
+    let (env, _registry, berthd, image) = setup("ctr-env-dns");
+    let env_file = env.dir.join("app.env");
+    std::fs::write(&env_file, "# settings\nA=from-file\n\nB=overridden\nBERTH_TEST_FROM_SHELL\n").unwrap();
+    let mut run = std::process::Command::new(berth_testsupport::workspace_bin("berth"));
+    run.arg("--socket").arg(&berthd.socket).env("BERTH_TEST_FROM_SHELL", "shell");
+    run.args(["run", "--rm", "--env-file", env_file.to_str().unwrap(), "-e", "B=from-flag"]);
+    run.args(["--add-host", "db:192.0.2.10", "--add-host", "v6=2001:db8::1"]);
+    run.args(["--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:3"]);
+    run.args([&image, "sh", "-c", "echo $A $B $BERTH_TEST_FROM_SHELL; grep -v localhost /etc/hosts; grep -v '^#' /etc/resolv.conf"]);
+    let out = env.capture(&mut run);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "from-file from-flag shell");
+    assert!(lines.contains(&"192.0.2.10\tdb") && lines.contains(&"2001:db8::1\tv6"), "{stdout}");
+    let resolv: Vec<&str> = lines.iter().copied().filter(|l| ["nameserver", "search", "options"].iter().any(|k| l.starts_with(k))).collect();
+    assert_eq!(resolv, ["nameserver 192.0.2.53", "search example.test", "options ndots:3"], "{stdout}");
+    for bad in [["--add-host", "db"], ["--add-host", "bad name:1.2.3.4"], ["--dns", "not-an-ip"], ["--dns-search", "two words"]] {
+        let refused = berthd.berth(&env, &["run", "--rm", bad[0], bad[1], &image, "true"]);
+        let said = text(&refused).1;
+        assert!(!refused.status.success() && (said.contains(bad[0]) || said.contains("one word")), "{bad:?}: {said}");
+    }
+    assert!(containers(&berthd, &env).is_empty(), "nothing made");
+    drop(berthd);
+    env.leak_check();
+}

@@ -18,6 +18,10 @@ pub struct ProcessArgs {
     /// KEY=VALUE, or KEY to pass this shell's value.
     #[arg(short, long = "env")]
     env: Vec<String>,
+    /// A file of KEY=VALUE (or KEY) lines, `#` comments and blank lines skipped, read before
+    /// any -e (which may override it), as docker's.
+    #[arg(long = "env-file")]
+    env_file: Vec<std::path::PathBuf>,
     /// user, uid, user:group or uid:gid (looked up in the image).
     #[arg(short, long)]
     user: Option<String>,
@@ -63,6 +67,18 @@ pub struct CreateArgs {
     /// Publish every port the image exposes on a free host port (bridge networks).
     #[arg(short = 'P', long)]
     publish_all: bool,
+    /// NAME:IP: a line added to the container's /etc/hosts.
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// A name server for the container's resolv.conf (in place of the host's).
+    #[arg(long)]
+    dns: Vec<String>,
+    /// A DNS search domain (in place of the host's).
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// A resolver option such as ndots:5 (in place of the host's).
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    dns_option: Vec<String>,
     #[arg(long)]
     hostname: Option<String>,
     /// A terminal for the container.
@@ -224,9 +240,30 @@ pub enum ContainerCommand {
     },
 }
 
-fn env_entries(entries: &[String]) -> Vec<String> {
-    entries.iter().filter_map(|e| if e.contains('=') { Some(e.clone()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) }).collect()
+/// `--env-file`s' lines, then `-e`s: `KEY=VALUE` as it is, a bare `KEY` from this shell (left out
+/// when it has none there).
+fn env_entries(process: &ProcessArgs) -> anyhow::Result<Vec<String>> {
+    use std::io::Read;
+    let mut entries = Vec::new();
+    for file in &process.env_file {
+        let mut text = String::new();
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_ENV_FILE + 1).read_to_string(&mut text))
+            .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
+        if text.len() as u64 > MAX_ENV_FILE {
+            anyhow::bail!("--env-file {}: larger than {MAX_ENV_FILE} bytes", file.display());
+        }
+        entries.extend(text.lines().map(str::trim_start).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    entries.extend(process.env.iter().cloned());
+    if let Some(entry) = entries.iter().find(|e| e.split('=').next().is_none_or(str::is_empty)) {
+        anyhow::bail!("environment entry {entry:?}: no variable name");
+    }
+    Ok(entries.into_iter().filter_map(|e| if e.contains('=') { Some(e) } else { std::env::var(&e).ok().map(|v| format!("{e}={v}")) }).collect())
 }
+
+/// The most of one `--env-file` read (an environment, not a data file).
+const MAX_ENV_FILE: u64 = 1 << 20;
 
 fn parse_bytes(text: &str) -> anyhow::Result<i64> {
     let lower = text.to_ascii_lowercase();
@@ -269,7 +306,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         args: args.command,
         entrypoint: args.entrypoint.clone().into_iter().filter(|e| !e.is_empty()).collect(),
         entrypoint_set: args.entrypoint.is_some(),
-        env: env_entries(&args.process.env),
+        env: env_entries(&args.process)?,
         user: args.process.user.unwrap_or_default(),
         workdir: args.process.workdir.unwrap_or_default(),
         volumes,
@@ -283,6 +320,10 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         network: args.network,
         ports: args.publish.iter().map(|p| port_mapping(p)).collect::<anyhow::Result<Vec<_>>>()?,
         publish_all: args.publish_all,
+        add_hosts: args.add_host,
+        dns: args.dns,
+        dns_search: args.dns_search,
+        dns_options: args.dns_option,
         hostname: args.hostname.unwrap_or_default(),
         tty: args.tty,
         stdin: args.interactive,
@@ -552,7 +593,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 container,
                 args: command,
                 tty,
-                env: env_entries(&process.env),
+                env: env_entries(&process)?,
                 user: process.user.unwrap_or_default(),
                 workdir: process.workdir.unwrap_or_default(),
                 console_width: console.map_or(0, |c| c.0.into()),

@@ -30,6 +30,10 @@ pub struct CreateOptions {
     pub publish: Vec<crate::sandbox::PortMapping>,
     /// Every port the image exposes published too, on a host port berthd chooses (`-P`).
     pub publish_all: bool,
+    /// `--add-host`: (name, address) lines added to its /etc/hosts.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--dns*`: what of its resolv.conf replaces the host's (each part only when given).
+    pub dns: crate::sandbox::DnsConfig,
     pub hostname: Option<String>,
     pub tty: bool,
     /// Keep stdin open (`-i`).

@@ -123,7 +123,7 @@ impl SpecMaker for RunSpec {
         let user_spec = options.user.clone().or_else(|| context.image.user.clone()).unwrap_or_default();
         let user = passwd::resolve(context.rootfs, &user_spec)?;
         let own_ip = context.network.and_then(|n| n.ips.first()).map(String::as_str);
-        let etc_files = write_etc_files(context.bundle, &hostname, &options.network, own_ip)?;
+        let etc_files = write_etc_files(context.bundle, &hostname, options, own_ip)?;
         let netns = context.network.map(|_| crate::pod_namespaces::pin_path(context.bundle, crate::pod_namespaces::PodNamespace::Net));
         build(&SpecInputs {
             id: context.id,
@@ -195,7 +195,8 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
 /// host's network, the host's files; with none, loopback only; on a bridge, its own address by its
 /// name (berthd adds its neighbours', [`crate::container_network`]) and the host's name servers
 /// but those on the host's loopback, which the container cannot reach.
-fn write_etc_files(bundle: &Path, hostname: &str, network: &Network, own_ip: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+fn write_etc_files(bundle: &Path, hostname: &str, options: &CreateOptions, own_ip: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+    let network = &options.network;
     let loopback = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let (hosts, resolv) = match network {
@@ -214,7 +215,9 @@ fn write_etc_files(bundle: &Path, hostname: &str, network: &Network, own_ip: Opt
                 .collect(),
         ),
     };
-    let hosts = format!("{hosts}{}\t{hostname}\n", own_ip.unwrap_or("127.0.1.1"));
+    let extra: String = options.extra_hosts.iter().map(|(name, ip)| format!("{ip}\t{name}\n")).collect();
+    let hosts = format!("{hosts}{extra}{}\t{hostname}\n", own_ip.unwrap_or("127.0.1.1"));
+    let resolv = with_dns(&resolv, &options.dns);
     let mut files = Vec::new();
     for (name, text) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
         let path = bundle.join(name);
@@ -224,10 +227,38 @@ fn write_etc_files(bundle: &Path, hostname: &str, network: &Network, own_ip: Opt
     Ok(files)
 }
 
+/// `resolv` with the kinds of line `dns` gives replaced by its (name servers, search domains,
+/// options), as docker's `--dns*` do; the others kept.
+fn with_dns(resolv: &str, dns: &crate::sandbox::DnsConfig) -> String {
+    let replaced = |line: &str| match line.split_whitespace().next() {
+        Some("nameserver") => !dns.servers.is_empty(),
+        Some("search" | "domain") => !dns.searches.is_empty(),
+        Some("options") => !dns.options.is_empty(),
+        _ => false,
+    };
+    let mut text: String = resolv.lines().filter(|l| !replaced(l)).map(|l| format!("{l}\n")).collect();
+    text.extend(dns.servers.iter().map(|s| format!("nameserver {s}\n")));
+    if !dns.searches.is_empty() {
+        text += &format!("search {}\n", dns.searches.join(" "));
+    }
+    if !dns.options.is_empty() {
+        text += &format!("options {}\n", dns.options.join(" "));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::options::Volume;
+
+    #[test]
+    fn dns_flags_replace_their_kind_of_line_only() {
+        let host = "# generated\nnameserver 10.0.0.1\nsearch corp.example\noptions ndots:2\n";
+        let dns = crate::sandbox::DnsConfig { servers: vec!["192.0.2.53".into()], searches: vec![], options: vec!["ndots:5".into(), "edns0".into()] };
+        assert_eq!(with_dns(host, &dns), "# generated\nsearch corp.example\nnameserver 192.0.2.53\noptions ndots:5 edns0\n");
+        assert_eq!(with_dns(host, &Default::default()), host);
+    }
 
     fn image() -> RunConfig {
         RunConfig {

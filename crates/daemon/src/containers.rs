@@ -29,6 +29,33 @@ fn console_size(width: u32, height: u32) -> Option<(u16, u16)> {
     Some((u16::try_from(width).ok().filter(|w| *w > 0)?, u16::try_from(height).ok().filter(|h| *h > 0)?))
 }
 
+/// `--add-host NAME:IP` (or NAME=IP): a host name and an address.
+fn extra_host(entry: &str) -> Result<(String, std::net::IpAddr), Status> {
+    let bad = || Status::invalid_argument(format!("--add-host {entry:?}: use NAME:IP, NAME a host name"));
+    let (name, ip) = entry.split_once(['=', ':']).ok_or_else(bad)?;
+    let plain = !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    let ip: std::net::IpAddr = ip.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+    if !plain {
+        return Err(bad());
+    }
+    Ok((name.to_string(), ip))
+}
+
+fn dns_servers(servers: &[String]) -> Result<Vec<String>, Status> {
+    servers
+        .iter()
+        .map(|s| s.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).map_err(|_| Status::invalid_argument(format!("--dns {s:?}: an IP address"))))
+        .collect()
+}
+
+/// Search domains and resolver options: single words, as resolv.conf needs them.
+fn dns_words(words: Vec<String>) -> Result<Vec<String>, Status> {
+    match words.iter().find(|w| w.is_empty() || w.len() > 253 || w.chars().any(|c| c.is_whitespace() || c.is_control())) {
+        Some(bad) => Err(Status::invalid_argument(format!("DNS search domain or option {bad:?}: one word"))),
+        None => Ok(words),
+    }
+}
+
 fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOptions, Status> {
     let network = if r.network.is_empty() { default_network } else { r.network.as_str() };
     let network: berth_containers::Network = network.parse().map_err(Status::invalid_argument)?;
@@ -61,6 +88,8 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
         network,
         publish,
         publish_all: r.publish_all,
+        extra_hosts: r.add_hosts.iter().map(|h| extra_host(h)).collect::<Result<_, _>>()?,
+        dns: berth_containers::DnsConfig { servers: dns_servers(&r.dns)?, searches: dns_words(r.dns_search)?, options: dns_words(r.dns_options)? },
         hostname: non_empty(r.hostname),
         tty: r.tty,
         stdin: r.stdin,

@@ -81,6 +81,30 @@ impl Cri {
         self.runtime.list_containers(ListContainersRequest { filter }).await.unwrap().into_inner().containers
     }
 
+    /// In pod a, a server of `line` on :8080 (busybox httpd); in pod b, a client that waits.
+    async fn server_and_client(&mut self, image: &str, a: (&str, &PodSandboxConfig), b: (&str, &PodSandboxConfig), line: &str) -> (String, String) {
+        let serve = format!("echo {line} > /tmp/index.html; exec httpd -f -p 8080 -h /tmp");
+        let server = self.create(a.0, a.1, container_config(image, "server", &["sh", "-c", &serve])).await.unwrap();
+        let client = self.create(b.0, b.1, container_config(image, "client", &["sleep", "300"])).await.unwrap();
+        self.start(&server).await;
+        self.start(&client).await;
+        (server, client)
+    }
+
+    /// What `url` answers from inside container `from`, tried for up to ~10 s (the server may
+    /// not listen yet); empty if never.
+    async fn fetch(&mut self, from: &str, url: &str) -> String {
+        for _ in 0..100 {
+            // (busybox's wget -T crashes on an IPv6 literal: timeout bounds it instead.)
+            let fetched = text(&self.exec(from, &["timeout", "5", "wget", "-q", "-O", "-", url]).await.stdout);
+            if !fetched.is_empty() {
+                return fetched;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        String::new()
+    }
+
     async fn pull(&mut self, image: &str) -> String {
         let request = PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
         self.images.pull_image(request).await.expect("pull").into_inner().image_ref
@@ -425,26 +449,9 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
         pod_ip(cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: b.clone(), verbose: false }).await.unwrap().into_inner());
     let prefix = subnet.trim_end_matches("0/24");
     assert!(a_ip.starts_with(prefix) && b_ip.starts_with(prefix) && a_ip != b_ip, "pod IPs {a_ip} {b_ip} from {subnet}");
-    let server = cri
-        .create(
-            &a,
-            &a_config,
-            container_config(&image, "server", &["sh", "-c", "echo hello from web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]),
-        )
-        .await
-        .unwrap();
-    let client = cri.create(&b, &b_config, container_config(&image, "client", &["sleep", "300"])).await.unwrap();
-    cri.start(&server).await;
-    cri.start(&client).await;
+    let (server, client) = cri.server_and_client(&image, (&a, &a_config), (&b, &b_config), "hello from web").await;
     assert!(text(&cri.exec(&server, &["ip", "-o", "addr", "show", "eth0"]).await.stdout).contains(&format!("{a_ip}/24")));
-    let mut fetched = String::new();
-    for _ in 0..50 {
-        fetched = text(&cri.exec(&client, &["wget", "-q", "-O", "-", &format!("http://{a_ip}:8080/")]).await.stdout);
-        if !fetched.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let fetched = cri.fetch(&client, &format!("http://{a_ip}:8080/")).await;
     // Tried a few times, each bounded: under the VM's emulation one try can outlast its bound.
     let mut from_host = String::new();
     for _ in 0..5 {
@@ -502,28 +509,9 @@ async fn pods_get_an_ipv6_address_too_where_the_config_gives_a_range() {
     let network = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap();
     let network = network.into_inner().status.unwrap().network.unwrap();
     let v6: Vec<String> = network.additional_ips.iter().map(|ip| ip.ip.clone()).collect();
-    let server = cri
-        .create(
-            &a,
-            &a_config,
-            container_config(&image, "server", &["sh", "-c", "echo hello over six > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]),
-        )
-        .await
-        .unwrap();
-    let client = cri.create(&b, &b_config, container_config(&image, "client", &["sleep", "300"])).await.unwrap();
-    cri.start(&server).await;
-    cri.start(&client).await;
-    let mut fetched = String::new();
+    let (_, client) = cri.server_and_client(&image, (&a, &a_config), (&b, &b_config), "hello over six").await;
     // (A new IPv6 address is tentative until duplicate detection is done, a second or two.)
-    for _ in 0..100 {
-        let url = format!("http://[{}]:8080/", v6.first().map(String::as_str).unwrap_or("::1"));
-        // (busybox's wget -T crashes on an IPv6 literal: timeout bounds it instead.)
-        fetched = text(&cri.exec(&client, &["timeout", "5", "wget", "-q", "-O", "-", &url]).await.stdout);
-        if !fetched.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let fetched = cri.fetch(&client, &format!("http://[{}]:8080/", v6.first().map(String::as_str).unwrap_or("::1"))).await;
     for pod in [&a, &b] {
         cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
         cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();

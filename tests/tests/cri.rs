@@ -483,6 +483,59 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
     env.leak_check();
 }
 
+/// Hostile CNI configs and plugins, through berthd's CRI: a conflist that is not JSON leaves the
+/// network not ready (the file named) and pods with loopback only; a plugin's error JSON reaches
+/// the kubelet as the plugin said it; a plugin that prints 100 MB is cut at the cap. No failed pod
+/// is left half made, and berthd's memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_cni_configs_and_plugins_get_clear_errors_through_the_cri() {
+    let env = TestEnv::new("cri-cni-hostile");
+    let registry = busybox_registry(&env);
+    let (conf_dir, bin) = (env.dir.join("net.d"), env.dir.join("cni-bin"));
+    for dir in [&conf_dir, &bin] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(conf_dir.join("10-broken.conflist"), "{ not json").unwrap();
+    let plugin = |name: &str, body: &str| {
+        std::fs::write(bin.join(name), format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    // ADD fails or floods; DEL (the undo) succeeds.
+    plugin(
+        "refuser",
+        "[ \"$CNI_COMMAND\" = ADD ] || exit 0\necho '{\"cniVersion\": \"1.0.0\", \"code\": 11, \"msg\": \"no addresses left in the pool\"}'\nexit 1",
+    );
+    plugin("flooder", "[ \"$CNI_COMMAND\" = ADD ] || exit 0\nhead -c 100000000 /dev/zero");
+    let extra = format!("cni_conf_dir = {conf_dir:?}\ncni_bin_dirs = [{bin:?}]\n");
+    let berthd = Berthd::start_with(&env, &[&registry.address], &extra, None);
+    let mut cri = connect(&berthd).await;
+    let ready = |status: StatusResponse| status.status.unwrap().conditions.into_iter().find(|c| c.r#type == "NetworkReady").unwrap();
+    let not_ready = ready(cri.runtime.status(StatusRequest { verbose: false }).await.unwrap().into_inner());
+    let loopback_only = cri.run_pod(&pod_config(&env, "lo-only")).await;
+    let ip = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: loopback_only.clone(), verbose: false }).await.unwrap();
+    let ip = ip.into_inner().status.unwrap().network.unwrap().ip;
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: loopback_only }).await.unwrap();
+
+    let peak = berth_testsupport::PeakRss::start(berthd.child.id());
+    let mut refused = Vec::new();
+    for (name, typ) in [("refused", "refuser"), ("flooded", "flooder")] {
+        let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": name, "plugins": [{"type": typ}]});
+        std::fs::write(conf_dir.join("05-hostile.conflist"), conflist.to_string()).unwrap();
+        let request = RunPodSandboxRequest { config: Some(pod_config(&env, name)), runtime_handler: String::new() };
+        refused.push(cri.runtime.run_pod_sandbox(request).await.unwrap_err());
+    }
+    let grew = peak.grown_kib();
+    let left = cri.pods().await;
+    drop(berthd);
+    assert!(!not_ready.status && not_ready.message.contains("10-broken.conflist"), "{not_ready:?}");
+    assert_eq!(ip, "", "no usable network: loopback only");
+    assert!(refused[0].message().contains("no addresses left in the pool"), "{:?}", refused[0]);
+    assert!(refused[1].message().contains("flooder") && refused[1].message().contains("1048576"), "{:?}", refused[1]);
+    assert!(left.is_empty(), "no failed pod left: {left:?}");
+    assert!(grew < 16 * 1024, "berthd grew {grew} KiB reading a 100 MB flood");
+    env.leak_check();
+}
+
 /// Dual stack where the node's config gives an IPv6 range too: the pod's IPv4 address first (its
 /// `ip`), the IPv6 one in `additional_ips`, and another pod reaches it over IPv6. No gateway and
 /// no portmap: the host's forwarding and ip6tables stay as they were.

@@ -170,6 +170,26 @@ fn exec_takes_the_containers_personality_and_waits_on_a_pause_only_when_told() {
     env.leak_check();
 }
 
+/// A device of `linux.devices` gets what the spec's cgroup rules give it and no more, as under
+/// runc: `c 1:11 r` opens for reading only (berth-oci used to add `rwm` for every such device).
+#[test]
+fn a_spec_device_gets_only_the_access_its_rules_give() {
+    let env = TestEnv::new("compat-device-access");
+    let mut bundle = Bundle::new(&env.dir.join("device-bundle"));
+    bundle.set_args(&["sh", "-c", "exec 3>/dev/k && echo opened"]).edit(|c| {
+        c["linux"]["devices"] = serde_json::json!([{"path": "/dev/k", "type": "c", "major": 1, "minor": 11, "fileMode": 420, "uid": 0, "gid": 0}]);
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}));
+    });
+    let id = env.id("device-r");
+    let out = env.capture(&mut env.command(&["run", "--bundle", &bundle.dir.display().to_string(), &id]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("opened"), "a write-open of a read-only device succeeded");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{}", String::from_utf8_lossy(&out.stderr));
+    env.leak_check();
+}
+
 /// runc's `exec --cgroup`: an exec'd process joins a sub-cgroup of the container's that exists,
 /// in every controller or (v1) only the ones named; a path out of the container's cgroup, or one
 /// that does not exist, is refused.

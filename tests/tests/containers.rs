@@ -931,3 +931,32 @@ fn env_files_extra_hosts_and_dns_flags_reach_the_container() {
     drop(berthd);
     env.leak_check();
 }
+
+/// docker's `--ulimit` (the process's rlimits) and `--device` (the node inside, allowed by the
+/// device cgroup); impossible ones refused before anything is made.
+#[test]
+fn ulimits_and_devices_reach_the_container() {
+    let (env, _registry, berthd, image) = setup("ctr-ulimit-device");
+    let script = "ulimit -n; ulimit -Hn; echo x > /dev/mynull && echo wrote; stat -c '%t:%T' /dev/mynull";
+    let out = berthd.berth(&env, &["run", "--rm", "--ulimit", "nofile=512:1024", "--device", "/dev/null:/dev/mynull:rw", &image, "sh", "-c", script]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["512", "1024", "wrote", "1:3"], "{stdout}");
+    // The permissions reach the device cgroup (/dev/kmsg: not among the devices always allowed).
+    let open_for_writing = |grant: &str| {
+        let device = format!("/dev/kmsg:/dev/k:{grant}");
+        let out = berthd.berth(&env, &["run", "--rm", "--device", &device, &image, "sh", "-c", "exec 3>/dev/k && echo opened"]);
+        text(&out).0.trim().to_string()
+    };
+    assert_eq!((open_for_writing("rw").as_str(), open_for_writing("r").as_str()), ("opened", ""), "a read-only grant refuses a write");
+    for bad in
+        [["--ulimit", "nofile=2048:1024"], ["--ulimit", "bogus=1"], ["--ulimit", "nofile"], ["--device", "/nonexistent"], ["--device", "relative"]]
+    {
+        let refused = berthd.berth(&env, &["run", "--rm", bad[0], bad[1], &image, "true"]);
+        let said = text(&refused).1;
+        assert!(!refused.status.success() && (said.contains("ulimit") || said.contains("device")), "{bad:?}: {said}");
+    }
+    assert!(containers(&berthd, &env).is_empty(), "nothing made");
+    drop(berthd);
+    env.leak_check();
+}

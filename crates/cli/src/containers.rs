@@ -79,6 +79,12 @@ pub struct CreateArgs {
     /// A resolver option such as ndots:5 (in place of the host's).
     #[arg(long = "dns-option", visible_alias = "dns-opt")]
     dns_option: Vec<String>,
+    /// HOST[:CONTAINER[:PERMISSIONS]]: a host device in the container (permissions of rwm).
+    #[arg(long)]
+    device: Vec<String>,
+    /// NAME=SOFT[:HARD]: a resource limit (nofile, nproc, core, …; -1 for unlimited).
+    #[arg(long)]
+    ulimit: Vec<String>,
     #[arg(long)]
     hostname: Option<String>,
     /// A terminal for the container.
@@ -324,6 +330,8 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         dns: args.dns,
         dns_search: args.dns_search,
         dns_options: args.dns_option,
+        devices: args.device,
+        ulimits: args.ulimit,
         hostname: args.hostname.unwrap_or_default(),
         tty: args.tty,
         stdin: args.interactive,

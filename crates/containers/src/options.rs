@@ -34,6 +34,10 @@ pub struct CreateOptions {
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     /// `--dns*`: what of its resolv.conf replaces the host's (each part only when given).
     pub dns: crate::sandbox::DnsConfig,
+    /// `--device`: (host node, path inside, cgroup permissions of `rwm`).
+    pub devices: Vec<(std::path::PathBuf, String, String)>,
+    /// `--ulimit`: (rlimit name as docker spells it, `nofile`; soft; hard).
+    pub ulimits: Vec<(String, u64, u64)>,
     pub hostname: Option<String>,
     pub tty: bool,
     /// Keep stdin open (`-i`).

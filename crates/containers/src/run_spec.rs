@@ -171,6 +171,12 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     if options.tty {
         opts.push(spec_opts::with_terminal(options.console_size));
     }
+    for (host, container, permissions) in &options.devices {
+        opts.push(spec_opts::with_device(host.clone(), container.clone(), permissions.clone()));
+    }
+    for (name, soft, hard) in &options.ulimits {
+        opts.push(spec_opts::with_rlimit(name.clone(), *soft, *hard));
+    }
     // Processes keep no privilege they did not start with (setuid binaries excepted only when privileged).
     opts.push(if options.privileged { spec_opts::with_privileged() } else { spec_opts::with_no_new_privileges(true) });
     for (target, source) in etc_files.iter() {

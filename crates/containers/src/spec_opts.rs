@@ -374,6 +374,28 @@ pub fn with_device(host: PathBuf, container: String, permissions: String) -> Spe
     })
 }
 
+/// A resource limit of the process (`nofile`, `nproc`, … or `RLIMIT_NOFILE`), soft and hard.
+pub fn with_rlimit(name: String, soft: u64, hard: u64) -> SpecOpt {
+    Box::new(move |spec| {
+        let full = if name.starts_with("RLIMIT_") { name.clone() } else { format!("RLIMIT_{}", name.to_ascii_uppercase()) };
+        let typ: oci_spec::runtime::PosixRlimitType = full.parse().map_err(|_| invalid(format!("ulimit {name:?}: no such resource limit")))?;
+        if soft > hard {
+            return Err(invalid(format!("ulimit {name}: the soft limit {soft} is above the hard one {hard}")));
+        }
+        let limit = oci_spec::runtime::PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .map_err(|e| invalid(format!("ulimit {name}: {e}")))?;
+        let process = spec.process_mut().get_or_insert_with(Default::default);
+        let mut limits: Vec<_> = process.rlimits().clone().unwrap_or_default().into_iter().filter(|l| l.typ() != typ).collect();
+        limits.push(limit);
+        process.set_rlimits(Some(limits));
+        Ok(())
+    })
+}
+
 /// Kernel parameters set in the container's namespaces (the caller checked they are namespaced).
 pub fn with_sysctls(sysctls: HashMap<String, String>) -> SpecOpt {
     Box::new(move |spec| {

@@ -41,6 +41,38 @@ fn extra_host(entry: &str) -> Result<(String, std::net::IpAddr), Status> {
     Ok((name.to_string(), ip))
 }
 
+/// `--device HOST[:CONTAINER[:PERMISSIONS]]`: the same path inside, and `rwm`, by default.
+fn device(spec: &str) -> Result<(std::path::PathBuf, String, String), Status> {
+    let mut parts = spec.splitn(3, ':');
+    let host = parts.next().unwrap_or_default();
+    let (second, third) = (parts.next(), parts.next());
+    // docker's short form HOST:PERMISSIONS.
+    let (container, permissions) = match (second, third) {
+        (Some(p), None) if !p.is_empty() && p.chars().all(|c| "rwm".contains(c)) => (host, p),
+        (Some(c), p) => (c, p.unwrap_or("rwm")),
+        (None, _) => (host, "rwm"),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err(Status::invalid_argument(format!("--device {spec:?}: use HOST[:CONTAINER[:rwm]], both absolute paths")));
+    }
+    Ok((host.into(), container.to_string(), permissions.to_string()))
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`, -1 for unlimited; the hard limit is the soft one when not given.
+fn ulimit(spec: &str) -> Result<(String, u64, u64), Status> {
+    let bad = || Status::invalid_argument(format!("--ulimit {spec:?}: use NAME=SOFT[:HARD], numbers or -1 for unlimited"));
+    let (name, limits) = spec.split_once('=').ok_or_else(bad)?;
+    let value = |v: &str| if v == "-1" { Ok(u64::MAX) } else { v.parse::<u64>().map_err(|_| bad()) };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (value(soft)?, value(hard)?),
+        None => (value(limits)?, value(limits)?),
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(bad());
+    }
+    Ok((name.to_string(), soft, hard))
+}
+
 fn dns_servers(servers: &[String]) -> Result<Vec<String>, Status> {
     servers
         .iter()
@@ -89,6 +121,8 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
         publish,
         publish_all: r.publish_all,
         extra_hosts: r.add_hosts.iter().map(|h| extra_host(h)).collect::<Result<_, _>>()?,
+        devices: r.devices.iter().map(|d| device(d)).collect::<Result<_, _>>()?,
+        ulimits: r.ulimits.iter().map(|u| ulimit(u)).collect::<Result<_, _>>()?,
         dns: berth_containers::DnsConfig { servers: dns_servers(&r.dns)?, searches: dns_words(r.dns_search)?, options: dns_words(r.dns_options)? },
         hostname: non_empty(r.hostname),
         tty: r.tty,

@@ -5,8 +5,10 @@ use crate::{Error, Result};
 use berth_cgroups::{Cgroup, FreezerState};
 use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
 
-/// The spec's resources, plus an allow rule for every device in `linux.devices`: a device the config
-/// asks the runtime to create is one the container is meant to use (runc does the same).
+/// The spec's resources, plus a mknod rule for every device in `linux.devices`: the init creates
+/// those nodes while already in its cgroup (runc applies the rules only after that). Access is the
+/// spec's rules' alone, as with runc: `c 1:11 r` leaves such a device read-only. (runc allows
+/// mknod of every device by default; this allows it for the spec's only.)
 pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let devices = linux.devices().as_deref().unwrap_or(&[]);
@@ -21,7 +23,7 @@ pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
         rule.set_typ(Some(device.typ()));
         rule.set_major(Some(device.major()));
         rule.set_minor(Some(device.minor()));
-        rule.set_access(Some("rwm".into()));
+        rule.set_access(Some("m".into()));
         rules.push(rule);
     }
     resources.set_devices(Some(rules));

@@ -166,9 +166,13 @@ fn podman_runs_execs_stops_and_gives_a_terminal() {
     podman.ok(&["rm", "berth-stop"]);
     assert_no_runtime_state(Path::new("/run/berth-oci"), &id);
 
-    // -t: a real pty through conmon's console socket, sized from the caller's terminal.
+    // -t: a real pty through conmon's console socket, sized from the caller's terminal. conmon
+    // sizes it once it has the pty, which may come after the process starts (a loaded machine
+    // showed `stty size` failing on 0x0 once): the container waits up to 2 s for a size.
+    // (No quotes: the line goes through `script -c` in single quotes.)
+    let wait_for_size = "tty; for i in 1 2 3 4 5 6 7 8 9 10; do stty size 2>/dev/null | grep -qv ^0.0$ && break; sleep 0.2; done; stty size";
     let podman_line = {
-        let command = podman.command(&strs(&with(&["run", "--rm", "-t", IMAGE, "sh", "-c", "tty; stty size"])));
+        let command = podman.command(&strs(&with(&["run", "--rm", "-t", IMAGE, "sh", "-c", wait_for_size])));
         let mut line = format!("{:?}", command.get_program());
         for arg in command.get_args() {
             line.push_str(&format!(" '{}'", arg.to_string_lossy()));

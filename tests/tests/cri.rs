@@ -401,6 +401,22 @@ async fn a_pod_sharing_its_pid_namespace_has_berths_infra_as_init() {
     assert!(init.contains("berth-shim") && init.contains("--infra"), "PID 1 is berth's infra: {init:?}");
     let sleepers = text(&cri.exec(&ids[1], &["sh", "-c", "pidof sleep | wc -w"]).await.stdout);
     assert_eq!(sleepers, "2", "each container sees the other's process");
+    // The infra is shut in an empty directory as nobody: a container allowed to ptrace (whose
+    // root may then open /proc/1/root) finds nothing of the host there.
+    let mut tracer = container_config(&image, "tracer", &["sleep", "300"]);
+    tracer.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption { pid: NamespaceMode::Pod as i32, ..Default::default() }),
+            capabilities: Some(Capability { add_capabilities: vec!["SYS_PTRACE".into()], ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let tracer = cri.create(&pod, &pod_config, tracer).await.unwrap();
+    cri.start(&tracer).await;
+    let seen = cri.exec(&tracer, &["sh", "-c", "ls -A /proc/1/root/; echo listed; grep Uid /proc/1/status"]).await;
+    let seen = text(&seen.stdout);
+    assert!(seen.starts_with("listed") && seen.contains("65534"), "the infra's root is empty and it is nobody: {seen:?}");
     cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     // Killed at once; reaped by whoever adopted it (the machine's init) a moment later.
     let started = std::time::Instant::now();
@@ -1312,8 +1328,8 @@ async fn a_pod_in_a_user_namespace_is_root_only_inside() {
     cri.start(&container).await;
     let uid_map = text(&cri.exec(&container, &["cat", "/proc/self/uid_map"]).await.stdout);
     assert_eq!(uid_map.split_whitespace().collect::<Vec<_>>(), ["0", "200000", "65536"]);
-    let owners = cri.exec(&container, &["stat", "-c", "%u:%g %n", "/", "/bin/busybox", "/etc/hosts", "/vol/from-host", "/proc/1"]).await;
-    assert_eq!(text(&owners.stdout), "0:0 /\n0:0 /bin/busybox\n0:0 /etc/hosts\n0:0 /vol/from-host\n0:0 /proc/1", "{}", text(&owners.stderr));
+    let owners = cri.exec(&container, &["stat", "-c", "%u:%g %n", "/", "/bin/busybox", "/etc/hosts", "/vol/from-host"]).await;
+    assert_eq!(text(&owners.stdout), "0:0 /\n0:0 /bin/busybox\n0:0 /etc/hosts\n0:0 /vol/from-host", "{}", text(&owners.stderr));
     let init = text(&cri.exec(&container, &["cat", "/proc/1/cmdline"]).await.stdout);
     assert!(init.contains("--infra"), "berth's infra shares the pod's PID namespace: {init:?}");
     let wrote = cri.exec(&container, &["sh", "-c", "echo x > /made && echo y > /vol/made && mkdir /tmp/d && id -u"]).await;
@@ -1327,7 +1343,8 @@ async fn a_pod_in_a_user_namespace_is_root_only_inside() {
     let upper = rootfs.split(',').find_map(|o| o.strip_prefix("upperdir=")).unwrap();
     assert_eq!(owner(&std::path::Path::new(upper).join("made")), (200_000, 200_000), "the pod's root is 200000 on the host");
     let infra_pid = std::fs::read_to_string(berthd.state.join("containers").join(&pod).join("infra.pid")).unwrap();
-    assert_eq!(owner(&std::path::Path::new("/proc").join(infra_pid.trim())), (200_000, 200_000), "berth's infra is the pod's root too");
+    let infra_ids = (berth_testsupport::proc_status(infra_pid.trim().parse().unwrap(), "Uid:"), berth_testsupport::proc_status(infra_pid.trim().parse().unwrap(), "Gid:"));
+    assert_eq!(infra_ids, (200_000 + 65534, 200_000 + 65534), "berth's infra is the pod's nobody");
     // The host's root is nobody in there: a file only it may read stays closed.
     std::fs::write(volume.join("secret"), "s").unwrap();
     std::os::unix::fs::chown(volume.join("secret"), Some(300_000), Some(300_000)).unwrap();

@@ -907,7 +907,10 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
 fn env_files_extra_hosts_and_dns_flags_reach_the_container() {
     let (env, _registry, berthd, image) = setup("ctr-env-dns");
     let env_file = env.dir.join("app.env");
-    std::fs::write(&env_file, "# settings\nA=from-file\n\nB=overridden\nBERTH_TEST_FROM_SHELL\n").unwrap();
+    // A byte-order mark, a comment, a blank line, a bare name with a trailing space.
+    std::fs::write(&env_file, "\u{feff}# settings\nA=from-file\n\nB=overridden\nBERTH_TEST_FROM_SHELL \n").unwrap();
+    let bad_file = env.dir.join("bad.env");
+    std::fs::write(&bad_file, "FOO BAR=1\n").unwrap();
     let mut run = std::process::Command::new(berth_testsupport::workspace_bin("berth"));
     run.arg("--socket").arg(&berthd.socket).env("BERTH_TEST_FROM_SHELL", "shell");
     run.args(["run", "--rm", "--env-file", env_file.to_str().unwrap(), "-e", "B=from-flag"]);
@@ -922,7 +925,15 @@ fn env_files_extra_hosts_and_dns_flags_reach_the_container() {
     assert!(lines.contains(&"192.0.2.10\tdb") && lines.contains(&"2001:db8::1\tv6"), "{stdout}");
     let resolv: Vec<&str> = lines.iter().copied().filter(|l| ["nameserver", "search", "options"].iter().any(|k| l.starts_with(k))).collect();
     assert_eq!(resolv, ["nameserver 192.0.2.53", "search example.test", "options ndots:3"], "{stdout}");
-    for bad in [["--add-host", "db"], ["--add-host", "bad name:1.2.3.4"], ["--dns", "not-an-ip"], ["--dns-search", "two words"]] {
+    let bad_env = berthd.berth(&env, &["run", "--rm", "--env-file", bad_file.to_str().unwrap(), &image, "true"]);
+    assert!(!bad_env.status.success() && text(&bad_env).1.contains("not a variable name"), "{}", text(&bad_env).1);
+    for bad in [
+        ["--add-host", "db"],
+        ["--add-host", "bad name:1.2.3.4"],
+        ["--add-host", "db:[[1.2.3.4"],
+        ["--dns", "not-an-ip"],
+        ["--dns-search", "two words"],
+    ] {
         let refused = berthd.berth(&env, &["run", "--rm", bad[0], bad[1], &image, "true"]);
         let said = text(&refused).1;
         assert!(!refused.status.success() && (said.contains(bad[0]) || said.contains("one word")), "{bad:?}: {said}");

@@ -1343,7 +1343,10 @@ async fn a_pod_in_a_user_namespace_is_root_only_inside() {
     let upper = rootfs.split(',').find_map(|o| o.strip_prefix("upperdir=")).unwrap();
     assert_eq!(owner(&std::path::Path::new(upper).join("made")), (200_000, 200_000), "the pod's root is 200000 on the host");
     let infra_pid = std::fs::read_to_string(berthd.state.join("containers").join(&pod).join("infra.pid")).unwrap();
-    let infra_ids = (berth_testsupport::proc_status(infra_pid.trim().parse().unwrap(), "Uid:"), berth_testsupport::proc_status(infra_pid.trim().parse().unwrap(), "Gid:"));
+    let infra_ids = (
+        berth_testsupport::proc_status(infra_pid.trim().parse().unwrap(), "Uid:"),
+        berth_testsupport::proc_status(infra_pid.trim().parse().unwrap(), "Gid:"),
+    );
     assert_eq!(infra_ids, (200_000 + 65534, 200_000 + 65534), "berth's infra is the pod's nobody");
     // The host's root is nobody in there: a file only it may read stays closed.
     std::fs::write(volume.join("secret"), "s").unwrap();

@@ -259,11 +259,15 @@ fn env_entries(process: &ProcessArgs) -> anyhow::Result<Vec<String>> {
         if text.len() as u64 > MAX_ENV_FILE {
             anyhow::bail!("--env-file {}: larger than {MAX_ENV_FILE} bytes", file.display());
         }
-        entries.extend(text.lines().map(str::trim_start).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        // docker's rules: a line is trimmed at its start, a bare KEY at its end too.
+        let lines = text.lines().map(str::trim_start).filter(|l| !l.is_empty() && !l.starts_with('#'));
+        entries.extend(lines.map(|l| if l.contains('=') { l.to_string() } else { l.trim_end().to_string() }));
     }
     entries.extend(process.env.iter().cloned());
-    if let Some(entry) = entries.iter().find(|e| e.split('=').next().is_none_or(str::is_empty)) {
-        anyhow::bail!("environment entry {entry:?}: no variable name");
+    let bad_name = |name: &str| name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control());
+    if let Some(entry) = entries.iter().find(|e| e.split('=').next().is_none_or(bad_name)) {
+        anyhow::bail!("environment entry {entry:?}: not a variable name");
     }
     Ok(entries.into_iter().filter_map(|e| if e.contains('=') { Some(e) } else { std::env::var(&e).ok().map(|v| format!("{e}={v}")) }).collect())
 }

@@ -37,6 +37,8 @@ pub struct ContainerNetwork {
 
 /// The interface inside the container.
 const IFNAME: &str = "eth0";
+/// The most berthd's start waits for CNI garbage collection.
+const GC_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
 /// The marker above the network's section of a container's /etc/hosts.
 const HOSTS_MARKER: &str = "# berth: containers on network ";
 /// Bound on a hosts file berthd reads back (its own, though a privileged container could write it).
@@ -137,29 +139,37 @@ impl Containers {
         Ok(output.result.sandbox_ips())
     }
 
-    /// CNI garbage collection at start, after recovery: an attachment the CNI cache holds for a
-    /// container or pod berthd no longer has (its record went while a DEL could not finish, or
-    /// the metadata was reset) is deleted with what ADD cached, a netns that is gone left out;
-    /// then the node's pod network gets CNI GC with the pods that are left. Failures are logged:
-    /// the next start tries again. Returns how many attachments went.
+    /// CNI garbage collection at start, after recovery (before berthd serves: nothing is being
+    /// created): an attachment the CNI cache holds, on any network (berth's or the node's pod
+    /// network: one cache), for a container or pod berthd no longer has (its record went while a
+    /// DEL could not finish, or the metadata was reset) is deleted with what ADD cached, a netns
+    /// that is gone left out, and its pin goes. Plugins are not sent CNI's GC verb: other
+    /// runtimes may share the node's list, and their attachments are not berthd's to judge.
+    /// Failures are logged, the next start tries again; the whole is bounded. Returns how many
+    /// attachments went.
     pub(crate) async fn collect_network_garbage(&self) -> usize {
-        let pods: Vec<String> = self.list_sandboxes().into_iter().filter(|s| !s.config.host_network).map(|s| s.id).collect();
+        let Ok(service) = self.network_service() else { return 0 };
+        let known: std::collections::HashSet<String> =
+            self.table().records().map(|r| r.id).chain(self.list_sandboxes().into_iter().map(|s| s.id)).collect();
+        let stale: std::collections::BTreeSet<String> =
+            service.cni.cache().all().into_iter().map(|e| e.container_id).filter(|id| !known.contains(id)).collect();
         let mut removed = 0;
-        if let Ok(service) = self.network_service() {
-            let known: std::collections::HashSet<String> = self.table().records().map(|r| r.id).chain(pods.iter().cloned()).collect();
-            let stale: std::collections::BTreeSet<String> =
-                service.cni.cache().all().into_iter().map(|e| e.container_id).filter(|id| !known.contains(id)).collect();
+        let collect = async {
             for id in stale {
                 match crate::pod_network::del_cached(&service.cni, &id).await {
-                    Ok(()) => removed += 1,
+                    Ok(()) => {
+                        removed += 1;
+                        let dir = self.bundle_dir(&id);
+                        if let Err(e) = blocking(move || pod_namespaces::unpin(&dir)).await {
+                            tracing::warn!(attachment = %id, "CNI GC: unpin: {e}");
+                        }
+                    }
                     Err(e) => tracing::warn!(attachment = %id, "CNI GC: DEL of an attachment nobody owns: {e}"),
                 }
             }
-        }
-        if let Some(network) = self.pod_network() {
-            if let Err(e) = network.gc(&pods).await {
-                tracing::warn!("CNI GC of the pod network: {e}");
-            }
+        };
+        if tokio::time::timeout(GC_BOUND, collect).await.is_err() {
+            tracing::warn!("CNI GC: stopped after {} s; the next start goes on", GC_BOUND.as_secs());
         }
         removed
     }

@@ -132,8 +132,9 @@ fn pin_in_this_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Res
 }
 
 /// Starts berth's infra process (`berth-shim --infra`) as the init of a new PID namespace, pins
-/// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`. The infra enters the
-/// pod's user namespace first when one is pinned there, so that one owns the PID namespace.
+/// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`. With `userns` the infra
+/// enters the pod's user namespace (pinned at `dir/ns/user`) first, so that one owns the PID
+/// namespace.
 pub fn start_infra(dir: &Path, shim: &Path, userns: bool) -> Result<i32> {
     let mut command = std::process::Command::new(shim);
     command.arg("--infra").arg(dir);

@@ -34,11 +34,6 @@ pub trait PodNetwork: Send + Sync {
     fn attach<'a>(&'a self, pod: &'a PodAttachment) -> BoxFuture<'a, Result<Vec<String>>>;
     /// Takes whatever `attach` set up for the pod away; nothing to take is fine.
     fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>>;
-    /// Garbage collection at start: whatever is attached for a pod not in `pods` goes. Nothing
-    /// to do by default (a network that keeps nothing of its own between calls).
-    fn gc<'a>(&'a self, _pods: &'a [String]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 /// The node's CNI config: the lowest-named usable list in `conf_dir`, read at each call (a config
@@ -112,25 +107,6 @@ impl PodNetwork for CniNetwork {
 
     fn detach<'a>(&'a self, sandbox_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(del_cached(&self.cni, sandbox_id))
-    }
-
-    /// CNI GC on the node's list: cached attachments of other pods are deleted, and plugins of a
-    /// 1.1 list are told which attachments are valid (for what they hold beyond the cache).
-    fn gc<'a>(&'a self, pods: &'a [String]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let Ok(network) = self.network() else { return Ok(()) };
-            let valid: Vec<berth_cni::Attachment> = pods
-                .iter()
-                .map(|id| berth_cni::Attachment {
-                    container_id: id.clone(),
-                    netns: PathBuf::new(),
-                    ifname: IFNAME.into(),
-                    args: Vec::new(),
-                    capability_args: Default::default(),
-                })
-                .collect();
-            self.cni.gc(&network, &valid).await.map_err(cni_error)
-        })
     }
 }
 

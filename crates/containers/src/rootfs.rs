@@ -94,6 +94,10 @@ fn idmapped_overlay(options: &[String], target: &Path, idmap: &Idmap) -> Result<
             .map_err(|e| Error::io("mount the idmapped overlay at", target, std::io::Error::from(e)))
     })();
     let cleared = clear_staging(&staging);
+    if mounted.is_ok() && cleared.is_err() {
+        // Not left mounted behind an error.
+        let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+    }
     mounted.and(cleared)
 }
 
@@ -120,7 +124,11 @@ fn clear_staging(staging: &Path) -> Result<()> {
 /// Unmounts `target` if something is mounted there (detaching if busy), and whatever an
 /// idmapped mount berthd died making left beside it.
 pub fn unmount(target: &Path) -> Result<()> {
-    clear_staging(&staging_dir(target))?;
+    let staging = clear_staging(&staging_dir(target));
+    unmount_target(target).and(staging)
+}
+
+fn unmount_target(target: &Path) -> Result<()> {
     // Nothing there (a create that failed early): nothing to ask the kernel, which would want
     // privileges even to say so.
     if std::fs::symlink_metadata(target).is_err() {

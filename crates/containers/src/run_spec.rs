@@ -60,6 +60,9 @@ struct RunSpec(CreateOptions);
 /// too; an image asking for thousands of host ports is refused).
 const MAX_EXPOSED_RANGE: i32 = 100;
 
+/// The most ports `-P` publishes for one container, all ranges together.
+const MAX_PUBLISHED: usize = 1024;
+
 impl SpecMaker for RunSpec {
     fn command(&self, image: &RunConfig) -> Result<Vec<String>> {
         command(&self.0, image)
@@ -75,7 +78,7 @@ impl SpecMaker for RunSpec {
         if !self.0.publish_all {
             return Ok(Vec::new());
         }
-        let mut ports = Vec::new();
+        let mut ports = std::collections::BTreeSet::new();
         for exposed in image.exposed_ports.iter().flat_map(|p| p.keys()) {
             let (range, protocol) = exposed.split_once('/').unwrap_or((exposed, "tcp"));
             let protocol = protocol.to_ascii_lowercase();
@@ -90,11 +93,18 @@ impl SpecMaker for RunSpec {
             for container_port in first..=last {
                 let taken = self.0.publish.iter().any(|p| p.container_port == container_port && p.protocol.eq_ignore_ascii_case(&protocol));
                 if !taken {
-                    ports.push(crate::sandbox::PortMapping { protocol: protocol.clone(), container_port, host_port: 0, host_ip: String::new() });
+                    ports.insert((protocol.clone(), container_port));
                 }
             }
+            // A hostile config lists overlapping ranges by the thousand: the set bounds it.
+            if ports.len() > MAX_PUBLISHED {
+                return Err(Error::Invalid(format!("the image exposes more than {MAX_PUBLISHED} ports for -P")));
+            }
         }
-        Ok(ports)
+        Ok(ports
+            .into_iter()
+            .map(|(protocol, container_port)| crate::sandbox::PortMapping { protocol, container_port, host_port: 0, host_ip: String::new() })
+            .collect())
     }
 
     /// `-v NAME:/dst` (a source that is not an absolute path names a volume, as in docker), then

@@ -111,7 +111,7 @@ pub fn idmap_supported(path: &std::path::Path) -> bool {
         gids: IdRange { container_id: 0, host_id: 65536, length: 65536 },
     };
     let tried = with_new_namespaces(&probe, 0, |pid| overlay_on_an_idmapped_layer(&scratch, &format!("/proc/{pid}/ns/user")));
-    for dir in ["merged", "staged", "work/work", "work", "upper", "lower", ""] {
+    for dir in ["merged", "staged", "work/work", "work/index", "work", "upper", "lower", ""] {
         let _ = std::fs::remove_dir(scratch.join(dir));
     }
     if let Err(e) = &tried {

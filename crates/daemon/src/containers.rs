@@ -34,7 +34,8 @@ fn extra_host(entry: &str) -> Result<(String, std::net::IpAddr), Status> {
     let bad = || Status::invalid_argument(format!("--add-host {entry:?}: use NAME:IP, NAME a host name"));
     let (name, ip) = entry.split_once(['=', ':']).ok_or_else(bad)?;
     let plain = !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-    let ip: std::net::IpAddr = ip.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+    let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
     if !plain {
         return Err(bad());
     }

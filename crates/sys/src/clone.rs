@@ -63,7 +63,8 @@ fn raw_clone3(mut args: CloneArgs) -> io::Result<CloneResult> {
 
 /// Kernels before 5.3 lack clone3; clone(2) with a null stack behaves the same way.
 fn clone_legacy(flags: u64) -> io::Result<CloneResult> {
-    // SAFETY: as for clone3: a null stack makes clone behave like fork in a single-threaded process.
+    // SAFETY: as for clone3: a null stack makes clone behave like fork; what the child may do then
+    // is the caller's contract (see clone3's doc).
     let rc = unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -431,6 +431,24 @@ async fn a_pod_sharing_its_pid_namespace_has_berths_infra_as_init() {
     env.leak_check();
 }
 
+/// A berthd whose node network is `conflist` (in a conf dir of the test's own), the host's network
+/// state snapshotted first for the leak check, a client, and the test image pulled.
+async fn berthd_on_a_pod_network(
+    env: &TestEnv,
+    registry: &berth_testsupport::Registry,
+    conflist: &serde_json::Value,
+) -> (berth_testsupport::HostNetwork, Berthd, Cri, String) {
+    let conf_dir = env.dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
+    let host = berth_testsupport::HostNetwork::snapshot();
+    let berthd = Berthd::start_with(env, &[&registry.address], &format!("cni_conf_dir = {conf_dir:?}\n"), None);
+    let mut cri = connect(&berthd).await;
+    let image = format!("{}/test/busybox:v1", registry.address);
+    cri.pull(&image).await;
+    (host, berthd, cri, image)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
     let env = TestEnv::new("cri-cni");
@@ -438,18 +456,11 @@ async fn pods_on_a_cni_bridge_reach_each_other_and_a_host_port_reaches_a_pod() {
     let pid = std::process::id();
     let (bridge, subnet, ipam, host_port) =
         (format!("bcri{}", pid % 100_000), format!("10.232.{}.0/24", pid % 250), env.dir.join("ipam"), 20_000 + (pid % 10_000) as i32);
-    let conf_dir = env.dir.join("net.d");
-    std::fs::create_dir_all(&conf_dir).unwrap();
     let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": "berth-cri-test", "plugins": [
         {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam}},
         {"type": "portmap", "capabilities": {"portMappings": true}}]});
-    std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
-    let host = berth_testsupport::HostNetwork::snapshot();
-    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("cni_conf_dir = {conf_dir:?}\n"), None);
-    let mut cri = connect(&berthd).await;
-    let image = format!("{}/test/busybox:v1", registry.address);
-    cri.pull(&image).await;
+    let (host, berthd, mut cri, image) = berthd_on_a_pod_network(&env, &registry, &conflist).await;
     let status = cri.runtime.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
     assert!(status.status.unwrap().conditions.iter().any(|c| c.r#type == "NetworkReady" && c.status), "a usable CNI config: NetworkReady");
 
@@ -562,17 +573,10 @@ async fn pods_get_an_ipv6_address_too_where_the_config_gives_a_range() {
     let pid = std::process::id();
     let (bridge, subnet, subnet6, ipam) =
         (format!("bsix{}", pid % 100_000), format!("10.231.{}.0/24", pid % 250), format!("fd00:b:{:x}::/64", pid % 65_000), env.dir.join("ipam"));
-    let conf_dir = env.dir.join("net.d");
-    std::fs::create_dir_all(&conf_dir).unwrap();
     let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": "berth-ipv6-test", "plugins": [
         {"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}], [{"subnet": subnet6}]], "dataDir": ipam}}]});
-    std::fs::write(conf_dir.join("10-test.conflist"), conflist.to_string()).unwrap();
-    let host = berth_testsupport::HostNetwork::snapshot();
-    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("cni_conf_dir = {conf_dir:?}\n"), None);
-    let mut cri = connect(&berthd).await;
-    let image = format!("{}/test/busybox:v1", registry.address);
-    cri.pull(&image).await;
+    let (host, berthd, mut cri, image) = berthd_on_a_pod_network(&env, &registry, &conflist).await;
     let (a_config, b_config) = (pod_config(&env, "six"), pod_config(&env, "client6"));
     let (a, b) = (cri.run_pod(&a_config).await, cri.run_pod(&b_config).await);
     let network = cri.runtime.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: a.clone(), verbose: false }).await.unwrap();

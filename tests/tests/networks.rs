@@ -1,7 +1,7 @@
 //! `berth run` on bridge networks, end to end with Debian's CNI plugins: the default network
 //! (`bridge`) with a port published on 127.0.0.1, `-P` (the image's EXPOSEd ports), `berth port`,
 //! a port published twice refused, a user network whose containers reach each other by name both ways (one started after the
-//! other), `network rm` refused while in use and then taking the bridge; nothing left behind (no
+//! other), a container on another's network (`container:NAME`), `network rm` refused while in use and then taking the bridge; nothing left behind (no
 //! veth, rule, allocation, bridge), proven by testsupport's HostNetwork.
 
 use berth_testsupport::{busybox_registry, Berthd, HostNetwork, TestEnv};
@@ -84,6 +84,24 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     let a1_to_a2 = retry(|| fetch("a1", "a2"));
     let a2_to_a1 = retry(|| fetch("a2", "a1"));
     let web_to_a1 = fetch("web", "a1");
+
+    // On a1's network (container:a1): a1's loopback and address, its hostname, its /etc/hosts
+    // (a2's name in it); what docker refuses with it is refused; only a running one is joined.
+    berthd.ok(&env, &["run", "-d", "--name", "side", "--network", "container:a1", &image, "sleep", "1000"]);
+    let side_to_a1 = retry(|| fetch("side", "127.0.0.1"));
+    let side_to_a2 = fetch("side", "a2");
+    let said = |args: &[&str]| String::from_utf8_lossy(&berthd.berth(&env, args).stdout).trim().to_string();
+    let hostnames = (said(&["exec", "side", "hostname"]), said(&["exec", "a1", "hostname"]));
+    let addresses = (said(&["exec", "side", "ip", "-4", "-o", "addr", "show", "eth0"]), said(&["exec", "a1", "ip", "-4", "-o", "addr", "show", "eth0"]));
+    let side_info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "side"])).unwrap();
+    let conflicts: Vec<std::process::Output> = [&["-p", "8080:80"][..], &["--hostname", "x"], &["--dns", "192.0.2.1"]]
+        .iter()
+        .map(|extra| berthd.berth(&env, &[&["run", "--network", "container:a1"][..], extra, &[&image, "true"]].concat()))
+        .collect();
+    berthd.ok(&env, &["create", "--name", "idle", &image, "true"]);
+    let not_running = berthd.berth(&env, &["run", "--network", "container:idle", &image, "true"]);
+    let unknown = berthd.berth(&env, &["run", "--network", "container:nobody", &image, "true"]);
+    berthd.ok(&env, &["rm", "-f", "side", "idle"]);
     let listed: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["network", "ls", "--format", "json"])).unwrap();
     let n1_info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["network", "inspect", "n1"])).unwrap();
     let n1_bridge = n1_info[0]["bridge"].as_str().unwrap_or_default().to_string();
@@ -118,10 +136,23 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     assert_eq!(a1_to_a2, "hello from a2", "a1 finds a2 (started after it) by name");
     assert_eq!(a2_to_a1, "hello from a1", "a2 finds a1 by name");
     assert_eq!(web_to_a1, "", "another network's container does not know a1");
+    assert_eq!(side_to_a1, "hello from a1", "side shares a1's loopback");
+    assert_eq!(side_to_a2, "hello from a2", "side resolves a2 through a1's /etc/hosts");
+    assert!(!hostnames.0.is_empty() && hostnames.0 == hostnames.1, "side has a1's hostname: {hostnames:?}");
+    assert!(addresses.0.contains(&n1_subnet.trim_end_matches("0/24").to_string()) && addresses.0 == addresses.1, "side has a1's eth0: {addresses:?}");
+    assert_eq!(side_info["network"]["name"], "container:a1");
+    for conflict in &conflicts {
+        assert!(!conflict.status.success(), "refused with container:a1: {conflict:?}");
+    }
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!not_running.status.success() && stderr(&not_running).contains("only a running container's network"), "{not_running:?}");
+    assert!(!unknown.status.success() && stderr(&unknown).contains("nobody"), "{unknown:?}");
     let n1 = listed.as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
     assert_eq!((n1["subnet"].as_str().unwrap(), n1["containers"].clone()), (n1_subnet.as_str(), serde_json::json!(["a1", "a2"])));
     assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("has containers: a1, a2"), "{busy:?}");
-    assert!(a1_hosts.contains("a1") && !a1_hosts.contains("a2"), "a2 left a1's /etc/hosts:\n{a1_hosts}");
+    // (By whole words: a short id may well hold "a2".)
+    let named = |name: &str| a1_hosts.split_whitespace().any(|word| word == name);
+    assert!(named("a1") && !named("a2"), "a2 left a1's /etc/hosts:\n{a1_hosts}");
     assert!(bridges_left.is_empty(), "network rm leaves no bridge: {bridges_left:?}");
     assert_eq!(networks_left.lines().count(), 1, "only the header is left:\n{networks_left}");
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));

@@ -57,7 +57,8 @@ pub struct CreateArgs {
     cap_drop: Vec<String>,
     #[arg(long)]
     privileged: bool,
-    /// bridge (berth's default network), a network's name, host or none; berthd's
+    /// bridge (berth's default network), a network's name, host, none, or container:NAME (another
+    /// container's network, as in docker); berthd's
     /// default_network (bridge unless configured) when not given.
     #[arg(long, visible_alias = "net", default_value = "")]
     network: String,

@@ -35,6 +35,8 @@ pub struct Blueprint {
     pub log_path: Option<PathBuf>,
     /// A bridge network to join (`berth run`; a pod's containers have their pod's).
     pub network: Option<crate::container_network::ContainerNetwork>,
+    /// Another container (by id or name) whose network namespace it joins.
+    pub network_of: Option<String>,
     pub spec: Box<dyn SpecMaker>,
 }
 
@@ -73,6 +75,9 @@ pub struct SpecContext<'a> {
     pub image: &'a RunConfig,
     /// Its bridge network, joined: the namespace is pinned at `<bundle>/ns/net`.
     pub network: Option<&'a crate::container_network::ContainerNetwork>,
+    /// The bundle of the container whose network it joins (its hosts, hostname and resolv.conf
+    /// are there): the namespace is pinned at `<bundle>/ns/net` too.
+    pub network_of: Option<&'a Path>,
     /// Its volumes, ready: (use, the directory to bind).
     pub volumes: &'a [(crate::volumes::VolumeUse, PathBuf)],
 }

@@ -2,7 +2,8 @@
 //! namespace is made and pinned in its bundle (`<bundle>/ns/net`), CNI gives it `eth0` with an
 //! address and its published ports (portmap), and only then is its spec written (the runtime
 //! joins the pinned namespace); at remove, DEL (from the CNI cache: also an ADD berthd died in)
-//! and the pin go before the bundle does.
+//! and the pin go before the bundle does. A container on another's network (`container:NAME`)
+//! pins that one's namespace in its own bundle instead, and shares its /etc files.
 //!
 //! Names: berthd owns each such container's /etc/hosts (bound read-only into it): its own lines,
 //! then a section listing every container on the same network, rewritten in place (the bind
@@ -147,6 +148,22 @@ impl Containers {
     /// runtimes may share the node's list, and their attachments are not berthd's to judge.
     /// Failures are logged, the next start tries again; the whole is bounded. Returns how many
     /// attachments went.
+    /// Pins the network namespace of the running container `theirs` in `record`'s bundle
+    /// (`container:NAME`): it stays the joiner's through restarts of either, as a bridge
+    /// network's pin does; unpinned when the joiner is removed.
+    pub(crate) async fn share_network(&self, record: &ContainerRecord, theirs: &str) -> Result<()> {
+        let theirs = self.find(theirs)?;
+        if theirs.state != crate::record::State::Running || theirs.pid <= 0 {
+            return Err(Error::WrongState(format!("container {} is {}: its network cannot be joined", theirs.name, theirs.state.as_str())));
+        }
+        let bundle = self.bundle_dir(&record.id);
+        blocking(move || {
+            make_dir(&bundle)?;
+            pod_namespaces::pin_of_container(&bundle, PodNamespace::Net, theirs.pid, &theirs.id)
+        })
+        .await
+    }
+
     pub(crate) async fn collect_network_garbage(&self) -> usize {
         let Ok(service) = self.network_service() else { return 0 };
         let known: std::collections::HashSet<String> =

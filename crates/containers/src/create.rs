@@ -128,6 +128,17 @@ impl Containers {
                 })
             })
             .transpose()?;
+        let network_of = match &blueprint.network_of {
+            Some(key) => {
+                let theirs = self.find(key)?;
+                if theirs.state != State::Running {
+                    let why = format!("container {} is {}: only a running container's network can be joined", theirs.name, theirs.state.as_str());
+                    return Err(Error::WrongState(why));
+                }
+                Some(theirs.id)
+            }
+            None => None,
+        };
         let command = crate::record::shown_command(&blueprint.spec.command(&run_config)?);
         let healthcheck = blueprint.spec.healthcheck(&run_config)?;
         // Anonymous volumes are named now, so the record says which are its own.
@@ -158,6 +169,7 @@ impl Containers {
             stdin_once: blueprint.stdin_once,
             auto_remove: blueprint.auto_remove,
             network,
+            network_of,
             log_path: blueprint.log_path,
             healthcheck,
             health: None,
@@ -194,6 +206,9 @@ impl Containers {
             });
             self.persist(&updated).await?;
         }
+        if let Some(theirs) = &record.network_of {
+            self.share_network(&record, theirs).await?;
+        }
         let this = self.clone();
         let r = record.clone();
         blocking(move || this.write_bundle(&r, plan)).await?;
@@ -209,12 +224,14 @@ impl Containers {
         let rootfs = bundle.join("rootfs");
         crate::rootfs::mount(&self.images.snapshots.prepare(&record.id, &image.chain_ids)?, &rootfs, self.rootfs_idmap(record)?.as_ref())?;
         let volumes = self.prepare_volumes(record, &rootfs)?;
+        let theirs = record.network_of.as_deref().map(|id| self.bundle_dir(id));
         let context = SpecContext {
             id: &record.id,
             bundle: &bundle,
             rootfs: &rootfs,
             image: &plan.run_config,
             network: record.network.as_ref(),
+            network_of: theirs.as_deref(),
             volumes: &volumes,
         };
         crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)

@@ -72,16 +72,22 @@ pub enum Network {
     /// A network namespace of its own on one of berth's bridge networks ([`crate::networks`];
     /// `bridge` is the default one).
     Bridge(String),
+    /// Another container's network namespace (`container:NAME`, as in docker): its interfaces,
+    /// its loopback, its /etc/hosts, /etc/resolv.conf and hostname.
+    Container(String),
 }
 
 impl std::str::FromStr for Network {
     type Err = String;
-    /// `none`, `host`, or a network's name; empty is none (the API's caller picks its default).
+    /// `none`, `host`, `container:NAME`, or a network's name; empty is none (the API's caller picks its default).
     fn from_str(s: &str) -> Result<Network, String> {
         match s {
             "" | "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
-            other if other.starts_with("container:") => Err(format!("network {other:?}: joining another container's network is not supported yet")),
+            other if other.starts_with("container:") => match &other["container:".len()..] {
+                "" => Err("network \"container:\": name the container whose network to join".into()),
+                name => Ok(Network::Container(name.to_string())),
+            },
             other => Ok(Network::Bridge(other.to_string())),
         }
     }

@@ -131,6 +131,31 @@ fn pin_in_this_thread(dir: &Path, kinds: &[PodNamespace], hostname: &str) -> Res
     Ok(())
 }
 
+/// Pins namespace `kind` of the container `owner`'s process `pid` at `dir/ns/`, if that process
+/// is still the container's: one handle on `/proc/<pid>` both checks its cgroup (whose path ends
+/// with the container's id) and opens the namespace, so a pid reused in between is refused,
+/// never joined. On failure nothing stays pinned.
+pub fn pin_of_container(dir: &Path, kind: PodNamespace, pid: i32, owner: &str) -> Result<()> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let gone = || Error::WrongState(format!("container {}: its process {pid} has exited", crate::record::short(owner)));
+    let process = std::fs::File::open(format!("/proc/{pid}")).map_err(|_| gone())?;
+    let through = |name: &str| format!("/proc/self/fd/{}/{name}", process.as_raw_fd());
+    let mut cgroups = String::new();
+    std::fs::File::open(through("cgroup")).and_then(|f| f.take(64 << 10).read_to_string(&mut cgroups)).map_err(|_| gone())?;
+    if !cgroups.lines().any(|line| line.rsplit('/').next() == Some(owner)) {
+        return Err(gone());
+    }
+    let namespace = std::fs::File::open(through(&format!("ns/{}", kind.name()))).map_err(|_| gone())?;
+    let ns_dir = dir.join("ns");
+    std::fs::create_dir_all(&ns_dir).map_err(|e| Error::io("create", &ns_dir, e))?;
+    let pinned = bind_pin(&format!("/proc/self/fd/{}", namespace.as_raw_fd()), &pin_path(dir, kind));
+    if pinned.is_err() {
+        let _ = unpin(dir);
+    }
+    pinned
+}
+
 /// Starts berth's infra process (`berth-shim --infra`) as the init of a new PID namespace, pins
 /// that namespace at `dir/ns/pid` and keeps its pid in `dir/infra.pid`. With `userns` the infra
 /// enters the pod's user namespace (pinned at `dir/ns/user`) first, so that one owns the PID

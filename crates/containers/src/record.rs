@@ -83,6 +83,9 @@ pub struct ContainerRecord {
     /// Its bridge network (`berth run`): the network, its addresses, its published ports.
     #[serde(default)]
     pub network: Option<crate::container_network::ContainerNetwork>,
+    /// The container (id) whose network namespace it joined at create (`container:NAME`).
+    #[serde(default)]
+    pub network_of: Option<String>,
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
@@ -142,6 +145,7 @@ impl ContainerRecord {
             stdin_once: false,
             auto_remove: false,
             network: None,
+            network_of: None,
             log_path: None,
             healthcheck: None,
             health: None,

@@ -67,6 +67,8 @@ impl Containers {
         let r = record.clone();
         blocking(move || {
             let bundle = this.bundle_dir(&r.id);
+            // Another container's namespace it joined (container:NAME) is pinned there too.
+            crate::pod_namespaces::unpin(&bundle)?;
             unmount(&bundle.join("rootfs"))?;
             remove_tree(&bundle)?;
             this.images.snapshots.remove_active(&r.id)?;

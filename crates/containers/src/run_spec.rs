@@ -50,6 +50,10 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
             }
             _ => None,
         },
+        network_of: match &options.network {
+            Network::Container(name) => Some(name.clone()),
+            _ => None,
+        },
         spec: Box::new(RunSpec(options)),
     }
 }
@@ -129,12 +133,19 @@ impl SpecMaker for RunSpec {
 
     fn spec(self: Box<Self>, context: &SpecContext) -> Result<Spec> {
         let options = &self.0;
-        let hostname = options.hostname.clone().unwrap_or_else(|| short(context.id).to_string());
         let user_spec = options.user.clone().or_else(|| context.image.user.clone()).unwrap_or_default();
         let user = passwd::resolve(context.rootfs, &user_spec)?;
-        let own_ip = context.network.and_then(|n| n.ips.first()).map(String::as_str);
-        let etc_files = write_etc_files(context.bundle, &hostname, options, own_ip)?;
-        let netns = context.network.map(|_| crate::pod_namespaces::pin_path(context.bundle, crate::pod_namespaces::PodNamespace::Net));
+        let (hostname, etc_files) = match context.network_of {
+            Some(theirs) => shared_etc_files(theirs, context.id)?,
+            None => {
+                let hostname = options.hostname.clone().unwrap_or_else(|| short(context.id).to_string());
+                let own_ip = context.network.and_then(|n| n.ips.first()).map(String::as_str);
+                let files = write_etc_files(context.bundle, &hostname, options, own_ip)?;
+                (hostname, files)
+            }
+        };
+        let pinned = context.network.is_some() || context.network_of.is_some();
+        let netns = pinned.then(|| crate::pod_namespaces::pin_path(context.bundle, crate::pod_namespaces::PodNamespace::Net));
         build(&SpecInputs {
             id: context.id,
             options,
@@ -217,7 +228,8 @@ fn write_etc_files(bundle: &Path, hostname: &str, options: &CreateOptions, own_i
     let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let (hosts, resolv) = match network {
         Network::Host => (std::fs::read_to_string("/etc/hosts").unwrap_or_default(), host_resolv()),
-        Network::None => (loopback, String::new()),
+        // On another container's network the files are that one's ([`shared_etc_files`]).
+        Network::None | Network::Container(_) => (loopback, String::new()),
         Network::Bridge(_) => (
             loopback,
             host_resolv()
@@ -241,6 +253,28 @@ fn write_etc_files(bundle: &Path, hostname: &str, options: &CreateOptions, own_i
         files.push((format!("/etc/{name}"), path));
     }
     Ok(files)
+}
+
+/// On another container's network (`container:NAME`), its hostname and its /etc files, bound
+/// from its bundle as docker shares them: names berthd adds to its hosts file reach both. Files
+/// it lacks (a pod's container keeps them in its pod's directory) are left as the image has them.
+fn shared_etc_files(theirs: &Path, id: &str) -> Result<(String, Vec<(String, PathBuf)>)> {
+    use std::io::Read;
+    let mut hostname = String::new();
+    if let Ok(file) = std::fs::File::open(theirs.join("hostname")) {
+        // berthd's own file, bounded all the same: a hostname is at most 64 bytes.
+        let _ = file.take(256).read_to_string(&mut hostname);
+    }
+    let hostname = match hostname.trim() {
+        "" => short(id).to_string(),
+        name => name.to_string(),
+    };
+    let files = ["hosts", "hostname", "resolv.conf"]
+        .into_iter()
+        .map(|name| (format!("/etc/{name}"), theirs.join(name)))
+        .filter(|(_, path)| path.is_file())
+        .collect();
+    Ok((hostname, files))
 }
 
 /// `resolv` with the kinds of line `dns` gives replaced by its (name servers, search domains,

@@ -59,6 +59,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         .collect();
     let blueprint = Blueprint {
         network: None,
+        network_of: None,
         image,
         name: None,
         metadata_name: metadata.name.clone(),

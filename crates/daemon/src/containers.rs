@@ -95,6 +95,11 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
     if (!r.ports.is_empty() || r.publish_all) && !matches!(network, berth_containers::Network::Bridge(_)) {
         return Err(Status::invalid_argument("published ports need a bridge network (--network bridge or a network's name)"));
     }
+    let shared = !r.hostname.is_empty() || !r.dns.is_empty() || !r.dns_search.is_empty() || !r.dns_options.is_empty() || !r.add_hosts.is_empty();
+    if shared && matches!(network, berth_containers::Network::Container(_)) {
+        // docker refuses them too: the container takes the other's hostname and files.
+        return Err(Status::invalid_argument("--hostname, --dns*, --add-host: a container on another's network (container:NAME) has that one's"));
+    }
     let mut publish = Vec::with_capacity(r.ports.len());
     for p in &r.ports {
         let (Ok(host_port), Ok(container_port)) = (i32::try_from(p.host_port), i32::try_from(p.container_port)) else {
@@ -173,7 +178,11 @@ impl ContainersService {
             spec_json: String::new(),
             oom_killed: record.oom_killed,
             auto_remove: record.auto_remove,
-            network: record.network.as_ref().map(|n| n.name.clone()).unwrap_or_default(),
+            network: match (&record.network, &record.network_of) {
+                (Some(n), _) => n.name.clone(),
+                (None, Some(other)) => format!("container:{}", self.containers.find(other).map(|o| o.name).unwrap_or_else(|_| other.clone())),
+                (None, None) => String::new(),
+            },
             ips: record.network.as_ref().map(|n| n.ips.clone()).unwrap_or_default(),
             ports: record.network.as_ref().map(|n| n.ports.iter().map(port_message).collect()).unwrap_or_default(),
             health: record.health.map(|h| h.as_str().to_string()).unwrap_or_default(),

@@ -92,7 +92,8 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     let side_to_a2 = fetch("side", "a2");
     let said = |args: &[&str]| String::from_utf8_lossy(&berthd.berth(&env, args).stdout).trim().to_string();
     let hostnames = (said(&["exec", "side", "hostname"]), said(&["exec", "a1", "hostname"]));
-    let addresses = (said(&["exec", "side", "ip", "-4", "-o", "addr", "show", "eth0"]), said(&["exec", "a1", "ip", "-4", "-o", "addr", "show", "eth0"]));
+    let addresses =
+        (said(&["exec", "side", "ip", "-4", "-o", "addr", "show", "eth0"]), said(&["exec", "a1", "ip", "-4", "-o", "addr", "show", "eth0"]));
     let side_info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "side"])).unwrap();
     let conflicts: Vec<std::process::Output> = [&["-p", "8080:80"][..], &["--hostname", "x"], &["--dns", "192.0.2.1"]]
         .iter()
@@ -155,6 +156,80 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     assert!(named("a1") && !named("a2"), "a2 left a1's /etc/hosts:\n{a1_hosts}");
     assert!(bridges_left.is_empty(), "network rm leaves no bridge: {bridges_left:?}");
     assert_eq!(networks_left.lines().count(), 1, "only the header is left:\n{networks_left}");
+    assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
+    env.leak_check();
+}
+
+/// An HTTP GET of `/` on `address` from the host; the body, or "" when nothing answers.
+fn get_at(address: std::net::SocketAddr) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)) else { return String::new() };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string()).unwrap_or_default()
+}
+
+/// A network with IPv6 (`network create --ipv6`): a /64 of berth's pool beside its IPv4 subnet.
+/// Each container gets both addresses, listed by name in its neighbours' /etc/hosts; containers
+/// and the host reach each other over IPv6, and a published port answers on the network's IPv6
+/// gateway; an IPv6 host address on an IPv4-only network is refused. Nothing is left (ip6tables
+/// rules included).
+#[test]
+fn ipv6_networks_give_containers_both_addresses() {
+    let env = TestEnv::new("networks-ipv6");
+    let registry = busybox_registry(&env);
+    let pid = std::process::id();
+    let subnet = format!("10.239.{}.0/24", pid % 250);
+    let host_port = 24_000 + (pid % 10_000) as u16;
+    let host = HostNetwork::snapshot();
+    let berthd = Berthd::start_with(&env, &[&registry.address], "", None);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &image]);
+
+    berthd.ok(&env, &["network", "create", "--ipv6", "--subnet", &subnet, "six"]);
+    let info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["network", "inspect", "six"])).unwrap();
+    let (subnet6, gateway6) =
+        (info[0]["subnet6"].as_str().unwrap_or_default().to_string(), info[0]["gateway6"].as_str().unwrap_or_default().to_string());
+    let serve = "echo hello from s1 > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
+    let s1 = berthd.ok(&env, &["run", "-d", "--name", "s1", "--network", "six", "-p", &format!("{host_port}:80"), &image, "sh", "-c", serve]);
+    let s2 = berthd.ok(&env, &["run", "-d", "--name", "s2", "--network", "six", &image, "sleep", "1000"]);
+    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "s1"])).unwrap();
+    let ips: Vec<String> = inspected["network"]["ips"].as_array().unwrap().iter().map(|ip| ip.as_str().unwrap().to_string()).collect();
+    let v6: std::net::Ipv6Addr = ips.iter().find_map(|ip| ip.parse().ok()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+    let from_s2 = retry(|| {
+        let out = berthd.berth(&env, &["exec", "s2", "timeout", "5", "wget", "-q", "-O", "-", &format!("http://[{v6}]/")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    });
+    let s2_hosts = String::from_utf8_lossy(&berthd.berth(&env, &["exec", "s2", "cat", "/etc/hosts"]).stdout).into_owned();
+    let from_host = retry(|| get_at((v6, 80).into()));
+    let gateway: std::net::Ipv6Addr = gateway6.parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+    let published = retry(|| get_at((gateway, host_port).into()));
+    let two_v6 = berthd.berth(&env, &["network", "create", "--subnet", "fd00:1::/64", "--subnet", "fd00:2::/64", "bad"]);
+    let v6_on_v4 = berthd.berth(&env, &["network", "create", "--subnet", &format!("10.240.{}.0/24", pid % 250), "four"]);
+    let v6_host_ip = berthd.berth(&env, &["run", "--network", "four", "-p", "[::1]:8080:80", &image, "true"]);
+    let bridge = info[0]["bridge"].as_str().unwrap_or_default().to_string();
+    let four_bridge = berthd.ok(&env, &["network", "inspect", "four"]);
+    berthd.ok(&env, &["rm", "-f", "s1", "s2"]);
+    berthd.ok(&env, &["network", "rm", "six", "four"]);
+    let ipam = berthd.root.join("networks/ipam");
+    drop(berthd);
+    let ids = [s1.trim().to_string(), s2.trim().to_string()];
+    let leaks = host.leaks_then_restore(&bridge, &ipam, &ids);
+
+    assert!(subnet6.starts_with("fd62:6572:7468:") && subnet6.ends_with("::/64"), "a /64 of berth's pool: {subnet6:?}");
+    assert_eq!(ips.len(), 2, "an IPv4 and an IPv6 address: {ips:?}");
+    assert!(subnet6.starts_with(&format!("{:x}:", v6.segments()[0])) && v6.segments()[..4] != [0; 4], "{v6} is from {subnet6}");
+    assert_eq!(from_s2, "hello from s1", "s2 reaches s1 on [{v6}]");
+    assert!(
+        s2_hosts.lines().any(|l| l.starts_with(&v6.to_string()) && l.split_whitespace().any(|w| w == "s1")),
+        "s1's IPv6 address by name:\n{s2_hosts}"
+    );
+    assert_eq!(from_host, "hello from s1", "the host reaches s1 on [{v6}]:80");
+    assert_eq!(published, "hello from s1", "the published port answers on [{gateway6}]:{host_port}");
+    assert!(!two_v6.status.success(), "two IPv6 subnets refused: {two_v6:?}");
+    assert!(v6_on_v4.status.success() && !four_bridge.contains("subnet6"), "{v6_on_v4:?}");
+    assert!(!v6_host_ip.status.success() && String::from_utf8_lossy(&v6_host_ip.stderr).contains("has no IPv6"), "{v6_host_ip:?}");
     assert!(leaks.is_empty(), "left behind:\n{}", leaks.join("\n"));
     env.leak_check();
 }

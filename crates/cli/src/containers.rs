@@ -62,7 +62,8 @@ pub struct CreateArgs {
     /// default_network (bridge unless configured) when not given.
     #[arg(long, visible_alias = "net", default_value = "")]
     network: String,
-    /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]: publish a port on the host (bridge networks).
+    /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]: publish a port on the host (bridge networks;
+    /// an IPv6 HOST_IP in brackets).
     #[arg(short, long = "publish")]
     publish: Vec<String>,
     /// Publish every port the image exposes on a free host port (bridge networks).
@@ -359,11 +360,20 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
 fn port_mapping(spec: &str) -> anyhow::Result<PortMapping> {
     let bad = || anyhow::anyhow!("publish {spec:?}: use [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]");
     let (ports, protocol) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    // An IPv6 host address goes in brackets: `[::1]:8080:80`.
+    let (bracketed, ports) = match ports.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, rest) = rest.split_once("]:").ok_or_else(bad)?;
+            (Some(ip), rest)
+        }
+        None => (None, ports),
+    };
     let parts: Vec<&str> = ports.split(':').collect();
-    let (host_ip, host_port, container_port) = match parts.as_slice() {
-        [c] => ("", "", *c),
-        [h, c] => ("", *h, *c),
-        [ip, h, c] => (*ip, *h, *c),
+    let (host_ip, host_port, container_port) = match (bracketed, parts.as_slice()) {
+        (None, [c]) => ("", "", *c),
+        (None, [h, c]) => ("", *h, *c),
+        (None, [ip, h, c]) => (*ip, *h, *c),
+        (Some(ip), [h, c]) => (ip, *h, *c),
         _ => return Err(bad()),
     };
     let port = |text: &str| text.parse::<u16>().ok().filter(|p| *p > 0).map(u32::from).ok_or_else(bad);
@@ -377,7 +387,11 @@ fn port_mapping(spec: &str) -> anyhow::Result<PortMapping> {
 
 /// `80/tcp -> 127.0.0.1:18080`, as `docker port` prints it.
 fn port_line(p: &PortMapping) -> String {
-    let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip };
+    let ip = match p.host_ip.as_str() {
+        "" => "0.0.0.0".to_string(),
+        v6 if v6.contains(':') => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
     format!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port)
 }
 
@@ -752,4 +766,24 @@ impl std::error::Error for RunFailed {}
 /// The exit status of a failed command: a failed `run`'s own (see [`RunFailed`]), else 1.
 pub fn exit_code_of(error: &anyhow::Error) -> i32 {
     error.downcast_ref::<RunFailed>().map_or(1, |r| r.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs_as_docker_takes_them() {
+        let parsed = |spec: &str| port_mapping(spec).map(|p| (p.host_ip, p.host_port, p.container_port, p.protocol)).ok();
+        assert_eq!(parsed("80"), Some(("".into(), 0, 80, "tcp".into())));
+        assert_eq!(parsed("8080:80/udp"), Some(("".into(), 8080, 80, "udp".into())));
+        assert_eq!(parsed("127.0.0.1:8080:80"), Some(("127.0.0.1".into(), 8080, 80, "tcp".into())));
+        assert_eq!(parsed("[::1]:8080:80"), Some(("::1".into(), 8080, 80, "tcp".into())));
+        assert_eq!(parsed("[fd00::1]::80"), Some(("fd00::1".into(), 0, 80, "tcp".into())), "a host port berthd picks");
+        for bad in ["[::1]:80", "[::1:8080:80", "::1:8080:80", "0:80", "a:b:c:d"] {
+            assert_eq!(parsed(bad), None, "{bad}");
+        }
+        let line = |host_ip: &str| port_line(&PortMapping { host_ip: host_ip.into(), host_port: 8080, container_port: 80, protocol: "tcp".into() });
+        assert_eq!((line(""), line("::1")), ("80/tcp -> 0.0.0.0:8080".to_string(), "80/tcp -> [::1]:8080".to_string()));
+    }
 }

@@ -11,9 +11,13 @@ pub enum NetworkCommand {
     /// Create a bridge network; print its name.
     Create {
         name: String,
-        /// IPv4 CIDR (the next free /24 of 10.210.0.0/16 by default).
+        /// A subnet in CIDR form, IPv4 (the next free /24 of 10.210.0.0/16 by default) or IPv6
+        /// (which gives the network IPv6 too); once per family.
         #[arg(long)]
-        subnet: Option<String>,
+        subnet: Vec<String>,
+        /// IPv6 as well as IPv4: a free /64 of fd62:6572:7468::/48 unless --subnet gives one.
+        #[arg(long)]
+        ipv6: bool,
     },
     /// List networks.
     #[command(visible_alias = "list")]
@@ -35,14 +39,24 @@ pub enum NetworkCommand {
 }
 
 fn json(n: &Network) -> serde_json::Value {
-    serde_json::json!({"name": n.name, "bridge": n.bridge, "subnet": n.subnet, "gateway": n.gateway, "config": n.config_path, "containers": n.containers})
+    let mut json = serde_json::json!({"name": n.name, "bridge": n.bridge, "subnet": n.subnet, "gateway": n.gateway, "config": n.config_path, "containers": n.containers});
+    if !n.subnet6.is_empty() {
+        json["subnet6"] = n.subnet6.clone().into();
+        json["gateway6"] = n.gateway6.clone().into();
+    }
+    json
 }
 
 pub async fn run(channel: Channel, command: NetworkCommand) -> anyhow::Result<()> {
     let mut client = NetworksClient::new(channel);
     match command {
-        NetworkCommand::Create { name, subnet } => {
-            let network = client.create(CreateNetworkRequest { name, subnet: subnet.unwrap_or_default() }).await.map_err(status)?.into_inner();
+        NetworkCommand::Create { name, subnet, ipv6 } => {
+            let (v6, v4): (Vec<String>, Vec<String>) = subnet.into_iter().partition(|s| s.contains(':'));
+            if v4.len() > 1 || v6.len() > 1 {
+                anyhow::bail!("--subnet: one IPv4 and one IPv6 subnet at most");
+            }
+            let (subnet, subnet6) = (v4.into_iter().next().unwrap_or_default(), v6.into_iter().next().unwrap_or_default());
+            let network = client.create(CreateNetworkRequest { name, subnet, subnet6, ipv6 }).await.map_err(status)?.into_inner();
             println!("{}", network.name);
         }
         NetworkCommand::Ls { format } => {
@@ -50,9 +64,9 @@ pub async fn run(channel: Channel, command: NetworkCommand) -> anyhow::Result<()
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&networks.iter().map(json).collect::<Vec<_>>())?),
                 Format::Table => {
-                    println!("{:<20}  {:<16}  {:<18}  CONTAINERS", "NAME", "BRIDGE", "SUBNET");
+                    println!("{:<20}  {:<16}  {:<18}  {:<24}  CONTAINERS", "NAME", "BRIDGE", "SUBNET", "IPV6 SUBNET");
                     for n in networks {
-                        println!("{:<20}  {:<16}  {:<18}  {}", n.name, n.bridge, n.subnet, n.containers.len());
+                        println!("{:<20}  {:<16}  {:<18}  {:<24}  {}", n.name, n.bridge, n.subnet, n.subnet6, n.containers.len());
                     }
                 }
             }

@@ -84,8 +84,13 @@ impl Containers {
             if !(1..=65535).contains(&port.container_port) || !(0..=65535).contains(&port.host_port) {
                 return Err(Error::Invalid(format!("port {}:{}: ports are 1 to 65535", port.host_port, port.container_port)));
             }
-            if !port.host_ip.is_empty() && port.host_ip.parse::<std::net::Ipv4Addr>().is_err() {
-                return Err(Error::Invalid(format!("host IP {:?}: an IPv4 address (IPv6 networks are not supported yet)", port.host_ip)));
+            match port.host_ip.parse::<std::net::IpAddr>() {
+                _ if port.host_ip.is_empty() => {}
+                Ok(std::net::IpAddr::V6(_)) if info.subnet6.is_empty() => {
+                    return Err(Error::Invalid(format!("host IP {}: network {} has no IPv6 (network create --ipv6)", port.host_ip, info.name)));
+                }
+                Ok(ip) => port.host_ip = ip.to_string(),
+                Err(_) => return Err(Error::Invalid(format!("host IP {:?}: an IP address", port.host_ip))),
             }
             if port.host_port == 0 {
                 // Each chosen port is free alone; not one another container publishes, nor two of
@@ -212,7 +217,7 @@ impl Containers {
             self.table().records().filter(|r| r.network.as_ref().is_some_and(|n| n.name == network) && Some(r.id.as_str()) != leaving).collect();
         let mut section = format!("{HOSTS_MARKER}{network}\n");
         for member in &members {
-            if let Some(ip) = member.network.as_ref().and_then(|n| n.ips.first()) {
+            for ip in member.network.iter().flat_map(|n| &n.ips) {
                 section += &format!("{ip}\t{} {}\n", member.name, short(&member.id));
             }
         }
@@ -269,9 +274,9 @@ impl Containers {
         Ok((info, self.network_members(name)))
     }
 
-    pub async fn create_network(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInfo> {
-        let (this, name, subnet) = (self.clone(), name.to_string(), subnet.map(str::to_string));
-        blocking(move || this.network_service()?.networks.create(&name, subnet.as_deref())).await
+    pub async fn create_network(&self, name: &str, request: crate::networks::NetworkRequest) -> Result<NetworkInfo> {
+        let (this, name) = (self.clone(), name.to_string());
+        blocking(move || this.network_service()?.networks.create(&name, &request)).await
     }
 
     /// Removes a network no container is on (its bridge too).
@@ -302,12 +307,12 @@ fn shown_ip(ip: &str) -> &str {
 
 /// The same port and protocol on host addresses that meet (equal, or either is every address).
 fn clash(a: &PortMapping, b: &PortMapping) -> bool {
-    let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+    let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
     a.host_port == b.host_port && a.protocol == b.protocol && (a.host_ip == b.host_ip || any(&a.host_ip) || any(&b.host_ip))
 }
 
 fn bind_address(port: &PortMapping, number: u16) -> std::net::SocketAddr {
-    let ip: std::net::Ipv4Addr = port.host_ip.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let ip: std::net::IpAddr = port.host_ip.parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     std::net::SocketAddr::from((ip, number))
 }
 

@@ -51,7 +51,7 @@ pub use events::{Action, Event};
 pub use exec::ExecOptions;
 pub use manager::{Containers, Paths};
 pub use monitor::Recovered;
-pub use networks::NetworkInfo;
+pub use networks::{NetworkInfo, NetworkRequest};
 pub use options::{CreateOptions, Network, Volume};
 pub use record::{ContainerRecord, State};
 pub use sandbox::{DnsConfig, PortMapping, SandboxConfig, SandboxRecord, SandboxState};

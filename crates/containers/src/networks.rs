@@ -9,7 +9,7 @@
 use crate::{Error, Result};
 use berth_cni::NetworkList;
 use serde_json::json;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// The default network's name, and docker's name for it.
@@ -23,55 +23,95 @@ pub struct NetworkInfo {
     pub bridge: String,
     pub subnet: String,
     pub gateway: String,
+    /// Its IPv6 subnet and gateway; empty for an IPv4-only network.
+    pub subnet6: String,
+    pub gateway6: String,
     pub config: PathBuf,
 }
 
-/// An IPv4 subnet, checked: the network address with its prefix.
+/// A subnet, checked: the network address with its prefix, IPv4 (in the low 32 bits) or IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Subnet {
-    base: u32,
+    base: u128,
     prefix: u8,
+    v6: bool,
 }
 
 impl Subnet {
-    /// `a.b.c.d/n`, 8 ≤ n ≤ 29 (a gateway and some addresses), host bits zero.
+    /// `a.b.c.d/n` with 8 ≤ n ≤ 29, or an IPv6 `x::/n` with 48 ≤ n ≤ 120 (a gateway and some
+    /// addresses), host bits zero.
     fn parse(text: &str) -> Result<Subnet> {
         let invalid = |why: &str| Error::Invalid(format!("subnet {text:?}: {why}"));
-        let (addr, prefix) = text.split_once('/').ok_or_else(|| invalid("give it as a.b.c.d/prefix"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| invalid("not an IPv4 address (IPv6 networks are not supported yet)"))?;
+        let (addr, prefix) = text.split_once('/').ok_or_else(|| invalid("give it as address/prefix"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| invalid("not an IP address"))?;
         let prefix: u8 = prefix.parse().map_err(|_| invalid("the prefix is not a number"))?;
-        if !(8..=29).contains(&prefix) {
-            return Err(invalid("the prefix must be 8 to 29"));
+        let (base, v6, prefixes) = match addr {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), false, 8..=29),
+            IpAddr::V6(a) => (u128::from(a), true, 48..=120),
+        };
+        if !prefixes.contains(&prefix) {
+            return Err(invalid(&format!("the prefix must be {} to {}", prefixes.start(), prefixes.end())));
         }
-        let base = u32::from(addr);
-        if base & !Subnet::mask(prefix) != 0 {
+        let subnet = Subnet { base, prefix, v6 };
+        if base & !subnet.mask(prefix) != 0 {
             return Err(invalid("host bits are set"));
         }
-        Ok(Subnet { base, prefix })
+        Ok(subnet)
     }
 
-    fn mask(prefix: u8) -> u32 {
-        u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+    /// The family's width in bits.
+    fn bits(&self) -> u32 {
+        if self.v6 {
+            128
+        } else {
+            32
+        }
+    }
+
+    /// The mask of a `prefix` in this subnet's family, as the low bits of a u128.
+    fn mask(&self, prefix: u8) -> u128 {
+        let top = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+        top >> (128 - self.bits())
     }
 
     fn overlaps(&self, other: &Subnet) -> bool {
-        let mask = Subnet::mask(self.prefix.min(other.prefix));
-        self.base & mask == other.base & mask
+        let mask = self.mask(self.prefix.min(other.prefix));
+        self.v6 == other.v6 && self.base & mask == other.base & mask
     }
 
-    fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 1)
+    fn address(&self, offset: u128) -> IpAddr {
+        match self.v6 {
+            true => IpAddr::V6(Ipv6Addr::from(self.base + offset)),
+            false => IpAddr::V4(Ipv4Addr::from((self.base + offset) as u32)),
+        }
+    }
+
+    fn gateway(&self) -> IpAddr {
+        self.address(1)
     }
 }
 
 impl std::fmt::Display for Subnet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
+        write!(f, "{}/{}", self.address(0), self.prefix)
     }
 }
 
-/// Where user networks' subnets come from when none is given: a /24 at a time.
-const POOL: Subnet = Subnet { base: 0x0ad2_0000, prefix: 16 }; // 10.210.0.0/16
+/// Where user networks' IPv4 subnets come from when none is given: a /24 at a time.
+const POOL: Subnet = Subnet { base: 0x0ad2_0000, prefix: 16, v6: false }; // 10.210.0.0/16
+
+/// Where IPv6 subnets come from when `--ipv6` gives none: a /64 at a time of a unique local
+/// /48 (RFC 4193; podman picks from fd00::/8 the same way).
+const POOL6: Subnet = Subnet { base: 0xfd62_6572_7468 << 80, prefix: 48, v6: true }; // fd62:6572:7468::/48
+
+/// What `network create` asks for: subnets by family (chosen from the pools when None), and
+/// whether the network has IPv6 (a v6 subnet implies it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkRequest {
+    pub subnet: Option<String>,
+    pub subnet6: Option<String>,
+    pub ipv6: bool,
+}
 
 pub struct Networks {
     dir: PathBuf,
@@ -124,31 +164,48 @@ impl Networks {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new network; its subnet the next free /24 of 10.210.0.0/16 unless given.
-    pub fn create(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInfo> {
+    /// A new network; its subnet the next free /24 of 10.210.0.0/16 unless given, and with
+    /// IPv6 a /64 of fd62:6572:7468::/48 unless given.
+    pub fn create(&self, name: &str, request: &NetworkRequest) -> Result<NetworkInfo> {
         check_name(name)?;
         let _held = self.guard();
-        self.create_locked(name, subnet, None)
+        self.create_locked(name, request, None)
     }
 
-    fn create_locked(&self, name: &str, subnet: Option<&str>, bridge: Option<&str>) -> Result<NetworkInfo> {
+    fn create_locked(&self, name: &str, request: &NetworkRequest, bridge: Option<&str>) -> Result<NetworkInfo> {
         if self.path(name).exists() {
             return Err(Error::Conflict(format!("network {name} exists already")));
         }
-        let taken: Vec<Subnet> = self.list_locked()?.iter().filter_map(|n| Subnet::parse(&n.subnet).ok()).chain(host_routes()).collect();
-        let subnet = match subnet {
-            Some(text) => {
-                let wanted = Subnet::parse(text)?;
-                if let Some(used) = taken.iter().find(|t| t.overlaps(&wanted)) {
-                    return Err(Error::Conflict(format!("subnet {wanted} overlaps {used}, in use by another network or a route of the host")));
-                }
-                wanted
+        let networks = self.list_locked()?;
+        let given = [&request.subnet, &request.subnet6].map(|s| s.as_deref().map(Subnet::parse).transpose());
+        let [given4, given6] = given;
+        let (given4, given6) = (given4?, given6?);
+        if given4.is_some_and(|s| s.v6) || given6.is_some_and(|s| !s.v6) {
+            return Err(Error::Invalid("give one IPv4 subnet and at most one IPv6 subnet".into()));
+        }
+        let used = networks.iter().flat_map(|n| [&n.subnet, &n.subnet6]).filter_map(|s| Subnet::parse(s).ok());
+        let taken: Vec<Subnet> = used.chain(host_routes()).collect();
+        let pick = |wanted: Option<Subnet>, pool: Subnet, size: u8, count: u128| -> Result<Subnet> {
+            match wanted {
+                Some(wanted) => match taken.iter().find(|t| t.overlaps(&wanted)) {
+                    Some(used) => Err(Error::Conflict(format!("subnet {wanted} overlaps {used}, in use by another network or a route of the host"))),
+                    None => Ok(wanted),
+                },
+                None => (1..count)
+                    .map(|n| Subnet { base: pool.base | n << (pool.bits() - u32::from(size)), prefix: size, v6: pool.v6 })
+                    .find(|candidate| !taken.iter().any(|t| t.overlaps(candidate)))
+                    .ok_or_else(|| Error::Conflict(format!("no free /{size} left in {pool}: give a subnet"))),
             }
-            None => (1..=255u32)
-                .map(|third| Subnet { base: POOL.base | third << 8, prefix: 24 })
-                .find(|candidate| !taken.iter().any(|t| t.overlaps(candidate)))
-                .ok_or_else(|| Error::Conflict(format!("no free /24 left in {POOL}: give a subnet")))?,
         };
+        let subnet = pick(given4, POOL, 24, 256)?;
+        let subnet6 = (request.ipv6 || given6.is_some()).then(|| pick(given6, POOL6, 64, 1 << 16)).transpose()?;
+        let range = |s: Subnet| json!([{"subnet": s.to_string(), "gateway": s.gateway().to_string()}]);
+        let mut ranges = vec![range(subnet)];
+        let mut routes = vec![json!({"dst": "0.0.0.0/0"})];
+        if let Some(subnet6) = subnet6 {
+            ranges.push(range(subnet6));
+            routes.push(json!({"dst": "::/0"}));
+        }
         let bridge = bridge.map(str::to_string).unwrap_or_else(|| self.bridge_name(name));
         let config = json!({
             "cniVersion": "1.0.0",
@@ -162,8 +219,8 @@ impl Networks {
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": subnet.to_string(), "gateway": subnet.gateway().to_string()}]],
-                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "ranges": ranges,
+                        "routes": routes,
                         "dataDir": self.ipam_dir(),
                     },
                 },
@@ -192,7 +249,8 @@ impl Networks {
         if name == DEFAULT {
             let _held = self.guard();
             if !self.path(DEFAULT).exists() {
-                self.create_locked(DEFAULT, Some(&self.default_subnet), Some(&self.default_bridge))?;
+                let request = NetworkRequest { subnet: Some(self.default_subnet.clone()), ..Default::default() };
+                self.create_locked(DEFAULT, &request, Some(&self.default_bridge))?;
             }
         }
         let list = NetworkList::load(&self.path(name)).map_err(|e| match e {
@@ -214,13 +272,15 @@ impl Networks {
         };
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
         let bridge = &value["plugins"][0];
-        let range = &bridge["ipam"]["ranges"][0][0];
+        let (range, range6) = (&bridge["ipam"]["ranges"][0][0], &bridge["ipam"]["ranges"][1][0]);
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
         Ok(NetworkInfo {
             name: name.to_string(),
             bridge: text(&bridge["bridge"]),
             subnet: text(&range["subnet"]),
             gateway: text(&range["gateway"]),
+            subnet6: text(&range6["subnet"]),
+            gateway6: text(&range6["gateway"]),
             config: path,
         })
     }
@@ -263,21 +323,28 @@ impl Networks {
     }
 }
 
-/// The host's IPv4 routes (their destinations, default route aside), so a new network does not
-/// shadow a network the host already reaches.
+/// The host's routes (their destinations, default routes aside), IPv4 and IPv6, so a new network
+/// does not shadow a network the host already reaches.
 fn host_routes() -> Vec<Subnet> {
-    let Ok(text) = std::fs::read_to_string("/proc/net/route") else { return Vec::new() };
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // The kernel prints each address as the hex of its in-memory (network-order) u32.
-            let field = |i: usize| u32::from_str_radix(fields.get(i)?, 16).ok().map(|v| u32::from_be_bytes(v.to_ne_bytes()));
-            let (destination, mask) = (field(1)?, field(7)?);
-            let prefix = mask.count_ones() as u8;
-            (prefix > 0).then_some(Subnet { base: destination & Subnet::mask(prefix), prefix })
-        })
-        .collect()
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let (routes, routes6) = (read("/proc/net/route"), read("/proc/net/ipv6_route"));
+    let v4 = routes.lines().skip(1).filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // The kernel prints each address as the hex of its in-memory (network-order) u32.
+        let field = |i: usize| u32::from_str_radix(fields.get(i)?, 16).ok().map(|v| u32::from_be_bytes(v.to_ne_bytes()));
+        let (destination, mask) = (field(1)?, field(7)?);
+        let route = Subnet { base: 0, prefix: mask.count_ones() as u8, v6: false };
+        (route.prefix > 0).then(|| Subnet { base: u128::from(destination) & route.mask(route.prefix), ..route })
+    });
+    // ipv6_route: the destination as 32 hex digits in network order, then its prefix in hex.
+    let v6 = routes6.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let destination = u128::from_str_radix(fields.next()?, 16).ok()?;
+        let prefix = u8::from_str_radix(fields.next()?, 16).ok().filter(|p| (1..=128).contains(p))?;
+        let route = Subnet { base: 0, prefix, v6: true };
+        Some(Subnet { base: destination & route.mask(prefix), ..route })
+    });
+    v4.chain(v6).collect()
 }
 
 /// Deletes a network interface by name (the bridge: CNI's bridge plugin makes it and never
@@ -301,13 +368,19 @@ mod tests {
     fn subnets() {
         assert_eq!(Subnet::parse("10.210.3.0/24").unwrap().to_string(), "10.210.3.0/24");
         assert_eq!(Subnet::parse("10.210.3.0/24").unwrap().gateway().to_string(), "10.210.3.1");
-        for bad in ["10.210.3.1/24", "10.210.3.0", "10.210.3.0/30", "10.210.3.0/7", "fd00::/64", "x/24", "10.0.0.0/x"] {
+        assert_eq!(Subnet::parse("fd00:1::/64").unwrap().gateway().to_string(), "fd00:1::1");
+        assert_eq!(POOL6.to_string(), "fd62:6572:7468::/48");
+        for bad in ["10.210.3.1/24", "10.210.3.0", "10.210.3.0/30", "10.210.3.0/7", "fd00::1/64", "fd00::/32", "x/24", "10.0.0.0/x"] {
             assert!(Subnet::parse(bad).is_err(), "{bad}");
         }
         let a = Subnet::parse("10.210.0.0/16").unwrap();
         assert!(a.overlaps(&Subnet::parse("10.210.7.0/24").unwrap()));
         assert!(Subnet::parse("10.210.7.0/24").unwrap().overlaps(&a));
         assert!(!a.overlaps(&Subnet::parse("10.211.0.0/24").unwrap()));
+        let v6 = Subnet::parse("fd00:1::/64").unwrap();
+        assert!(v6.overlaps(&Subnet::parse("fd00:1::/80").unwrap()) && !v6.overlaps(&Subnet::parse("fd00:2::/64").unwrap()));
+        // Families never overlap, whatever their bits.
+        assert!(!Subnet::parse("0.0.0.0/8").unwrap().overlaps(&Subnet::parse("::/48").unwrap()));
     }
 
     #[test]
@@ -315,14 +388,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-networks-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let networks = Networks::new(dir.clone(), "berth9test".into(), "10.210.0.0/24".into());
-        assert!(networks.create("host", None).is_err());
-        assert!(networks.create("../x", None).is_err());
-        let n1 = networks.create("n1", None).unwrap();
+        let v4 = |subnet: &str| NetworkRequest { subnet: Some(subnet.into()), ..Default::default() };
+        let none = NetworkRequest::default();
+        assert!(networks.create("host", &none).is_err());
+        assert!(networks.create("../x", &none).is_err());
+        let n1 = networks.create("n1", &none).unwrap();
         assert!(n1.bridge.starts_with("br-") && n1.bridge.len() == 15, "{}", n1.bridge);
-        assert!(matches!(networks.create("n1", None), Err(Error::Conflict(_))));
-        let n2 = networks.create("n2", Some("10.210.200.0/24")).unwrap();
+        assert!(n1.subnet6.is_empty());
+        assert!(matches!(networks.create("n1", &none), Err(Error::Conflict(_))));
+        let n2 = networks.create("n2", &v4("10.210.200.0/24")).unwrap();
         assert_eq!((n2.subnet.as_str(), n2.gateway.as_str()), ("10.210.200.0/24", "10.210.200.1"));
-        assert!(matches!(networks.create("n3", Some("10.210.200.0/25")), Err(Error::Conflict(_))), "overlap refused");
+        assert!(matches!(networks.create("n3", &v4("10.210.200.0/25")), Err(Error::Conflict(_))), "overlap refused");
+        assert!(matches!(networks.create("n3", &v4("fd00:9::/64")), Err(Error::Invalid(_))), "a v6 subnet as the v4 one");
+        // IPv6: a /64 of the pool, one after the other; a given one checked for overlaps.
+        let six = networks.create("six", &NetworkRequest { ipv6: true, ..Default::default() }).unwrap();
+        let seven = networks.create("seven", &NetworkRequest { ipv6: true, ..Default::default() }).unwrap();
+        assert!(six.subnet6.starts_with("fd62:6572:7468:") && six.subnet6.ends_with("::/64"), "{}", six.subnet6);
+        assert_ne!(six.subnet6, seven.subnet6);
+        assert_eq!(six.gateway6, six.subnet6.replace("::/64", "::1"));
+        let taken6 = NetworkRequest { subnet6: Some(seven.subnet6.clone()), ..Default::default() };
+        assert!(matches!(networks.create("n3", &taken6), Err(Error::Conflict(_))));
+        let (_, list) = networks.resolve("six").unwrap();
+        let ranges = list.plugins[0].raw["ipam"]["ranges"].clone();
+        assert_eq!(ranges[1][0]["subnet"], six.subnet6.as_str());
+        networks.remove("six").unwrap();
+        networks.remove("seven").unwrap();
         assert_ne!(n1.subnet, n2.subnet);
         // The default network is made when first asked for, under both its names.
         let (default, list) = networks.resolve("bridge").unwrap();

@@ -139,8 +139,8 @@ impl SpecMaker for RunSpec {
             Some(theirs) => shared_etc_files(theirs, context.id)?,
             None => {
                 let hostname = options.hostname.clone().unwrap_or_else(|| short(context.id).to_string());
-                let own_ip = context.network.and_then(|n| n.ips.first()).map(String::as_str);
-                let files = write_etc_files(context.bundle, &hostname, options, own_ip)?;
+                let own_ips = context.network.map(|n| n.ips.as_slice()).unwrap_or_default();
+                let files = write_etc_files(context.bundle, &hostname, options, own_ips)?;
                 (hostname, files)
             }
         };
@@ -222,7 +222,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
 /// host's network, the host's files; with none, loopback only; on a bridge, its own address by its
 /// name (berthd adds its neighbours', [`crate::container_network`]) and the host's name servers
 /// but those on the host's loopback, which the container cannot reach.
-fn write_etc_files(bundle: &Path, hostname: &str, options: &CreateOptions, own_ip: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+fn write_etc_files(bundle: &Path, hostname: &str, options: &CreateOptions, own_ips: &[String]) -> Result<Vec<(String, PathBuf)>> {
     let network = &options.network;
     let loopback = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -244,7 +244,11 @@ fn write_etc_files(bundle: &Path, hostname: &str, options: &CreateOptions, own_i
         ),
     };
     let extra: String = options.extra_hosts.iter().map(|(name, ip)| format!("{ip}\t{name}\n")).collect();
-    let hosts = format!("{hosts}{extra}{}\t{hostname}\n", own_ip.unwrap_or("127.0.1.1"));
+    let own: String = match own_ips {
+        [] => format!("127.0.1.1\t{hostname}\n"),
+        ips => ips.iter().map(|ip| format!("{ip}\t{hostname}\n")).collect(),
+    };
+    let hosts = format!("{hosts}{extra}{own}");
     let resolv = with_dns(&resolv, &options.dns);
     let mut files = Vec::new();
     for (name, text) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {

@@ -3,7 +3,7 @@
 
 use berth_api::v1::networks_server;
 use berth_api::v1::{CreateNetworkRequest, ListNetworksRequest, ListNetworksResponse, Network, NetworkRef};
-use berth_containers::{Containers, NetworkInfo};
+use berth_containers::{Containers, NetworkInfo, NetworkRequest};
 use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
@@ -17,6 +17,8 @@ fn message(info: NetworkInfo, containers: Vec<String>) -> Network {
         bridge: info.bridge,
         subnet: info.subnet,
         gateway: info.gateway,
+        subnet6: info.subnet6,
+        gateway6: info.gateway6,
         config_path: info.config.display().to_string(),
         containers,
     }
@@ -26,8 +28,9 @@ fn message(info: NetworkInfo, containers: Vec<String>) -> Network {
 impl networks_server::Networks for NetworksService {
     async fn create(&self, request: Request<CreateNetworkRequest>) -> Result<Response<Network>, Status> {
         let request = request.into_inner();
-        let subnet = (!request.subnet.is_empty()).then_some(request.subnet.as_str());
-        let info = self.containers.create_network(&request.name, subnet).await.map_err(berth_errdefs::status)?;
+        let given = |s: String| (!s.is_empty()).then_some(s);
+        let wanted = NetworkRequest { subnet: given(request.subnet), subnet6: given(request.subnet6), ipv6: request.ipv6 };
+        let info = self.containers.create_network(&request.name, wanted).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(message(info, Vec::new())))
     }
 

@@ -1,9 +1,9 @@
 //! Network state a CNI test makes on the host, and the proof it is gone: [`NetNs`] pins a network
-//! namespace under the test's directory; [`HostNetwork`] snapshots the host's iptables rules and
-//! IPv4 forwarding before the test, then after it lists what the test's attachments left (veths
+//! namespace under the test's directory; [`HostNetwork`] snapshots the host's iptables and
+//! ip6tables rules and forwarding switches before the test, then after it lists what the test's attachments left (veths
 //! on its bridge, rules naming its container ids, host-local allocations) and takes away the
 //! shared plumbing plugins make once per host and never remove (the bridge, portmap's top-level
-//! chains and the jumps to them, ip_forward), so the host is as it was.
+//! chains and the jumps to them, forwarding), so the host is as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,19 +52,55 @@ impl Drop for NetNs {
     }
 }
 
-/// The host's IPv4 iptables rules (every table) without counters, one rule or chain a line.
-fn iptables_lines() -> Vec<String> {
-    run(&["iptables-save"])
-        .lines()
-        .filter(|l| l.starts_with('-') || l.starts_with(':') || l.starts_with('*'))
-        .map(|l| {
-            // ":CHAIN POLICY [packets:bytes]" → ":CHAIN POLICY"
-            match l.strip_prefix(':') {
-                Some(chain) => format!(":{}", chain.split(" [").next().unwrap_or(chain)),
-                None => l.to_string(),
+/// An address family's packet filter: its save tool, its tool, its forwarding switch.
+struct Family {
+    save: &'static str,
+    tool: &'static str,
+    forwarding: &'static str,
+}
+
+const FAMILIES: [Family; 2] = [
+    Family { save: "iptables-save", tool: "iptables", forwarding: "/proc/sys/net/ipv4/ip_forward" },
+    Family { save: "ip6tables-save", tool: "ip6tables", forwarding: "/proc/sys/net/ipv6/conf/all/forwarding" },
+];
+
+impl Family {
+    /// The host's rules (every table) without counters, one rule or chain a line.
+    fn lines(&self) -> Vec<String> {
+        run(&[self.save])
+            .lines()
+            .filter(|l| l.starts_with('-') || l.starts_with(':') || l.starts_with('*'))
+            .map(|l| {
+                // ":CHAIN POLICY [packets:bytes]" → ":CHAIN POLICY"
+                match l.strip_prefix(':') {
+                    Some(chain) => format!(":{}", chain.split(" [").next().unwrap_or(chain)),
+                    None => l.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes what is in `now` and not in `before`: new rules first (jumps into new chains),
+    /// then the new chains.
+    fn restore(&self, before: &[String], now: &[String]) {
+        let mut table = String::new();
+        for line in now {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            } else if line.starts_with("-A ") && !before.contains(line) {
+                let _ = Command::new(self.tool).args(["-t", &table, "-D"]).args(shell_words(&line[3..])).status();
             }
-        })
-        .collect()
+        }
+        for line in now {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+            } else if let Some(chain) = line.strip_prefix(':').filter(|_| !before.contains(line)) {
+                let name = chain.split_whitespace().next().unwrap_or_default();
+                let _ = Command::new(self.tool).args(["-t", &table, "-F", name]).status();
+                let _ = Command::new(self.tool).args(["-t", &table, "-X", name]).status();
+            }
+        }
+    }
 }
 
 /// One test at a time changes the host's network: a snapshot taken while another test's plugins
@@ -72,8 +108,9 @@ fn iptables_lines() -> Vec<String> {
 static HOST_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct HostNetwork {
-    iptables: Vec<String>,
-    ip_forward: String,
+    /// Per family ([`FAMILIES`]): the rules, and the forwarding switch.
+    rules: [Vec<String>; 2],
+    forwarding: [String; 2],
     /// Held from the snapshot until the test drops this.
     _turn: std::sync::MutexGuard<'static, ()>,
 }
@@ -82,8 +119,8 @@ impl HostNetwork {
     pub fn snapshot() -> HostNetwork {
         let turn = HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner());
         HostNetwork {
-            iptables: iptables_lines(),
-            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default(),
+            rules: FAMILIES.each_ref().map(Family::lines),
+            forwarding: FAMILIES.each_ref().map(|f| std::fs::read_to_string(f.forwarding).unwrap_or_default()),
             _turn: turn,
         }
     }
@@ -97,38 +134,24 @@ impl HostNetwork {
                 leaks.push(format!("veth on {bridge}: {line}"));
             }
         }
-        let now = iptables_lines();
-        for line in &now {
-            if ids.iter().any(|id| line.contains(id.as_str())) {
-                leaks.push(format!("iptables rule: {line}"));
-            }
-        }
         leaks.extend(ip_allocations(ipam_dir).into_iter().map(|file| format!("IP allocation: {}", file.display())));
-        // The plumbing: new rules first (jumps into new chains), then the new chains.
-        let mut table = String::new();
-        for line in &now {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
-            } else if line.starts_with("-A ") && !self.iptables.contains(line) {
-                let _ = Command::new("iptables").args(["-t", &table, "-D"]).args(shell_words(&line[3..])).status();
+        for (family, before) in FAMILIES.iter().zip(&self.rules) {
+            let now = family.lines();
+            for line in now.iter().filter(|line| ids.iter().any(|id| line.contains(id.as_str()))) {
+                leaks.push(format!("{} rule: {line}", family.tool));
             }
-        }
-        for line in &now {
-            if let Some(t) = line.strip_prefix('*') {
-                table = t.to_string();
-            } else if let Some(chain) = line.strip_prefix(':').filter(|_| !self.iptables.contains(line)) {
-                let name = chain.split_whitespace().next().unwrap_or_default();
-                let _ = Command::new("iptables").args(["-t", &table, "-F", name]).status();
-                let _ = Command::new("iptables").args(["-t", &table, "-X", name]).status();
-            }
+            family.restore(before, &now);
         }
         let _ = Command::new("ip").args(["link", "del", bridge]).stderr(std::process::Stdio::null()).status();
-        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
-        let after = iptables_lines();
+        for (family, value) in FAMILIES.iter().zip(&self.forwarding) {
+            let _ = std::fs::write(family.forwarding, value);
+        }
         // A table first used by the test keeps its built-in chains (empty, policy ACCEPT).
         let builtin = |l: &str| ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "FORWARD"].iter().any(|c| l == format!(":{c} ACCEPT"));
-        for line in after.iter().filter(|l| !self.iptables.contains(l) && !l.starts_with('*') && !builtin(l)) {
-            leaks.push(format!("iptables not restored: {line}"));
+        for (family, before) in FAMILIES.iter().zip(&self.rules) {
+            for line in family.lines().iter().filter(|l| !before.contains(l) && !l.starts_with('*') && !builtin(l)) {
+                leaks.push(format!("{} not restored: {line}", family.tool));
+            }
         }
         leaks
     }

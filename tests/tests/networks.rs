@@ -180,7 +180,7 @@ fn ipv6_networks_give_containers_both_addresses() {
     let env = TestEnv::new("networks-ipv6");
     let registry = busybox_registry(&env);
     let pid = std::process::id();
-    let subnet = format!("10.239.{}.0/24", pid % 250);
+    let subnet = format!("10.241.{}.0/24", pid % 250);
     let host_port = 24_000 + (pid % 10_000) as u16;
     let host = HostNetwork::snapshot();
     let berthd = Berthd::start_with(&env, &[&registry.address], "", None);
@@ -206,7 +206,7 @@ fn ipv6_networks_give_containers_both_addresses() {
     let gateway: std::net::Ipv6Addr = gateway6.parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
     let published = retry(|| get_at((gateway, host_port).into()));
     let two_v6 = berthd.berth(&env, &["network", "create", "--subnet", "fd00:1::/64", "--subnet", "fd00:2::/64", "bad"]);
-    let v6_on_v4 = berthd.berth(&env, &["network", "create", "--subnet", &format!("10.240.{}.0/24", pid % 250), "four"]);
+    let v6_on_v4 = berthd.berth(&env, &["network", "create", "--subnet", &format!("10.242.{}.0/24", pid % 250), "four"]);
     let v6_host_ip = berthd.berth(&env, &["run", "--network", "four", "-p", "[::1]:8080:80", &image, "true"]);
     let bridge = info[0]["bridge"].as_str().unwrap_or_default().to_string();
     let four_bridge = berthd.ok(&env, &["network", "inspect", "four"]);

@@ -119,6 +119,11 @@ pub struct CreateArgs {
     /// No healthcheck, whatever the image says.
     #[arg(long)]
     no_healthcheck: bool,
+    /// When berthd starts it again after it exits: no, on-failure[:N] (a non-zero exit, at most
+    /// N times), always, or unless-stopped (as always, but not after a `stop` even across
+    /// berthd's restarts).
+    #[arg(long, default_value = "no")]
+    restart: String,
     /// When to pull the image first: missing (when it is not in the store), always, or never.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
@@ -207,6 +212,14 @@ pub enum ContainerCommand {
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u32,
+    },
+    /// Stop containers (as stop does) and start them again.
+    Restart {
         #[arg(required = true)]
         containers: Vec<String>,
         /// Seconds to wait before SIGKILL.
@@ -346,6 +359,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         console_width: console.map_or(0, |c| c.0.into()),
         console_height: console.map_or(0, |c| c.1.into()),
         auto_remove: false,
+        restart: args.restart,
         health_cmd: args.health_cmd.unwrap_or_default(),
         health_interval_ns: nanos(args.health_interval),
         health_timeout_ns: nanos(args.health_timeout),
@@ -432,6 +446,7 @@ pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
             json["health"] = c.health.clone().into();
         }
         json["auto_remove"] = c.auto_remove.into();
+        json["restart_policy"] = serde_json::json!({"name": c.restart_policy, "restart_count": c.restart_count});
         json["spec"] = serde_json::from_str(&c.spec_json).unwrap_or_default();
         json["network"] = serde_json::json!({
             "name": c.network, "ips": c.ips,
@@ -643,6 +658,11 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
         ContainerCommand::Stop { containers, time } => {
             Ok(each(containers, async |key| client.stop(StopContainerRequest { container: key, timeout_seconds: time }).await.map(drop)).await)
         }
+        ContainerCommand::Restart { containers, time } => Ok(each(containers, async |key| {
+            client.stop(StopContainerRequest { container: key.clone(), timeout_seconds: time }).await?;
+            client.start(ContainerRef { container: key }).await.map(drop)
+        })
+        .await),
         ContainerCommand::Kill { containers, signal } => {
             let number = parse_signal(&signal)?;
             Ok(each(containers, async |key| client.kill(KillContainerRequest { container: key, signal: number, all: false }).await.map(drop)).await)

@@ -31,6 +31,8 @@ pub struct Blueprint {
     pub runtime: Option<String>,
     /// Removed once it has exited, by the library: whether or not anyone still waits.
     pub auto_remove: bool,
+    /// When berthd starts it again after it exits (`berth run`; the kubelet restarts its own).
+    pub restart: crate::restart::RestartPolicy,
     /// Where the shim writes its CRI-format log (the kubelet chooses); in its bundle when None.
     pub log_path: Option<PathBuf>,
     /// A bridge network to join (`berth run`; a pod's containers have their pod's).

@@ -108,6 +108,7 @@ impl Containers {
             }
         }
         check_keys(blueprint.labels.keys().chain(blueprint.annotations.keys()))?;
+        crate::restart::check_with_auto_remove(blueprint.restart, blueprint.auto_remove)?;
         let id = random_id()?;
         let container_name = blueprint.name.clone().unwrap_or_else(|| short(&id).to_string());
         if !valid_name(&container_name) {
@@ -170,6 +171,11 @@ impl Containers {
             auto_remove: blueprint.auto_remove,
             network,
             network_of,
+            restart: blueprint.restart,
+            restart_count: 0,
+            stopped_by_user: false,
+            restart_backoff: 0,
+            restart_pending: false,
             log_path: blueprint.log_path,
             healthcheck,
             health: None,

@@ -25,9 +25,18 @@ impl Containers {
         }
     }
 
+    /// A hand's start: the restart policy holds again ([`crate::restart`]).
     pub async fn start(&self, key: &str) -> Result<ContainerRecord> {
-        let record = self.prepare(key).await?;
-        self.shim_of(&record).start(&record.id).await?;
+        let id = self.find(key)?.id;
+        self.started_by_hand(&id)?;
+        let record = self.prepare(&id).await?;
+        self.start_prepared(&record, false).await
+    }
+
+    /// Starts a prepared container; `restarted` when berthd restarts it by its policy (counted
+    /// as it starts, so a stop that follows sees the count).
+    pub(crate) async fn start_prepared(&self, record: &ContainerRecord, restarted: bool) -> Result<ContainerRecord> {
+        self.shim_of(record).start(&record.id).await?;
         let entry = self.entry(&record.id)?;
         let record = Containers::modify(&entry, |r| {
             // The exit may already be in (a command that ends at once).
@@ -35,6 +44,7 @@ impl Containers {
                 r.state = State::Running;
             }
             r.started_at = crate::now_ns();
+            r.restart_count += u32::from(restarted);
         });
         drop(entry);
         self.persist(&record).await?;
@@ -75,6 +85,11 @@ impl Containers {
         if !record.state.is_live() {
             return Err(Error::WrongState(format!("container {} is not running", record.name)));
         }
+        // A signal that ends it (docker's reading of `kill`); SIGHUP and the like leave its
+        // policy be.
+        if [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, record.stop_signal].contains(&signal) {
+            self.stopped_by_hand(&record.id).await?;
+        }
         self.shim_of(&record).kill(&record.id, signal, all).await?;
         self.find(&record.id)
     }
@@ -82,6 +97,8 @@ impl Containers {
     /// The stop signal, then after `timeout` SIGKILL to every process; returns once exited.
     pub async fn stop(&self, key: &str, timeout: Duration) -> Result<ContainerRecord> {
         let record = self.find(key)?;
+        // Before the signal, so the exit it brings is not restarted (nor a pending restart made).
+        self.stopped_by_hand(&record.id).await?;
         if !record.state.is_live() {
             return self.wait(&record.id).await;
         }

@@ -1,7 +1,8 @@
 //! Following the shims: one task per shim reads its event subscription (an async socket read, no
 //! thread), so an exit lands in memory the moment the shim sees it. An exit is then persisted,
 //! announced, and the shim told to let go of the container (the runtime's delete); an auto-remove
-//! container is removed after that.
+//! container is removed after that; one whose restart policy says so is started again
+//! ([`crate::restart`]).
 //!
 //! When a subscription ends, the shim has exited (normal after its last container was deleted) or
 //! died. A dead shim's live containers are cleaned up by the shim binary (`--cleanup`: the runtime
@@ -169,6 +170,8 @@ impl Containers {
         drop(entry);
         if record.auto_remove && !record.removing {
             let _ = self.remove(id, true).await;
+        } else {
+            self.restart_if_wanted(id, false);
         }
     }
 
@@ -284,6 +287,11 @@ impl Containers {
                     self.check_health(&record.id);
                 }
             }
+        }
+        // Restart policies, for whatever exited while berthd was down (or before, mid back-off).
+        let exited: Vec<String> = self.table().records().filter(|r| r.state == State::Exited).map(|r| r.id).collect();
+        for id in exited {
+            self.restart_if_wanted(&id, true);
         }
         Ok(recovered)
     }

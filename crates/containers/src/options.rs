@@ -49,6 +49,8 @@ pub struct CreateOptions {
     pub runtime: Option<String>,
     /// Removed once it has exited (`--rm`), by the library: whether or not anyone still waits.
     pub auto_remove: bool,
+    /// `--restart`.
+    pub restart: crate::restart::RestartPolicy,
     /// The pod (by id or unique prefix) it joins: it runs under the pod's shim.
     pub sandbox: Option<String>,
     /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.

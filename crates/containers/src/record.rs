@@ -86,6 +86,20 @@ pub struct ContainerRecord {
     /// The container (id) whose network namespace it joined at create (`container:NAME`).
     #[serde(default)]
     pub network_of: Option<String>,
+    /// Its restart policy (`--restart`), how many times berthd restarted it since a hand last
+    /// started it, and whether a hand stopped it since ([`crate::restart`]).
+    #[serde(default)]
+    pub restart: crate::restart::RestartPolicy,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// Restarts after short runs in a row (the back-off's step), and whether one is scheduled.
+    /// In memory only.
+    #[serde(skip)]
+    pub restart_backoff: u32,
+    #[serde(skip)]
+    pub restart_pending: bool,
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
@@ -146,6 +160,11 @@ impl ContainerRecord {
             auto_remove: false,
             network: None,
             network_of: None,
+            restart: Default::default(),
+            restart_count: 0,
+            stopped_by_user: false,
+            restart_backoff: 0,
+            restart_pending: false,
             log_path: None,
             healthcheck: None,
             health: None,

@@ -43,6 +43,7 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
         stdin_once: false,
         runtime: options.runtime.clone(),
         auto_remove: options.auto_remove,
+        restart: options.restart,
         log_path: None,
         network: match &options.network {
             Network::Bridge(name) => {

@@ -72,6 +72,7 @@ pub(crate) async fn handle(cri: &Cri, request: CreateContainerRequest) -> Result
         stdin_once: config.stdin_once,
         runtime: sandbox.config.runtime.clone(),
         auto_remove: false,
+        restart: Default::default(),
         log_path,
         spec: Box::new(CriSpec { config, sandbox, pod_dir, namespaces, target_pid }),
     };

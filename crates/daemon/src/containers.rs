@@ -137,6 +137,7 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
         runtime: non_empty(r.runtime),
         console_size: console_size(r.console_width, r.console_height),
         auto_remove: r.auto_remove,
+        restart: r.restart.parse().map_err(Status::invalid_argument)?,
         // berth.v1 has no pods: its containers have shims of their own.
         sandbox: None,
         health: berth_containers::health::HealthOptions {
@@ -186,6 +187,8 @@ impl ContainersService {
             ips: record.network.as_ref().map(|n| n.ips.clone()).unwrap_or_default(),
             ports: record.network.as_ref().map(|n| n.ports.iter().map(port_message).collect()).unwrap_or_default(),
             health: record.health.map(|h| h.as_str().to_string()).unwrap_or_default(),
+            restart_policy: record.restart.to_string(),
+            restart_count: record.restart_count,
         }
     }
 }

@@ -299,7 +299,7 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
         (&["run", "--rm", "-v", "/nonexistent/berth-src:/data", &image, "true"], "volume source /nonexistent/berth-src does not exist"),
         (&["run", "--rm", "--name", "bad/name", &image, "true"], "container name"),
         (&["run", "--rm", "--network", "nosuchnet", &image, "true"], "network nosuchnet"),
-        (&["run", "--rm", "--network", "container:x", &image, "true"], "not supported"),
+        (&["run", "--rm", "--network", "container:x", &image, "true"], "no such container: x"),
         (&["run", "--rm", "-p", "80", &image, "true"], "need a bridge network"),
         (&["run", "--rm", "-p", "80:x", &image, "true"], "publish \"80:x\""),
         (&["run", "--rm", "--cap-add", "CAP_NOPE", &image, "true"], "unknown capability"),

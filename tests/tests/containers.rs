@@ -225,7 +225,7 @@ fn exec_attach_and_ttys() {
     // top and stats: its cgroup's view of it, limits included.
     let top = berthd.ok(&env, &["top", "quiet"]);
     assert!(top.lines().nth(1).is_some_and(|l| l.ends_with("sleep 100")), "{top}");
-    let stats: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["stats", "--format", "json", "quiet"])).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["stats", "--no-stream", "--format", "json", "quiet"])).unwrap();
     assert_eq!(stats["stats"]["memory"]["usage"]["limit"], 64 << 20, "{stats}");
     assert_eq!((stats["stats"]["pids"]["current"].as_u64(), stats["stats"]["pids"]["limit"].as_u64()), (Some(1), Some(20)), "{stats}");
     let out = in_pty(&berthd, (90, 20), "exec -it quiet sh -c 'tty; stty size'", "");
@@ -628,6 +628,38 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let done = logs.wait_with_output().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&done.status), Some(libc::SIGPIPE), "{:?}", done.status);
     assert!(done.stderr.is_empty(), "{}", String::from_utf8_lossy(&done.stderr));
+
+    // Scripting: ps --filter, inspect and rmi of several names, stats of every running one.
+    berthd.ok(&env, &["run", "-d", "--name", "front", "-l", "tier=front", &image, "sleep", "100"]);
+    assert_eq!(berthd.berth(&env, &["run", "--name", "failed", &image, "sh", "-c", "exit 4"]).status.code(), Some(4));
+    let filtered = |filters: &[&str]| {
+        let args: Vec<&str> = ["ps", "-a", "--format", "json"].into_iter().chain(filters.iter().flat_map(|f| ["--filter", *f])).collect();
+        let list: Vec<serde_json::Value> = serde_json::from_str(&berthd.ok(&env, &args)).unwrap();
+        let mut names: Vec<String> = list.iter().map(|c| c["name"].as_str().unwrap_or_default().to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(filtered(&["label=tier=front"]), ["front"]);
+    assert_eq!(filtered(&["status=exited", "exited=4"]), ["failed"]);
+    assert_eq!(filtered(&["name=front", "name=failed"]), ["failed", "front"], "one key's values: either");
+    assert_eq!(filtered(&["name=front", "status=exited"]), Vec::<String>::new(), "different keys: all");
+    let running: Vec<serde_json::Value> = serde_json::from_str(&berthd.ok(&env, &["ps", "--filter", "status=exited", "--format", "json"])).unwrap();
+    assert!(running.iter().any(|c| c["name"] == "failed"), "a status filter looks at exited containers without -a");
+    assert_eq!(berthd.berth(&env, &["ps", "--filter", "colour=red"]).status.code(), Some(125));
+    let both: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "front", "failed"])).unwrap();
+    assert_eq!((both[0]["name"].as_str(), both[1]["name"].as_str()), (Some("front"), Some("failed")));
+    let partly = berthd.berth(&env, &["inspect", "front", "nosuch"]);
+    assert!(!partly.status.success() && text(&partly).0.contains("front") && text(&partly).1.contains("nosuch"), "{partly:?}");
+    let stats = berthd.ok(&env, &["stats", "--no-stream"]);
+    assert!(stats.starts_with("NAME") && stats.contains("CPU %"), "{stats}");
+    let names: Vec<&str> = stats.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.contains(&"front") && !names.contains(&"known") && !names.contains(&"failed"), "every running one:\n{stats}");
+    berthd.ok(&env, &["tag", &image, "localhost/one:1"]);
+    berthd.ok(&env, &["tag", &image, "localhost/two:1"]);
+    let removed = berthd.berth(&env, &["rmi", "localhost/one:1", "nosuch:1", "localhost/two:1"]);
+    assert_eq!(text(&removed).0, "Untagged: localhost/one:1\nUntagged: localhost/two:1\n", "{}", text(&removed).1);
+    assert!(!removed.status.success() && text(&removed).1.contains("nosuch"), "{}", text(&removed).1);
+    berthd.ok(&env, &["rm", "-f", "front", "failed"]);
 
     berthd.ok(&env, &["rm", "-f", "known", "chatty"]);
     // SIGTERM stops berthd even with a client following its events (Berthd::stop allows 10 s).

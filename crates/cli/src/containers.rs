@@ -178,6 +178,10 @@ pub enum ContainerCommand {
         /// Only the short ids, one per line (docker's `ps -q`, for `berth rm $(berth ps -aq)`).
         #[arg(short, long)]
         quiet: bool,
+        /// KEY=VALUE, as docker's: id, name, label (KEY or KEY=VALUE), status, ancestor, exited,
+        /// health, network. A key given twice matches either value; different keys all must.
+        #[arg(short, long, value_parser = ps_filter)]
+        filter: Vec<(String, String)>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -254,10 +258,13 @@ pub enum ContainerCommand {
     Port { container: String },
     /// A running container's resource use (one sample).
     Stats {
-        #[arg(required = true)]
+        /// Every running container when none is named.
         containers: Vec<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// One sample and exit (else a new one every second, as docker's).
+        #[arg(long)]
+        no_stream: bool,
     },
 }
 
@@ -580,8 +587,11 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Ps { all, quiet, format } => {
+        ContainerCommand::Ps { all, quiet, filter: filters, format } => {
+            // A status filter looks at every container, as docker's does.
+            let all = all || filters.iter().any(|(key, _)| key == "status");
             let list = client.list(ListContainersRequest { all }).await.map_err(status)?.into_inner().containers;
+            let list: Vec<Container> = list.into_iter().filter(|c| ps_matches(c, &filters)).collect();
             if quiet {
                 for c in list {
                     println!("{}", &c.id[..12.min(c.id.len())]);
@@ -690,17 +700,63 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Stats { containers, format } => {
-            if format == Format::Table {
-                println!("{:<20}  {:>22}  {:>10}  PIDS", "NAME", "MEM USAGE / LIMIT", "CPU");
-            }
-            for key in containers {
-                let sample = client.stats(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
-                let stats: serde_json::Value = serde_json::from_str(&sample.stats_json)?;
-                match format {
-                    Format::Json => println!("{}", serde_json::json!({"container": key, "stats": stats})),
-                    Format::Table => println!("{}", stats_row(&key, &stats)),
+        ContainerCommand::Stats { containers, format, no_stream } => {
+            let named = !containers.is_empty();
+            let names = match named {
+                true => containers,
+                false => client
+                    .list(ListContainersRequest { all: false })
+                    .await
+                    .map_err(status)?
+                    .into_inner()
+                    .containers
+                    .into_iter()
+                    .map(|c| c.name)
+                    .collect(),
+            };
+            // CPU % is the CPU time between two samples over the time between them (100% is a
+            // whole core, as docker counts): a table without a stream samples twice, half a
+            // second apart.
+            let mut previous: std::collections::HashMap<String, (u64, std::time::Instant)> = Default::default();
+            let clear = !no_stream && format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            for round in 0.. {
+                let mut rows = Vec::new();
+                for key in &names {
+                    let sample = match client.stats(ContainerRef { container: key.clone() }).await {
+                        Ok(sample) => sample.into_inner(),
+                        // Gone or stopped meanwhile: a stream of all goes on without it.
+                        Err(_) if !named && round > 0 => continue,
+                        Err(e) => return Err(status(e)),
+                    };
+                    let stats: serde_json::Value = serde_json::from_str(&sample.stats_json)?;
+                    let (cpu, now) = (stats["cpu"]["usage"]["total"].as_u64().unwrap_or(0), std::time::Instant::now());
+                    let percent = previous
+                        .get(key)
+                        .map(|(before, then)| cpu.saturating_sub(*before) as f64 * 100.0 / now.duration_since(*then).as_nanos().max(1) as f64);
+                    previous.insert(key.clone(), (cpu, now));
+                    rows.push((key, stats, percent));
                 }
+                if round == 0 && no_stream && format == Format::Table {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                if clear {
+                    print!("\x1b[2J\x1b[H");
+                }
+                if format == Format::Table {
+                    println!("{:<20}  {:>8}  {:>24}  {:>6}  PIDS", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %");
+                }
+                for (key, stats, percent) in rows {
+                    match format {
+                        Format::Json => println!("{}", serde_json::json!({"container": key, "cpu_percent": percent, "stats": stats})),
+                        Format::Table => println!("{}", stats_row(key, &stats, percent)),
+                    }
+                }
+                std::io::stdout().flush()?;
+                if no_stream {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Ok(0)
         }
@@ -715,15 +771,59 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
     }
 }
 
-/// One row of `berth stats`: memory (usage / limit), cpu seconds, pids, from runc's stats JSON.
-fn stats_row(name: &str, stats: &serde_json::Value) -> String {
-    let mib = |v: &serde_json::Value| v.as_u64().map(|b| format!("{:.1}MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
-    let limit = match stats["memory"]["usage"]["limit"].as_u64() {
-        Some(l) if l < (1 << 60) => mib(&stats["memory"]["usage"]["limit"]),
-        _ => "unlimited".into(),
+/// The keys `ps --filter` takes.
+const PS_FILTERS: [&str; 8] = ["id", "name", "label", "status", "ancestor", "exited", "health", "network"];
+
+/// `KEY=VALUE` of `ps --filter`, its key checked (a usage error otherwise).
+fn ps_filter(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("filter {text:?}: KEY=VALUE"))?;
+    let key = key.trim().to_ascii_lowercase();
+    if !PS_FILTERS.contains(&key.as_str()) {
+        return Err(format!("filter {text:?}: the keys are {}", PS_FILTERS.join(", ")));
+    }
+    Ok((key, value.to_string()))
+}
+
+/// Whether a container passes the filters: any value of one key, and every key.
+fn ps_matches(c: &Container, filters: &[(String, String)]) -> bool {
+    let one = |key: &str, value: &str| match key {
+        "id" => c.id.starts_with(value),
+        "name" => c.name.contains(value),
+        "label" => match value.split_once('=') {
+            Some((k, v)) => c.labels.get(k).is_some_and(|l| l == v),
+            None => c.labels.contains_key(value),
+        },
+        "status" => c.state == value,
+        // The image by name, with or without its tag (latest implied), or its manifest digest.
+        "ancestor" => {
+            let tagged =
+                |name: &str| if name.rsplit('/').next().is_some_and(|last| last.contains(':')) { name.to_string() } else { format!("{name}:latest") };
+            c.image == value
+                || tagged(&c.image) == tagged(value)
+                || c.image.ends_with(&format!("/{}", tagged(value)))
+                || (value.len() >= 12 && c.image_manifest.trim_start_matches("sha256:").starts_with(value.trim_start_matches("sha256:")))
+        }
+        "exited" => c.exited && value.parse() == Ok(c.exit_code),
+        "health" => c.health == value || (value == "none" && c.health.is_empty()),
+        "network" => c.network == value,
+        _ => false,
     };
-    let cpu = stats["cpu"]["usage"]["total"].as_u64().map(|ns| format!("{:.2}s", ns as f64 / 1e9)).unwrap_or_else(|| "-".into());
-    format!("{name:<20}  {:>22}  {cpu:>10}  {}", format!("{} / {limit}", mib(&stats["memory"]["usage"]["usage"])), stats["pids"]["current"])
+    PS_FILTERS.iter().all(|key| {
+        let mut values = filters.iter().filter(|(k, _)| k == key).peekable();
+        values.peek().is_none() || values.any(|(_, v)| one(key, v))
+    })
+}
+
+/// One row of `berth stats` from runc's stats JSON: CPU % (when two samples gave it), memory
+/// (usage / limit, and its share of the limit), pids.
+fn stats_row(name: &str, stats: &serde_json::Value, cpu_percent: Option<f64>) -> String {
+    let mib = |b: u64| format!("{:.1}MiB", b as f64 / 1048576.0);
+    let usage = stats["memory"]["usage"]["usage"].as_u64();
+    let limit = stats["memory"]["usage"]["limit"].as_u64().filter(|l| *l < (1 << 60));
+    let memory = format!("{} / {}", usage.map(mib).unwrap_or_else(|| "-".into()), limit.map(mib).unwrap_or_else(|| "unlimited".into()));
+    let share = usage.zip(limit).map(|(u, l)| format!("{:.2}%", u as f64 * 100.0 / l.max(1) as f64)).unwrap_or_else(|| "-".into());
+    let cpu = cpu_percent.map(|p| format!("{p:.2}%")).unwrap_or_else(|| "-".into());
+    format!("{name:<20}  {cpu:>8}  {memory:>24}  {share:>6}  {}", stats["pids"]["current"])
 }
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.
@@ -791,6 +891,29 @@ pub fn exit_code_of(error: &anyhow::Error) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_filters_as_docker_combines_them() {
+        let c = Container {
+            id: "abcdef0123456789".into(),
+            name: "web-1".into(),
+            image: "registry.local/test/busybox:v1".into(),
+            image_manifest: "sha256:0123456789abcdef".into(),
+            state: "exited".into(),
+            exited: true,
+            exit_code: 3,
+            labels: [("tier".to_string(), "front".to_string())].into_iter().collect(),
+            ..Default::default()
+        };
+        let passes = |filters: &[&str]| ps_matches(&c, &filters.iter().map(|f| ps_filter(f).unwrap()).collect::<Vec<_>>());
+        assert!(passes(&[]) && passes(&["id=abcdef"]) && passes(&["name=web"]) && passes(&["label=tier"]) && passes(&["label=tier=front"]));
+        assert!(passes(&["status=exited", "exited=3"]) && passes(&["health=none"]) && passes(&["ancestor=test/busybox:v1"]));
+        assert!(passes(&["ancestor=registry.local/test/busybox:v1"]) && passes(&["ancestor=0123456789ab"]));
+        assert!(passes(&["status=running", "status=exited"]), "one key's values: either");
+        assert!(!passes(&["status=exited", "name=db"]), "different keys: all");
+        assert!(!passes(&["label=tier=back"]) && !passes(&["exited=0"]) && !passes(&["ancestor=busybox"]) && !passes(&["id=bcd"]));
+        assert!(ps_filter("colour=red").is_err() && ps_filter("name").is_err());
+    }
 
     #[test]
     fn publish_specs_as_docker_takes_them() {

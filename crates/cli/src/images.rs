@@ -23,7 +23,10 @@ pub enum ImageCommand {
         format: Format,
     },
     /// Remove an image (its blobs go at the next prune).
-    Rmi { name: String },
+    Rmi {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Remove every blob and snapshot no image needs.
     Prune,
     /// Give an image one more name.
@@ -72,8 +75,22 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
                 }
             }
         }
-        ImageCommand::Rmi { name } => {
-            images.remove(RemoveImageRequest { name }).await.map_err(status)?;
+        ImageCommand::Rmi { names } => {
+            // Every name is tried (docker's habit); each failure is printed, the last returned.
+            let mut failed = None;
+            for name in names {
+                match images.remove(RemoveImageRequest { name: name.clone() }).await {
+                    Ok(_) => println!("Untagged: {name}"),
+                    Err(e) => {
+                        if let Some(earlier) = failed.replace(status(e)) {
+                            eprintln!("berth: {earlier:#}");
+                        }
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         ImageCommand::Prune => {
             let pruned = images.prune(PruneRequest {}).await.map_err(status)?.into_inner();
@@ -153,14 +170,14 @@ impl ProgressBars {
 }
 
 /// An image and its config as JSON.
-pub async fn inspect(channel: Channel, name: String) -> anyhow::Result<()> {
+/// An image as `inspect` shows it: its record and its config.
+pub async fn inspect(channel: Channel, name: String) -> anyhow::Result<serde_json::Value> {
     let mut images = ImagesClient::new(channel);
     let inspected = images.inspect(InspectImageRequest { name }).await.map_err(status)?.into_inner();
     let config: serde_json::Value = serde_json::from_str(&inspected.config)?;
     let mut json = inspected.image.as_ref().map(image_json).unwrap_or_default();
     json["config"] = config;
-    println!("{}", serde_json::to_string_pretty(&json)?);
-    Ok(())
+    Ok(json)
 }
 
 fn image_json(image: &Image) -> serde_json::Value {

@@ -42,8 +42,12 @@ enum Command {
     /// Manage named and anonymous volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
-    /// Show a container (or, failing that, an image) as JSON.
-    Inspect { name: String },
+    /// Show containers (or, failing that, images) as JSON: one name's object, or an array for
+    /// several.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 /// The largest `inspect` answer taken.
@@ -107,16 +111,36 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Containers(command) => containers::run(channel, *command).await,
         Command::Network(command) => networks::run(channel, command).await.map(|()| 0),
         Command::Volume(command) => volumes::run(channel, command).await,
-        Command::Inspect { name } => {
+        Command::Inspect { names } => {
             // An inspect carries the container's whole spec: as large as an image config may make
             // it (the image service caps configs), above tonic's 4 MiB default.
             let mut client = berth_api::v1::containers_client::ContainersClient::new(channel.clone()).max_decoding_message_size(MAX_INSPECT);
-            match client.inspect(berth_api::v1::ContainerRef { container: name.clone() }).await {
-                Ok(container) => println!("{}", serde_json::to_string_pretty(&containers::container_json(&container.into_inner(), true))?),
-                Err(e) if e.code() == tonic::Code::NotFound => images::inspect(channel, name).await?,
-                Err(e) => return Err(status(e)),
+            let (mut shown, mut failed) = (Vec::new(), None);
+            for name in &names {
+                let inspected = match client.inspect(berth_api::v1::ContainerRef { container: name.clone() }).await {
+                    Ok(container) => Ok(containers::container_json(&container.into_inner(), true)),
+                    Err(e) if e.code() == tonic::Code::NotFound => images::inspect(channel.clone(), name.clone()).await,
+                    Err(e) => Err(status(e)),
+                };
+                match inspected {
+                    Ok(json) => shown.push(json),
+                    Err(e) => {
+                        if let Some(earlier) = failed.replace(e) {
+                            eprintln!("berth: {earlier:#}");
+                        }
+                    }
+                }
             }
-            Ok(0)
+            // One name: its object; several: an array of those found (docker's array).
+            match shown.len() {
+                1 if names.len() == 1 => println!("{}", serde_json::to_string_pretty(&shown[0])?),
+                0 => {}
+                _ => println!("{}", serde_json::to_string_pretty(&shown)?),
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(0),
+            }
         }
     }
 }

@@ -23,6 +23,9 @@ pub enum Error {
     Busy(PathBuf),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The systemd driver's exchange with systemd failed, or systemd refused.
+    #[error("systemd: {0}")]
+    Systemd(String),
 }
 
 impl Error {

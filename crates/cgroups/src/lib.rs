@@ -6,7 +6,8 @@
 //! hand it an `oci_spec` resources value and a `cgroupsPath`.
 //!
 //! Two drivers: v1 (one directory per controller hierarchy; this host is v1 hybrid) and v2 (one
-//! directory in the unified hierarchy, devices by eBPF). Hybrid hosts use v1.
+//! directory in the unified hierarchy, devices by eBPF). Hybrid hosts use v1. Either may be driven
+//! through systemd ([`Driver::Systemd`], `systemd`): the cgroup is then a scope systemd makes.
 
 mod devices;
 mod error;
@@ -15,6 +16,7 @@ mod memory_check;
 mod path;
 mod rdma;
 mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -90,6 +92,32 @@ pub fn open_in(hierarchy: Hierarchy, cgroups_path: Option<&Path>, id: &str) -> R
     match hierarchy {
         Hierarchy::V1(mounts) => Ok(Box::new(v1::V1Cgroup::new(mounts, &relative)?)),
         Hierarchy::V2(root) => Ok(Box::new(v2::V2Cgroup::new(root, &relative)?)),
+    }
+}
+
+/// Who makes and owns a container's cgroup: berth, through the cgroup filesystem, or systemd
+/// (runc's `--systemd-cgroup`, with its `slice:prefix:name` cgroupsPath).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Driver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
+/// Opens the cgroup at `cgroups_path` for container `id` with `driver`, on this host.
+pub fn open_with(driver: Driver, cgroups_path: Option<&Path>, id: &str) -> Result<Box<dyn Cgroup>> {
+    match driver {
+        Driver::Cgroupfs => open(cgroups_path, id),
+        Driver::Systemd => {
+            let unit = systemd::parse(cgroups_path, id)?;
+            let hierarchy = Hierarchy::detect()?;
+            let v2 = matches!(hierarchy, Hierarchy::V2(_));
+            let fs: Box<dyn Cgroup> = match hierarchy {
+                Hierarchy::V1(mounts) => Box::new(v1::V1Cgroup::new(mounts, &unit.path)?),
+                Hierarchy::V2(root) => Box::new(v2::V2Cgroup::new(root, &unit.path)?),
+            };
+            Ok(Box::new(systemd::SystemdCgroup::new(unit, fs, v2)))
+        }
     }
 }
 

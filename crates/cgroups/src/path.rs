@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// A validated cgroupsPath: `absolute` means rooted at each hierarchy's root; otherwise it is
 /// joined to the caller's own cgroup in each hierarchy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CgroupPath {
     pub absolute: bool,
     pub components: PathBuf,
@@ -19,7 +19,7 @@ pub(crate) fn validate(cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPa
     let shown = raw.display().to_string();
     // systemd-style "slice:prefix:name" paths need the systemd driver.
     if shown.contains(':') {
-        return Err(Error::InvalidPath(shown, "systemd-style paths need --systemd-cgroup, which is not supported yet"));
+        return Err(Error::InvalidPath(shown, "a slice:prefix:name path is the systemd driver's (--systemd-cgroup)"));
     }
     let mut components = PathBuf::new();
     for component in raw.components() {

@@ -22,9 +22,6 @@ fn main() {
 }
 
 fn dispatch(cli: &Cli, logger: &log::Logger) -> anyhow::Result<i32> {
-    if cli.systemd_cgroup {
-        anyhow::bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
-    }
     if matches!(cli.command, Command::Create(_) | Command::Run(_) | Command::Exec(_)) && !berth_oci::sys::sealed_exe::running_sealed() {
         // Only returns if the re-exec failed; running on unprotected would expose the binary.
         let error = berth_oci::sys::sealed_exe::reexec_sealed();
@@ -34,9 +31,9 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> anyhow::Result<i32> {
     logger.debug(&format!("root {}", root.display()));
     match &cli.command {
         Command::Spec(args) => commands::spec::run(args),
-        Command::Create(args) => commands::lifecycle::create(root, args),
+        Command::Create(args) => commands::lifecycle::create(root, args, cli.systemd_cgroup),
         Command::Start { id } => commands::lifecycle::start(root, id, logger),
-        Command::Run(args) => commands::lifecycle::run(root, args, logger),
+        Command::Run(args) => commands::lifecycle::run(root, args, logger, cli.systemd_cgroup),
         Command::State { id } => commands::query::state(root, id),
         Command::Kill { id, signal, all } => commands::lifecycle::kill(root, id, signal.as_deref(), *all),
         Command::Delete { id, force } => commands::lifecycle::delete(root, id, *force, logger),

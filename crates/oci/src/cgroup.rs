@@ -42,8 +42,8 @@ pub(crate) enum Origin {
 /// Opens the spec's cgroup and creates it. A user other than root whom nobody delegated a cgroup
 /// to gets none (with a warning) when the spec sets no limits: the container then runs in the
 /// caller's cgroup, as with runc's rootless mode.
-pub(crate) fn create_for_spec(spec: &Spec, id: &str) -> Result<(Box<dyn Cgroup>, Origin)> {
-    let cgroup = for_spec(spec, id)?;
+pub(crate) fn create_for_spec(spec: &Spec, id: &str, driver: berth_cgroups::Driver) -> Result<(Box<dyn Cgroup>, Origin)> {
+    let cgroup = for_spec(spec, id, driver)?;
     let origin = if cgroup.exists() { Origin::Existed } else { Origin::Created };
     match cgroup.create() {
         Ok(()) => Ok((cgroup, origin)),
@@ -133,14 +133,15 @@ impl Cgroup for Undelegated {
     }
 }
 
-pub(crate) fn for_spec(spec: &Spec, id: &str) -> Result<Box<dyn Cgroup>> {
+pub(crate) fn for_spec(spec: &Spec, id: &str, driver: berth_cgroups::Driver) -> Result<Box<dyn Cgroup>> {
     let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref());
-    Ok(berth_cgroups::open(path, id)?)
+    Ok(berth_cgroups::open_with(driver, path, id)?)
 }
 
 pub fn open(container: &Container) -> Result<Box<dyn Cgroup>> {
     if container.without_cgroup {
         return Ok(Box::new(Undelegated { init: container.pid }));
     }
-    for_spec(&container.config, &container.id)
+    let driver = if container.systemd_cgroup { berth_cgroups::Driver::Systemd } else { berth_cgroups::Driver::Cgroupfs };
+    for_spec(&container.config, &container.id, driver)
 }

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default, Clone)]
 pub struct CreateOptions {
     pub id: String,
+    /// The container's cgroup is a systemd scope (`--systemd-cgroup`), recorded for the commands
+    /// that follow.
+    pub systemd_cgroup: bool,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
@@ -98,9 +101,10 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     }
     let exec_fifo = open_path(&fifo_path)?;
 
-    let (cgroup, cgroup_origin) = cgroup::create_for_spec(spec, &options.id)?;
+    let driver = if options.systemd_cgroup { berth_cgroups::Driver::Systemd } else { berth_cgroups::Driver::Cgroupfs };
+    let (cgroup, cgroup_origin) = cgroup::create_for_spec(spec, &options.id, driver)?;
     if cgroup_origin == cgroup::Origin::Created {
-        cleanup.cgroup = Some(cgroup::for_spec(spec, &options.id)?);
+        cleanup.cgroup = Some(cgroup::for_spec(spec, &options.id, driver)?);
     }
     cgroup.apply(&cgroup::resources_with_spec_devices(linux))?;
     let cgroup_mounts = cgroup.mount_sources();
@@ -186,6 +190,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         owner: String::new(),
         config: spec.clone(),
         without_cgroup: cgroup_origin == cgroup::Origin::None,
+        systemd_cgroup: options.systemd_cgroup,
         dir: dir.clone(),
     };
     loop {

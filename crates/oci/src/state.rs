@@ -52,6 +52,9 @@ pub struct Container {
     /// Rootless without a delegated cgroup: the container has none (see `cgroup::create_for_spec`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub without_cgroup: bool,
+    /// Its cgroup is a systemd scope (created with `--systemd-cgroup`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub systemd_cgroup: bool,
     #[serde(skip)]
     pub dir: PathBuf,
 }

@@ -4,6 +4,8 @@
 mod bpf;
 mod resources;
 
+pub(crate) use resources::shares_to_weight;
+
 use crate::path::CgroupPath;
 use crate::stats::{parse_flat_keyed, BlkioEntry, Stats};
 use crate::{Cgroup, Error, FreezerState, Result};

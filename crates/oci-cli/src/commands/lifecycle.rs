@@ -6,8 +6,9 @@ use crate::log::Logger;
 use berth_oci::{CreateOptions, Error};
 use std::path::Path;
 
-fn create_options(args: &CreateArgs, foreground: bool) -> CreateOptions {
+fn create_options(args: &CreateArgs, foreground: bool, systemd_cgroup: bool) -> CreateOptions {
     CreateOptions {
+        systemd_cgroup,
         id: args.id.clone(),
         bundle: args.bundle.clone(),
         pid_file: args.pid_file.clone(),
@@ -25,8 +26,8 @@ fn report(warnings: Vec<Error>, logger: &Logger) {
     }
 }
 
-pub fn create(root: &Path, args: &CreateArgs) -> anyhow::Result<i32> {
-    berth_oci::create(root, &create_options(args, false))?;
+pub fn create(root: &Path, args: &CreateArgs, systemd_cgroup: bool) -> anyhow::Result<i32> {
+    berth_oci::create(root, &create_options(args, false, systemd_cgroup))?;
     Ok(0)
 }
 
@@ -36,9 +37,9 @@ pub fn start(root: &Path, id: &str, logger: &Logger) -> anyhow::Result<i32> {
 }
 
 /// create + start; in the foreground wait for the init, then delete unless --keep.
-pub fn run(root: &Path, args: &RunArgs, logger: &Logger) -> anyhow::Result<i32> {
+pub fn run(root: &Path, args: &RunArgs, logger: &Logger, systemd_cgroup: bool) -> anyhow::Result<i32> {
     let id = &args.create.id;
-    let mut options = create_options(&args.create, !args.detach);
+    let mut options = create_options(&args.create, !args.detach, systemd_cgroup);
     // A terminal process in the foreground without a console socket gets our own terminal.
     let console = if !args.detach && options.console_socket.is_none() && wants_terminal(&args.create.bundle)? {
         let console = LocalConsole::new(root)?;

@@ -1003,3 +1003,31 @@ fn ulimits_and_devices_reach_the_container() {
     drop(berthd);
     env.leak_check();
 }
+
+#[test]
+fn logs_since_and_until_pick_lines_by_time() {
+    let (env, _registry, berthd, image) = setup("logs-since");
+    berthd.ok(&env, &["run", "--name", "timed", &image, "sh", "-c", "echo one; sleep 1.5; echo two"]);
+    let stamped = berthd.ok(&env, &["logs", "-t", "timed"]);
+    // The moment between the two lines: half a second after the first.
+    let first = stamped.lines().next().and_then(|l| l.split_whitespace().next()).unwrap_or_default().to_string();
+    let first = humantime::parse_rfc3339(&first).unwrap_or_else(|e| panic!("{first:?}: {e} in {stamped:?}"));
+    let between = first + std::time::Duration::from_millis(500);
+    let unix = between.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64().to_string();
+    let rfc3339 = humantime::format_rfc3339_nanos(between).to_string();
+    assert_eq!(berthd.ok(&env, &["logs", "--since", &unix, "timed"]), "two\n");
+    assert_eq!(berthd.ok(&env, &["logs", "--since", &rfc3339, "timed"]), "two\n");
+    assert_eq!(berthd.ok(&env, &["logs", "--until", &rfc3339, "timed"]), "one\n");
+    assert_eq!(berthd.ok(&env, &["logs", "--since", "1h", "timed"]), "one\ntwo\n");
+    assert_eq!(berthd.ok(&env, &["logs", "--since", "2000-01-01", "--until", "2000-01-02", "timed"]), "");
+    assert_eq!(berthd.berth(&env, &["logs", "--since", "yesterday-ish", "timed"]).status.code(), Some(125));
+    // Following stops at until.
+    berthd.ok(&env, &["run", "-d", "--name", "talker", &image, "sh", "-c", "while true; do echo tick; sleep 0.2; done"]);
+    let until = humantime::format_rfc3339_nanos(std::time::SystemTime::now() + std::time::Duration::from_secs(1)).to_string();
+    let started = std::time::Instant::now();
+    let followed = berthd.ok(&env, &["logs", "-f", "--until", &until, "talker"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10) && followed.lines().all(|l| l == "tick"), "{followed:?}");
+    berthd.ok(&env, &["rm", "-f", "timed", "talker"]);
+    drop(berthd);
+    env.leak_check();
+}

@@ -195,6 +195,13 @@ pub enum ContainerCommand {
         tail: Option<u32>,
         #[arg(short = 't', long)]
         timestamps: bool,
+        /// Only lines since a time: RFC 3339 (2026-12-04T10:00:00Z, or a date), a Unix time in
+        /// seconds, or a duration before now (10m, 1h30m).
+        #[arg(long, value_parser = point_in_time)]
+        since: Option<u64>,
+        /// Only lines before a time, given as --since takes it.
+        #[arg(long, value_parser = point_in_time)]
+        until: Option<u64>,
     },
     /// Run a command in a running container.
     Exec {
@@ -317,6 +324,24 @@ fn parse_bytes(text: &str) -> anyhow::Result<i64> {
 /// `30s`, `1m30s`, `500ms`: docker's duration flags.
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (say 30s, 1m30s, 500ms)"))
+}
+
+/// `--since`/`--until` as docker takes them, in nanoseconds since the epoch: RFC 3339 (a date
+/// alone is its midnight, UTC), Unix seconds (with a fraction), or a duration before now.
+fn point_in_time(text: &str) -> Result<u64, String> {
+    let nanos = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).map_err(|e| e.to_string());
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Ok((seconds.max(0.0) * 1e9) as u64);
+    }
+    let date_only = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
+    let stamp = if date_only { format!("{text}T00:00:00Z") } else { text.to_string() };
+    if let Ok(t) = humantime::parse_rfc3339_weak(&stamp) {
+        return nanos(t);
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => nanos(std::time::SystemTime::now() - ago),
+        Err(_) => Err(format!("{text:?}: an RFC 3339 time, Unix seconds, or a duration (10m)")),
+    }
 }
 
 /// 0 when not given or given as 0: the image's value, or docker's default, as docker takes 0s.
@@ -623,8 +648,9 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Logs { container, follow, tail, timestamps } => {
-            let mut entries = client.logs(LogsRequest { container, follow, tail: tail.unwrap_or(0) }).await.map_err(status)?.into_inner();
+        ContainerCommand::Logs { container, follow, tail, timestamps, since, until } => {
+            let request = LogsRequest { container, follow, tail: tail.unwrap_or(0), since_ns: since.unwrap_or(0), until_ns: until.unwrap_or(0) };
+            let mut entries = client.logs(request).await.map_err(status)?.into_inner();
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             while let Some(entry) = entries.message().await.map_err(status)? {
                 let sink: &mut dyn Write = if entry.stderr { &mut err } else { &mut out };

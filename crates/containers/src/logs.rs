@@ -14,6 +14,16 @@ pub struct LogRecord {
     pub text: Vec<u8>,
 }
 
+impl LogRecord {
+    /// When it was written, in nanoseconds since the epoch (0 if its timestamp does not parse).
+    pub fn written_ns(&self) -> u64 {
+        humantime::parse_rfc3339(&self.timestamp)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
 /// Where a follower is: the file's inode and the offset read up to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {

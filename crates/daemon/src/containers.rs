@@ -343,6 +343,14 @@ impl containers_server::Containers for ContainersService {
                     return;
                 };
                 cursor = batch.cursor;
+                let until = (request.until_ns > 0).then_some(request.until_ns);
+                let mut batch = batch;
+                // Past until, nothing more is wanted (a follower stops there too).
+                let past_until = until.is_some_and(|until| batch.records.last().is_some_and(|r| r.written_ns() >= until));
+                batch.records.retain(|r| {
+                    let at = r.written_ns();
+                    at >= request.since_ns && until.is_none_or(|until| at < until)
+                });
                 let records: Vec<_> = match &mut tail {
                     Some(kept) => {
                         kept.extend(batch.records);
@@ -361,11 +369,13 @@ impl containers_server::Containers for ContainersService {
                         return;
                     }
                 }
-                if batch.more {
+                if batch.more && !past_until {
                     continue;
                 }
-                // Following ends once the container has exited and the lines after that are out.
-                if !request.follow || exited {
+                // Following ends once the container has exited and the lines after that are out,
+                // or at until.
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+                if !request.follow || exited || past_until || until.is_some_and(|until| now >= until) {
                     return;
                 }
                 match containers.find(&record.id) {

@@ -291,7 +291,9 @@ mod tests {
         assert_eq!((default.slice.as_str(), default.scope.as_str()), ("system.slice", "berth-x1.scope"));
         assert_eq!(parse(Some(Path::new(":p:n")), "n").unwrap().path.components, PathBuf::from("system.slice/p-n.scope"));
         assert_eq!(parse(Some(Path::new("-.slice:p:n")), "n").unwrap().path.components, PathBuf::from("p-n.scope"));
-        for bad in ["/berth/x", "a:b", "a.slice:p:n:m", "x:p:n", "a--b.slice:p:n", "-a.slice:p:n", "a.slice:p:../x", "a.slice:p:y.slice", "a/b.slice:p:n"] {
+        for bad in
+            ["/berth/x", "a:b", "a.slice:p:n:m", "x:p:n", "a--b.slice:p:n", "-a.slice:p:n", "a.slice:p:../x", "a.slice:p:y.slice", "a/b.slice:p:n"]
+        {
             assert!(parse(Some(Path::new(bad)), "n").is_err(), "{bad}");
         }
     }

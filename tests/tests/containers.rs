@@ -1031,3 +1031,44 @@ fn logs_since_and_until_pick_lines_by_time() {
     drop(berthd);
     env.leak_check();
 }
+
+/// Completions and man pages come from the same definitions as the flags: bash, loaded in a shell,
+/// completes `berth ru<TAB>` and `berth run --det<TAB>`; zsh's and fish's scripts are made; the man
+/// pages name every verb and flag; a typo gets a suggestion.
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    let env = TestEnv::new("completions");
+    let berth = workspace_bin("berth");
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source <({berth} completion bash) && COMP_WORDS=({words}) && COMP_CWORD={cword} && COMP_LINE={line:?} && COMP_POINT=${{#COMP_LINE}} && _berth berth {cur:?} {prev:?} && echo \"${{COMPREPLY[@]}}\"",
+            berth = berth.display(),
+            words = words.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>().join(" "),
+            cword = words.len() - 1,
+            // As bash calls a completion function: the command, the word, the one before.
+            cur = words[words.len() - 1],
+            prev = words[words.len() - 2],
+        );
+        let out = env.capture(Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert!(complete("berth ru").contains(&"run".to_string()), "{:?}", complete("berth ru"));
+    assert_eq!(complete("berth run --det"), ["--detach"]);
+    for shell in ["zsh", "fish"] {
+        let out = env.capture(Command::new(&berth).args(["completion", shell]).stdin(Stdio::null()));
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+    let man = env.dir.join("man");
+    let out = env.capture(Command::new(&berth).arg("man").arg(&man).stdin(Stdio::null()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run_page = std::fs::read_to_string(man.join("berth-run.1")).unwrap();
+    assert!(run_page.contains("restart") && run_page.contains("publish"), "{run_page}");
+    for verb in ["berth.1", "berth-ps.1", "berth-network-create.1", "berth-volume-rm.1"] {
+        assert!(man.join(verb).exists(), "{verb}");
+    }
+    let typo = env.capture(Command::new(&berth).args(["rum"]).stdin(Stdio::null()));
+    assert_eq!(typo.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("'run'"), "{}", String::from_utf8_lossy(&typo.stderr));
+}

@@ -42,6 +42,15 @@ enum Command {
     /// Manage named and anonymous volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Print a shell completion script: `source <(berth completion bash)`, or install it where
+    /// the shell looks (scripts/install.sh does).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write berth's man pages (berth.1 and one per verb) into a directory.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
     /// Show containers (or, failing that, images) as JSON: one name's object, or an array for
     /// several.
     Inspect {
@@ -103,7 +112,33 @@ pub fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message())
 }
 
+/// The man pages of the command line as clap knows it: berth.1, then berth-<verb>.1 (and
+/// berth-<verb>-<sub>.1 below), as git and podman name theirs.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    fn page(command: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+        let command = command.clone().name(name.to_string());
+        let mut text = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut text)?;
+        std::fs::write(dir.join(format!("{name}.1")), text).with_context(|| format!("write {}", dir.join(name).display()))?;
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            page(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    page(&<Cli as clap::CommandFactory>::command(), "berth", dir)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<i32> {
+    // What needs no berthd.
+    match &cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "berth", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man { dir } => return write_man_pages(dir).map(|()| 0),
+        _ => {}
+    }
     let socket = socket(cli.socket)?;
     let channel = berth_api::connect(&socket).await.with_context(|| format!("connect to berthd at {} (is it running?)", socket.display()))?;
     match cli.command {
@@ -111,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Containers(command) => containers::run(channel, *command).await,
         Command::Network(command) => networks::run(channel, command).await.map(|()| 0),
         Command::Volume(command) => volumes::run(channel, command).await,
+        Command::Completion { .. } | Command::Man { .. } => Ok(0),
         Command::Inspect { names } => {
             // An inspect carries the container's whole spec: as large as an image config may make
             // it (the image service caps configs), above tonic's 4 MiB default.

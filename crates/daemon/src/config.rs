@@ -1,16 +1,19 @@
 //! berthd's configuration file (TOML, default /etc/berth/berthd.toml; absent means defaults).
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The image store and container metadata and writable layers: 0700.
     pub root: PathBuf,
     /// The socket serving berth.v1 and the CRI; its directory is made 0700.
     pub socket: PathBuf,
+    /// A group (name or number) whose members may use the socket without root, as docker's
+    /// `docker` group: the socket becomes 0660 and its directory 0710, both of that group.
+    pub socket_group: Option<String>,
     /// More paths serving the same (each in a 0700 directory), for clients configured with
     /// another runtime's path, such as a kubelet's `unix:///run/containerd/containerd.sock`.
     pub extra_sockets: Vec<PathBuf>,
@@ -63,7 +66,7 @@ pub struct Config {
     pub default_subnet: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub username: String,
@@ -75,6 +78,7 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/var/lib/berth"),
             socket: PathBuf::from(berth_api::DEFAULT_SOCKET),
+            socket_group: None,
             plain_http: Vec::new(),
             concurrency: 4,
             mirrors: Default::default(),
@@ -108,5 +112,32 @@ pub fn load(path: &Path, required: bool) -> anyhow::Result<Config> {
         Ok(text) => toml::from_str(&text).with_context(|| format!("config {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
         Err(e) => Err(e).with_context(|| format!("read config {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// etc/berthd.toml (what scripts/install.sh installs) is a config berthd takes as it is, its
+    /// settings are the defaults, and it names every key.
+    #[test]
+    fn the_example_config_documents_every_key() {
+        let example = include_str!("../../../etc/berthd.toml");
+        let parsed: Config = toml::from_str(example).unwrap();
+        let (parsed, defaults) = (serde_json::to_value(&parsed).unwrap(), serde_json::to_value(Config::default()).unwrap());
+        assert_eq!(parsed, defaults, "the example's settings are the defaults");
+        for key in defaults.as_object().unwrap().keys() {
+            let line = |l: &str| l.trim_start_matches('#').trim_start().to_string();
+            let named = example.lines().map(line).any(|l| l.starts_with(&format!("{key} =")) || l.starts_with(&format!("[{key}.")));
+            assert!(named, "etc/berthd.toml does not document {key}");
+        }
+        // Uncommented, each line is still a valid config (the examples' values are of the right type).
+        let uncommented: String = example
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|rest| rest.contains(" = ") || rest.starts_with('[')).unwrap_or(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        toml::from_str::<Config>(&uncommented).unwrap_or_else(|e| panic!("uncommented: {e}"));
     }
 }

@@ -4,12 +4,14 @@
 //! snapshots, the leases of pulls that died) and the containers (half-created ones are removed,
 //! exits that happened meanwhile recorded, running ones watched again — never touched). SIGTERM or
 //! SIGINT end it gracefully: calls in flight finish, the sockets go, containers keep running.
-//! SIGHUP does not.
+//! SIGHUP does not. Under systemd it reports readiness and may serve on the socket systemd passes
+//! ([`systemd`]).
 
 mod config;
 mod containers;
 mod images;
 mod networks;
+mod systemd;
 mod volumes;
 
 use anyhow::Context;
@@ -33,9 +35,25 @@ struct Args {
     /// Overrides the config's `state`.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// The least severe messages logged: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+    /// Read the config, say whether berthd takes it, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// text (colour only on a terminal) or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() {
+    systemd::take_environment();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let result = runtime.block_on(serve());
@@ -51,12 +69,20 @@ fn main() {
 }
 
 async fn serve() -> anyhow::Result<()> {
+    let args = Args::parse();
     // Colour only on a terminal, never escape codes into a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
-    let args = Args::parse();
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(args.log_level);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(ansi).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
     let mut config = config::load(&args.config, explicit)?;
+    if args.check_config {
+        println!("{}: a config berthd takes", args.config.display());
+        return Ok(());
+    }
     config.root = args.root.unwrap_or(config.root);
     config.socket = args.socket.unwrap_or(config.socket);
     config.state = args.state.unwrap_or(config.state);
@@ -129,13 +155,27 @@ async fn serve() -> anyhow::Result<()> {
     );
     let service = images::ImagesService { store, registries, containers };
 
-    let sockets: Vec<&PathBuf> = std::iter::once(&config.socket).chain(&config.extra_sockets).collect();
+    // The main socket is systemd's when it passed one (berthd.socket): not ours to make or remove.
+    let activated = systemd::take_listener();
+    let mut sockets: Vec<&PathBuf> = config.extra_sockets.iter().collect();
     let mut incoming: std::pin::Pin<Box<dyn tokio_stream::Stream<Item = std::io::Result<tokio::net::UnixStream>> + Send>> =
         Box::pin(tokio_stream::empty());
+    match activated {
+        Some(fd) => {
+            let listener = std::os::unix::net::UnixListener::from(fd);
+            listener.set_nonblocking(true).context("the socket systemd passed")?;
+            let listener = tokio::net::UnixListener::from_std(listener).context("the socket systemd passed")?;
+            incoming = Box::pin(berth_api::incoming(listener));
+            tracing::info!("serving on the socket systemd passed");
+        }
+        None => sockets.insert(0, &config.socket),
+    }
+    let group = config.socket_group.as_deref().map(socket_group).transpose()?;
     for socket in &sockets {
-        incoming = Box::pin(tokio_stream::StreamExt::merge(incoming, berth_api::incoming(bind(socket)?)));
+        incoming = Box::pin(tokio_stream::StreamExt::merge(incoming, berth_api::incoming(bind(socket, group)?)));
     }
     tracing::info!(sockets = ?sockets, root = %config.root.display(), "serving");
+    systemd::notify(&format!("READY=1\nMAINPID={}\nSTATUS=serving", std::process::id()));
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -151,6 +191,7 @@ async fn serve() -> anyhow::Result<()> {
             }
         }
         tracing::info!("shutting down");
+        systemd::notify("STOPPING=1");
         let _ = stopping_tx.send(true);
     };
     let serving = tonic::transport::Server::builder()
@@ -214,11 +255,9 @@ fn open_containers(
     runtimes: std::collections::BTreeMap<String, PathBuf>,
 ) -> anyhow::Result<berth_containers::Containers> {
     use berth_containers::shim_launcher::sibling_or_path;
-    let binaries = berth_containers::shim_launcher::Binaries {
-        shim: config.shim.clone().unwrap_or_else(|| sibling_or_path("berth-shim")),
-        runtimes,
-        default_runtime: config.default_runtime.clone(),
-    };
+    let shim = config.shim.clone().unwrap_or_else(|| sibling_or_path("berth-shim"));
+    check_binaries(&shim, &runtimes, &config.default_runtime)?;
+    let binaries = berth_containers::shim_launcher::Binaries { shim, runtimes, default_runtime: config.default_runtime.clone() };
     let paths = berth_containers::Paths {
         data: config.root.join("containers"),
         state: config.state.join("containers"),
@@ -228,12 +267,57 @@ fn open_containers(
     berth_containers::Containers::open(store, paths, binaries, config.log_max_size).context("open the containers")
 }
 
-/// Binds the socket in a 0700 directory, replacing a stale socket file left by a crash.
-fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+/// Where a binary is: a path as it is, a bare name on $PATH.
+fn locate(binary: &std::path::Path) -> Option<PathBuf> {
+    if binary.components().count() > 1 {
+        return binary.is_file().then(|| binary.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|dir| dir.join(binary)).find(|p| p.is_file())
+}
+
+/// The shim and the default runtime must exist, or nothing could run: berthd says where it looked
+/// and stops. Other runtimes may be missing (runc and crun are optional): said once, here.
+fn check_binaries(shim: &std::path::Path, runtimes: &std::collections::BTreeMap<String, PathBuf>, default: &str) -> anyhow::Result<()> {
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.display().to_string())).unwrap_or_default();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let looked = |binary: &std::path::Path| match binary.components().count() {
+        1 => format!("not next to berthd ({beside}) nor on PATH ({path})"),
+        _ => format!("{} does not exist", binary.display()),
+    };
+    if locate(shim).is_none() {
+        anyhow::bail!("berth-shim: {}; set `shim` in the config", looked(shim));
+    }
+    for (name, binary) in runtimes {
+        match (locate(binary), name == default) {
+            (Some(found), _) => tracing::debug!(runtime = %name, binary = %found.display(), "runtime found"),
+            (None, true) => anyhow::bail!("the default runtime {name}: {}; set `runtimes` or `default_runtime` in the config", looked(binary)),
+            (None, false) => tracing::info!(runtime = %name, "runtime unavailable: {}", looked(binary)),
+        }
+    }
+    Ok(())
+}
+
+/// `socket_group` as a gid: a group's name, or its number.
+fn socket_group(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) => anyhow::bail!("socket_group {group:?}: no such group"),
+        Err(e) => anyhow::bail!("socket_group {group:?}: {e}"),
+    }
+}
+
+/// Binds the socket in a 0700 directory (0710 and the socket 0660, both of `group`, when given),
+/// replacing a stale socket file left by a crash.
+fn bind(socket: &std::path::Path, group: Option<u32>) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir_mode = if group.is_some() { 0o710 } else { 0o700 };
     if let Some(dir) = socket.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("create {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .with_context(|| format!("chmod 0700 {}", dir.display()))?;
+        std::os::unix::fs::chown(dir, None, Some(group.unwrap_or(0))).with_context(|| format!("chown {}", dir.display()))?;
+        std::fs::set_permissions(dir, PermissionsExt::from_mode(dir_mode)).with_context(|| format!("chmod {dir_mode:o} {}", dir.display()))?;
     }
     match std::fs::symlink_metadata(socket) {
         // Only a socket nobody answers on is stale: a live one is another berthd's, whose
@@ -247,5 +331,10 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
         Ok(_) => anyhow::bail!("{} exists and is not a socket", socket.display()),
         Err(_) => {}
     }
-    tokio::net::UnixListener::bind(socket).with_context(|| format!("bind {}", socket.display()))
+    let listener = tokio::net::UnixListener::bind(socket).with_context(|| format!("bind {}", socket.display()))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(socket, None, Some(gid)).with_context(|| format!("chown {}", socket.display()))?;
+        std::fs::set_permissions(socket, PermissionsExt::from_mode(0o660)).with_context(|| format!("chmod 0660 {}", socket.display()))?;
+    }
+    Ok(listener)
 }

@@ -61,15 +61,27 @@ fn restart_policies_restart_what_they_say_and_a_stop_holds() {
     let with_rm = berthd.berth(&env, &["run", "--rm", "--restart", "always", &image, "true"]);
     let bad_policy = berthd.berth(&env, &["run", "--restart", "sometimes", &image, "true"]);
 
+    // always: kill -9 of its process (ours, by PID) brings it back.
+    berthd.ok(&env, &["run", "-d", "--name", "killed", "--restart", "always", &image, "sleep", "1000"]);
+    let first_pid = inspect(&berthd, &env, "killed")["pid"].as_i64().unwrap_or(0) as i32;
+    assert!(first_pid > 0);
+    // SAFETY: kill takes a pid and a signal; the container's init, which this test started.
+    unsafe { libc::kill(first_pid, libc::SIGKILL) };
+    let came_back = eventually(|| {
+        let c = inspect(&berthd, &env, "killed");
+        c["state"] == "running" && c["pid"].as_i64().is_some_and(|p| p as i32 != first_pid)
+    });
+
     // berth restart: the same container, a new process.
     berthd.ok(&env, &["run", "-d", "--name", "server", &image, "sleep", "1000"]);
     let before = inspect(&berthd, &env, "server")["pid"].as_i64().unwrap_or(0);
     berthd.ok(&env, &["restart", "-t", "0", "server"]);
     let after = inspect(&berthd, &env, "server");
 
-    berthd.ok(&env, &["rm", "-f", "failing", "clean", "looping", "server"]);
+    berthd.ok(&env, &["rm", "-f", "failing", "clean", "looping", "server", "killed"]);
     drop(berthd);
 
+    assert!(came_back, "always: back after kill -9 of its process");
     assert!(failed_twice, "on-failure:2 restarted a failing command twice");
     assert_eq!(failing_after, ("exited".to_string(), 2), "and no more");
     assert_eq!(policy, "on-failure:2");

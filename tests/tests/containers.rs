@@ -1072,3 +1072,43 @@ fn completions_and_man_pages_come_from_the_flags() {
     assert_eq!(typo.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("'run'"), "{}", String::from_utf8_lossy(&typo.stderr));
 }
+
+/// `berth <args>` in a pty; `input` typed once the command has had `delay` to start (so the
+/// terminal is raw by then: in cooked mode ^Q would be flow control).
+fn in_pty_later(berthd: &Berthd, args: &str, delay: std::time::Duration, input: &[u8]) -> Output {
+    let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("{berth} {args}"), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(delay);
+    stdin.write_all(input).unwrap();
+    let out = std::thread::spawn(move || child.wait_with_output().unwrap()).join().unwrap();
+    drop(stdin);
+    out
+}
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    let (env, _registry, berthd, image) = setup("detach-keys");
+    let second = std::time::Duration::from_secs(2);
+    // docker's keys on run -it: the client ends with 0, the container runs on (--rm or not).
+    let out = in_pty_later(&berthd, &format!("run -it --rm --name d1 {image} sh"), second, b"\x10\x11");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(containers(&berthd, &env).iter().find(|c| c["name"] == "d1").map(|c| c["state"].clone()), Some("running".into()));
+    // Attach with keys of one's own; a typed ^P alone does not detach.
+    let out = in_pty_later(&berthd, "attach --detach-keys ctrl-x d1", second, b"\x10\x18");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(containers(&berthd, &env).iter().find(|c| c["name"] == "d1").map(|c| c["state"].clone()), Some("running".into()));
+    // Without keys, ^P ^Q are the container's: its shell reads them and exits at "exit".
+    let out = in_pty_later(&berthd, &format!("run -it --rm --detach-keys= {image} sh -c 'read x; exit 3'"), second, b"\x10\x11\r");
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    berthd.ok(&env, &["rm", "-f", "d1"]);
+    drop(berthd);
+    env.leak_check();
+}

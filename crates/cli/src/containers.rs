@@ -1,7 +1,7 @@
 //! The container verbs, docker's and podman's names and flags: each is one or two
 //! berth.v1.Containers calls, plus a stream to the shim for run, attach and exec.
 
-use crate::stream::{pump, Kind};
+use crate::stream::{pump, DetachKeys, Ended, Kind};
 use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{
@@ -154,6 +154,10 @@ pub enum ContainerCommand {
         /// Pass the signals this client gets (^C, SIGTERM, …) on to the container (without -t).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         sig_proxy: bool,
+        /// Keys that leave the container running and end this client (with -i): keys
+        /// separated by commas, each a character or ctrl-X; empty for none.
+        #[arg(long, default_value = "ctrl-p,ctrl-q", value_parser = crate::stream::detach_keys)]
+        detach_keys: DetachKeys,
     },
     /// Create a container (start it later).
     Create {
@@ -170,6 +174,9 @@ pub enum ContainerCommand {
         /// With --attach, pass the signals this client gets on to the container (without a tty).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         sig_proxy: bool,
+        /// With --attach, the keys that detach (as run's).
+        #[arg(long, default_value = "ctrl-p,ctrl-q", value_parser = crate::stream::detach_keys)]
+        detach_keys: DetachKeys,
     },
     /// List containers (running ones unless --all).
     Ps {
@@ -220,6 +227,9 @@ pub enum ContainerCommand {
         container: String,
         #[arg(long)]
         no_stdin: bool,
+        /// The keys that detach (as run's).
+        #[arg(long, default_value = "ctrl-p,ctrl-q", value_parser = crate::stream::detach_keys)]
+        detach_keys: DetachKeys,
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
@@ -505,10 +515,11 @@ async fn attach_and_pump(
     container: &Container,
     tty: bool,
     stdin: bool,
+    detach: &DetachKeys,
     start: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<Option<i32>> {
+) -> anyhow::Result<Ended> {
     let attach = stream_input::Input::Attach(AttachRequest { container: container.id.clone(), stdin });
-    pump(client, Kind::Attach, attach, tty, stdin, start).await
+    pump(client, Kind::Attach, attach, tty, stdin, detach, start).await
 }
 
 /// Signals a foreground client passes on to its container (docker's sig-proxy): what a user or a
@@ -567,7 +578,7 @@ async fn create_pulling(client: &mut ContainersClient<Channel>, channel: &Channe
 pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<i32> {
     let mut client = ContainersClient::new(channel.clone());
     match command {
-        ContainerCommand::Run { create, detach, rm, sig_proxy } => {
+        ContainerCommand::Run { create, detach, rm, sig_proxy, detach_keys } => {
             let (tty, stdin) = (create.tty, create.interactive);
             // berthd removes it once it has exited, whatever happens to this client.
             let container = create_pulling(&mut client, &channel, create, rm).await.map_err(RunFailed::wrap)?;
@@ -580,13 +591,17 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             let id = container.id.clone();
             let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(|e| RunFailed::wrap(status(e))) };
             let _proxy = (sig_proxy && !tty).then(|| proxy_signals(client.clone(), container.id.clone())).transpose()?;
-            let streamed = attach_and_pump(&mut client.clone(), &container, tty, stdin, start).await;
+            let streamed = attach_and_pump(&mut client.clone(), &container, tty, stdin, &detach_keys, start).await;
+            if matches!(streamed, Ok(Ended::Detached)) {
+                // It runs on (and with --rm goes when it exits, berthd's business).
+                return Ok(0);
+            }
             // The exit as berthd recorded it (also when the stream broke off); with --rm, once
             // the container is gone.
             let waited = client.wait(WaitRequest { container: container.id.clone(), removed: rm }).await.map_err(status);
             Ok(match streamed? {
-                Some(code) => code,
-                None => waited?.into_inner().exit_code,
+                Ended::Exited(code) => code,
+                _ => waited?.into_inner().exit_code,
             })
         }
         ContainerCommand::Create { create } => {
@@ -594,7 +609,7 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             println!("{}", container.id);
             Ok(0)
         }
-        ContainerCommand::Start { containers, attach, sig_proxy } => {
+        ContainerCommand::Start { containers, attach, sig_proxy, detach_keys } => {
             if attach {
                 let [key] = containers.as_slice() else { anyhow::bail!("start --attach takes one container") };
                 let container = client.prepare(ContainerRef { container: key.clone() }).await.map_err(status)?.into_inner();
@@ -602,9 +617,14 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 let mut starter = client.clone();
                 let id = container.id.clone();
                 let start = async move { starter.start(ContainerRef { container: id }).await.map(|_| ()).map_err(status) };
-                let exit = attach_and_pump(&mut client.clone(), &container, container.tty, container.stdin, start).await?;
-                let waited = client.wait(WaitRequest { container: container.id, removed: false }).await.map_err(status)?.into_inner();
-                return Ok(exit.unwrap_or(waited.exit_code));
+                let ended = attach_and_pump(&mut client.clone(), &container, container.tty, container.stdin, &detach_keys, start).await?;
+                return match ended {
+                    Ended::Exited(code) => Ok(code),
+                    Ended::Detached => Ok(0),
+                    Ended::Gone => {
+                        Ok(client.wait(WaitRequest { container: container.id, removed: false }).await.map_err(status)?.into_inner().exit_code)
+                    }
+                };
             }
             for key in containers {
                 client.start(ContainerRef { container: key.clone() }).await.map_err(status)?;
@@ -678,18 +698,23 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 console_height: console.map_or(0, |c| c.1.into()),
                 stdin: interactive,
             };
-            let exit = pump(&mut client, Kind::Exec, stream_input::Input::Exec(exec), tty, interactive, async { Ok(()) }).await?;
-            // No exit frame: the container stopped under the exec.
-            Ok(exit.unwrap_or(137))
+            let none = DetachKeys(Vec::new());
+            match pump(&mut client, Kind::Exec, stream_input::Input::Exec(exec), tty, interactive, &none, async { Ok(()) }).await? {
+                Ended::Exited(code) => Ok(code),
+                // No exit frame: the container stopped under the exec.
+                Ended::Gone | Ended::Detached => Ok(137),
+            }
         }
-        ContainerCommand::Attach { container, no_stdin } => {
+        ContainerCommand::Attach { container, no_stdin, detach_keys } => {
             let container = client.inspect(ContainerRef { container }).await.map_err(status)?.into_inner();
             if container.state != "running" {
                 anyhow::bail!("container {} is not running", container.name);
             }
             let stdin = container.stdin && !no_stdin;
-            let exit = attach_and_pump(&mut client, &container, container.tty, stdin, async { Ok(()) }).await?;
-            Ok(exit.unwrap_or(0))
+            match attach_and_pump(&mut client, &container, container.tty, stdin, &detach_keys, async { Ok(()) }).await? {
+                Ended::Exited(code) => Ok(code),
+                Ended::Gone | Ended::Detached => Ok(0),
+            }
         }
         ContainerCommand::Stop { containers, time } => {
             Ok(each(containers, async |key| client.stop(StopContainerRequest { container: key, timeout_seconds: time }).await.map(drop)).await)

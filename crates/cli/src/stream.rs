@@ -1,7 +1,8 @@
 //! A container's (or an exec's) stream between this terminal and berthd (berth.v1's Attach and
 //! Exec): its output to our stdout/stderr, our stdin to its stdin, and with a tty our terminal in
 //! raw mode and its size followed. Reading our stdin and watching the size run on plain threads
-//! (blocking reads); the rest is the async gRPC stream.
+//! (blocking reads); the rest is the async gRPC stream. The detach keys (docker's ctrl-p ctrl-q)
+//! typed into our stdin leave the container running and end the stream.
 
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{stream_input, stream_output, StreamInput, TerminalSize};
@@ -51,6 +52,72 @@ fn input(input: stream_input::Input) -> StreamInput {
     StreamInput { input: Some(input) }
 }
 
+/// How a stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    /// No exit came: the container went away.
+    Gone,
+    /// The detach keys were typed: the process runs on.
+    Detached,
+}
+
+/// `--detach-keys` as docker spells them: comma-separated keys, each a character or `ctrl-X`
+/// (X a letter, or one of @ [ \ ] ^ _); empty for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(pub Vec<u8>);
+
+pub fn detach_keys(text: &str) -> Result<DetachKeys, String> {
+    let mut keys = Vec::new();
+    for key in text.split(',').filter(|k| !k.is_empty()) {
+        let byte = match key.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => match c.as_bytes()[0].to_ascii_lowercase() {
+                b @ b'a'..=b'z' => b - b'a' + 1,
+                b'@' => 0,
+                b @ (b'[' | b'\\' | b']' | b'^' | b'_') => b - b'@',
+                _ => return Err(format!("detach key {key:?}: ctrl- goes with a letter or @ [ \\ ] ^ _")),
+            },
+            _ if key.len() == 1 => key.as_bytes()[0],
+            _ => return Err(format!("detach key {key:?}: a character or ctrl-X")),
+        };
+        keys.push(byte);
+    }
+    Ok(DetachKeys(keys))
+}
+
+/// Finds the detach keys in what is typed: bytes that start the sequence are held back until it
+/// completes (then nothing is sent) or breaks (then they go too).
+struct DetachMatcher {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachMatcher {
+    /// The bytes to pass on, and whether the sequence completed.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &byte in input {
+            if self.keys.is_empty() {
+                out.push(byte);
+                continue;
+            }
+            if byte == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = usize::from(byte == self.keys[0]);
+            if self.matched == 0 {
+                out.push(byte);
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Opens the stream with `first` (the attach or exec request) and, once berthd says it is
 /// attached, runs `start`; then pumps until the process exits. Returns its exit code (None if the
 /// stream ended without one: the container went away).
@@ -60,8 +127,9 @@ pub async fn pump(
     first: stream_input::Input,
     tty: bool,
     stdin: bool,
+    detach: &DetachKeys,
     start: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<Option<i32>> {
+) -> anyhow::Result<Ended> {
     let (sender, receiver) = mpsc::channel(64);
     sender.send(input(first)).await?;
     let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
@@ -98,8 +166,10 @@ pub async fn pump(
             }
         });
     }
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
     if stdin {
         let sender = sender.clone();
+        let mut matcher = DetachMatcher { keys: detach.0.clone(), matched: 0 };
         std::thread::spawn(move || {
             let mut buf = [0u8; 32 * 1024];
             loop {
@@ -109,7 +179,12 @@ pub async fn pump(
                         return;
                     }
                     Ok(n) => {
-                        if sender.blocking_send(input(stream_input::Input::Stdin(buf[..n].to_vec()))).is_err() {
+                        let (data, detach) = matcher.feed(&buf[..n]);
+                        if !data.is_empty() && sender.blocking_send(input(stream_input::Input::Stdin(data))).is_err() {
+                            return;
+                        }
+                        if detach {
+                            let _ = detached_tx.send(());
                             return;
                         }
                     }
@@ -120,7 +195,20 @@ pub async fn pump(
     // Our own sender goes: the request stream stays open as long as a reader thread holds one.
     drop(sender);
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    while let Some(message) = outputs.message().await.map_err(crate::status)? {
+    let mut watching = stdin;
+    loop {
+        let message = tokio::select! {
+            message = outputs.message() => message,
+            // Err: the reader ended (end of input) without the keys.
+            typed = &mut detached, if watching => match typed {
+                Ok(()) => return Ok(Ended::Detached),
+                Err(_) => {
+                    watching = false;
+                    continue;
+                }
+            },
+        };
+        let Some(message) = message.map_err(crate::status)? else { break };
         match message.output {
             Some(stream_output::Output::Stdout(data)) => {
                 out.write_all(&data)?;
@@ -130,9 +218,28 @@ pub async fn pump(
                 err.write_all(&data)?;
                 err.flush()?;
             }
-            Some(stream_output::Output::ExitCode(code)) => return Ok(Some(code)),
+            Some(stream_output::Output::ExitCode(code)) => return Ok(Ended::Exited(code)),
             _ => {}
         }
     }
-    Ok(None)
+    Ok(Ended::Gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_match_as_dockers() {
+        assert_eq!(detach_keys("ctrl-p,ctrl-q"), Ok(DetachKeys(vec![0x10, 0x11])));
+        assert_eq!(detach_keys("ctrl-@,ctrl-[,a"), Ok(DetachKeys(vec![0, 0x1b, b'a'])));
+        assert_eq!(detach_keys(""), Ok(DetachKeys(vec![])));
+        assert!(detach_keys("ctrl-1").is_err() && detach_keys("ab").is_err());
+        let mut m = DetachMatcher { keys: vec![0x10, 0x11], matched: 0 };
+        assert_eq!(m.feed(b"ls\x10"), (b"ls".to_vec(), false), "a started sequence is held back");
+        assert_eq!(m.feed(b"x"), (b"\x10x".to_vec(), false), "a broken one goes on");
+        assert_eq!(m.feed(b"\x10\x10\x11rest"), (b"\x10".to_vec(), true), "the keys, after a repeated first one");
+        let mut none = DetachMatcher { keys: vec![], matched: 0 };
+        assert_eq!(none.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+    }
 }

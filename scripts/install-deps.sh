@@ -11,6 +11,7 @@
 #           openssl (the streaming server's TLS test makes its certificate)
 #   fuzz:   g++ (libFuzzer, built by libfuzzer-sys)
 #   bench:  runc crun hyperfine (side-by-side benchmarks)
+#   run:    tini (its static build is what `berth run --init` runs as the container's PID 1)
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -18,4 +19,4 @@ apt-get install -y -qq --no-install-recommends \
     libseccomp-dev pkg-config gcc g++ libc6-dev protobuf-compiler \
     busybox-static procps python3 util-linux passwd tar \
     containerd podman uidmap iptables iproute2 containernetworking-plugins libcap2-bin docker-registry skopeo apache2-utils openssl \
-    runc crun hyperfine time >/dev/null
+    runc crun hyperfine time tini >/dev/null

@@ -1112,3 +1112,31 @@ fn detach_keys_leave_the_container_running() {
     drop(berthd);
     env.leak_check();
 }
+
+/// `--init`: tini's static build (the host's, bound read-only) is PID 1, reaps the orphans a
+/// command leaves (without it they stay zombies under a PID 1 that never waits), passes signals on
+/// and exits with the command's status.
+#[test]
+fn run_init_reaps_zombies_and_keeps_the_exit_status() {
+    let (env, _registry, berthd, image) = setup("run-init");
+    let orphan = "(sleep 0.1 &); exec sleep 100";
+    berthd.ok(&env, &["run", "-d", "--init", "--name", "with", &image, "sh", "-c", orphan]);
+    berthd.ok(&env, &["run", "-d", "--name", "without", &image, "sh", "-c", orphan]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let states = |name: &str| berthd.ok(&env, &["exec", name, "ps", "-o", "stat,comm"]);
+    let (with, without) = (states("with"), states("without"));
+    let pid1 = berthd.ok(&env, &["exec", "with", "cat", "/proc/1/comm"]);
+    let stopped = std::time::Instant::now();
+    berthd.ok(&env, &["stop", "-t", "10", "with"]);
+    let stop_took = stopped.elapsed();
+    let status = berthd.berth(&env, &["run", "--rm", "--init", &image, "sh", "-c", "exit 7"]).status.code();
+    berthd.ok(&env, &["rm", "-f", "with", "without"]);
+    drop(berthd);
+
+    assert_eq!(pid1.trim(), "docker-init");
+    assert!(!with.lines().any(|l| l.trim_start().starts_with('Z')), "the init reaps the orphan:\n{with}");
+    assert!(without.lines().any(|l| l.trim_start().starts_with('Z')), "without it, a zombie (the test's premise):\n{without}");
+    assert!(stop_took < std::time::Duration::from_secs(5), "SIGTERM reached the command through the init ({stop_took:?})");
+    assert_eq!(status, Some(7));
+    env.leak_check();
+}

@@ -124,6 +124,9 @@ pub struct CreateArgs {
     /// berthd's restarts).
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Run an init as PID 1 (tini) that reaps zombies and passes signals on to the command.
+    #[arg(long)]
+    init: bool,
     /// When to pull the image first: missing (when it is not in the store), always, or never.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
@@ -402,6 +405,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         console_height: console.map_or(0, |c| c.1.into()),
         auto_remove: false,
         restart: args.restart,
+        init: args.init,
         health_cmd: args.health_cmd.unwrap_or_default(),
         health_interval_ns: nanos(args.health_interval),
         health_timeout_ns: nanos(args.health_timeout),

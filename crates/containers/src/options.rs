@@ -51,6 +51,9 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// `--restart`.
     pub restart: crate::restart::RestartPolicy,
+    /// `--init`: the host's init binary, bound into the container and run as its PID 1 with the
+    /// command under it.
+    pub init: Option<std::path::PathBuf>,
     /// The pod (by id or unique prefix) it joins: it runs under the pod's shim.
     pub sandbox: Option<String>,
     /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.

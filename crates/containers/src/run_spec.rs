@@ -61,6 +61,10 @@ pub fn blueprint(options: CreateOptions) -> Blueprint {
 
 struct RunSpec(CreateOptions);
 
+/// Where `--init`'s binary is bound, and what runs the command: docker's path for its tini, so
+/// what looks for it there finds it.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
 /// The widest range of an image's EXPOSE that `-P` publishes port by port (docker expands them
 /// too; an image asking for thousands of host ports is refused).
 const MAX_EXPOSED_RANGE: i32 = 100;
@@ -179,8 +183,12 @@ pub fn command(options: &CreateOptions, image: &RunConfig) -> Result<Vec<String>
 pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     let SpecInputs { id, options, image, user, hostname, etc_files, netns, volumes } = inputs;
     let cwd = options.workdir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    let argv = match &options.init {
+        Some(_) => [INIT_PATH.to_string(), "--".into()].into_iter().chain(command(options, image)?).collect(),
+        None => command(options, image)?,
+    };
     let mut opts: Vec<SpecOpt> = vec![
-        spec_opts::with_args(command(options, image)?),
+        spec_opts::with_args(argv),
         spec_opts::with_env(spec_opts::environment(image.env.as_deref().unwrap_or_default(), &options.env, hostname, &user.home, options.tty)?),
         spec_opts::with_cwd(cwd),
         spec_opts::with_user(user),
@@ -201,6 +209,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     // Processes keep no privilege they did not start with (setuid binaries excepted only when privileged).
     opts.push(if options.privileged { spec_opts::with_privileged() } else { spec_opts::with_no_new_privileges(true) });
+    if let Some(init) = &options.init {
+        opts.push(spec_opts::with_bind(init.clone(), INIT_PATH.into(), ["bind", "ro", "nosuid", "nodev"].map(String::from).to_vec()));
+    }
     for (target, source) in etc_files.iter() {
         opts.push(spec_opts::with_bind(source.clone(), target.clone(), ["rbind", "ro", "nosuid", "nodev", "noexec"].map(String::from).to_vec()));
     }

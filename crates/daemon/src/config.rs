@@ -41,6 +41,9 @@ pub struct Config {
     /// (next to berthd), runc and crun (on PATH).
     pub runtimes: std::collections::BTreeMap<String, PathBuf>,
     pub default_runtime: String,
+    /// What `berth run --init` runs as a container's PID 1: a static init such as tini's
+    /// (`tini-static`, then `catatonit`, then `docker-init` on PATH by default).
+    pub init_path: Option<PathBuf>,
     /// A container's log is rotated past this many bytes (one old file kept).
     pub log_max_size: u64,
     /// Images the CRI reports pinned: the kubelet never garbage-collects them.
@@ -88,6 +91,7 @@ impl Default for Config {
             shim: None,
             runtimes: Default::default(),
             default_runtime: "berth-oci".into(),
+            init_path: None,
             log_max_size: 10 << 20,
             pinned_images: Vec::new(),
             extra_sockets: Vec::new(),

@@ -19,6 +19,8 @@ pub struct ContainersService {
     pub containers: Containers,
     /// berthd.toml's default_network: what a request that names none gets.
     pub default_network: String,
+    /// What `--init` runs (berthd.toml's init_path, else tini's static build found on PATH).
+    pub init: Option<std::path::PathBuf>,
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -89,7 +91,12 @@ fn dns_words(words: Vec<String>) -> Result<Vec<String>, Status> {
     }
 }
 
-fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOptions, Status> {
+fn options(r: CreateContainerRequest, default_network: &str, init: Option<&std::path::Path>) -> Result<CreateOptions, Status> {
+    let init = match (r.init, init) {
+        (false, _) => None,
+        (true, Some(init)) => Some(init.to_path_buf()),
+        (true, None) => return Err(Status::failed_precondition("--init: no init binary (install tini, or set init_path in berthd.toml)")),
+    };
     let network = if r.network.is_empty() { default_network } else { r.network.as_str() };
     let network: berth_containers::Network = network.parse().map_err(Status::invalid_argument)?;
     if (!r.ports.is_empty() || r.publish_all) && !matches!(network, berth_containers::Network::Bridge(_)) {
@@ -138,6 +145,7 @@ fn options(r: CreateContainerRequest, default_network: &str) -> Result<CreateOpt
         console_size: console_size(r.console_width, r.console_height),
         auto_remove: r.auto_remove,
         restart: r.restart.parse().map_err(Status::invalid_argument)?,
+        init,
         // berth.v1 has no pods: its containers have shims of their own.
         sandbox: None,
         health: berth_containers::health::HealthOptions {
@@ -265,7 +273,7 @@ fn bridge(stream: berth_shim::AsyncStream, mut input: Streaming<StreamInput>) ->
 #[tonic::async_trait]
 impl containers_server::Containers for ContainersService {
     async fn create(&self, request: Request<CreateContainerRequest>) -> Reply<Container> {
-        let options = options(request.into_inner(), &self.default_network)?;
+        let options = options(request.into_inner(), &self.default_network, self.init.as_deref())?;
         let record = self.containers.create(options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }

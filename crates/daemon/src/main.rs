@@ -123,7 +123,10 @@ async fn serve() -> anyhow::Result<()> {
         stale_network_attachments_removed = recovered.stale_attachments,
         "containers recovered"
     );
-    let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone() };
+    // tini's static build, as docker's docker-init is (a dynamic one would not run in an image
+    // without its libraries).
+    let init = config.init_path.clone().or_else(|| ["tini-static", "catatonit", "docker-init"].iter().find_map(|n| locate(std::path::Path::new(n))));
+    let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone(), init };
     let networks_service = networks::NetworksService { containers: containers.clone() };
     let volumes_service = volumes::VolumesService { containers: containers.clone() };
     let registries = berth_image::registries::Registries {

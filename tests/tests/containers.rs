@@ -62,8 +62,12 @@ struct EventsFollower(std::process::Child);
 
 impl EventsFollower {
     fn start(berthd: &Berthd) -> EventsFollower {
+        EventsFollower::with(berthd, &[])
+    }
+
+    fn with(berthd: &Berthd, args: &[&str]) -> EventsFollower {
         let mut command = Command::new(workspace_bin("berth"));
-        command.arg("--socket").arg(&berthd.socket).arg("events").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        command.arg("--socket").arg(&berthd.socket).arg("events").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         EventsFollower(command.spawn().unwrap())
     }
 
@@ -1138,5 +1142,24 @@ fn run_init_reaps_zombies_and_keeps_the_exit_status() {
     assert!(without.lines().any(|l| l.trim_start().starts_with('Z')), "without it, a zombie (the test's premise):\n{without}");
     assert!(stop_took < std::time::Duration::from_secs(5), "SIGTERM reached the command through the init ({stop_took:?})");
     assert_eq!(status, Some(7));
+    env.leak_check();
+}
+
+#[test]
+fn events_are_filtered_and_printed_as_json() {
+    let (env, _registry, berthd, image) = setup("events-filter");
+    let follower =
+        EventsFollower::with(&berthd, &["--filter", "container=e1", "--filter", "event=die", "--filter", "event=destroy", "--format", "json"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(berthd.berth(&env, &["run", "--rm", "--name", "e1", &image, "sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(berthd.berth(&env, &["run", "--rm", "--name", "e2", &image, "true"]).status.code(), Some(0));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let printed = follower.printed();
+    let events: Vec<serde_json::Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+    let actions: Vec<(&str, &str)> = events.iter().map(|e| (e["name"].as_str().unwrap_or(""), e["action"].as_str().unwrap_or(""))).collect();
+    assert_eq!(actions, [("e1", "die"), ("e1", "destroy")], "{printed}");
+    assert_eq!(events[0]["exit_code"], 3);
+    assert_eq!(berthd.berth(&env, &["events", "--filter", "image=x"]).status.code(), Some(125));
+    drop(berthd);
     env.leak_check();
 }

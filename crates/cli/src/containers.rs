@@ -271,7 +271,15 @@ pub enum ContainerCommand {
         containers: Vec<String>,
     },
     /// Print container events as they happen.
-    Events,
+    Events {
+        /// KEY=VALUE, as docker's: container (a name or id prefix), event (create, start, die,
+        /// oom, destroy, health_status…), type (container). A key given twice matches either.
+        #[arg(short, long, value_parser = event_filter)]
+        filter: Vec<(String, String)>,
+        /// table (docker's line), or json (an object per line).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// List a running container's processes.
     Top { container: String },
     /// List a container's published ports.
@@ -815,15 +823,52 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Events => {
+        ContainerCommand::Events { filter, format } => {
             let mut events = client.events(EventsRequest {}).await.map_err(status)?.into_inner();
             while let Some(event) = events.message().await.map_err(status)? {
-                let exit = if event.action == "die" { format!(" exit_code={}", event.exit_code) } else { String::new() };
-                println!("{} container {} {} (name={}{exit})", event.at, event.action, event.id, event.name);
+                if !event_matches(&event, &filter) {
+                    continue;
+                }
+                match format {
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::json!({"type": "container", "action": event.action, "id": event.id, "name": event.name, "exit_code": event.exit_code, "time_nano": event.at})
+                    ),
+                    Format::Table => {
+                        let exit = if event.action == "die" { format!(" exit_code={}", event.exit_code) } else { String::new() };
+                        println!("{} container {} {} (name={}{exit})", event.at, event.action, event.id, event.name);
+                    }
+                }
+                std::io::stdout().flush()?;
             }
             Ok(0)
         }
     }
+}
+
+/// `KEY=VALUE` of `events --filter`, its key checked (a usage error otherwise).
+fn event_filter(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("filter {text:?}: KEY=VALUE"))?;
+    let key = key.trim().to_ascii_lowercase();
+    if !["container", "event", "type"].contains(&key.as_str()) {
+        return Err(format!("filter {text:?}: the keys are container, event, type"));
+    }
+    Ok((key, value.to_string()))
+}
+
+/// Whether an event passes the filters: any value of one key, and every key.
+fn event_matches(event: &berth_api::v1::ContainerEvent, filters: &[(String, String)]) -> bool {
+    let one = |key: &str, value: &str| match key {
+        "container" => event.name == value || (!value.is_empty() && event.id.starts_with(value)),
+        // health_status: healthy matches "health_status" too, as docker's.
+        "event" => event.action == value || event.action.split(':').next() == Some(value),
+        "type" => value == "container",
+        _ => false,
+    };
+    ["container", "event", "type"].iter().all(|key| {
+        let mut values = filters.iter().filter(|(k, _)| k == key).peekable();
+        values.peek().is_none() || values.any(|(_, v)| one(key, v))
+    })
 }
 
 /// The keys `ps --filter` takes.

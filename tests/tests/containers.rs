@@ -228,7 +228,12 @@ fn exec_attach_and_ttys() {
     berthd.ok(&env, &["run", "-d", "--name", "quiet", "--memory", "64m", "--pids-limit", "20", &image, "sleep", "100"]);
     // top and stats: its cgroup's view of it, limits included.
     let top = berthd.ok(&env, &["top", "quiet"]);
-    assert!(top.lines().nth(1).is_some_and(|l| l.ends_with("sleep 100")), "{top}");
+    assert!(top.starts_with("UID") && top.lines().count() == 2 && top.lines().nth(1).is_some_and(|l| l.ends_with("sleep 100")), "{top}");
+    // ps's own options, as docker passes them on; a PID column is needed to pick the rows.
+    let custom = berthd.ok(&env, &["top", "quiet", "-o", "pid,user,args"]);
+    assert!(custom.lines().next().is_some_and(|l| l.split_whitespace().eq(["PID", "USER", "COMMAND"])), "{custom}");
+    assert!(custom.lines().nth(1).is_some_and(|l| l.ends_with("sleep 100")) && custom.lines().count() == 2, "{custom}");
+    assert!(!berthd.berth(&env, &["top", "quiet", "-o", "comm"]).status.success(), "no PID column");
     let stats: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["stats", "--no-stream", "--format", "json", "quiet"])).unwrap();
     assert_eq!(stats["stats"]["memory"]["usage"]["limit"], 64 << 20, "{stats}");
     assert_eq!((stats["stats"]["pids"]["current"].as_u64(), stats["stats"]["pids"]["limit"].as_u64()), (Some(1), Some(20)), "{stats}");

@@ -6,7 +6,7 @@ use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{
     stream_input, AttachRequest, Container, ContainerRef, CreateContainerRequest, EventsRequest, ExecRequest, KillContainerRequest,
-    ListContainersRequest, LogsRequest, PortMapping, RemoveContainerRequest, StopContainerRequest, Volume, WaitRequest,
+    ListContainersRequest, LogsRequest, PortMapping, RemoveContainerRequest, StopContainerRequest, TopRequest, Volume, WaitRequest,
 };
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -281,7 +281,12 @@ pub enum ContainerCommand {
         format: Format,
     },
     /// List a running container's processes.
-    Top { container: String },
+    Top {
+        container: String,
+        /// ps's options (the host's ps, as docker runs it; -ef when none), keeping a PID column.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
     /// List a container's published ports.
     Port { container: String },
     /// A running container's resource use (one sample).
@@ -755,11 +760,17 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
             Ok(0)
         }
-        ContainerCommand::Top { container } => {
-            let processes = client.top(ContainerRef { container }).await.map_err(status)?.into_inner().processes;
-            println!("{:>8}  {:>6}  COMMAND", "PID", "UID");
-            for p in processes {
-                println!("{:>8}  {:>6}  {}", p.pid, p.uid, p.command);
+        ContainerCommand::Top { container, ps_args } => {
+            let top = client.top(TopRequest { container, ps_args }).await.map_err(status)?.into_inner();
+            // Columns as wide as their widest field, the last (a command) as it is.
+            let rows: Vec<Vec<String>> = std::iter::once(top.titles).chain(top.rows.into_iter().map(|r| r.fields)).collect();
+            let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+            let widths: Vec<usize> =
+                (0..columns).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|f| f.chars().count()).max().unwrap_or(0)).collect();
+            for row in rows {
+                let line: Vec<String> =
+                    row.iter().enumerate().map(|(i, f)| if i + 1 < columns { format!("{f:<w$}", w = widths[i]) } else { f.clone() }).collect();
+                println!("{}", line.join("  ").trim_end());
             }
             Ok(0)
         }

@@ -15,15 +15,28 @@ impl Containers {
         Ok((record.id, path))
     }
 
-    /// The container's processes: (pid, uid, command line).
-    pub async fn top(&self, key: &str) -> Result<Vec<(i32, u32, String)>> {
+    /// The container's processes as the host's `ps` shows them with `ps_args` (-ef when none),
+    /// as docker's top: ps's column titles, and its rows whose PID is in the container's cgroup.
+    pub async fn top(&self, key: &str, ps_args: Vec<String>) -> Result<(Vec<String>, Vec<Vec<String>>)> {
         let (id, path) = self.cgroup_of(key).await?;
-        blocking(move || {
+        let pids = blocking(move || {
             let cgroup = berth_cgroups::open(Some(&path), &id).map_err(|e| Error::Shim(format!("the container's cgroup: {e}")))?;
-            let pids = cgroup.processes().map_err(|e| Error::Shim(format!("the container's processes: {e}")))?;
-            Ok(pids.into_iter().filter_map(process_line).collect())
+            cgroup.processes().map_err(|e| Error::Shim(format!("the container's processes: {e}")))
         })
-        .await
+        .await?;
+        let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
+        let mut command = tokio::process::Command::new("ps");
+        command.args(&args).stdin(std::process::Stdio::null()).kill_on_drop(true);
+        let output = tokio::time::timeout(PS_TIMEOUT, command.output())
+            .await
+            .map_err(|_| Error::Invalid(format!("ps {}: no answer within {} s", args.join(" "), PS_TIMEOUT.as_secs())))?
+            .map_err(|e| Error::io("run", std::path::Path::new("ps"), e))?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            return Err(Error::Invalid(format!("ps {}: {}", args.join(" "), said.trim().chars().take(512).collect::<String>())));
+        }
+        let text = String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(PS_MAX)]);
+        ps_rows(&text, &pids)
     }
 
     /// Changes the running container's resources in its cgroup (unset ones keep their values).
@@ -53,17 +66,48 @@ impl Containers {
     }
 }
 
-/// What `top` shows of a process (bounded reads of /proc: a container names its own processes).
-fn process_line(pid: i32) -> Option<(i32, u32, String)> {
-    use std::io::Read;
-    let read = |what: &str| -> Option<Vec<u8>> {
-        let mut bytes = Vec::new();
-        std::fs::File::open(format!("/proc/{pid}/{what}")).ok()?.take(64 * 1024).read_to_end(&mut bytes).ok()?;
-        Some(bytes)
+/// How long `ps` may take, and the most of its output read.
+const PS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const PS_MAX: usize = 16 << 20;
+
+/// ps's titles, and the rows whose PID column names one of `pids` (the last column keeps its
+/// spaces: a command line).
+fn ps_rows(text: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut lines = text.lines();
+    let titles: Vec<String> = lines.next().unwrap_or_default().split_whitespace().map(str::to_string).collect();
+    let Some(pid_column) = titles.iter().position(|t| t == "PID") else {
+        return Err(Error::Invalid(format!("ps's output has no PID column (titles {titles:?}): keep pid among its columns")));
     };
-    let status = String::from_utf8_lossy(&read("status")?).into_owned();
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next()).and_then(|u| u.parse().ok())?;
-    let cmdline = read("cmdline")?;
-    let command = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ");
-    Some((pid, uid, command))
+    let tail = titles.len() - 1;
+    let rows = lines
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() <= tail {
+                return words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+            }
+            // What follows the first `tail` words, spaces kept.
+            let mut rest = line;
+            for _ in 0..tail {
+                rest = rest.trim_start();
+                rest = &rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..];
+            }
+            words[..tail].iter().map(|w| w.to_string()).chain([rest.trim().to_string()]).collect()
+        })
+        .filter(|fields| fields.get(pid_column).and_then(|p| p.parse::<i32>().ok()).is_some_and(|pid| pids.contains(&pid)))
+        .collect();
+    Ok((titles, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ps_rows_keep_the_containers_processes_and_whole_commands() {
+        let text = "UID          PID    PPID  C STIME TTY          TIME CMD\nroot           1       0  0 10:00 ?        00:00:01 /sbin/init splash\nroot        4242       1  0 10:01 ?        00:00:00 sleep 100 --flag\n";
+        let (titles, rows) = ps_rows(text, &[4242]).unwrap();
+        assert_eq!(titles.len(), 8);
+        assert_eq!(rows, [["root", "4242", "1", "0", "10:01", "?", "00:00:00", "sleep 100 --flag"]]);
+        assert!(ps_rows("USER COMMAND\nroot init\n", &[1]).is_err(), "no PID column");
+    }
 }

@@ -5,7 +5,7 @@ use berth_api::v1::containers_server;
 use berth_api::v1::{
     stream_input, stream_output, Container, ContainerEvent, ContainerRef, CreateContainerRequest, EventsRequest, KillContainerRequest,
     ListContainersRequest, ListContainersResponse, LogEntry, LogsRequest, RemoveContainerRequest, StatsResponse, StopContainerRequest, StreamInput,
-    StreamOutput, TopProcess, TopResponse, WaitRequest,
+    StreamOutput, TopRequest, TopResponse, TopRow, WaitRequest,
 };
 use berth_containers::{ContainerRecord, Containers, CreateOptions, ExecOptions, PortMapping, State, Volume};
 use berth_shim::FrameKind;
@@ -429,9 +429,10 @@ impl containers_server::Containers for ContainersService {
         Ok(Response::new(bridge(stream, input)))
     }
 
-    async fn top(&self, request: Request<ContainerRef>) -> Reply<TopResponse> {
-        let processes = self.containers.top(&request.into_inner().container).await.map_err(berth_errdefs::status)?;
-        Ok(Response::new(TopResponse { processes: processes.into_iter().map(|(pid, uid, command)| TopProcess { pid, uid, command }).collect() }))
+    async fn top(&self, request: Request<TopRequest>) -> Reply<TopResponse> {
+        let request = request.into_inner();
+        let (titles, rows) = self.containers.top(&request.container, request.ps_args).await.map_err(berth_errdefs::status)?;
+        Ok(Response::new(TopResponse { titles, rows: rows.into_iter().map(|fields| TopRow { fields }).collect() }))
     }
 
     async fn stats(&self, request: Request<ContainerRef>) -> Reply<StatsResponse> {

@@ -668,6 +668,28 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let removed = berthd.berth(&env, &["rmi", "localhost/one:1", "nosuch:1", "localhost/two:1"]);
     assert_eq!(text(&removed).0, "Untagged: localhost/one:1\nUntagged: localhost/two:1\n", "{}", text(&removed).1);
     assert!(!removed.status.success() && text(&removed).1.contains("nosuch"), "{}", text(&removed).1);
+    // Go templates, as docker's --format; an image's short id runs it.
+    assert_eq!(
+        berthd
+            .ok(&env, &["ps", "-a", "--filter", "name=failed", "--format", "{{.Names}} {{.State}} {{.Status}}"])
+            .split_whitespace()
+            .take(4)
+            .collect::<Vec<_>>(),
+        ["failed", "exited", "Exited", "(4)"]
+    );
+    let table = berthd.ok(&env, &["ps", "--filter", "name=front", "--format", "table {{.Names}}\\t{{.Labels}}"]);
+    assert_eq!(table, "NAMES\tLABELS\nfront\ttier=front\n");
+    let json_line = berthd.ok(&env, &["ps", "--filter", "name=front", "--format", "{{json .}}"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&json_line).unwrap()["Names"], "front");
+    let image_line = berthd.ok(&env, &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}"]);
+    let (reference, rest) = image_line.lines().find(|l| l.starts_with(&image)).unwrap_or_default().split_once(' ').unwrap_or_default();
+    assert_eq!(reference, image);
+    let short_id = rest.split_whitespace().next().unwrap_or_default().to_string();
+    assert!(short_id.len() == 12 && (rest.ends_with("kB") || rest.ends_with("MB")), "{image_line}");
+    assert_eq!(berthd.ok(&env, &["run", "--rm", &short_id, "echo", "by id"]), "by id\n");
+    let images_table = berthd.ok(&env, &["images"]);
+    assert!(images_table.starts_with("REPOSITORY") && images_table.contains(&short_id), "{images_table}");
+    assert!(!berthd.berth(&env, &["ps", "--format", "{{.Names"]).status.success(), "a broken template is refused");
     berthd.ok(&env, &["rm", "-f", "front", "failed"]);
 
     berthd.ok(&env, &["rm", "-f", "known", "chatty"]);
@@ -904,7 +926,7 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
     wait_for(&berthd, "checked", "unhealthy");
     berthd.ok(&env, &["exec", "checked", "touch", "/tmp/ok"]);
     wait_for(&berthd, "checked", "healthy");
-    assert!(berthd.ok(&env, &["ps"]).lines().any(|l| l.contains("running (healthy)") && l.ends_with("checked")));
+    assert!(berthd.ok(&env, &["ps"]).lines().any(|l| l.contains("Up ") && l.contains("(healthy)") && l.ends_with("checked")));
     // Flags over the image's check, and --no-healthcheck.
     berthd.ok(
         &env,

@@ -1,6 +1,7 @@
 //! The container verbs, docker's and podman's names and flags: each is one or two
 //! berth.v1.Containers calls, plus a stream to the shim for run, attach and exec.
 
+use crate::format::Output;
 use crate::stream::{pump, DetachKeys, Ended, Kind};
 use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
@@ -192,8 +193,11 @@ pub enum ContainerCommand {
         /// health, network. A key given twice matches either value; different keys all must.
         #[arg(short, long, value_parser = ps_filter)]
         filter: Vec<(String, String)>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        /// table, json, or a Go template of docker's fields: {{.ID}} {{.Names}} {{.Image}}
+        /// {{.Command}} {{.CreatedAt}} {{.RunningFor}} {{.Status}} {{.State}} {{.Ports}}
+        /// {{.Labels}} {{.Networks}}, {{json .}}; `table TEMPLATE` adds a header.
+        #[arg(long, default_value = "table", value_parser = crate::format::output)]
+        format: Output,
     },
     /// Print a container's log.
     Logs {
@@ -515,17 +519,6 @@ pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
     json
 }
 
-fn ago(ns: u64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    let secs = now.saturating_sub(ns) / 1_000_000_000;
-    match secs {
-        0..=59 => format!("{secs} seconds ago"),
-        60..=3599 => format!("{} minutes ago", secs / 60),
-        3600..=86399 => format!("{} hours ago", secs / 3600),
-        _ => format!("{} days ago", secs / 86400),
-    }
-}
-
 /// Attaches to the container through berthd, runs `start`, and streams until it exits.
 async fn attach_and_pump(
     client: &mut ContainersClient<Channel>,
@@ -661,26 +654,19 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
                 return Ok(0);
             }
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(|c| container_json(c, false)).collect::<Vec<_>>())?),
-                Format::Table => {
-                    println!("{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  NAME", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS");
-                    for c in list {
-                        let status = match (c.exited, c.health.as_str()) {
-                            (true, _) => format!("exited ({})", c.exit_code),
-                            (false, "") => c.state.clone(),
-                            (false, health) => format!("{} ({health})", c.state),
-                        };
-                        let command: String = c.command.join(" ").chars().take(24).collect();
-                        println!(
-                            "{:<12}  {:<36}  {:<24}  {:<16}  {:<20}  {}",
-                            &c.id[..12.min(c.id.len())],
-                            c.image,
-                            command,
-                            ago(c.created_at),
-                            status,
-                            c.name
-                        );
-                    }
+                Output::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(|c| container_json(c, false)).collect::<Vec<_>>())?),
+                Output::Template { text, header } => crate::format::print_template(&text, header, &list.iter().map(ps_fields).collect::<Vec<_>>())?,
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(ps_fields)
+                        .map(|f| {
+                            ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+                                .map(|k| f[k].as_str().unwrap_or_default().to_string())
+                                .to_vec()
+                        })
+                        .collect();
+                    crate::format::print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows);
                 }
             }
             Ok(0)
@@ -879,6 +865,35 @@ fn event_matches(event: &berth_api::v1::ContainerEvent, filters: &[(String, Stri
     ["container", "event", "type"].iter().all(|key| {
         let mut values = filters.iter().filter(|(k, _)| k == key).peekable();
         values.peek().is_none() || values.any(|(_, v)| one(key, v))
+    })
+}
+
+/// A container as docker's `ps` templates see it (`{{.Names}}`, `{{.Status}}` …).
+fn ps_fields(c: &Container) -> serde_json::Value {
+    use crate::format::{human_duration, seconds_since};
+    let status = match (c.state.as_str(), c.health.as_str()) {
+        ("exited", _) => format!("Exited ({}) {} ago", c.exit_code, human_duration(seconds_since(c.finished_at))),
+        ("running", "") => format!("Up {}", human_duration(seconds_since(c.started_at))),
+        ("running", health) => format!("Up {} ({health})", human_duration(seconds_since(c.started_at))),
+        (other, _) => format!("{}{}", other[..1].to_uppercase(), &other[1..]),
+    };
+    let command: String = c.command.join(" ");
+    let command =
+        if command.chars().count() > 20 { format!("\"{}…\"", command.chars().take(19).collect::<String>()) } else { format!("\"{command}\"") };
+    let mut labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    labels.sort();
+    serde_json::json!({
+        "ID": &c.id[..12.min(c.id.len())],
+        "Names": c.name,
+        "Image": c.image,
+        "Command": command,
+        "CreatedAt": crate::format::rfc3339(c.created_at),
+        "RunningFor": format!("{} ago", human_duration(seconds_since(c.created_at))),
+        "Status": status,
+        "State": c.state,
+        "Ports": c.ports.iter().map(|p| { let l = port_line(p); let (inside, outside) = l.split_once(" -> ").unwrap_or((&l, "")); format!("{outside}->{inside}") }).collect::<Vec<_>>().join(", "),
+        "Labels": labels.join(","),
+        "Networks": c.network,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The image verbs: one berth.v1.Images call each.
 
-use crate::{status, Format};
+use crate::format::Output;
+use crate::status;
 use anyhow::Context;
 use berth_api::v1::images_client::ImagesClient;
 use berth_api::v1::{
@@ -19,8 +20,10 @@ pub enum ImageCommand {
     Push { name: String },
     /// List images.
     Images {
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        /// table, json, or a Go template of docker's fields: {{.Repository}} {{.Tag}} {{.ID}}
+        /// {{.Digest}} {{.CreatedAt}} {{.CreatedSince}} {{.Size}}; `table TEMPLATE` adds a header.
+        #[arg(long, default_value = "table", value_parser = crate::format::output)]
+        format: Output,
     },
     /// Remove an image (its blobs go at the next prune).
     Rmi {
@@ -66,12 +69,17 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
         ImageCommand::Images { format } => {
             let list = images.list(ListImagesRequest {}).await.map_err(status)?.into_inner().images;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(image_json).collect::<Vec<_>>())?),
-                Format::Table => {
-                    println!("{:<60} {:<19} {:>12}", "NAME", "MANIFEST", "SIZE");
-                    for image in list {
-                        println!("{:<60} {:<19} {:>12}", image.name, &image.manifest[..image.manifest.len().min(19)], image.size);
-                    }
+                Output::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(image_json).collect::<Vec<_>>())?),
+                Output::Template { text, header } => {
+                    crate::format::print_template(&text, header, &list.iter().map(image_fields).collect::<Vec<_>>())?
+                }
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(image_fields)
+                        .map(|f| ["Repository", "Tag", "ID", "CreatedSince", "Size"].map(|k| f[k].as_str().unwrap_or_default().to_string()).to_vec())
+                        .collect();
+                    crate::format::print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
                 }
             }
         }
@@ -178,6 +186,29 @@ pub async fn inspect(channel: Channel, name: String) -> anyhow::Result<serde_jso
     let mut json = inspected.image.as_ref().map(image_json).unwrap_or_default();
     json["config"] = config;
     Ok(json)
+}
+
+/// An image as docker's `images` templates see it; its name split into repository and tag, its
+/// id the short config digest (which `run` takes as a reference too).
+fn image_fields(image: &Image) -> serde_json::Value {
+    let (repository, tag) = match image.name.split_once('@') {
+        Some((repository, _)) => (repository.to_string(), "<none>".to_string()),
+        None => match image.name.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')) {
+            Some((repository, tag)) => (repository.to_string(), tag.to_string()),
+            None => (image.name.clone(), "latest".to_string()),
+        },
+    };
+    let hex = image.config.trim_start_matches("sha256:");
+    let created_ns = image.created.saturating_mul(1_000_000_000);
+    serde_json::json!({
+        "Repository": repository,
+        "Tag": tag,
+        "ID": &hex[..12.min(hex.len())],
+        "Digest": image.manifest,
+        "CreatedAt": crate::format::rfc3339(created_ns),
+        "CreatedSince": match image.created { 0 => "N/A".to_string(), _ => format!("{} ago", crate::format::human_duration(crate::format::seconds_since(created_ns))) },
+        "Size": crate::format::human_size(image.size),
+    })
 }
 
 fn image_json(image: &Image) -> serde_json::Value {

@@ -4,6 +4,7 @@
 //! exit status is 1 — except where the container's own status is the answer (run, exec, wait).
 
 mod containers;
+mod format;
 mod images;
 mod networks;
 mod stream;

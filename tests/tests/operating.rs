@@ -178,3 +178,44 @@ fn install_puts_binaries_units_config_completions_and_man_pages_under_a_prefix()
     assert!(again.status.success());
     assert_eq!(std::fs::read_to_string(&example).unwrap(), "# mine\n");
 }
+
+/// SIGHUP: berthd reads its config again; a new runtime and a new mirror work at once, a key it
+/// reads at start only is named as needing a restart, and a broken file changes nothing.
+#[test]
+fn sighup_reloads_runtimes_and_registries_and_names_what_needs_a_restart() {
+    let env = TestEnv::new("sighup");
+    let registry = berth_testsupport::busybox_registry(&env);
+    let berthd = Berthd::start_with(&env, &[&registry.address, "127.0.0.1:9"], "", None);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &image]);
+    // A registry nobody listens on, to be mirrored by the live one after the reload.
+    let mirrored = "127.0.0.1:9/test/busybox:v1";
+    let before = (berthd.berth(&env, &["run", "--rm", "--runtime", "runc2", &image, "true"]), berthd.berth(&env, &["pull", mirrored]));
+    let config_path = env.dir.join("berthd.toml");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let hangup = |berthd: &Berthd| {
+        // SAFETY: kill takes a pid and a signal; the pid is our own child's.
+        unsafe { libc::kill(berthd.child.id() as i32, libc::SIGHUP) };
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    std::fs::write(&config_path, "not = [toml").unwrap();
+    hangup(&berthd);
+    std::fs::write(
+        &config_path,
+        format!("{original}log_max_size = 12345\n[runtimes]\nrunc2 = \"runc\"\n[mirrors]\n\"127.0.0.1:9\" = [{:?}]\n", registry.address),
+    )
+    .unwrap();
+    hangup(&berthd);
+    let after = (berthd.berth(&env, &["run", "--rm", "--runtime", "runc2", &image, "echo", "via runc2"]), berthd.berth(&env, &["pull", mirrored]));
+    let log = std::fs::read_to_string(env.dir.join("berthd.log")).unwrap();
+    drop(berthd);
+
+    assert!(!before.0.status.success() && String::from_utf8_lossy(&before.0.stderr).contains("runc2"), "{:?}", before.0);
+    assert!(!before.1.status.success(), "no mirror yet");
+    assert!(log.contains("SIGHUP") && log.contains("the running config stays"), "a broken file is refused:\n{log}");
+    assert!(after.0.status.success() && String::from_utf8_lossy(&after.0.stdout) == "via runc2\n", "{:?}", after.0);
+    assert!(after.1.status.success(), "the mirror serves: {}", String::from_utf8_lossy(&after.1.stderr));
+    let reloaded = log.lines().find(|l| l.contains("config reloaded")).unwrap_or_default();
+    assert!(reloaded.contains("log_max_size") && reloaded.contains("needs_restart") && reloaded.contains("runtimes"), "{reloaded}");
+    env.leak_check();
+}

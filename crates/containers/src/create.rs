@@ -98,7 +98,7 @@ impl Containers {
     fn plan(&self, blueprint: Blueprint) -> Result<(ContainerRecord, Plan)> {
         let image = self.images.images.find(&blueprint.image)?.ok_or_else(|| Error::NoImage(blueprint.image.clone()))?;
         let name = image.name.clone();
-        let runtime = blueprint.runtime.clone().unwrap_or_else(|| self.binaries.default_runtime.clone());
+        let runtime = blueprint.runtime.clone().unwrap_or_else(|| self.runtime_names().1);
         // A pod's containers share its shim; any other container has one of its own.
         let sandbox = blueprint.sandbox.as_deref().map(|key| self.find_sandbox(key)).transpose()?.map(|s| s.id);
         self.runtime_binary(&runtime)?;

@@ -43,6 +43,8 @@ pub struct Inner {
     pub(crate) events: Bus,
     pub(crate) paths: Paths,
     pub(crate) binaries: Binaries,
+    /// The runtimes by name and the default one: the config's, replaced by a reload.
+    pub(crate) runtimes: std::sync::RwLock<(std::collections::BTreeMap<String, PathBuf>, String)>,
     pub(crate) shims: Arc<dyn crate::shims::Shims>,
     pub(crate) log_max_size: u64,
     pub(crate) sandboxes: Mutex<std::collections::BTreeMap<String, crate::sandbox::SandboxRecord>>,
@@ -108,6 +110,7 @@ impl Containers {
             table: Mutex::new(table),
             events: Bus::default(),
             paths,
+            runtimes: std::sync::RwLock::new((binaries.runtimes.clone(), binaries.default_runtime.clone())),
             binaries,
             shims,
             log_max_size,
@@ -148,10 +151,23 @@ impl Containers {
     }
 
     pub(crate) fn runtime_binary(&self, name: &str) -> Result<PathBuf> {
-        self.binaries.runtimes.get(name).cloned().ok_or_else(|| {
-            let known = self.binaries.runtimes.keys().cloned().collect::<Vec<_>>().join(", ");
+        let runtimes = self.runtimes.read().unwrap_or_else(|e| e.into_inner());
+        runtimes.0.get(name).cloned().ok_or_else(|| {
+            let known = runtimes.0.keys().cloned().collect::<Vec<_>>().join(", ");
             Error::Invalid(format!("unknown runtime {name:?} (known: {known})"))
         })
+    }
+
+    /// The runtimes' names (the CRI's runtime handlers), and the default one.
+    pub fn runtime_names(&self) -> (Vec<String>, String) {
+        let runtimes = self.runtimes.read().unwrap_or_else(|e| e.into_inner());
+        (runtimes.0.keys().cloned().collect(), runtimes.1.clone())
+    }
+
+    /// New runtimes and default (a config reload): containers made from now on use them; those
+    /// running keep the binary their shim was started with.
+    pub fn set_runtimes(&self, runtimes: std::collections::BTreeMap<String, PathBuf>, default: String) {
+        *self.runtimes.write().unwrap_or_else(|e| e.into_inner()) = (runtimes, default);
     }
 
     pub(crate) fn table(&self) -> std::sync::MutexGuard<'_, Table> {

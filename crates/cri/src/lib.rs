@@ -55,16 +55,13 @@ pub use k8s_cri::v1 as proto;
 pub use streaming_runtime::StreamingRuntime;
 
 use berth_containers::Containers;
-use berth_image::registries::Registries;
+use berth_image::registries::SharedRegistries;
 use berth_image::Store;
 use std::sync::Arc;
 
 /// What berthd's configuration says about the CRI.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// RuntimeClass handlers: the names of berthd's runtimes. The empty handler is the default.
-    pub runtime_handlers: Vec<String>,
-    pub default_runtime: String,
     /// Images reported pinned (never garbage collected by the kubelet).
     pub pinned_images: Vec<String>,
 }
@@ -78,7 +75,7 @@ pub struct Cri {
 struct Inner {
     containers: Containers,
     store: Arc<Store>,
-    registries: Registries,
+    registries: SharedRegistries,
     config: Config,
     /// Where Exec, Attach and PortForward send their clients (None: those answer UNAVAILABLE).
     streaming: Option<Arc<berth_streaming::Server>>,
@@ -88,7 +85,7 @@ impl Cri {
     pub fn new(
         containers: Containers,
         store: Arc<Store>,
-        registries: Registries,
+        registries: SharedRegistries,
         config: Config,
         streaming: Option<Arc<berth_streaming::Server>>,
     ) -> Cri {
@@ -118,13 +115,13 @@ impl Cri {
     /// Whether the runtime behind a handler (None: the default) mounts recursively read-only:
     /// berth-oci does (mount_setattr); runc 1.1 and crun 1.8 here are not counted on.
     fn recursive_read_only(&self, runtime: Option<&str>) -> bool {
-        runtime.unwrap_or(&self.config().default_runtime) == "berth-oci"
+        runtime.map_or_else(|| self.containers().runtime_names().1, str::to_string) == "berth-oci"
     }
 
     /// Whether a handler's pods may have user namespaces: berth-oci joins one by path and makes
     /// idmapped volume mounts (runc 1.1 here makes none), where the layers take idmapped mounts.
     fn user_namespaces(&self, runtime: Option<&str>) -> bool {
-        runtime.unwrap_or(&self.config().default_runtime) == "berth-oci" && self.containers().user_namespaces_supported()
+        self.recursive_read_only(runtime) && self.containers().user_namespaces_supported()
     }
 
     /// The one-time URL on the streaming server for `request`.
@@ -141,13 +138,12 @@ impl Cri {
         if handler.is_empty() {
             return Ok(None);
         }
-        if self.config().runtime_handlers.iter().any(|h| h == handler) {
+        // RuntimeClass handlers are the names of berthd's runtimes (as a reload left them).
+        let (handlers, _) = self.containers().runtime_names();
+        if handlers.iter().any(|h| h == handler) {
             return Ok(Some(handler.to_string()));
         }
-        Err(tonic::Status::invalid_argument(format!(
-            "unknown runtime handler {handler:?} (berthd's runtimes: {})",
-            self.config().runtime_handlers.join(", ")
-        )))
+        Err(tonic::Status::invalid_argument(format!("unknown runtime handler {handler:?} (berthd's runtimes: {})", handlers.join(", "))))
     }
 }
 

@@ -10,7 +10,7 @@ use tonic::Status;
 pub(crate) async fn handle(cri: &Cri, request: PullImageRequest) -> Result<PullImageResponse> {
     let name = request.image.map(|i| i.image).unwrap_or_default();
     let reference = Reference::parse(&name).map_err(status)?;
-    let mut options = cri.inner.registries.pull_options(&reference).map_err(status)?;
+    let mut options = cri.inner.registries.current().pull_options(&reference).map_err(status)?;
     if let Some(credentials) = request.auth.as_ref().map(credentials).transpose()?.flatten() {
         options.credentials = Some(credentials);
     }

@@ -21,7 +21,8 @@ pub(crate) async fn handle(cri: &Cri, request: StatusRequest) -> Result<StatusRe
     };
     let conditions = vec![RuntimeCondition { r#type: "RuntimeReady".into(), status: true, reason: String::new(), message: String::new() }, network];
     // What each handler's runtime can do: the kubelet asks for neither where it is false.
-    let handlers = std::iter::once(String::new()).chain(cri.config().runtime_handlers.iter().cloned());
+    let (names, default_runtime) = cri.containers().runtime_names();
+    let handlers = std::iter::once(String::new()).chain(names.iter().cloned());
     let runtime_handlers = handlers
         .map(|name| {
             let runtime = (!name.is_empty()).then_some(name.as_str());
@@ -36,8 +37,8 @@ pub(crate) async fn handle(cri: &Cri, request: StatusRequest) -> Result<StatusRe
     if request.verbose {
         let config = &cri.config();
         let json = serde_json::json!({
-            "runtimeHandlers": config.runtime_handlers,
-            "defaultRuntime": config.default_runtime,
+            "runtimeHandlers": names,
+            "defaultRuntime": default_runtime,
             "pinnedImages": config.pinned_images,
             "cgroupDriver": "cgroupfs",
         });

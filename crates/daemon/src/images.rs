@@ -9,7 +9,7 @@ use berth_api::v1::{
 };
 use berth_image::meta::ImageRecord;
 use berth_image::pull::pull;
-use berth_image::registries::Registries;
+use berth_image::registries::SharedRegistries;
 use berth_image::{Reference, Store};
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 pub struct ImagesService {
     pub store: Arc<Store>,
-    pub registries: Registries,
+    pub registries: SharedRegistries,
     /// An image a container was made from is not removed under it.
     pub containers: berth_containers::Containers,
 }
@@ -60,7 +60,7 @@ impl Images for ImagesService {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let reference = Reference::parse(&request.into_inner().reference).map_err(berth_errdefs::status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
-        let mut options = self.registries.pull_options(&reference).map_err(berth_errdefs::status)?;
+        let mut options = self.registries.current().pull_options(&reference).map_err(berth_errdefs::status)?;
         let store = self.store.clone();
         tokio::spawn(async move {
             tracing::info!(reference = %reference, "pull");
@@ -103,7 +103,7 @@ impl Images for ImagesService {
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let reference = Reference::parse(&request.into_inner().name).map_err(berth_errdefs::status)?;
-        let options = self.registries.push_options(&reference).map_err(berth_errdefs::status)?;
+        let options = self.registries.current().push_options(&reference).map_err(berth_errdefs::status)?;
         tracing::info!(reference = %reference, "push");
         let manifest = berth_image::push::push(self.store.clone(), &reference, &options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(PushResponse { manifest: manifest.to_string() }))

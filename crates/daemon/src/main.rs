@@ -4,7 +4,7 @@
 //! snapshots, the leases of pulls that died) and the containers (half-created ones are removed,
 //! exits that happened meanwhile recorded, running ones watched again — never touched). SIGTERM or
 //! SIGINT end it gracefully: calls in flight finish, the sockets go, containers keep running.
-//! SIGHUP does not. Under systemd it reports readiness and may serve on the socket systemd passes
+//! SIGHUP reloads the registries' settings and the runtimes ([`reload`]). Under systemd it reports readiness and may serve on the socket systemd passes
 //! ([`systemd`]).
 
 mod config;
@@ -78,14 +78,11 @@ async fn serve() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     let explicit = std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
-    let mut config = config::load(&args.config, explicit)?;
+    let config = with_overrides(config::load(&args.config, explicit)?, &args);
     if args.check_config {
         println!("{}: a config berthd takes", args.config.display());
         return Ok(());
     }
-    config.root = args.root.unwrap_or(config.root);
-    config.socket = args.socket.unwrap_or(config.socket);
-    config.state = args.state.unwrap_or(config.state);
 
     let store = berth_image::Store::open(&config.root)
         .with_context(|| format!("open the image store at {}", config.root.display()))?
@@ -93,7 +90,6 @@ async fn serve() -> anyhow::Result<()> {
     store.recover().context("recover the image store")?;
     let store = Arc::new(store);
     let runtimes = runtimes(&config);
-    let runtime_handlers: Vec<String> = runtimes.keys().cloned().collect();
     let containers = open_containers(&config, store.clone(), runtimes)?;
     // Before recovery: a pod found half-created is detached from the network it may have got.
     // CNI results are cached under the root (not the state tmpfs): host-local's allocations
@@ -129,14 +125,7 @@ async fn serve() -> anyhow::Result<()> {
     let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone(), init };
     let networks_service = networks::NetworksService { containers: containers.clone() };
     let volumes_service = volumes::VolumesService { containers: containers.clone() };
-    let registries = berth_image::registries::Registries {
-        plain_http: config.plain_http.clone(),
-        mirrors: config.mirrors.clone(),
-        credentials: config.auth.iter().map(|(registry, c)| (registry.clone(), (c.username.clone(), c.password.clone()))).collect(),
-        docker_config: config.docker_config.clone(),
-        concurrency: config.concurrency,
-        timeouts: berth_image::distribution::Timeouts::uniform(std::time::Duration::from_secs(config.registry_timeout.max(1))),
-    };
+    let registries = berth_image::registries::SharedRegistries::new(registries_of(&config));
     let tls = match (&config.streaming_tls_cert, &config.streaming_tls_key) {
         (Some(cert), Some(key)) => Some(berth_streaming::Tls { cert: cert.clone(), key: key.clone() }),
         (None, None) => None,
@@ -153,9 +142,10 @@ async fn serve() -> anyhow::Result<()> {
         containers.clone(),
         store.clone(),
         registries.clone(),
-        berth_cri::Config { runtime_handlers, default_runtime: config.default_runtime.clone(), pinned_images: config.pinned_images.clone() },
+        berth_cri::Config { pinned_images: config.pinned_images.clone() },
         Some(Arc::new(streaming)),
     );
+    let (reloaded_registries, reloaded_containers) = (registries.clone(), containers.clone());
     let service = images::ImagesService { store, registries, containers };
 
     // The main socket is systemd's when it passed one (berthd.socket): not ours to make or remove.
@@ -180,6 +170,7 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(sockets = ?sockets, root = %config.root.display(), "serving");
     systemd::notify(&format!("READY=1\nMAINPID={}\nSTATUS=serving", std::process::id()));
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let mut running = config.clone();
     let shutdown = async move {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -190,7 +181,7 @@ async fn serve() -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
-                _ = hangup.recv() => tracing::info!("SIGHUP: ignored (SIGTERM stops berthd)"),
+                _ = hangup.recv() => reload(&args, &mut running, &reloaded_containers, &reloaded_registries),
             }
         }
         tracing::info!("shutting down");
@@ -221,6 +212,66 @@ async fn serve() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(socket);
     }
     served.context("serve berth.v1")
+}
+
+/// The command line's overrides of the config file.
+fn with_overrides(mut config: config::Config, args: &Args) -> config::Config {
+    config.root = args.root.clone().unwrap_or(config.root);
+    config.socket = args.socket.clone().unwrap_or(config.socket);
+    config.state = args.state.clone().unwrap_or(config.state);
+    config
+}
+
+fn registries_of(config: &config::Config) -> berth_image::registries::Registries {
+    berth_image::registries::Registries {
+        plain_http: config.plain_http.clone(),
+        mirrors: config.mirrors.clone(),
+        credentials: config.auth.iter().map(|(registry, c)| (registry.clone(), (c.username.clone(), c.password.clone()))).collect(),
+        docker_config: config.docker_config.clone(),
+        concurrency: config.concurrency,
+        timeouts: berth_image::distribution::Timeouts::uniform(std::time::Duration::from_secs(config.registry_timeout.max(1))),
+    }
+}
+
+/// What SIGHUP reloads: the registries' settings and the runtimes. Every other key is read at
+/// start only.
+const RELOADABLE: [&str; 8] = ["plain_http", "mirrors", "auth", "docker_config", "concurrency", "registry_timeout", "runtimes", "default_runtime"];
+
+/// SIGHUP: the config file read again. Registries and runtimes change for what starts from now
+/// on (running containers keep their runtime); any other key that changed is named as needing a
+/// restart. A file that does not parse, or names a default runtime that is missing, changes
+/// nothing.
+fn reload(
+    args: &Args,
+    running: &mut config::Config,
+    containers: &berth_containers::Containers,
+    registries: &berth_image::registries::SharedRegistries,
+) {
+    let new = match config::load(&args.config, true) {
+        Ok(new) => with_overrides(new, args),
+        Err(e) => return tracing::warn!("SIGHUP: {e:#}; the running config stays"),
+    };
+    let runtimes = runtimes(&new);
+    let shim = new.shim.clone().unwrap_or_else(|| berth_containers::shim_launcher::sibling_or_path("berth-shim"));
+    if let Err(e) = check_binaries(&shim, &runtimes, &new.default_runtime) {
+        return tracing::warn!("SIGHUP: {e:#}; the running config stays");
+    }
+    registries.replace(registries_of(&new));
+    containers.set_runtimes(runtimes, new.default_runtime.clone());
+    let (before, after) = (serde_json::to_value(&*running).unwrap_or_default(), serde_json::to_value(&new).unwrap_or_default());
+    let changed = |key: &&String| before.get(key.as_str()) != after.get(key.as_str());
+    let keys: Vec<&String> = after.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    let needs_restart: Vec<&String> = keys.iter().copied().filter(changed).filter(|k| !RELOADABLE.contains(&k.as_str())).collect();
+    let reloaded: Vec<&String> = keys.iter().copied().filter(changed).filter(|k| RELOADABLE.contains(&k.as_str())).collect();
+    // What runs is the old config but for what was reloaded: the next SIGHUP compares with that.
+    let mut kept = before;
+    for key in &reloaded {
+        kept[key.as_str()] = after[key.as_str()].clone();
+    }
+    if let Ok(kept) = serde_json::from_value(kept) {
+        *running = kept;
+    }
+    tracing::info!(reloaded = ?reloaded, needs_restart = ?needs_restart, "SIGHUP: config reloaded");
 }
 
 /// How long a stopping berthd waits for streaming calls that would never end by themselves.

@@ -11,6 +11,25 @@ use crate::{Reference, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// The registries' settings as a daemon holds them: replaced whole by a reload (berthd's SIGHUP);
+/// each pull or push takes the settings current when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRegistries(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Registries>>>);
+
+impl SharedRegistries {
+    pub fn new(registries: Registries) -> SharedRegistries {
+        SharedRegistries(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(registries))))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Registries> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, registries: Registries) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(registries);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Registries {
     /// Registries (`host:port`) spoken to over plain HTTP.

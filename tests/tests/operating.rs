@@ -219,3 +219,54 @@ fn sighup_reloads_runtimes_and_registries_and_names_what_needs_a_restart() {
     assert!(reloaded.contains("log_max_size") && reloaded.contains("needs_restart") && reloaded.contains("runtimes"), "{reloaded}");
     env.leak_check();
 }
+
+/// The metrics endpoint, scraped and parsed as Prometheus's text format: containers by state,
+/// shims, pulls and their bytes, RPC latencies and errors by method; other paths are not found.
+#[test]
+fn metrics_are_served_in_prometheus_text_format() {
+    let env = TestEnv::new("metrics");
+    let registry = berth_testsupport::busybox_registry(&env);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let berthd = Berthd::start_with(&env, &[&registry.address], &format!("metrics_address = \"127.0.0.1:{port}\"\n"), None);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &image]);
+    berthd.ok(&env, &["run", "-d", "--name", "m1", &image, "sleep", "100"]);
+    assert!(!berthd.berth(&env, &["inspect", "nosuch"]).status.success());
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let (scraped, missing) = (get("/metrics"), get("/other"));
+    berthd.ok(&env, &["rm", "-f", "m1"]);
+    drop(berthd);
+
+    assert!(scraped.starts_with("HTTP/1.1 200") && scraped.contains("text/plain; version=0.0.4"), "{scraped}");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let body = scraped.split_once("\r\n\r\n").unwrap().1;
+    // name{labels} value, every line that is not a comment.
+    let samples: Vec<(String, f64)> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {l}"));
+            (name.to_string(), value.parse().unwrap_or_else(|e| panic!("{l}: {e}")))
+        })
+        .collect();
+    let value = |name: &str| samples.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(value("berth_containers{state=\"running\"}"), Some(1.0), "{body}");
+    assert_eq!(value("berth_shims"), Some(1.0), "{body}");
+    assert_eq!(value("berth_pulls_total"), Some(1.0), "{body}");
+    assert!(value("berth_pull_bytes_total").is_some_and(|b| b > 100_000.0), "{body}");
+    assert!(value("berth_rpc_duration_seconds_count{method=\"/berth.v1.Containers/Create\"}").is_some_and(|c| c >= 1.0), "{body}");
+    assert!(value("berth_rpc_errors_total{method=\"/berth.v1.Containers/Inspect\"}").is_some_and(|c| c >= 1.0), "{body}");
+    assert!(
+        body.contains("berth_rpc_duration_seconds_bucket{le=\"0.001\",method=") || body.contains("berth_rpc_duration_seconds_bucket{method="),
+        "{body}"
+    );
+    env.leak_check();
+}

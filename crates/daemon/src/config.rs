@@ -61,6 +61,8 @@ pub struct Config {
     /// HTTPS for the streaming server: a PEM certificate chain and its key (both, or neither).
     pub streaming_tls_cert: Option<PathBuf>,
     pub streaming_tls_key: Option<PathBuf>,
+    /// Where Prometheus metrics are served (`/metrics`, plain HTTP); none when unset.
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// The network of a `berth run` that names none: `bridge` (berth's default network, as in
     /// docker), `none`, `host` or a network's name.
     pub default_network: String,
@@ -103,6 +105,7 @@ impl Default for Config {
             streaming_address: ([127, 0, 0, 1], 0).into(),
             streaming_tls_cert: None,
             streaming_tls_key: None,
+            metrics_address: None,
             default_network: "bridge".into(),
             default_bridge: "berth0".into(),
             default_subnet: "10.210.0.0/24".into(),

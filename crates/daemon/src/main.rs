@@ -10,6 +10,7 @@
 mod config;
 mod containers;
 mod images;
+mod metrics;
 mod networks;
 mod systemd;
 mod volumes;
@@ -146,6 +147,12 @@ async fn serve() -> anyhow::Result<()> {
         Some(Arc::new(streaming)),
     );
     let (reloaded_registries, reloaded_containers) = (registries.clone(), containers.clone());
+    let metrics = metrics::Metrics::new(containers.clone(), store.clone());
+    if let Some(address) = config.metrics_address {
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("metrics_address {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
+    }
     let service = images::ImagesService { store, registries, containers };
 
     // The main socket is systemd's when it passed one (berthd.socket): not ours to make or remove.
@@ -189,6 +196,7 @@ async fn serve() -> anyhow::Result<()> {
         let _ = stopping_tx.send(true);
     };
     let serving = tonic::transport::Server::builder()
+        .layer(metrics::Layer(metrics))
         .add_service(berth_api::v1::images_server::ImagesServer::new(service))
         .add_service(berth_api::v1::containers_server::ContainersServer::new(containers_service))
         .add_service(berth_api::v1::networks_server::NetworksServer::new(networks_service))

@@ -88,6 +88,17 @@ struct Remote {
 }
 
 pub async fn pull(store: Arc<Store>, reference: &Reference, options: &PullOptions) -> Result<Pulled> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pulled = pull_mirrors_first(store.clone(), reference, options).await;
+    store.pulls.total.fetch_add(1, Relaxed);
+    match &pulled {
+        Ok(pulled) => store.pulls.bytes.fetch_add(pulled.downloaded, Relaxed),
+        Err(_) => store.pulls.failed.fetch_add(1, Relaxed),
+    };
+    pulled
+}
+
+async fn pull_mirrors_first(store: Arc<Store>, reference: &Reference, options: &PullOptions) -> Result<Pulled> {
     for mirror in &options.mirrors {
         // A mirror that fails (down, or without the image) only costs the time it took to say so;
         // what it did commit is reused by the next attempt.

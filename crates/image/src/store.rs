@@ -21,6 +21,16 @@ pub struct Store {
     pub(crate) in_flight: InFlight,
     /// The most one image may unpack to (uncompressed layer bytes, all its layers together).
     pub(crate) max_image_size: u64,
+    /// Pulls since the store was opened (a daemon's metrics).
+    pub pulls: PullCounts,
+}
+
+/// Pulls counted as they end: every one, the failed ones, and the bytes downloaded.
+#[derive(Debug, Default)]
+pub struct PullCounts {
+    pub total: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
 }
 
 /// One async lock per blob digest being fetched: a second pull of the same blob waits for the
@@ -82,6 +92,7 @@ impl Store {
             images: ImageDb::open(&root.join("meta.redb"))?,
             root: root.to_path_buf(),
             in_flight: InFlight::default(),
+            pulls: PullCounts::default(),
             max_image_size: u64::MAX,
         })
     }

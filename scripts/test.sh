@@ -36,6 +36,14 @@ if [ "${BERTH_SKIP_PEERS:-}" != 1 ]; then
         -ginkgo.focus=Streaming -websocket-exec -websocket-attach -websocket-portforward
     ./scripts/kubelet-test.sh
 fi
+# The README's quickstart, as a user runs it but staged under target/ and undone at the end: the
+# binaries just built installed, a berthd of its own, an image imported offline, a container and
+# (crictl being built above) a pod.
+qs="$(pwd)/target/quickstart"
+rm -rf "$qs"
+BERTH_BIN_DIR="$(pwd)/target/debug" DESTDIR="$qs/stage" PREFIX=/usr/local BERTH_QUICKSTART_ROOT="$qs/run" BERTH_QUICKSTART_STOP=1 \
+    ./scripts/quickstart.sh
+rm -rf "$qs"
 # The same containers under cgroup v2, in a VM (this host is v1).
 if [ "${BERTH_SKIP_VM:-}" != 1 ]; then
     ./scripts/test-vm.sh

@@ -1190,3 +1190,45 @@ fn events_are_filtered_and_printed_as_json() {
     drop(berthd);
     env.leak_check();
 }
+
+/// `--tmpfs` and `--mount` (tmpfs, bind, volume) and `-v /dst` (an anonymous volume), as docker's.
+#[test]
+fn tmpfs_mount_and_anonymous_volume_flags() {
+    let (env, _registry, berthd, image) = setup("mount-flags");
+    let mounts_of = |args: &[&str], path: &str| {
+        let script = format!("grep ' {path} ' /proc/mounts");
+        let full: Vec<&str> = ["run", "--rm"].into_iter().chain(args.iter().copied()).chain([image.as_str(), "sh", "-c", script.as_str()]).collect();
+        berthd.ok(&env, &full)
+    };
+    let tmpfs = mounts_of(&["--tmpfs", "/scratch:size=1m,mode=1777"], "/scratch");
+    assert!(
+        tmpfs.starts_with("tmpfs /scratch tmpfs") && tmpfs.contains("nosuid") && tmpfs.contains("noexec") && tmpfs.contains("size=1024k"),
+        "{tmpfs}"
+    );
+    let mounted = mounts_of(&["--mount", "type=tmpfs,target=/t,tmpfs-size=2m,tmpfs-mode=700"], "/t");
+    assert!(mounted.contains("size=2048k") && mounted.contains("mode=700"), "{mounted}");
+    let host_dir = env.dir.join("host-dir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("file"), "from the host\n").unwrap();
+    let bind = format!("type=bind,source={},target=/h,readonly", host_dir.display());
+    let out = berthd.berth(&env, &["run", "--rm", "--mount", &bind, &image, "sh", "-c", "cat /h/file; touch /h/new"]);
+    assert!(!out.status.success() && text(&out).0 == "from the host\n" && text(&out).1.contains("Read-only"), "{out:?}");
+    berthd.ok(&env, &["run", "--rm", "--mount", "type=volume,source=named1,target=/v", &image, "sh", "-c", "echo kept > /v/f"]);
+    assert_eq!(berthd.ok(&env, &["run", "--rm", "-v", "named1:/v", &image, "cat", "/v/f"]), "kept\n");
+    // An anonymous volume lives as long as its container.
+    berthd.ok(&env, &["run", "-d", "--name", "anon", "-v", "/anon", &image, "sh", "-c", "echo x > /anon/f; sleep 100"]);
+    let listed = berthd.ok(&env, &["volume", "ls", "-q"]);
+    berthd.ok(&env, &["rm", "-f", "anon"]);
+    let after = berthd.ok(&env, &["volume", "ls", "-q"]);
+    assert_eq!(listed.lines().count(), 2, "named1 and the anonymous one:\n{listed}");
+    assert_eq!(after.trim(), "named1");
+    for bad in
+        [&["--tmpfs", "/x:bogus=1"][..], &["--tmpfs", "relative"], &["--mount", "type=bind,source=rel,target=/x"], &["--mount", "type=nfs,target=/x"]]
+    {
+        let args: Vec<&str> = ["run", "--rm"].into_iter().chain(bad.iter().copied()).chain([image.as_str(), "true"]).collect();
+        assert_eq!(berthd.berth(&env, &args).status.code(), Some(125), "{bad:?}");
+    }
+    berthd.ok(&env, &["volume", "rm", "named1"]);
+    drop(berthd);
+    env.leak_check();
+}

@@ -7,7 +7,7 @@ use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
 use berth_api::v1::{
     stream_input, AttachRequest, Container, ContainerRef, CreateContainerRequest, EventsRequest, ExecRequest, KillContainerRequest,
-    ListContainersRequest, LogsRequest, PortMapping, RemoveContainerRequest, StopContainerRequest, TopRequest, Volume, WaitRequest,
+    ListContainersRequest, LogsRequest, PortMapping, RemoveContainerRequest, StopContainerRequest, Tmpfs, TopRequest, Volume, WaitRequest,
 };
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -40,9 +40,17 @@ pub struct CreateArgs {
     /// Replaces the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// SOURCE:TARGET[:ro]: a host directory (a path) or a named volume (a name), made on first use.
+    /// SOURCE:TARGET[:ro]: a host directory (a path) or a named volume (a name), made on first use;
+    /// /TARGET alone: an anonymous volume.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…], as
+    /// docker's.
+    #[arg(long)]
+    mount: Vec<String>,
+    /// TARGET[:OPTIONS]: a tmpfs (noexec,nosuid,nodev, then OPTIONS such as size=64m,mode=1777).
+    #[arg(long)]
+    tmpfs: Vec<String>,
     #[arg(long)]
     read_only: bool,
     /// Memory limit: bytes, or with a k, m or g suffix.
@@ -381,7 +389,14 @@ fn nanos(given: Option<std::time::Duration>) -> u64 {
 
 fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
     let console = if args.tty { crate::stream::terminal_size() } else { None };
-    let volumes = args.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut volumes = args.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut tmpfs_mounts: Vec<Tmpfs> = args.tmpfs.iter().map(|t| tmpfs(t)).collect();
+    for spec in &args.mount {
+        match mount(spec)? {
+            Ok(volume) => volumes.push(volume),
+            Err(t) => tmpfs_mounts.push(t),
+        }
+    }
     let mut labels = std::collections::HashMap::new();
     for label in &args.label {
         let (key, value) = label.split_once('=').unwrap_or((label, ""));
@@ -423,6 +438,7 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         auto_remove: false,
         restart: args.restart,
         init: args.init,
+        tmpfs: tmpfs_mounts,
         health_cmd: args.health_cmd.unwrap_or_default(),
         health_interval_ns: nanos(args.health_interval),
         health_timeout_ns: nanos(args.health_timeout),
@@ -430,6 +446,48 @@ fn create_request(args: CreateArgs) -> anyhow::Result<CreateContainerRequest> {
         health_retries: args.health_retries.unwrap_or(0),
         no_healthcheck: args.no_healthcheck,
     })
+}
+
+/// docker's `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`:
+/// a bind or volume mount (as `-v`'s), or a tmpfs (as `--tmpfs`'s).
+fn mount(spec: &str) -> anyhow::Result<Result<Volume, Tmpfs>> {
+    let bad = |why: &str| anyhow::anyhow!("mount {spec:?}: {why}");
+    let (mut kind, mut source, mut target, mut read_only, mut tmpfs) = ("volume", String::new(), String::new(), false, Vec::new());
+    for field in spec.split(',') {
+        let (key, value) = field.split_once('=').map_or((field, None), |(k, v)| (k, Some(v)));
+        match (key, value) {
+            ("type", Some(v @ ("bind" | "volume" | "tmpfs"))) => kind = v,
+            ("type", _) => return Err(bad("type is bind, volume or tmpfs")),
+            ("source" | "src", Some(v)) => source = v.to_string(),
+            ("target" | "destination" | "dst", Some(v)) => target = v.to_string(),
+            ("readonly" | "ro", None | Some("true" | "1")) => read_only = true,
+            ("readonly" | "ro", Some("false" | "0")) => read_only = false,
+            ("tmpfs-size", Some(v)) => tmpfs.push(format!("size={v}")),
+            ("tmpfs-mode", Some(v)) => tmpfs.push(format!("mode={v}")),
+            _ => return Err(bad(&format!("unknown or malformed field {field:?}"))),
+        }
+    }
+    if !target.starts_with('/') {
+        return Err(bad("target=/PATH is needed"));
+    }
+    match kind {
+        "tmpfs" => {
+            if read_only {
+                tmpfs.push("ro".into());
+            }
+            Ok(Err(Tmpfs { target, options: tmpfs.join(",") }))
+        }
+        "bind" if !source.starts_with('/') => Err(bad("a bind's source is an absolute path")),
+        _ if !tmpfs.is_empty() => Err(bad("tmpfs-* fields go with type=tmpfs")),
+        // A volume's source is its name; none: an anonymous one.
+        _ => Ok(Ok(Volume { source, target, read_only })),
+    }
+}
+
+/// docker's `--tmpfs TARGET[:OPTIONS]`.
+fn tmpfs(spec: &str) -> Tmpfs {
+    let (target, options) = spec.split_once(':').unwrap_or((spec, ""));
+    Tmpfs { target: target.to_string(), options: options.to_string() }
 }
 
 /// docker's `-p`: `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]`; no host port means one
@@ -478,7 +536,11 @@ fn port_line(p: &PortMapping) -> String {
 fn volume(spec: &str) -> anyhow::Result<Volume> {
     let mut parts = spec.splitn(2, ':');
     let source = parts.next().unwrap_or_default();
-    let rest = parts.next().ok_or_else(|| anyhow::anyhow!("volume {spec:?}: use SOURCE:TARGET[:ro]"))?;
+    let Some(rest) = parts.next() else {
+        // `-v /dst`: an anonymous volume there, as docker's.
+        anyhow::ensure!(source.starts_with('/'), "volume {spec:?}: use SOURCE:TARGET[:ro], or /TARGET for an anonymous volume");
+        return Ok(Volume { source: String::new(), target: source.to_string(), read_only: false });
+    };
     let source = match source.strip_prefix("~/").zip(std::env::var_os("HOME")) {
         Some((under_home, home)) => std::path::Path::new(&home).join(under_home).to_string_lossy().into_owned(),
         None if source.contains('/') || source.starts_with('.') => std::path::absolute(source)?.to_string_lossy().into_owned(),

@@ -51,6 +51,8 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// `--restart`.
     pub restart: crate::restart::RestartPolicy,
+    /// `--tmpfs` and `--mount type=tmpfs`: (target, options).
+    pub tmpfs: Vec<(String, Vec<String>)>,
     /// `--init`: the host's init binary, bound into the container and run as its PID 1 with the
     /// command under it.
     pub init: Option<std::path::PathBuf>,

@@ -121,6 +121,11 @@ impl SpecMaker for RunSpec {
     fn volumes(&self, image: &RunConfig) -> Result<Vec<VolumeUse>> {
         let mut uses = Vec::new();
         for volume in self.0.volumes.iter().filter(|v| !v.source.starts_with('/')) {
+            // `-v /dst`, `--mount type=volume,dst=/dst`: an anonymous volume (named at create).
+            if volume.source.is_empty() {
+                uses.push(VolumeUse { name: String::new(), target: volume.target.clone(), read_only: volume.read_only, anonymous: true });
+                continue;
+            }
             if !crate::volumes::valid_name(&volume.source) {
                 return Err(Error::Invalid(format!(
                     "volume {:?}: a name is [a-zA-Z0-9][a-zA-Z0-9_.-]*; a host directory needs an absolute path",
@@ -209,6 +214,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     // Processes keep no privilege they did not start with (setuid binaries excepted only when privileged).
     opts.push(if options.privileged { spec_opts::with_privileged() } else { spec_opts::with_no_new_privileges(true) });
+    for (target, tmpfs_options) in &options.tmpfs {
+        opts.push(spec_opts::with_tmpfs(target.clone(), tmpfs_options.clone()));
+    }
     if let Some(init) = &options.init {
         opts.push(spec_opts::with_bind(init.clone(), INIT_PATH.into(), ["bind", "ro", "nosuid", "nodev"].map(String::from).to_vec()));
     }

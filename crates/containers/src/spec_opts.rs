@@ -194,6 +194,38 @@ pub fn with_idmapped_bind(source: PathBuf, destination: String, mut options: Vec
     })
 }
 
+/// Options `--tmpfs` and `--mount type=tmpfs` take (the kernel's tmpfs options and the mount
+/// flags that make sense on one).
+const TMPFS_OPTIONS: [&str; 16] =
+    ["rw", "ro", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime", "strictatime", "size", "mode", "uid", "gid"];
+
+/// A fresh tmpfs at `destination`: docker's `--tmpfs` defaults (noexec, nosuid, nodev), then
+/// `options` (`size=64m`, `mode=1777`, `exec` …) over them.
+pub fn with_tmpfs(destination: String, options: Vec<String>) -> SpecOpt {
+    Box::new(move |spec| {
+        if !destination.starts_with('/') || destination.split('/').any(|c| c == "..") {
+            return Err(invalid(format!("tmpfs {destination:?}: the target is an absolute path without '..'")));
+        }
+        for option in &options {
+            let name = option.split_once('=').map_or(option.as_str(), |(name, _)| name);
+            let valued = ["size", "mode", "uid", "gid", "nr_inodes"].contains(&name);
+            if !(TMPFS_OPTIONS.contains(&name) || name == "nr_inodes")
+                || valued != option.contains('=')
+                || option.chars().any(|c| c == ',' || c.is_control())
+            {
+                return Err(invalid(format!("tmpfs {destination}: option {option:?} (take {} and nr_inodes)", TMPFS_OPTIONS.join(", "))));
+            }
+        }
+        let mut mount = Mount::default();
+        mount.set_destination(PathBuf::from(&destination));
+        mount.set_typ(Some("tmpfs".into()));
+        mount.set_source(Some(PathBuf::from("tmpfs")));
+        mount.set_options(Some(["noexec", "nosuid", "nodev"].map(String::from).into_iter().chain(options.iter().cloned()).collect()));
+        spec.mounts_mut().get_or_insert_with(Vec::new).push(mount);
+        Ok(())
+    })
+}
+
 /// Namespace `typ` is the host's (dropped from the spec), or, with `path`, the one pinned there
 /// (a pod's), or a new one (`path` None and `host` false). The host's UTS namespace takes the
 /// hostname out of the spec too: a runtime sets one only in a namespace of the container's.

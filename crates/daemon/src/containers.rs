@@ -146,6 +146,7 @@ fn options(r: CreateContainerRequest, default_network: &str, init: Option<&std::
         auto_remove: r.auto_remove,
         restart: r.restart.parse().map_err(Status::invalid_argument)?,
         init,
+        tmpfs: r.tmpfs.into_iter().map(|t| (t.target, t.options.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect())).collect(),
         // berth.v1 has no pods: its containers have shims of their own.
         sandbox: None,
         health: berth_containers::health::HealthOptions {

@@ -977,7 +977,7 @@ fn env_files_extra_hosts_and_dns_flags_reach_the_container() {
     let mut run = std::process::Command::new(berth_testsupport::workspace_bin("berth"));
     run.arg("--socket").arg(&berthd.socket).env("BERTH_TEST_FROM_SHELL", "shell");
     run.args(["run", "--rm", "--env-file", env_file.to_str().unwrap(), "-e", "B=from-flag"]);
-    run.args(["--add-host", "db:192.0.2.10", "--add-host", "v6=2001:db8::1"]);
+    run.args(["--add-host", "db:192.0.2.10", "--add-host", "v6=2001:db8::1", "--add-host", "host.docker.internal:host-gateway"]);
     run.args(["--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:3"]);
     run.args([&image, "sh", "-c", "echo $A $B $BERTH_TEST_FROM_SHELL; grep -v localhost /etc/hosts; grep -v '^#' /etc/resolv.conf"]);
     let out = env.capture(&mut run);
@@ -986,6 +986,8 @@ fn env_files_extra_hosts_and_dns_flags_reach_the_container() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "from-file from-flag shell");
     assert!(lines.contains(&"192.0.2.10\tdb") && lines.contains(&"2001:db8::1\tv6"), "{stdout}");
+    // host-gateway: the default network's gateway (berthd's default subnet, 10.210.0.0/24).
+    assert!(lines.contains(&"10.210.0.1\thost.docker.internal"), "{stdout}");
     let resolv: Vec<&str> = lines.iter().copied().filter(|l| ["nameserver", "search", "options"].iter().any(|k| l.starts_with(k))).collect();
     assert_eq!(resolv, ["nameserver 192.0.2.53", "search example.test", "options ndots:3"], "{stdout}");
     let bad_env = berthd.berth(&env, &["run", "--rm", "--env-file", bad_file.to_str().unwrap(), &image, "true"]);

@@ -78,7 +78,8 @@ pub struct CreateArgs {
     /// Publish every port the image exposes on a free host port (bridge networks).
     #[arg(short = 'P', long)]
     publish_all: bool,
-    /// NAME:IP: a line added to the container's /etc/hosts.
+    /// NAME:IP: a line added to the container's /etc/hosts (IP host-gateway: the host, at the
+    /// default network's gateway).
     #[arg(long = "add-host")]
     add_host: Vec<String>,
     /// A name server for the container's resolv.conf (in place of the host's).

@@ -19,6 +19,8 @@ pub struct ContainersService {
     pub containers: Containers,
     /// berthd.toml's default_network: what a request that names none gets.
     pub default_network: String,
+    /// What `host-gateway` in `--add-host` stands for: the default network's gateway.
+    pub host_gateway: std::net::IpAddr,
     /// What `--init` runs (berthd.toml's init_path, else tini's static build found on PATH).
     pub init: Option<std::path::PathBuf>,
 }
@@ -32,12 +34,14 @@ fn console_size(width: u32, height: u32) -> Option<(u16, u16)> {
 }
 
 /// `--add-host NAME:IP` (or NAME=IP): a host name and an address.
-fn extra_host(entry: &str) -> Result<(String, std::net::IpAddr), Status> {
-    let bad = || Status::invalid_argument(format!("--add-host {entry:?}: use NAME:IP, NAME a host name"));
+/// `--add-host NAME:IP`; `host-gateway` for IP is the host as the default network's containers
+/// reach it (its bridge's address), as docker's is docker0's.
+fn extra_host(entry: &str, host_gateway: std::net::IpAddr) -> Result<(String, std::net::IpAddr), Status> {
+    let bad = || Status::invalid_argument(format!("--add-host {entry:?}: use NAME:IP (or NAME:host-gateway), NAME a host name"));
     let (name, ip) = entry.split_once(['=', ':']).ok_or_else(bad)?;
     let plain = !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
     let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
-    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+    let ip: std::net::IpAddr = if ip == "host-gateway" { host_gateway } else { ip.parse().map_err(|_| bad())? };
     if !plain {
         return Err(bad());
     }
@@ -91,7 +95,8 @@ fn dns_words(words: Vec<String>) -> Result<Vec<String>, Status> {
     }
 }
 
-fn options(r: CreateContainerRequest, default_network: &str, init: Option<&std::path::Path>) -> Result<CreateOptions, Status> {
+fn options(r: CreateContainerRequest, service: &ContainersService) -> Result<CreateOptions, Status> {
+    let (default_network, init) = (service.default_network.as_str(), service.init.as_deref());
     let init = match (r.init, init) {
         (false, _) => None,
         (true, Some(init)) => Some(init.to_path_buf()),
@@ -133,7 +138,7 @@ fn options(r: CreateContainerRequest, default_network: &str, init: Option<&std::
         network,
         publish,
         publish_all: r.publish_all,
-        extra_hosts: r.add_hosts.iter().map(|h| extra_host(h)).collect::<Result<_, _>>()?,
+        extra_hosts: r.add_hosts.iter().map(|h| extra_host(h, service.host_gateway)).collect::<Result<_, _>>()?,
         devices: r.devices.iter().map(|d| device(d)).collect::<Result<_, _>>()?,
         ulimits: r.ulimits.iter().map(|u| ulimit(u)).collect::<Result<_, _>>()?,
         dns: berth_containers::DnsConfig { servers: dns_servers(&r.dns)?, searches: dns_words(r.dns_search)?, options: dns_words(r.dns_options)? },
@@ -274,7 +279,7 @@ fn bridge(stream: berth_shim::AsyncStream, mut input: Streaming<StreamInput>) ->
 #[tonic::async_trait]
 impl containers_server::Containers for ContainersService {
     async fn create(&self, request: Request<CreateContainerRequest>) -> Reply<Container> {
-        let options = options(request.into_inner(), &self.default_network, self.init.as_deref())?;
+        let options = options(request.into_inner(), self)?;
         let record = self.containers.create(options).await.map_err(berth_errdefs::status)?;
         Ok(Response::new(self.message(&record)))
     }

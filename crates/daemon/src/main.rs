@@ -123,7 +123,15 @@ async fn serve() -> anyhow::Result<()> {
     // tini's static build, as docker's docker-init is (a dynamic one would not run in an image
     // without its libraries).
     let init = config.init_path.clone().or_else(|| ["tini-static", "catatonit", "docker-init"].iter().find_map(|n| locate(std::path::Path::new(n))));
-    let containers_service = containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone(), init };
+    // The default network's gateway: its subnet's first address.
+    let host_gateway = config
+        .default_subnet
+        .split_once('/')
+        .and_then(|(base, _)| base.parse::<std::net::Ipv4Addr>().ok())
+        .map_or(std::net::Ipv4Addr::LOCALHOST, |base| std::net::Ipv4Addr::from(u32::from(base) + 1))
+        .into();
+    let containers_service =
+        containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone(), host_gateway, init };
     let networks_service = networks::NetworksService { containers: containers.clone() };
     let volumes_service = volumes::VolumesService { containers: containers.clone() };
     let registries = berth_image::registries::SharedRegistries::new(registries_of(&config));

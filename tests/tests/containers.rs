@@ -1088,7 +1088,7 @@ fn completions_and_man_pages_come_from_the_flags() {
         String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>()
     };
     assert!(complete("berth ru").contains(&"run".to_string()), "{:?}", complete("berth ru"));
-    assert_eq!(complete("berth run --det"), ["--detach"]);
+    assert_eq!(complete("berth run --det"), ["--detach", "--detach-keys"]);
     for shell in ["zsh", "fish"] {
         let out = env.capture(Command::new(&berth).args(["completion", shell]).stdin(Stdio::null()));
         assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");

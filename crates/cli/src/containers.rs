@@ -26,6 +26,7 @@ pub struct ProcessArgs {
     /// user, uid, user:group or uid:gid (looked up in the image).
     #[arg(short, long)]
     user: Option<String>,
+    /// The working directory inside (the image's by default).
     #[arg(short, long)]
     workdir: Option<String>,
 }
@@ -51,19 +52,25 @@ pub struct CreateArgs {
     /// TARGET[:OPTIONS]: a tmpfs (noexec,nosuid,nodev, then OPTIONS such as size=64m,mode=1777).
     #[arg(long)]
     tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
     /// Memory limit: bytes, or with a k, m or g suffix.
     #[arg(short, long)]
     memory: Option<String>,
+    /// CPUs the container may use (a quota: 0.5 is half of one).
     #[arg(long)]
     cpus: Option<f64>,
+    /// The most processes (and threads) it may have; -1 for no limit.
     #[arg(long)]
     pids_limit: Option<i64>,
+    /// Add a capability (CAP_NET_ADMIN or NET_ADMIN; ALL for every one).
     #[arg(long)]
     cap_add: Vec<String>,
+    /// Drop a capability (ALL for every one).
     #[arg(long)]
     cap_drop: Vec<String>,
+    /// Every capability and device, no seccomp filter: the host's power.
     #[arg(long)]
     privileged: bool,
     /// bridge (berth's default network), a network's name, host, none, or container:NAME (another
@@ -97,6 +104,7 @@ pub struct CreateArgs {
     /// NAME=SOFT[:HARD]: a resource limit (nofile, nproc, core, …; -1 for unlimited).
     #[arg(long)]
     ulimit: Vec<String>,
+    /// The container's hostname (its short id by default).
     #[arg(long)]
     hostname: Option<String>,
     /// A terminal for the container.
@@ -140,7 +148,9 @@ pub struct CreateArgs {
     /// When to pull the image first: missing (when it is not in the store), always, or never.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
+    /// The image: a name, an id (12 hex digits or more) or a digest.
     image: String,
+    /// The command and its arguments (the image's Cmd by default).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
@@ -155,6 +165,10 @@ pub enum PullPolicy {
 #[derive(Subcommand)]
 pub enum ContainerCommand {
     /// Create and start a container; in the foreground, exit with its status.
+    #[command(after_help = "Examples:
+  berth run --rm -it localhost/busybox sh
+  berth run -d --name web -p 127.0.0.1:8080:80 --restart unless-stopped localhost/busybox httpd -f -p 80
+  berth run --rm -v data:/data --tmpfs /tmp --memory 64m --cpus 0.5 localhost/busybox du -sh /data")]
     Run {
         #[command(flatten)]
         create: CreateArgs,
@@ -179,6 +193,7 @@ pub enum ContainerCommand {
     },
     /// Start created or exited containers.
     Start {
+        /// Containers by name or id (prefix).
         #[arg(required = true)]
         containers: Vec<String>,
         /// Attach to its output and exit with its status (one container).
@@ -193,6 +208,7 @@ pub enum ContainerCommand {
     },
     /// List containers (running ones unless --all).
     Ps {
+        /// Stopped containers too.
         #[arg(short, long)]
         all: bool,
         /// Only the short ids, one per line (docker's `ps -q`, for `berth rm $(berth ps -aq)`).
@@ -210,12 +226,15 @@ pub enum ContainerCommand {
     },
     /// Print a container's log.
     Logs {
+        /// A container by name or id (prefix).
         container: String,
+        /// Keep printing as the container writes, until it exits.
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines.
         #[arg(long)]
         tail: Option<u32>,
+        /// Each line's time (RFC 3339, nanoseconds).
         #[arg(short = 't', long)]
         timestamps: bool,
         /// Only lines since a time: RFC 3339 (2026-12-04T10:00:00Z, or a date), a Unix time in
@@ -228,19 +247,25 @@ pub enum ContainerCommand {
     },
     /// Run a command in a running container.
     Exec {
+        /// A terminal for the command.
         #[arg(short, long)]
         tty: bool,
+        /// Keep stdin open and pass this terminal's input on.
         #[arg(short, long)]
         interactive: bool,
         #[command(flatten)]
         process: ProcessArgs,
+        /// A container by name or id (prefix).
         container: String,
+        /// The command to run and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
     /// Attach to a running container's output (and its stdin, if it has one open).
     Attach {
+        /// A container by name or id (prefix).
         container: String,
+        /// Do not pass this terminal's input on.
         #[arg(long)]
         no_stdin: bool,
         /// The keys that detach (as run's).
@@ -249,6 +274,7 @@ pub enum ContainerCommand {
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
+        /// Containers by name or id (prefix).
         #[arg(required = true)]
         containers: Vec<String>,
         /// Seconds to wait before SIGKILL.
@@ -257,6 +283,7 @@ pub enum ContainerCommand {
     },
     /// Stop containers (as stop does) and start them again.
     Restart {
+        /// Containers by name or id (prefix).
         #[arg(required = true)]
         containers: Vec<String>,
         /// Seconds to wait before SIGKILL.
@@ -265,13 +292,16 @@ pub enum ContainerCommand {
     },
     /// Send a signal to a container's init.
     Kill {
+        /// Containers by name or id (prefix).
         #[arg(required = true)]
         containers: Vec<String>,
+        /// A signal by name (TERM, SIGHUP) or number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
     },
     /// Remove containers.
     Rm {
+        /// Containers by name or id (prefix).
         #[arg(required = true)]
         containers: Vec<String>,
         /// Kill it first if it is running.
@@ -280,6 +310,7 @@ pub enum ContainerCommand {
     },
     /// Wait for containers to exit; print their exit codes.
     Wait {
+        /// Containers by name or id (prefix).
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -295,17 +326,22 @@ pub enum ContainerCommand {
     },
     /// List a running container's processes.
     Top {
+        /// A container by name or id (prefix).
         container: String,
         /// ps's options (the host's ps, as docker runs it; -ef when none), keeping a PID column.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
     /// List a container's published ports.
-    Port { container: String },
-    /// A running container's resource use (one sample).
+    Port {
+        /// A container by name or id (prefix).
+        container: String,
+    },
+    /// Running containers' resource use: CPU %, memory, pids.
     Stats {
         /// Every running container when none is named.
         containers: Vec<String>,
+        /// table or json (a line per sample).
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// One sample and exit (else a new one every second, as docker's).

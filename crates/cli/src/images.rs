@@ -15,9 +15,15 @@ use tonic::transport::Channel;
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Pull an image from a registry.
-    Pull { reference: String },
+    Pull {
+        /// [REGISTRY/]REPOSITORY[:TAG][@DIGEST] (docker.io and :latest when left out).
+        reference: String,
+    },
     /// Push an image to the registry its name says (tag it first to push it elsewhere).
-    Push { name: String },
+    Push {
+        /// The image's name: its registry is where it goes.
+        name: String,
+    },
     /// List images.
     Images {
         /// table, json, or a Go template of docker's fields: {{.Repository}} {{.Tag}} {{.ID}}
@@ -27,27 +33,37 @@ pub enum ImageCommand {
     },
     /// Remove an image (its blobs go at the next prune).
     Rmi {
+        /// Images by name, id or digest.
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Remove every blob and snapshot no image needs.
     Prune,
     /// Give an image one more name.
-    Tag { source: String, target: String },
+    Tag {
+        /// An image by name, id or digest.
+        source: String,
+        /// The new name.
+        target: String,
+    },
     /// Import an OCI layout or docker-archive tarball (or, with --rootfs, a root filesystem tarball).
     #[command(alias = "load")]
     Import {
+        /// The tarball.
         file: PathBuf,
         /// The image's name (needed for --rootfs, and for an archive that names its image by tag only).
         name: Option<String>,
+        /// The tarball is a root filesystem: one layer, no config.
         #[arg(long)]
         rootfs: bool,
     },
     /// Write images as an OCI layout tarball (or a docker archive).
     #[command(alias = "save")]
     Export {
+        /// Images by name, id or digest.
         #[arg(required = true)]
         names: Vec<String>,
+        /// The tarball to write.
         #[arg(short, long)]
         output: PathBuf,
         /// oci or docker-archive.

@@ -46,6 +46,7 @@ enum Command {
     /// Print a shell completion script: `source <(berth completion bash)`, or install it where
     /// the shell looks (scripts/install.sh does).
     Completion {
+        /// bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -55,6 +56,7 @@ enum Command {
     /// Show containers (or, failing that, images) as JSON: one name's object, or an array for
     /// several.
     Inspect {
+        /// Containers or images by name or id.
         #[arg(required = true)]
         names: Vec<String>,
     },

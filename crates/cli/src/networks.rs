@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 pub enum NetworkCommand {
     /// Create a bridge network; print its name.
     Create {
+        /// Letters, digits, _ . - (not host, none, bridge, default or container).
         name: String,
         /// A subnet in CIDR form, IPv4 (the next free /24 of 10.210.0.0/16 by default) or IPv6
         /// (which gives the network IPv6 too); once per family.
@@ -22,17 +23,20 @@ pub enum NetworkCommand {
     /// List networks.
     #[command(visible_alias = "list")]
     Ls {
+        /// table or json.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Show networks as JSON.
     Inspect {
+        /// Networks by name.
         #[arg(required = true)]
         networks: Vec<String>,
     },
     /// Remove networks no container is on (and their bridges).
     #[command(visible_alias = "remove")]
     Rm {
+        /// Networks by name.
         #[arg(required = true)]
         networks: Vec<String>,
     },

@@ -10,29 +10,36 @@ use tonic::transport::Channel;
 #[derive(Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume (a random name when none is given); print its name.
-    Create { name: Option<String> },
+    Create {
+        /// Letters, digits, _ . - (a random name when left out).
+        name: Option<String>,
+    },
     /// List volumes.
     #[command(visible_alias = "list")]
     Ls {
         /// Only the names, one per line.
         #[arg(short, long)]
         quiet: bool,
+        /// table or json.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Show volumes as JSON.
     Inspect {
+        /// Volumes by name.
         #[arg(required = true)]
         volumes: Vec<String>,
     },
     /// Remove volumes no container uses.
     #[command(visible_alias = "remove")]
     Rm {
+        /// Volumes by name.
         #[arg(required = true)]
         volumes: Vec<String>,
     },
     /// Remove the volumes no container uses: anonymous ones, or all with --all.
     Prune {
+        /// Named volumes too, not only anonymous ones no container uses.
         #[arg(short, long)]
         all: bool,
         /// Accepted for docker's habit: berth does not ask.

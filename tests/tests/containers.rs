@@ -79,8 +79,15 @@ impl EventsFollower {
 
 /// `berth <args>` inside a pty (util-linux `script`), with `input` typed into it.
 fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output {
-    let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
-    let command = format!("stty cols {} rows {}; {berth} {args}", size.0, size.1);
+    in_pty_later(berthd, &format!("stty cols {} rows {}; BERTH", size.0, size.1), args, std::time::Duration::ZERO, input.as_bytes())
+}
+
+/// `berth <args>` in a pty, after `prefix` (a shell line in which BERTH stands for the command),
+/// `input` typed once `delay` has passed (so a terminal the command made raw by then takes it as
+/// it is: in cooked mode ^Q would be flow control).
+fn in_pty_later(berthd: &Berthd, prefix: &str, args: &str, delay: std::time::Duration, input: &[u8]) -> Output {
+    let berth = format!("{} --socket {} {args}", workspace_bin("berth").display(), berthd.socket.display());
+    let command = if prefix.contains("BERTH") { prefix.replace("BERTH", &berth) } else { berth };
     let mut child = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .stdin(Stdio::piped())
@@ -90,7 +97,8 @@ fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output 
         .unwrap();
     use std::io::Write;
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
+    std::thread::sleep(delay);
+    stdin.write_all(input).unwrap();
     // Kept open until the command is done: a closed pty input would hang up the session.
     let out = std::thread::spawn(move || child.wait_with_output().unwrap()).join().unwrap();
     drop(stdin);
@@ -1106,40 +1114,20 @@ fn completions_and_man_pages_come_from_the_flags() {
     assert!(String::from_utf8_lossy(&typo.stderr).contains("'run'"), "{}", String::from_utf8_lossy(&typo.stderr));
 }
 
-/// `berth <args>` in a pty; `input` typed once the command has had `delay` to start (so the
-/// terminal is raw by then: in cooked mode ^Q would be flow control).
-fn in_pty_later(berthd: &Berthd, args: &str, delay: std::time::Duration, input: &[u8]) -> Output {
-    let berth = format!("{} --socket {}", workspace_bin("berth").display(), berthd.socket.display());
-    let mut child = Command::new("script")
-        .args(["-qec", &format!("{berth} {args}"), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(delay);
-    stdin.write_all(input).unwrap();
-    let out = std::thread::spawn(move || child.wait_with_output().unwrap()).join().unwrap();
-    drop(stdin);
-    out
-}
-
 #[test]
 fn detach_keys_leave_the_container_running() {
     let (env, _registry, berthd, image) = setup("detach-keys");
     let second = std::time::Duration::from_secs(2);
     // docker's keys on run -it: the client ends with 0, the container runs on (--rm or not).
-    let out = in_pty_later(&berthd, &format!("run -it --rm --name d1 {image} sh"), second, b"\x10\x11");
+    let out = in_pty_later(&berthd, "", &format!("run -it --rm --name d1 {image} sh"), second, b"\x10\x11");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(containers(&berthd, &env).iter().find(|c| c["name"] == "d1").map(|c| c["state"].clone()), Some("running".into()));
     // Attach with keys of one's own; a typed ^P alone does not detach.
-    let out = in_pty_later(&berthd, "attach --detach-keys ctrl-x d1", second, b"\x10\x18");
+    let out = in_pty_later(&berthd, "", "attach --detach-keys ctrl-x d1", second, b"\x10\x18");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(containers(&berthd, &env).iter().find(|c| c["name"] == "d1").map(|c| c["state"].clone()), Some("running".into()));
     // Without keys, ^P ^Q are the container's: its shell reads them and exits at "exit".
-    let out = in_pty_later(&berthd, &format!("run -it --rm --detach-keys= {image} sh -c 'read x; exit 3'"), second, b"\x10\x11\r");
+    let out = in_pty_later(&berthd, "", &format!("run -it --rm --detach-keys= {image} sh -c 'read x; exit 3'"), second, b"\x10\x11\r");
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     berthd.ok(&env, &["rm", "-f", "d1"]);
     drop(berthd);

@@ -1,6 +1,7 @@
 //! The container verbs, docker's and podman's names and flags: each is one or two
 //! berth.v1.Containers calls, plus a stream to the shim for run, attach and exec.
 
+use crate::each;
 use crate::format::Output;
 use crate::stream::{pump, DetachKeys, Ended, Kind};
 use crate::{status, Format};
@@ -819,19 +820,23 @@ pub async fn run(channel: Channel, command: ContainerCommand) -> anyhow::Result<
             }
         }
         ContainerCommand::Stop { containers, time } => {
-            Ok(each(containers, async |key| client.stop(StopContainerRequest { container: key, timeout_seconds: time }).await.map(drop)).await)
+            Ok(each(containers, async |key| client.stop(StopContainerRequest { container: key.clone(), timeout_seconds: time }).await.map(|_| key))
+                .await)
         }
         ContainerCommand::Restart { containers, time } => Ok(each(containers, async |key| {
             client.stop(StopContainerRequest { container: key.clone(), timeout_seconds: time }).await?;
-            client.start(ContainerRef { container: key }).await.map(drop)
+            client.start(ContainerRef { container: key.clone() }).await.map(|_| key)
         })
         .await),
         ContainerCommand::Kill { containers, signal } => {
             let number = parse_signal(&signal)?;
-            Ok(each(containers, async |key| client.kill(KillContainerRequest { container: key, signal: number, all: false }).await.map(drop)).await)
+            Ok(each(containers, async |key| {
+                client.kill(KillContainerRequest { container: key.clone(), signal: number, all: false }).await.map(|_| key)
+            })
+            .await)
         }
         ContainerCommand::Rm { containers, force } => {
-            Ok(each(containers, async |key| client.remove(RemoveContainerRequest { container: key, force }).await.map(drop)).await)
+            Ok(each(containers, async |key| client.remove(RemoveContainerRequest { container: key.clone(), force }).await.map(|_| key)).await)
         }
         ContainerCommand::Wait { containers } => {
             for key in containers {
@@ -1059,22 +1064,6 @@ fn parse_signal(text: &str) -> anyhow::Result<i32> {
     let name = text.to_ascii_uppercase();
     let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
     name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| anyhow::anyhow!("unknown signal {text}"))
-}
-
-/// Applies `op` to every name, as docker does: one that fails (its error printed) does not keep
-/// the rest; each that worked is printed. Exit status 1 if any failed.
-async fn each(containers: Vec<String>, mut op: impl AsyncFnMut(String) -> Result<(), tonic::Status>) -> i32 {
-    let mut failed = false;
-    for key in containers {
-        match op(key.clone()).await {
-            Ok(()) => println!("{key}"),
-            Err(e) => {
-                eprintln!("berth: {:#}", status(e));
-                failed = true;
-            }
-        }
-    }
-    i32::from(failed)
 }
 
 /// `run` failed before the container's process ran: its exit status says why, as docker's and

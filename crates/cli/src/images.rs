@@ -74,7 +74,7 @@ pub enum ImageCommand {
     Df,
 }
 
-pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> {
+pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<i32> {
     let mut images = ImagesClient::new(channel);
     match command {
         ImageCommand::Pull { reference } => pull(&mut images, reference, &mut std::io::stdout()).await?,
@@ -100,21 +100,10 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
             }
         }
         ImageCommand::Rmi { names } => {
-            // Every name is tried (docker's habit); each failure is printed, the last returned.
-            let mut failed = None;
-            for name in names {
-                match images.remove(RemoveImageRequest { name: name.clone() }).await {
-                    Ok(_) => println!("Untagged: {name}"),
-                    Err(e) => {
-                        if let Some(earlier) = failed.replace(status(e)) {
-                            eprintln!("berth: {earlier:#}");
-                        }
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                return Err(e);
-            }
+            return Ok(crate::each(names, async |name| {
+                images.remove(RemoveImageRequest { name: name.clone() }).await.map(|_| format!("Untagged: {name}"))
+            })
+            .await);
         }
         ImageCommand::Prune => {
             let pruned = images.prune(PruneRequest {}).await.map_err(status)?.into_inner();
@@ -143,7 +132,7 @@ pub async fn run(channel: Channel, command: ImageCommand) -> anyhow::Result<()> 
             );
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Pulls `reference`, its status lines to `out` and its progress bars to stderr.

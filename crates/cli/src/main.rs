@@ -110,6 +110,23 @@ fn socket(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(berth_api::DEFAULT_SOCKET))
 }
 
+/// Applies `op` to every name, as docker does: one that fails (its error printed) does not keep
+/// the rest; each that worked prints the line `op` gives (the name, mostly). Exit status 1 if
+/// any failed.
+pub async fn each(names: Vec<String>, mut op: impl AsyncFnMut(String) -> Result<String, tonic::Status>) -> i32 {
+    let mut failed = false;
+    for name in names {
+        match op(name).await {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("berth: {:#}", status(e));
+                failed = true;
+            }
+        }
+    }
+    i32::from(failed)
+}
+
 /// The message berthd gave, not the transport's wrapping of it.
 pub fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message())
@@ -145,9 +162,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let socket = socket(cli.socket)?;
     let channel = berth_api::connect(&socket).await.with_context(|| format!("connect to berthd at {} (is it running?)", socket.display()))?;
     match cli.command {
-        Command::Images(command) => images::run(channel, command).await.map(|()| 0),
+        Command::Images(command) => images::run(channel, command).await,
         Command::Containers(command) => containers::run(channel, *command).await,
-        Command::Network(command) => networks::run(channel, command).await.map(|()| 0),
+        Command::Network(command) => networks::run(channel, command).await,
         Command::Volume(command) => volumes::run(channel, command).await,
         Command::Completion { .. } | Command::Man { .. } => Ok(0),
         Command::Inspect { names } => {

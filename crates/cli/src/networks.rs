@@ -51,7 +51,7 @@ fn json(n: &Network) -> serde_json::Value {
     json
 }
 
-pub async fn run(channel: Channel, command: NetworkCommand) -> anyhow::Result<()> {
+pub async fn run(channel: Channel, command: NetworkCommand) -> anyhow::Result<i32> {
     let mut client = NetworksClient::new(channel);
     match command {
         NetworkCommand::Create { name, subnet, ipv6 } => {
@@ -83,22 +83,8 @@ pub async fn run(channel: Channel, command: NetworkCommand) -> anyhow::Result<()
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         NetworkCommand::Rm { networks } => {
-            // Every name is tried (docker's habit); each failure is printed, the last returned.
-            let mut failed: Option<tonic::Status> = None;
-            for network in networks {
-                match client.remove(NetworkRef { network: network.clone() }).await {
-                    Ok(_) => println!("{network}"),
-                    Err(e) => {
-                        if let Some(earlier) = failed.replace(e) {
-                            eprintln!("berth: {}", earlier.message());
-                        }
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                return Err(status(e));
-            }
+            return Ok(crate::each(networks, async |network| client.remove(NetworkRef { network: network.clone() }).await.map(|_| network)).await);
         }
     }
-    Ok(())
+    Ok(0)
 }

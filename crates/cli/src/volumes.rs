@@ -82,17 +82,7 @@ pub async fn run(channel: Channel, command: VolumeCommand) -> anyhow::Result<i32
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         VolumeCommand::Rm { volumes } => {
-            let mut failed = false;
-            for volume in volumes {
-                match client.remove(VolumeRef { volume: volume.clone() }).await {
-                    Ok(_) => println!("{volume}"),
-                    Err(e) => {
-                        eprintln!("berth: {:#}", status(e));
-                        failed = true;
-                    }
-                }
-            }
-            return Ok(i32::from(failed));
+            return Ok(crate::each(volumes, async |volume| client.remove(VolumeRef { volume: volume.clone() }).await.map(|_| volume)).await);
         }
         VolumeCommand::Prune { all, force: _ } => {
             for name in client.prune(PruneVolumesRequest { all }).await.map_err(status)?.into_inner().removed {

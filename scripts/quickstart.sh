@@ -58,7 +58,15 @@ done
 
 # An image with no network: Debian's busybox-static as a root filesystem tarball, imported.
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# On the way out, whatever happened: the scratch directory, and with BERTH_QUICKSTART_STOP the
+# berthd started here.
+cleanup() {
+    rm -rf "$work"
+    if [ "${BERTH_QUICKSTART_STOP:-}" = 1 ] && [ -n "$started" ] && kill "$started" 2>/dev/null; then
+        wait "$started" || true
+    fi
+}
+trap cleanup EXIT
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp"
 cp /bin/busybox "$work/rootfs/bin/busybox"
 # Hardlinks, not symlinks: masking a symlinked applet would mask busybox itself.
@@ -102,6 +110,7 @@ if [ "${BERTH_QUICKSTART_STOP:-}" = 1 ]; then
     if [ -n "$started" ]; then
         kill "$started"
         wait "$started" || true
+        started=
     fi
     [ -z "$root" ] || rm -rf "$root"
     echo "quickstart: stopped, and what it made is removed"

@@ -245,7 +245,10 @@ fn metrics_are_served_in_prometheus_text_format() {
     berthd.ok(&env, &["rm", "-f", "m1"]);
     drop(berthd);
 
-    assert!(scraped.starts_with("HTTP/1.1 200") && scraped.contains("text/plain; version=0.0.4"), "{scraped}");
+    assert!(
+        scraped.starts_with("HTTP/1.1 200") && scraped.contains("application/openmetrics-text") && scraped.trim_end().ends_with("# EOF"),
+        "{scraped}"
+    );
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     let body = scraped.split_once("\r\n\r\n").unwrap().1;
     // name{labels} value, every line that is not a comment.

@@ -139,3 +139,84 @@ fn at_berthd_start_always_and_unless_stopped_restart_what_exited_meanwhile() {
     assert_eq!(states[4], ("exited".to_string(), 0), "unless-stopped: a stop does");
     env.leak_check();
 }
+
+/// A reboot, as far as a test can make one: berthd stopped, every container process and shim
+/// killed (by PID, ours), the state directory (a tmpfs on a real host) unmounted and emptied.
+/// berthd's next start makes the bundles again from their kept copies: an always container runs
+/// again, a container without a policy stays exited and starts by hand.
+#[test]
+fn after_a_reboot_bundles_are_made_again_and_always_containers_run() {
+    let env = TestEnv::new("restart-reboot");
+    let registry = busybox_registry(&env);
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    berthd.ok(&env, &["pull", &image]);
+    berthd.ok(&env, &["run", "-d", "--name", "boot", "--hostname", "kept", "--restart", "always", &image, "sleep", "1000"]);
+    berthd.ok(&env, &["run", "-d", "--name", "plain", &image, "sleep", "1000"]);
+    let state = berthd.state.clone();
+    berthd.stop();
+
+    // The processes a reboot ends: shims (their pid files) and the containers' inits.
+    let mut pids = Vec::new();
+    for entry in walk(&state) {
+        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name == "shim.pid" || name == "init.pid" {
+            if let Some(pid) = std::fs::read_to_string(&entry).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+                pids.push(pid);
+            }
+        }
+    }
+    for pid in &pids {
+        // SAFETY: kill takes a pid and a signal; each is a shim or container init of this test's berthd.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let gone = eventually(|| pids.iter().all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists() || zombie(*pid)));
+    let state_text = state.to_string_lossy().into_owned();
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&state_text))
+        .collect();
+    mounts.sort_by(|a, b| b.cmp(a));
+    for mount in &mounts {
+        let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+
+    let berthd = Berthd::start(&env, &[&registry.address]);
+    let back = eventually(|| status(&berthd, &env, "boot").0 == "running");
+    let hostname = berthd.berth(&env, &["exec", "boot", "cat", "/etc/hostname"]);
+    let plain = status(&berthd, &env, "plain");
+    berthd.ok(&env, &["start", "plain"]);
+    let plain_started = status(&berthd, &env, "plain").0;
+    berthd.ok(&env, &["rm", "-f", "boot", "plain"]);
+    let kept_left = std::fs::read_dir(berthd.root.join("containers")).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+    drop(berthd);
+
+    assert!(!pids.is_empty() && gone, "the shims and inits were killed: {pids:?}");
+    assert!(back, "the always container runs again");
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout), "kept\n", "its /etc files came back: {hostname:?}");
+    assert_eq!(plain.0, "exited", "no policy: it stays exited");
+    assert_eq!(plain_started, "running", "and a hand starts it");
+    assert_eq!(kept_left, 0, "removal takes the kept bundles too");
+    env.leak_check();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => found.extend(walk(&path)),
+            _ => found.push(path),
+        }
+    }
+    found
+}
+
+/// Dead but not yet reaped by whoever adopted it.
+fn zombie(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'))
+}

@@ -415,7 +415,7 @@ fn point_in_time(text: &str) -> Result<u64, String> {
         return nanos(t);
     }
     match humantime::parse_duration(text) {
-        Ok(ago) => nanos(std::time::SystemTime::now() - ago),
+        Ok(ago) => nanos(std::time::SystemTime::now().checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH)),
         Err(_) => Err(format!("{text:?}: an RFC 3339 time, Unix seconds, or a duration (10m)")),
     }
 }
@@ -979,7 +979,7 @@ fn ps_fields(c: &Container) -> serde_json::Value {
         ("exited", _) => format!("Exited ({}) {} ago", c.exit_code, human_duration(seconds_since(c.finished_at))),
         ("running", "") => format!("Up {}", human_duration(seconds_since(c.started_at))),
         ("running", health) => format!("Up {} ({health})", human_duration(seconds_since(c.started_at))),
-        (other, _) => format!("{}{}", other[..1].to_uppercase(), &other[1..]),
+        (other, _) => other.get(..1).map(|first| format!("{}{}", first.to_uppercase(), &other[1..])).unwrap_or_default(),
     };
     let command: String = c.command.join(" ");
     let command =

@@ -169,7 +169,9 @@ pub async fn pump(
     let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
     if stdin {
         let sender = sender.clone();
-        let mut matcher = DetachMatcher { keys: detach.0.clone(), matched: 0 };
+        // With a terminal only, as docker's: piped input is data, whatever its bytes.
+        let keys = if interactive_tty { detach.0.clone() } else { Vec::new() };
+        let mut matcher = DetachMatcher { keys, matched: 0 };
         std::thread::spawn(move || {
             let mut buf = [0u8; 32 * 1024];
             loop {

@@ -145,14 +145,6 @@ impl Containers {
         Ok(output.result.sandbox_ips())
     }
 
-    /// CNI garbage collection at start, after recovery (before berthd serves: nothing is being
-    /// created): an attachment the CNI cache holds, on any network (berth's or the node's pod
-    /// network: one cache), for a container or pod berthd no longer has (its record went while a
-    /// DEL could not finish, or the metadata was reset) is deleted with what ADD cached, a netns
-    /// that is gone left out, and its pin goes. Plugins are not sent CNI's GC verb: other
-    /// runtimes may share the node's list, and their attachments are not berthd's to judge.
-    /// Failures are logged, the next start tries again; the whole is bounded. Returns how many
-    /// attachments went.
     /// Pins the network namespace of the running container `theirs` in `record`'s bundle
     /// (`container:NAME`): it stays the joiner's through restarts of either, as a bridge
     /// network's pin does; unpinned when the joiner is removed.
@@ -169,6 +161,14 @@ impl Containers {
         .await
     }
 
+    /// CNI garbage collection at start, after recovery (before berthd serves: nothing is being
+    /// created): an attachment the CNI cache holds, on any network (berth's or the node's pod
+    /// network: one cache), for a container or pod berthd no longer has (its record went while a
+    /// DEL could not finish, or the metadata was reset) is deleted with what ADD cached, a netns
+    /// that is gone left out, and its pin goes. Plugins are not sent CNI's GC verb: other
+    /// runtimes may share the node's list, and their attachments are not berthd's to judge.
+    /// Failures are logged, the next start tries again; the whole is bounded. Returns how many
+    /// attachments went.
     pub(crate) async fn collect_network_garbage(&self) -> usize {
         let Ok(service) = self.network_service() else { return 0 };
         let known: std::collections::HashSet<String> =

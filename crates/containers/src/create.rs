@@ -176,6 +176,7 @@ impl Containers {
             stopped_by_user: false,
             restart_backoff: 0,
             restart_pending: false,
+            restarting: false,
             log_path: blueprint.log_path,
             healthcheck,
             health: None,
@@ -240,7 +241,13 @@ impl Containers {
             network_of: theirs.as_deref(),
             volumes: &volumes,
         };
-        crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)
+        crate::spec_opts::write(&plan.spec.spec(&context)?, &bundle)?;
+        // A pod's containers are the kubelet's to make again after a reboot; berth.v1's are
+        // berthd's (restart policies, `start`).
+        match record.sandbox {
+            None => self.keep_bundle(&record.id),
+            Some(_) => Ok(()),
+        }
     }
 
     /// How the container's root filesystem is idmapped: through its pod's user namespace, if

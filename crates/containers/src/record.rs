@@ -100,6 +100,9 @@ pub struct ContainerRecord {
     pub restart_backoff: u32,
     #[serde(skip)]
     pub restart_pending: bool,
+    /// A restart is under way (made again, being started): `rm` waits for it to end.
+    #[serde(skip)]
+    pub restarting: bool,
     /// Its CRI-format log, when the API chose where (the kubelet does); else in its bundle.
     #[serde(default)]
     pub log_path: Option<std::path::PathBuf>,
@@ -165,6 +168,7 @@ impl ContainerRecord {
             stopped_by_user: false,
             restart_backoff: 0,
             restart_pending: false,
+            restarting: false,
             log_path: None,
             healthcheck: None,
             health: None,

@@ -29,6 +29,12 @@ impl Containers {
             // Someone else removes it (an auto-remove, another rm): done when they are.
             return self.wait_removed(&record.id).await;
         }
+        if record.removing && record.restarting {
+            // A restart by its policy is making it again: it yields once it sees `removing`.
+            let mut watch = self.watch(&record.id)?;
+            let _ = watch.wait_for(|r| !r.restarting).await;
+        }
+        let record = if record.removing { self.find(&record.id)? } else { record };
         if !record.removing {
             return Err(Error::WrongState(format!("container {} is {}: stop it first, or remove it with force", record.name, record.state.as_str())));
         }
@@ -72,6 +78,7 @@ impl Containers {
             unmount(&bundle.join("rootfs"))?;
             remove_tree(&bundle)?;
             this.images.snapshots.remove_active(&r.id)?;
+            this.forget_bundle(&r.id)?;
             this.images.images.release(&lease_id(&r.id))?;
             // Its anonymous volumes are its own (named ones outlive it), unless another container
             // was given one by name.

@@ -123,39 +123,45 @@ impl Containers {
     }
 
     /// The pending restart, unless a hand stopped or removed the container meanwhile (checked
-    /// again once it is created: a stop that came then finds it exited, and the restart yields).
+    /// again once it is created: a stop or rm that came then wins, and the restart yields).
+    /// While it runs the record says `restarting`, which `rm` waits out.
     async fn restart_now(&self, id: &str) -> Result<()> {
-        let wanted = |r: &crate::record::ContainerRecord| r.state == State::Exited && !r.removing && !r.stopped_by_user;
         let entry = self.entry(id)?;
         let mut go = false;
         Containers::modify(&entry, |r| {
             r.restart_pending = false;
-            go = wanted(r);
+            go = r.state == State::Exited && !r.removing && !r.stopped_by_user;
+            r.restarting = go;
         });
         drop(entry);
         if !go {
             return Ok(());
         }
-        let started = match self.prepare(id).await {
-            Ok(record) if self.find(id).is_ok_and(|r| r.stopped_by_user) => {
-                let _ = self.stop(&record.id, Duration::ZERO).await;
-                return Ok(());
-            }
-            Ok(record) => self.start_prepared(&record, true).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = started {
-            // It stays exited: the attempt counts (on-failure's limit ends a start that always
-            // fails), and the next comes after a longer back-off, if the policy still wants one.
-            if let Ok(entry) = self.entry(id) {
-                let record = Containers::modify(&entry, |r| r.restart_count += 1);
-                drop(entry);
+        let started = self.restart_prepared(id).await;
+        if let Ok(entry) = self.entry(id) {
+            let failed = started.is_err();
+            let record = Containers::modify(&entry, |r| {
+                r.restarting = false;
+                // A start that failed counts (on-failure's limit ends one that always fails).
+                r.restart_count += u32::from(failed);
+            });
+            drop(entry);
+            if failed {
                 self.persist(&record).await?;
+                // It stays exited: the next attempt after a longer back-off, if still wanted.
+                self.restart_if_wanted(id, false);
             }
-            self.restart_if_wanted(id, false);
-            return Err(e);
         }
-        Ok(())
+        started
+    }
+
+    async fn restart_prepared(&self, id: &str) -> Result<()> {
+        let record = self.prepare(id).await?;
+        if self.find(id).is_ok_and(|r| r.stopped_by_user || r.removing) {
+            let _ = self.stop(&record.id, Duration::ZERO).await;
+            return Ok(());
+        }
+        self.start_prepared(&record, true).await.map(|_| ())
     }
 
     /// A hand's stop, kill or removal: no restart until a hand starts it again.

@@ -202,6 +202,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         spec_opts::with_cgroups_path(PathBuf::from(format!("/berth/{id}"))),
         spec_opts::with_capabilities(spec_opts::capability_set(options.privileged, &options.cap_add, &options.cap_drop)?),
         spec_opts::with_limits(options.memory, options.cpus, options.pids_limit),
+        // Not berthd's own score (its unit makes it -999, so the kernel spares it): a runaway
+        // container is what the OOM killer should take, as docker's get 0.
+        spec_opts::with_oom_score_adj(0),
     ];
     if options.tty {
         opts.push(spec_opts::with_terminal(options.console_size));

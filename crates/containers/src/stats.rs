@@ -25,18 +25,33 @@ impl Containers {
         })
         .await?;
         let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
+        use tokio::io::AsyncReadExt;
         let mut command = tokio::process::Command::new("ps");
-        command.args(&args).stdin(std::process::Stdio::null()).kill_on_drop(true);
-        let output = tokio::time::timeout(PS_TIMEOUT, command.output())
+        command.args(&args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = command.kill_on_drop(true).spawn().map_err(|e| Error::io("run", std::path::Path::new("ps"), e))?;
+        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+        // Bounded reads: a container's command lines are in ps's output, and they can be long.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let read = async {
+            if let Some(mut stdout) = stdout.take() {
+                (&mut stdout).take(PS_MAX as u64).read_to_end(&mut out).await?;
+                // Past the bound, ps's next write ends it (SIGPIPE) rather than waiting on us.
+                drop(stdout);
+            }
+            if let Some(stderr) = stderr.as_mut() {
+                stderr.take(64 << 10).read_to_end(&mut err).await?;
+            }
+            child.wait().await
+        };
+        let status = tokio::time::timeout(PS_TIMEOUT, read)
             .await
             .map_err(|_| Error::Invalid(format!("ps {}: no answer within {} s", args.join(" "), PS_TIMEOUT.as_secs())))?
             .map_err(|e| Error::io("run", std::path::Path::new("ps"), e))?;
-        if !output.status.success() {
-            let said = String::from_utf8_lossy(&output.stderr);
+        if !status.success() {
+            let said = String::from_utf8_lossy(&err);
             return Err(Error::Invalid(format!("ps {}: {}", args.join(" "), said.trim().chars().take(512).collect::<String>())));
         }
-        let text = String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(PS_MAX)]);
-        ps_rows(&text, &pids)
+        ps_rows(&String::from_utf8_lossy(&out), &pids)
     }
 
     /// Changes the running container's resources in its cgroup (unset ones keep their values).

@@ -128,7 +128,8 @@ async fn serve() -> anyhow::Result<()> {
         .default_subnet
         .split_once('/')
         .and_then(|(base, _)| base.parse::<std::net::Ipv4Addr>().ok())
-        .map_or(std::net::Ipv4Addr::LOCALHOST, |base| std::net::Ipv4Addr::from(u32::from(base) + 1))
+        // (default_subnet is IPv4, config-checked when the network is made; 10.210.0.1 if not.)
+        .map_or(std::net::Ipv4Addr::new(10, 210, 0, 1), |base| std::net::Ipv4Addr::from(u32::from(base) + 1))
         .into();
     let containers_service =
         containers::ContainersService { containers: containers.clone(), default_network: config.default_network.clone(), host_gateway, init };
@@ -175,6 +176,9 @@ async fn serve() -> anyhow::Result<()> {
             let listener = tokio::net::UnixListener::from_std(listener).context("the socket systemd passed")?;
             incoming = Box::pin(berth_api::incoming(listener));
             tracing::info!("serving on the socket systemd passed");
+            if config.socket_group.is_some() {
+                tracing::warn!("socket_group does not apply to the socket systemd passed: set SocketGroup= and SocketMode=0660 in berthd.socket");
+            }
         }
         None => sockets.insert(0, &config.socket),
     }

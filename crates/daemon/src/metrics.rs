@@ -123,7 +123,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = Method { method: request.uri().path().chars().take(128).collect() };
+        // berthd's own services only: any other path a client sends is one label, not one each.
+        let path = request.uri().path();
+        let known = ["/berth.v1.", "/runtime.v1."].iter().any(|p| path.starts_with(p))
+            && path.len() <= 96
+            && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"./_".contains(&b));
+        let method = Method { method: if known { path.to_string() } else { "other".into() } };
         let (metrics, started) = (self.metrics.clone(), Instant::now());
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -149,7 +154,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serves `/metrics` on `listener` until berthd ends.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: a pause, not a busy loop.
+                tracing::warn!("metrics: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut request = Vec::new();
@@ -169,7 +182,11 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             let response = match request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?") {
                 true => {
                     let body = metrics.text();
-                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                    // prometheus-client writes OpenMetrics text (`# EOF`, `_total` samples).
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
                 }
                 false => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
             };

@@ -162,9 +162,11 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     // Otherwise the parent moves it, which waits for an RCU grace period longer than the init's own
     // mount setup, which therefore runs meanwhile. The init waits for `InCgroup` before its cgroup
     // namespace, its hooks and `Ready`, so no code of the container's runs outside. An init that
-    // forks again must be moved first, or its child would be born outside.
+    // forks again must be moved first, or its child would be born outside. So must one whose
+    // cgroup does not exist until it holds a process (systemd's scope): the init's mounts bind
+    // that directory.
     let moved_by_parent = !born_in_cgroup && !self_join;
-    let join_cgroup_early = moved_by_parent && plan.fork;
+    let join_cgroup_early = moved_by_parent && (plan.fork || !cgroup.exists());
     if join_cgroup_early {
         cgroup.add_process(pid)?;
     }

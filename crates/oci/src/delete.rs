@@ -40,6 +40,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
             }
         }
         cgroup.remove()?;
+    } else if container.systemd_cgroup {
+        // A scope systemd ended with its processes may stay listed as failed.
+        let _ = berth_cgroups::systemd::forget(container.config.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()), &container.id);
     }
     let mut warnings = Vec::new();
     if let Some(spec_hooks) = container.config.hooks() {

@@ -82,6 +82,27 @@ pub(crate) fn parse(cgroups_path: Option<&Path>, id: &str) -> Result<Unit> {
     Ok(Unit { slice: slice.to_string(), scope, path: CgroupPath { absolute: true, components } })
 }
 
+/// systemd's answer for a unit it does not have (any more).
+fn gone(error: &str) -> bool {
+    error.contains("NoSuchUnit") || error.contains("not loaded")
+}
+
+/// After a container whose cgroup is gone already (its init ended, and systemd removed the
+/// scope): the unit forgotten if systemd keeps it as failed.
+pub fn forget(cgroups_path: Option<&Path>, id: &str) -> Result<()> {
+    reset_failed(&parse(cgroups_path, id)?.scope)
+}
+
+/// Forgets a failed unit of this name (one whose init was killed stays listed, and a later
+/// scope of the same name would be refused); a unit systemd does not have is fine.
+pub(crate) fn reset_failed(scope: &str) -> Result<()> {
+    let mut connection = Connection::system().map_err(|e| Error::Systemd(format!("ResetFailedUnit {scope}: {e}")))?;
+    match connection.call("ResetFailedUnit", &[Value::Str(scope.to_string())]) {
+        Err(dbus::DbusError::Remote { name, message }) if gone(&format!("{name} {message}")) => Ok(()),
+        other => other.map_err(|e| Error::Systemd(format!("ResetFailedUnit {scope}: {e}"))),
+    }
+}
+
 /// The properties systemd owns of `resources`, named for the hierarchy (`v2`, or v1's names).
 fn properties(resources: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
     let mut properties = Vec::new();
@@ -112,7 +133,10 @@ fn properties(resources: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
             // systemd keeps a per-second quota, in whole 10 ms (as runc rounds it, up).
             let per_second = (quota as u64 * 1_000_000 / period).next_multiple_of(10_000);
             set("CPUQuotaPerSecUSec", per_second);
-            set("CPUQuotaPeriodUSec", period);
+            // Only when not the kernel's default: systemd before 242 refuses the property.
+            if period != 100_000 {
+                set("CPUQuotaPeriodUSec", period);
+            }
         }
     }
     if let Some(pids) = resources.pids() {
@@ -158,7 +182,15 @@ impl SystemdCgroup {
         ];
         props.extend(resources.as_ref().map(|r| properties(r, self.v2)).unwrap_or_default());
         let args = [Value::Str(self.unit.scope.clone()), Value::Str("replace".into()), Value::Properties(props), Value::NoAuxUnits];
-        self.call("StartTransientUnit", &args)?;
+        match self.call("StartTransientUnit", &args) {
+            // A failed scope of this name is still listed (an earlier container of the same
+            // id): forgotten, then asked again, as runc does.
+            Err(Error::Systemd(e)) if e.contains("UnitExists") => {
+                reset_failed(&self.unit.scope)?;
+                self.call("StartTransientUnit", &args)?;
+            }
+            other => other?,
+        }
         // The reply comes once the job is queued; the move follows when it runs.
         let wanted = format!("/{}", self.unit.path.components.display());
         let deadline = Instant::now() + UNIT_TIMEOUT;
@@ -171,6 +203,13 @@ impl SystemdCgroup {
                 return Err(Error::Systemd(format!("{}: process {pid} not moved into it within {} s", self.unit.scope, UNIT_TIMEOUT.as_secs())));
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+        if !self.v2 {
+            // systemd on v1 makes the scope in the hierarchies it manages only (cpu, memory,
+            // pids, devices, blkio): the others (freezer, cpuset, hugetlb …) are made and joined
+            // here, as runc joins them.
+            self.fs.create()?;
+            self.fs.add_process(pid)?;
         }
         match resources {
             Some(resources) => self.fs.apply(&resources),
@@ -246,7 +285,7 @@ impl Cgroup for SystemdCgroup {
     fn remove(&self) -> Result<()> {
         let scope = Value::Str(self.unit.scope.clone());
         match self.call("StopUnit", &[scope.clone(), Value::Str("replace".into())]) {
-            Err(Error::Systemd(e)) if e.contains("NoSuchUnit") || e.contains("not loaded") => {}
+            Err(Error::Systemd(e)) if gone(&e) => {}
             other => other?,
         }
         let deadline = Instant::now() + UNIT_TIMEOUT;

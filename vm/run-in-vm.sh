@@ -7,7 +7,8 @@
 # built here (busybox-static, the virtio/9p modules, vm/init). The guest sees
 # the host's / read-only over virtio-9p, with a fresh tmpfs on /run and
 # writable overlays (host files below, a tmpfs above) on /tmp and /var/tmp, and
-# chroots into it; the command, and anything it runs, must not live under /run.
+# chroots into it (or boots the host's systemd on it: BERTH_VM_INIT below); the
+# command, and anything it runs, must not live under /run.
 # The working directory is the caller's (if it exists in the guest), the output (stdout and
 # stderr merged) comes back on the serial console, and the exit status is the
 # command's. See vm/README.md.
@@ -18,6 +19,9 @@
 #   BERTH_VM_CPUS     vCPUs (default 2)
 #   BERTH_VM_KERNEL   kernel version under /boot and /lib/modules (default: newest)
 #   BERTH_VM_VERBOSE  1: kernel log to stderr as it happens
+#   BERTH_VM_INIT     systemd: the host's systemd boots the guest as PID 1 (on the host
+#                     tree, owning the cgroup2 hierarchy) and runs the command as a service;
+#                     unset: vm/init runs it, with no init system (the default)
 # Passed into the guest: PATH, TERM, LANG, LC_ALL, RUST_BACKTRACE, RUST_LOG,
 # RUST_TEST_THREADS and every BERTH_* variable; use `env X=y cmd` for others.
 # Exit status: the command's; 124 timeout; 125 the VM did not get to run it.
@@ -29,6 +33,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 timeout_s=${BERTH_VM_TIMEOUT:-900}
 mem=${BERTH_VM_MEM:-2G}
 cpus=${BERTH_VM_CPUS:-2}
+init_mode=${BERTH_VM_INIT:-}
+case $init_mode in
+    '' | systemd) ;;
+    *) echo "run-in-vm: BERTH_VM_INIT=$init_mode: only systemd, or unset" >&2; exit 125 ;;
+esac
 
 # In this order; each one that the kernel has built in is skipped.
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
@@ -47,6 +56,10 @@ moddir=/lib/modules/$kver
     { echo "run-in-vm: no Debian kernel with modules found; run vm/install-deps.sh" >&2; exit 125; }
 command -v qemu-system-x86_64 >/dev/null && [ -x /bin/busybox ] && command -v cpio >/dev/null ||
     { echo "run-in-vm: qemu-system-x86_64, busybox-static or cpio missing; run vm/install-deps.sh" >&2; exit 125; }
+# The guest's root is this host's /, so its systemd is the one that boots.
+if [ "$init_mode" = systemd ] && [ ! -x /lib/systemd/systemd ]; then
+    echo "run-in-vm: BERTH_VM_INIT=systemd needs systemd installed on this host" >&2; exit 125
+fi
 
 # Host-side scratch (qemu's files only; the guest never sees this directory).
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-vm.XXXXXX")
@@ -98,6 +111,10 @@ if [ -t 0 ] && [ -t 1 ]; then
     stty size 2>/dev/null | awk '{ printf "rows %s cols %s", $1, $2 }' > "$root/interactive"
 fi
 
+if [ "$init_mode" = systemd ]; then
+    : > "$root/systemd"   # vm/init boots systemd
+fi
+
 (cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet) > "$work/initrd"
 
 if [ "${BERTH_VM_VERBOSE:-}" = 1 ]; then
@@ -115,6 +132,11 @@ fi
 # Kernel: log on ttyS1, no v1 controllers at all, quiet, stop on panic; no
 # mitigations (nothing to protect in a test VM, and they cost time under TCG).
 append="console=ttyS1 edd=off loglevel=4 panic=-1 cgroup_no_v1=all mitigations=off rdinit=/init"
+if [ "$init_mode" = systemd ]; then
+    # vm/init writes berth-vm.target, which runs the command after basic.target. Status output
+    # only for failures: the console is a serial port, slow under TCG.
+    append+=" systemd.unit=berth-vm.target systemd.show_status=error systemd.hostname=berth-vm"
+fi
 
 rc=0
 # --foreground: qemu stays in the terminal's process group (interactive input).

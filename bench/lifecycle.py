@@ -148,6 +148,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--berth", default=shutil.which("berth-oci") or "target/release/berth-oci")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--spec", choices=["berth", "runc"], default="berth",
+                        help="whose `spec` makes the bundle: berth-oci's (berth's seccomp profile) or runc's (none)")
     parser.add_argument("--only", default="berth-oci,crun,runc",
                         help="comma-separated runtimes to measure (ratios need crun and runc)")
     args = parser.parse_args()
@@ -165,7 +167,7 @@ def main():
     peaks = {(s, r.name): 0 for s in SCENARIOS for r in runtimes}
     used_ids = []
     try:
-        bundle, seccomp = make_bundle(workdir, paths["berth-oci"])
+        bundle, seccomp = make_bundle(workdir, paths["berth-oci"] if args.spec == "berth" else shutil.which("runc"))
         for i in range(args.warmup + args.runs):
             for scenario, action in SCENARIOS.items():
                 for rt in runtimes:
@@ -198,14 +200,14 @@ def main():
     info = {
         "kernel": os.uname().release, "runs": args.runs, "warmup": args.warmup,
         "versions": {r.name: version(r.path) for r in runtimes},
-        "seccomp_profile": seccomp, "masked_unified_controllers": os.environ.get(REEXEC_MARK) == "1",
+        "spec": args.spec, "seccomp_profile": seccomp, "masked_unified_controllers": os.environ.get(REEXEC_MARK) == "1",
         "leftover_cgroups": leaks,
     }
     if args.json:
         print(json.dumps({"info": info, "rows": rows}, indent=2))
         return
     print(f"kernel {info['kernel']}; {args.runs} runs after {args.warmup} warm-up, round-robin; "
-          f"config from berth-oci spec (seccomp profile: {'yes' if seccomp else 'no'})")
+          f"config from {'berth-oci' if args.spec == 'berth' else 'runc'} spec (seccomp profile: {'yes' if seccomp else 'no'})")
     for name, v in info["versions"].items():
         print(f"  {name}: {v}")
     if info["masked_unified_controllers"]:

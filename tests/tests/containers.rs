@@ -79,13 +79,14 @@ impl EventsFollower {
 
 /// `berth <args>` inside a pty (util-linux `script`), with `input` typed into it.
 fn in_pty(berthd: &Berthd, size: (u16, u16), args: &str, input: &str) -> Output {
-    in_pty_later(berthd, &format!("stty cols {} rows {}; BERTH", size.0, size.1), args, std::time::Duration::ZERO, input.as_bytes())
+    in_pty_when(berthd, &format!("stty cols {} rows {}; BERTH", size.0, size.1), args, || true, input.as_bytes())
 }
 
 /// `berth <args>` in a pty, after `prefix` (a shell line in which BERTH stands for the command),
-/// `input` typed once `delay` has passed (so a terminal the command made raw by then takes it as
-/// it is: in cooked mode ^Q would be flow control).
-fn in_pty_later(berthd: &Berthd, prefix: &str, args: &str, delay: std::time::Duration, input: &[u8]) -> Output {
+/// `input` typed once `ready` says so (a terminal the command has made raw by then takes it as it
+/// is: in cooked mode ^Q would be flow control). A session still going after a minute is killed
+/// (ours, by PID), so a lost keystroke fails the test instead of hanging it.
+fn in_pty_when(berthd: &Berthd, prefix: &str, args: &str, ready: impl Fn() -> bool, input: &[u8]) -> Output {
     let berth = format!("{} --socket {} {args}", workspace_bin("berth").display(), berthd.socket.display());
     let command = if prefix.contains("BERTH") { prefix.replace("BERTH", &berth) } else { berth };
     let mut child = Command::new("script")
@@ -97,10 +98,23 @@ fn in_pty_later(berthd: &Berthd, prefix: &str, args: &str, delay: std::time::Dur
         .unwrap();
     use std::io::Write;
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(delay);
+    let waited = std::time::Instant::now();
+    while !ready() && waited.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     stdin.write_all(input).unwrap();
+    let pid = child.id() as i32;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            // SAFETY: kill takes a pid and a signal; `script` is this test's own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
     // Kept open until the command is done: a closed pty input would hang up the session.
-    let out = std::thread::spawn(move || child.wait_with_output().unwrap()).join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = done_tx.send(());
+    let _ = watchdog.join();
     drop(stdin);
     out
 }
@@ -1117,17 +1131,33 @@ fn completions_and_man_pages_come_from_the_flags() {
 #[test]
 fn detach_keys_leave_the_container_running() {
     let (env, _registry, berthd, image) = setup("detach-keys");
-    let second = std::time::Duration::from_secs(2);
+    // Typed once the container runs and the client's terminal is raw (it goes raw as it starts
+    // the container): a moment after the container shows as running.
+    let running = |name: &'static str| {
+        let (berthd, env) = (&berthd, &env);
+        move || {
+            let up = containers(berthd, env).iter().any(|c| c["name"] == name && c["state"] == "running");
+            if up {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            up
+        }
+    };
     // docker's keys on run -it: the client ends with 0, the container runs on (--rm or not).
-    let out = in_pty_later(&berthd, "", &format!("run -it --rm --name d1 {image} sh"), second, b"\x10\x11");
+    let out = in_pty_when(&berthd, "", &format!("run -it --rm --name d1 {image} sh"), running("d1"), b"\x10\x11");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(containers(&berthd, &env).iter().find(|c| c["name"] == "d1").map(|c| c["state"].clone()), Some("running".into()));
     // Attach with keys of one's own; a typed ^P alone does not detach.
-    let out = in_pty_later(&berthd, "", "attach --detach-keys ctrl-x d1", second, b"\x10\x18");
+    let attached = || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        true
+    };
+    let out = in_pty_when(&berthd, "", "attach --detach-keys ctrl-x d1", attached, b"\x10\x18");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(containers(&berthd, &env).iter().find(|c| c["name"] == "d1").map(|c| c["state"].clone()), Some("running".into()));
     // Without keys, ^P ^Q are the container's: its shell reads them and exits at "exit".
-    let out = in_pty_later(&berthd, "", &format!("run -it --rm --detach-keys= {image} sh -c 'read x; exit 3'"), second, b"\x10\x11\r");
+    let out =
+        in_pty_when(&berthd, "", &format!("run -it --rm --name d3 --detach-keys= {image} sh -c 'read x; exit 3'"), running("d3"), b"\x10\x11\r");
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     berthd.ok(&env, &["rm", "-f", "d1"]);
     drop(berthd);

@@ -350,6 +350,10 @@ impl containers_server::Containers for ContainersService {
             let mut tail = (request.tail > 0).then(std::collections::VecDeque::new);
             let mut exited = false;
             loop {
+                // A client gone mid-way through a long log (a --tail scan) ends this at once.
+                if sender.is_closed() {
+                    return;
+                }
                 let path = log.clone();
                 let read = tokio::task::spawn_blocking(move || berth_containers::logs::read_since(&path, cursor)).await;
                 let Ok(Ok(batch)) = read else {
@@ -359,12 +363,15 @@ impl containers_server::Containers for ContainersService {
                 cursor = batch.cursor;
                 let until = (request.until_ns > 0).then_some(request.until_ns);
                 let mut batch = batch;
-                // Past until, nothing more is wanted (a follower stops there too).
+                // Past until, nothing more is wanted (a follower stops there too). Timestamps are
+                // parsed only when a window is asked for: a log holds millions of records.
                 let past_until = until.is_some_and(|until| batch.records.last().is_some_and(|r| r.written_ns() >= until));
-                batch.records.retain(|r| {
-                    let at = r.written_ns();
-                    at >= request.since_ns && until.is_none_or(|until| at < until)
-                });
+                if request.since_ns > 0 || until.is_some() {
+                    batch.records.retain(|r| {
+                        let at = r.written_ns();
+                        at >= request.since_ns && until.is_none_or(|until| at < until)
+                    });
+                }
                 let records: Vec<_> = match &mut tail {
                     Some(kept) => {
                         kept.extend(batch.records);

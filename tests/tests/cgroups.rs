@@ -18,6 +18,7 @@ fn resources_are_written_and_updated() {
             c["linux"]["resources"]["unified"] = json!({"memory.high": "50331648"});
         } else {
             c["linux"]["resources"]["memory"]["swappiness"] = json!(10);
+            c["linux"]["resources"]["memory"]["kernelTCP"] = json!(50593792);
         }
         c["process"]["args"] = json!(["sleep", "60"]);
     });
@@ -37,6 +38,7 @@ fn resources_are_written_and_updated() {
         assert_eq!(file("memory", "memory.soft_limit_in_bytes"), "33554432");
         assert_eq!(file("memory", "memory.memsw.limit_in_bytes"), "134217728");
         assert_eq!(file("memory", "memory.swappiness"), "10");
+        assert_eq!(file("memory", "memory.kmem.tcp.limit_in_bytes"), "50593792");
         assert_eq!(file("cpu", "cpu.shares"), "512");
         assert_eq!(file("cpu", "cpu.cfs_quota_us"), "20000");
         assert_eq!(file("cpu", "cpu.cfs_period_us"), "100000");

@@ -27,6 +27,22 @@ pub use stats::Stats;
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
 
+/// Writes `value` to the cgroup file `dir/file`; the kernel reports bad values as EINVAL, which
+/// the error keeps. The file is not created: cgroupfs would refuse that with EACCES, and a setting
+/// this kernel or hierarchy lacks (blkio.weight under another I/O scheduler, say) would read as
+/// "Permission denied".
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(file);
+    let mut handle = match std::fs::OpenOptions::new().write(true).open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Unsupported(format!("{} does not exist: this kernel or hierarchy has no such setting", path.display())))
+        }
+        other => other.map_err(|e| Error::io("open", path.clone(), e))?,
+    };
+    handle.write_all(value.as_bytes()).map_err(|e| Error::io("write", path, e))
+}
+
 /// Freezer state of a cgroup as the runtime reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FreezerState {
@@ -127,4 +143,20 @@ pub fn open_with(driver: Driver, cgroups_path: Option<&Path>, id: &str) -> Resul
 /// relative paths are relative to the calling process's own cgroup. An empty path means `/<id>`.
 pub fn open(cgroups_path: Option<&Path>, id: &str) -> Result<Box<dyn Cgroup>> {
     open_in(Hierarchy::detect()?, cgroups_path, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_the_kernel_lacks_is_named_as_missing_and_not_created() {
+        let dir = std::env::temp_dir().join(format!("berth-cgroups-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = write(&dir, "blkio.weight", "500");
+        let created = dir.join("blkio.weight").exists();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(&missing, Err(Error::Unsupported(m)) if m.contains("blkio.weight does not exist")), "{missing:?}");
+        assert!(!created);
+    }
 }

@@ -113,7 +113,11 @@ fn check_version(version: &str) -> std::result::Result<(), String> {
 
 /// Checks the parts of the spec the kernel would only reject after we started building the container.
 pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
-    validate_process(spec.process().as_ref().ok_or("process is missing")?)?;
+    // Optional (runtime-spec): such a container has namespaces, mounts and a cgroup, and `start`
+    // refuses it, there being nothing to start.
+    if let Some(process) = spec.process() {
+        validate_process(process)?;
+    }
     let linux = spec.linux().as_ref().ok_or("linux section is missing")?;
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     let mut seen = HashSet::new();
@@ -135,17 +139,18 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err("hostname needs a uts namespace".into());
     }
-    // Without a mount namespace the container shares the runtime's (as runc and crun allow):
-    // nothing is mounted, and what would have to be mounted is refused, not ignored.
+    // Without a mount namespace the container shares the runtime's (as runc and crun allow): its
+    // mounts are made there beneath the rootfs (crate::shared_mounts). What would change the
+    // runtime's own mounts is refused, not ignored, as runc refuses masked and read-only paths.
     if !has(LinuxNamespaceType::Mount) {
         if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err("maskedPaths and readonlyPaths need a mount namespace".into());
         }
-        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err("mounts need a mount namespace".into());
-        }
         if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
             return Err("a read-only root needs a mount namespace".into());
+        }
+        if linux.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err("rootfsPropagation needs a mount namespace".into());
         }
     }
     for (key, value) in linux.sysctl().iter().flatten() {

@@ -16,6 +16,10 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<Error>> {
     if status != Status::Created {
         return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "only a created container can be started" });
     }
+    if container.config.process().is_none() {
+        // The spec's rule: no process, nothing to start; the container stays created.
+        return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "its config has no process to start" });
+    }
     release(&container)?;
     let mut warnings = Vec::new();
     if let Some(spec_hooks) = container.config.hooks() {

@@ -51,11 +51,7 @@ impl V1Cgroup {
     }
 }
 
-/// Writes `value` to `dir/file`; the kernel reports bad values as EINVAL, which we keep in the error.
-pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
-    let path = dir.join(file);
-    std::fs::write(&path, value).map_err(|e| Error::io("write", path, e))
-}
+pub(crate) use crate::write;
 
 /// The caller's own cgroup per v1 controller, from /proc/self/cgroup.
 fn own_cgroups() -> Result<BTreeMap<String, String>> {

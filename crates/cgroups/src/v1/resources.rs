@@ -98,6 +98,11 @@ fn apply_memory(dir: &Path, memory: &LinuxMemory) -> Result<()> {
     if let Some(disable) = memory.disable_oom_killer() {
         write(dir, "memory.oom_control", if disable { "1" } else { "0" })?;
     }
+    // (`kernel`, memory.kmem.limit_in_bytes, is left alone as runc leaves it: kernels since 5.16
+    // take the write and ignore it, and older ones could fail the tasks already charged.)
+    if let Some(tcp) = memory.kernel_tcp() {
+        write(dir, "memory.kmem.tcp.limit_in_bytes", &limit_value("memory.kernelTCP", tcp)?)?;
+    }
     Ok(())
 }
 

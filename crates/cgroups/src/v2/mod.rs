@@ -20,10 +20,7 @@ pub(crate) struct V2Cgroup {
     dir: PathBuf,
 }
 
-pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
-    let path = dir.join(file);
-    std::fs::write(&path, value).map_err(|e| Error::io("write", path, e))
-}
+pub(crate) use crate::write;
 
 impl V2Cgroup {
     pub(crate) fn new(root: PathBuf, path: &CgroupPath) -> Result<Self> {

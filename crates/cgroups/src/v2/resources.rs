@@ -100,8 +100,8 @@ fn apply_memory(dir: &Path, memory: &LinuxMemory) -> Result<()> {
     if let Some(limit) = memory.limit() {
         write(dir, "memory.max", &limit_or_max("memory.limit", limit)?)?;
     }
-    if memory.swappiness().is_some() || memory.disable_oom_killer() == Some(true) || memory.kernel().is_some() {
-        return Err(Error::Unsupported("memory.swappiness, disableOOMKiller and kernel memory do not exist on cgroup v2".into()));
+    if memory.swappiness().is_some() || memory.disable_oom_killer() == Some(true) || memory.kernel().is_some() || memory.kernel_tcp().is_some() {
+        return Err(Error::Unsupported("memory.swappiness, disableOOMKiller, kernel and kernelTCP memory do not exist on cgroup v2".into()));
     }
     Ok(())
 }

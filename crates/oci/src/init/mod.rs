@@ -115,7 +115,6 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     process::set_non_dumpable()?;
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
-    let process = spec.process().as_ref().ok_or_else(|| Error::Init("process is missing".into()))?;
     // Root inside, where the namespace has one: the host's uid 0 is not mapped there, and files
     // made for the container (mount points, devices) by an unmapped uid fail with EOVERFLOW.
     let joined_user = !ctx.plan.new_user && ctx.plan.enters_user_namespace();
@@ -156,6 +155,12 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
             }
         }
     }
+    let Some(process) = spec.process() else {
+        // Nothing to run (the spec allows it): created, until `delete`; `start` refuses it.
+        ctx.sync.send(&Message::Ready)?;
+        wait_for_start(ctx.exec_fifo)?;
+        return Err(Error::Init("the config has no process to start".into()));
+    };
     process::apply_rlimits(process)?;
     if let Some(console) = ctx.console {
         console::setup(console, process.console_size(), process.user().uid(), process.user().gid(), true)?;

@@ -8,7 +8,7 @@ use crate::sys::mount_api::{clone_tree, move_mount};
 use crate::{Error, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -57,34 +57,12 @@ impl HostTrees {
 pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
-    if !ctx.plan.mount_ns {
-        // The runtime's mount namespace: mounting anything would change the host's.
-        return hooks_before_pivot(ctx);
-    }
-    // The root's propagation first, before any mount (runc's order): rslave by default, so nothing
-    // mounted from here on propagates back to the host; rootfsPropagation rshared keeps the host's
-    // shared mounts as peers, so that a bind of one with "rshared" propagates both ways.
-    let root_propagation = match linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
-        Some(name) => propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))?,
-        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    mount(None::<&str>, "/", None::<&str>, root_propagation, None::<&str>).map_err(|e| Error::sys("set the root's propagation", e))?;
-    if root_propagation.contains(MsFlags::MS_SHARED) {
-        make_enclosing_mount_private(ctx.rootfs)?;
-    }
-    let root = match trees.rootfs.take() {
-        Some((tree, dir)) => {
-            move_mount(tree.as_fd(), dir.as_fd()).map_err(|e| Error::sys(format!("attach rootfs {}", ctx.rootfs.display()), e))?;
-            // The tree is now the mount on the rootfs: propagation as the root's, like a bind's.
-            mount(None::<&str>, mounts::fd_path(tree.as_fd()).as_str(), None::<&str>, root_propagation, None::<&str>)
-                .map_err(|e| Error::sys("set the rootfs's propagation", e))?;
-            std::fs::File::from(tree)
-        }
-        None => {
-            mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
-            std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?
-        }
+    let root = if ctx.plan.mount_ns {
+        bind_rootfs(ctx, linux, &mut trees)?
+    } else {
+        // The runtime's mount namespace, shared (crate::shared_mounts): its root keeps its
+        // propagation, the rootfs is not bound onto itself, and the init chroots into it.
+        std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?
     };
     let root_fd = root.as_fd();
 
@@ -108,17 +86,56 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
 
     let hook_state = hooks_before_pivot(ctx)?;
 
-    if ctx.no_pivot {
+    if !ctx.plan.mount_ns {
+        // pivot_root would move the runtime's own root.
+        fchdir(root.as_raw_fd()).map_err(|e| Error::sys("chdir to rootfs", e))?;
+        nix::unistd::chroot(".").map_err(|e| Error::sys("chroot", e))?;
+    } else if ctx.no_pivot {
         move_root(ctx.rootfs)?;
     } else {
         pivot(&root)?;
     }
-    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
+    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty() && ctx.plan.mount_ns) {
         let flags = propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))?;
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(|e| Error::sys(format!("set rootfsPropagation {name}"), e))?;
     }
     chdir("/").map_err(|e| Error::sys("chdir /", e))?;
     Ok(hook_state)
+}
+
+/// In the container's own mount namespace: the root's propagation set, then the rootfs bound
+/// onto itself (or the tree cloned earlier attached there), the mount pivot_root needs.
+fn bind_rootfs(ctx: &InitContext<'_>, linux: &oci_spec::runtime::Linux, trees: &mut HostTrees) -> Result<std::fs::File> {
+    // The root's propagation first, before any mount (runc's order): rslave by default, so nothing
+    // mounted from here on propagates back to the host; rootfsPropagation rshared keeps the host's
+    // shared mounts as peers, so that a bind of one with "rshared" propagates both ways. An
+    // unbindable root could not be bound onto itself next (EINVAL): it stays rslave until
+    // `prepare` makes it unbindable after pivot_root.
+    let root_propagation = match linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => match propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))? {
+            unbindable if unbindable.contains(MsFlags::MS_UNBINDABLE) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            flags => flags,
+        },
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(None::<&str>, "/", None::<&str>, root_propagation, None::<&str>).map_err(|e| Error::sys("set the root's propagation", e))?;
+    if root_propagation.contains(MsFlags::MS_SHARED) {
+        make_enclosing_mount_private(ctx.rootfs)?;
+    }
+    Ok(match trees.rootfs.take() {
+        Some((tree, dir)) => {
+            move_mount(tree.as_fd(), dir.as_fd()).map_err(|e| Error::sys(format!("attach rootfs {}", ctx.rootfs.display()), e))?;
+            // The tree is now the mount on the rootfs: propagation as the root's, like a bind's.
+            mount(None::<&str>, mounts::fd_path(tree.as_fd()).as_str(), None::<&str>, root_propagation, None::<&str>)
+                .map_err(|e| Error::sys("set the rootfs's propagation", e))?;
+            std::fs::File::from(tree)
+        }
+        None => {
+            mount(Some(ctx.rootfs), ctx.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| Error::sys(format!("bind rootfs {}", ctx.rootfs.display()), e))?;
+            std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?
+        }
+    })
 }
 
 /// The mount holding `rootfs` (this mount namespace's copy) made private: the rootfs bind made on

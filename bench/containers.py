@@ -7,6 +7,8 @@ round-robin after a warm-up; medians, p90 and ratios.
 Memory: with 30 containers running `sleep`, the RSS and PSS of each container's supervisor
 (berth-shim, containerd-shim-runc-v2, conmon) and of the daemons (berthd, containerd), idle (image
 pulled, no container) and with the 30.
+Verbs: with one container running `sleep`, `ps` and `exec <it> true` (berth, podman, and ctr's
+`tasks ls` and `tasks exec`), interleaved round-robin; medians and ratios to podman.
 Scale: with 500 containers running `sleep` (berth and containerd), the time of one list call
 (`berth ps -a` vs `ctr containers ls` and `ctr tasks ls`, medians of 10) and the daemon's RSS per
 container.
@@ -41,6 +43,10 @@ class Berth(BerthdInstance):
         return pids_with(f"{self.dir}/state", "berth-shim")
     def list_calls(self):
         return {"berth ps -a": self.cli("ps", "-a")}
+    def ps(self):
+        return self.cli("ps")
+    def exec_true(self, name, i):
+        return self.cli("exec", name, "true")
 
 class Containerd(ContainerdInstance):
     name, supervisor = "containerd", "containerd-shim-runc-v2"
@@ -68,6 +74,10 @@ class Containerd(ContainerdInstance):
     def list_calls(self):
         # containers ls reads metadata only; tasks ls asks every shim for its state.
         return {"ctr containers ls": self.ctr("containers", "ls"), "ctr tasks ls": self.ctr("tasks", "ls")}
+    def ps(self):
+        return self.ctr("tasks", "ls")
+    def exec_true(self, name, i):
+        return self.ctr("tasks", "exec", "--exec-id", f"bench{i}", name, "true")
 
 class Podman:
     name, supervisor = "podman", "conmon"
@@ -85,6 +95,10 @@ class Podman:
         run(self.podman("rm", "-f", "-t", "0", *names))
     def daemon_pids(self):
         return []
+    def ps(self):
+        return self.podman("ps")
+    def exec_true(self, name, i):
+        return self.podman("exec", name, "true")
     def supervisor_pids(self):
         return pids_with(f"{self.dir}/runroot", "conmon")
     def stop(self):
@@ -95,6 +109,28 @@ class Podman:
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+def verbs(tools, ref, runs):
+    """`ps` and `exec NAME true` against one running container per tool, interleaved."""
+    print(f"\n`ps` and `exec <running container> true`, {runs} runs each after a warm-up, round-robin\n")
+    print("| tool       | ps median ms | exec median ms | ps vs podman | exec vs podman |")
+    print("|------------|--------------|----------------|--------------|----------------|")
+    for tool in tools:
+        tool.start_detached(ref, "verbs")
+    samples = {(t.name, verb): [] for t in tools for verb in ("ps", "exec")}
+    for i in range(runs + 1):
+        for tool in tools:
+            for verb, argv in (("ps", tool.ps()), ("exec", tool.exec_true("verbs", i))):
+                start = time.perf_counter()
+                run(argv)
+                if i > 0:
+                    samples[(tool.name, verb)].append(time.perf_counter() - start)
+    med = {key: statistics.median(values) for key, values in samples.items()}
+    ratio = lambda name, verb: f"{med[(name, verb)] / med[('podman', verb)]:.2f}" if ("podman", verb) in med else "-"
+    for tool in tools:
+        print(f"| {tool.name:<10} | {med[(tool.name, 'ps')] * 1000:12.1f} | {med[(tool.name, 'exec')] * 1000:14.1f} | {ratio(tool.name, 'ps'):>12} | {ratio(tool.name, 'exec'):>14} |")
+    for tool in tools:
+        tool.remove_all(["verbs"])
 
 def scale(tools, ref, count):
     """List calls and daemon memory with `count` containers running, per tool."""
@@ -168,6 +204,8 @@ def main():
         ratio = lambda name, peer: f"{med[name] / med[peer]:.2f}" if peer in med else "-"
         for name, values in times.items():
             print(f"| {name:<10} | {med[name] * 1000:9.1f} | {percentile(values, 90) * 1000:6.1f} | {ratio(name, 'podman'):>9} | {ratio(name, 'containerd'):>13} |")
+
+        verbs(tools, ref, args.runs)
 
         names = [f"c{i}" for i in range(args.containers)]
         print(f"\nmemory with {args.containers} containers running `sleep` (KiB; per supervisor: median)\n")

@@ -25,7 +25,7 @@ fn containers(berthd: &Berthd, env: &TestEnv) -> Vec<serde_json::Value> {
 }
 
 fn id_of(berthd: &Berthd, env: &TestEnv, name: &str) -> String {
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(env, &["inspect", name])).unwrap();
+    let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(env, &["inspect", name])).unwrap()[0].clone();
     inspected["id"].as_str().unwrap().to_string()
 }
 
@@ -608,7 +608,7 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     let (out, err) = text(&stopped);
     assert_eq!((stopped.status.code(), out.trim()), (Some(1), "known"), "{err}");
     assert!(err.contains("nosuch1") && err.contains("nosuch2"), "{err}");
-    let known = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap();
+    let known = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "known"])).unwrap()[0].clone();
     assert_eq!((&known["state"], &known["pid"]), (&serde_json::json!("exited"), &serde_json::json!(0)), "stopped, and no stale pid");
 
     // `run -d --rm`: berthd removes it once it has exited, with no client waiting.
@@ -681,6 +681,14 @@ fn the_cli_keeps_dockers_habits_exit_codes_many_names_and_quiet_pipes() {
     assert_eq!((both[0]["name"].as_str(), both[1]["name"].as_str()), (Some("front"), Some("failed")));
     let partly = berthd.berth(&env, &["inspect", "front", "nosuch"]);
     assert!(!partly.status.success() && text(&partly).0.contains("front") && text(&partly).1.contains("nosuch"), "{partly:?}");
+    // One name: still docker's array; times in RFC 3339, Go's zero time for what has not happened.
+    let one = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "front"])).unwrap();
+    assert_eq!(one.as_array().map(Vec::len), Some(1), "{one}");
+    let created = one[0]["created_at"].as_str().unwrap_or_default();
+    assert!(humantime::parse_rfc3339(created).is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 600)), "{created}");
+    assert_eq!(one[0]["finished_at"], "0001-01-01T00:00:00Z");
+    assert_eq!(berthd.ok(&env, &["inspect", "--format", "{{.name}} {{.state}}", "front", "failed"]), "front running\nfailed exited\n");
+    assert_eq!(berthd.berth(&env, &["inspect", "--format", "{{.name", "front"]).status.code(), Some(125), "a bad template is a usage error");
     let stats = berthd.ok(&env, &["stats", "--no-stream"]);
     assert!(stats.starts_with("NAME") && stats.contains("CPU %"), "{stats}");
     let names: Vec<&str> = stats.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
@@ -748,7 +756,7 @@ fn a_huge_command_does_not_break_listing_or_inspecting() {
     assert_eq!(listed.len(), 2);
     let shown = listed[0]["command"].as_array().unwrap();
     assert!(shown.len() < 5000 && shown.last().unwrap().as_str().unwrap().ends_with('…'), "{} arguments shown", shown.len());
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "huge1"])).unwrap();
+    let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "huge1"])).unwrap()[0].clone();
     assert_eq!(inspected["name"], "huge1");
     let grown = peak.grown_kib();
     eprintln!("two 2.4 MB commands created, listed and inspected: berthd's peak RSS +{grown} KiB");
@@ -911,7 +919,7 @@ fn an_oom_kill_shows_in_inspect_and_as_an_event() {
     let out = berthd
         .berth(&env, &["run", "--name", "hog", "--memory", "16m", &image, "sh", "-c", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo ${#x}"]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out).1);
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "hog"])).unwrap();
+    let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "hog"])).unwrap()[0].clone();
     assert_eq!((&inspected["oom_killed"], &inspected["exit_code"]), (&serde_json::json!(true), &serde_json::json!(137)), "{inspected}");
     berthd.ok(&env, &["rm", "hog"]);
     let printed = events.printed();
@@ -934,7 +942,7 @@ fn healthchecks_from_the_image_or_flags_show_in_ps_inspect_and_events() {
     berthd.ok(&env, &["load", archive.to_str().unwrap(), "test/health:v1"]);
     let events = EventsFollower::start(&berthd);
     let health = |berthd: &Berthd, name: &str| -> String {
-        let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", name])).unwrap();
+        let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", name])).unwrap()[0].clone();
         inspected["health"].as_str().unwrap_or("").to_string()
     };
     let wait_for = |berthd: &Berthd, name: &str, wanted: &str| {

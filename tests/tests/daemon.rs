@@ -92,7 +92,7 @@ fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
     let name = format!("{}/test/busybox:v1", registry.address);
     berthd.ok(&env, &["pull", &name]);
     berthd.ok(&env, &["tag", &name, "localhost/mine:1"]);
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap();
+    let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap()[0].clone();
     assert_eq!(inspected["name"], "localhost/mine:1");
     assert_eq!(inspected["config"]["os"], "linux");
     let manifest = inspected["manifest"].as_str().unwrap().to_string();
@@ -115,12 +115,12 @@ fn tag_inspect_export_import_rootfs_and_df_through_berthd() {
     let out = Command::new("skopeo").args(["inspect", &format!("docker-archive:{}", docker.display())]).output().unwrap();
     assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let config_file: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap();
+    let config_file = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap()[0].clone();
     assert_eq!(seen["Layers"], config_file["config"]["rootfs"]["diff_ids"], "{seen}");
     berthd.ok(&env, &["rmi", "localhost/mine:1"]);
     let loaded = berthd.ok(&env, &["load", docker.to_str().unwrap()]);
     assert!(loaded.starts_with("localhost/mine:1 "), "{loaded}");
-    let reloaded: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap();
+    let reloaded = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "localhost/mine:1"])).unwrap()[0].clone();
     assert_eq!(reloaded["config"]["rootfs"], config_file["config"]["rootfs"]);
     // (The archive had no manifest or compressed layer: the earlier ones are now unreferenced.)
     assert!(berthd.ok(&env, &["prune"]).starts_with("removed 2 blobs and 0 snapshots"));

@@ -49,7 +49,7 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     let web = berthd.ok(&env, &["run", "-d", "--name", "web", "-p", &published, &image, "sh", "-c", &serve("web")]).trim().to_string();
     let from_host = retry(|| get(host_port));
     let port_line = berthd.ok(&env, &["port", "web"]);
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "web"])).unwrap();
+    let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "web"])).unwrap()[0].clone();
     let web_ip = inspected["network"]["ips"][0].as_str().unwrap_or_default().to_string();
     let twice = berthd.berth(&env, &["run", "-d", "--name", "web2", "-p", &published, &image, "sleep", "100"]);
     let in_use = berthd.berth(&env, &["run", "-d", "--network", "none", "-p", "80", &image, "true"]);
@@ -94,7 +94,7 @@ fn run_publishes_ports_and_containers_on_a_network_reach_each_other_by_name() {
     let hostnames = (said(&["exec", "side", "hostname"]), said(&["exec", "a1", "hostname"]));
     let addresses =
         (said(&["exec", "side", "ip", "-4", "-o", "addr", "show", "eth0"]), said(&["exec", "a1", "ip", "-4", "-o", "addr", "show", "eth0"]));
-    let side_info: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "side"])).unwrap();
+    let side_info = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "side"])).unwrap()[0].clone();
     let conflicts: Vec<std::process::Output> = [&["-p", "8080:80"][..], &["--hostname", "x"], &["--dns", "192.0.2.1"]]
         .iter()
         .map(|extra| berthd.berth(&env, &[&["run", "--network", "container:a1"][..], extra, &[&image, "true"]].concat()))
@@ -194,7 +194,7 @@ fn ipv6_networks_give_containers_both_addresses() {
     let serve = "echo hello from s1 > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
     let s1 = berthd.ok(&env, &["run", "-d", "--name", "s1", "--network", "six", "-p", &format!("{host_port}:80"), &image, "sh", "-c", serve]);
     let s2 = berthd.ok(&env, &["run", "-d", "--name", "s2", "--network", "six", &image, "sleep", "1000"]);
-    let inspected: serde_json::Value = serde_json::from_str(&berthd.ok(&env, &["inspect", "s1"])).unwrap();
+    let inspected = serde_json::from_str::<serde_json::Value>(&berthd.ok(&env, &["inspect", "s1"])).unwrap()[0].clone();
     let ips: Vec<String> = inspected["network"]["ips"].as_array().unwrap().iter().map(|ip| ip.as_str().unwrap().to_string()).collect();
     let v6: std::net::Ipv6Addr = ips.iter().find_map(|ip| ip.parse().ok()).unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
     let from_s2 = retry(|| {

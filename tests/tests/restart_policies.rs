@@ -9,7 +9,7 @@ use berth_testsupport::{busybox_registry, Berthd, TestEnv};
 use std::time::{Duration, Instant};
 
 fn inspect(berthd: &Berthd, env: &TestEnv, name: &str) -> serde_json::Value {
-    serde_json::from_str(&berthd.ok(env, &["inspect", name])).unwrap()
+    serde_json::from_str::<serde_json::Value>(&berthd.ok(env, &["inspect", name])).unwrap()[0].clone()
 }
 
 /// (state, restart count) of a container.

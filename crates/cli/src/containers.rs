@@ -2,7 +2,7 @@
 //! berth.v1.Containers calls, plus a stream to the shim for run, attach and exec.
 
 use crate::each;
-use crate::format::Output;
+use crate::format::{json_time, Output};
 use crate::stream::{pump, DetachKeys, Ended, Kind};
 use crate::{status, Format};
 use berth_api::v1::containers_client::ContainersClient;
@@ -595,7 +595,8 @@ fn volume(spec: &str) -> anyhow::Result<Volume> {
 pub fn container_json(c: &Container, full: bool) -> serde_json::Value {
     let mut json = serde_json::json!({
         "id": c.id, "name": c.name, "image": c.image, "state": c.state, "pid": c.pid, "command": c.command,
-        "created_at": c.created_at, "started_at": c.started_at, "finished_at": c.finished_at, "runtime": c.runtime, "labels": c.labels,
+        "created_at": json_time(c.created_at), "started_at": json_time(c.started_at), "finished_at": json_time(c.finished_at),
+        "runtime": c.runtime, "labels": c.labels,
     });
     if c.exited {
         json["exit_code"] = c.exit_code.into();

@@ -157,6 +157,16 @@ pub fn rfc3339(ns: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string()
 }
 
+/// A time in JSON output: RFC 3339 in UTC to the nanosecond, as docker's and podman's JSON give
+/// it; a time that has not happened (0: not started yet, not finished) is Go's zero time, as
+/// theirs is.
+pub fn json_time(ns: u64) -> String {
+    match ns {
+        0 => "0001-01-01T00:00:00Z".into(),
+        ns => humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string(),
+    }
+}
+
 /// Seconds from `then` (nanoseconds since the epoch) to now.
 pub fn seconds_since(then_ns: u64) -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
@@ -194,5 +204,11 @@ mod tests {
             ("Less than a second".to_string(), "About a minute".to_string(), "About an hour".to_string(), "3 days".to_string())
         );
         assert_eq!(human_duration(90 * 86400), "3 months");
+    }
+
+    #[test]
+    fn json_times_are_rfc3339_and_zero_is_gos_zero_time() {
+        assert_eq!(json_time(1_764_864_000_123_456_789), "2025-12-04T16:00:00.123456789Z");
+        assert_eq!(json_time(0), "0001-01-01T00:00:00Z");
     }
 }

@@ -182,7 +182,6 @@ impl ProgressBars {
     }
 }
 
-/// An image and its config as JSON.
 /// An image as `inspect` shows it: its record and its config.
 pub async fn inspect(channel: Channel, name: String) -> anyhow::Result<serde_json::Value> {
     let mut images = ImagesClient::new(channel);
@@ -217,5 +216,6 @@ fn image_fields(image: &Image) -> serde_json::Value {
 }
 
 fn image_json(image: &Image) -> serde_json::Value {
-    serde_json::json!({"name": image.name, "manifest": image.manifest, "config": image.config, "size": image.size, "created": image.created, "layers": image.layers})
+    let created = crate::format::json_time(image.created.saturating_mul(1_000_000_000));
+    serde_json::json!({"name": image.name, "manifest": image.manifest, "config": image.config, "size": image.size, "created": created, "layers": image.layers})
 }

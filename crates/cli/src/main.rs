@@ -53,9 +53,13 @@ enum Command {
     /// Write berth's man pages (berth.1 and one per verb) into a directory.
     #[command(hide = true)]
     Man { dir: PathBuf },
-    /// Show containers (or, failing that, images) as JSON: one name's object, or an array for
-    /// several.
+    /// Show containers (or, failing that, images) as a JSON array, one object per name found, as
+    /// docker's inspect prints it.
+    #[command(after_help = "Examples:\n  berth inspect web | jq '.[0].network.ips'\n  berth inspect --format '{{.state}} {{.pid}}' web db")]
     Inspect {
+        /// A Go template applied to each object instead (`{{.state}}`, `{{json .network}}`).
+        #[arg(long, short = 'f', value_name = "TEMPLATE", value_parser = format::output)]
+        format: Option<format::Output>,
         /// Containers or images by name or id.
         #[arg(required = true)]
         names: Vec<String>,
@@ -167,7 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(command) => networks::run(channel, command).await,
         Command::Volume(command) => volumes::run(channel, command).await,
         Command::Completion { .. } | Command::Man { .. } => Ok(0),
-        Command::Inspect { names } => {
+        Command::Inspect { format, names } => {
             // An inspect carries the container's whole spec: as large as an image config may make
             // it (the image service caps configs), above tonic's 4 MiB default.
             let mut client = berth_api::v1::containers_client::ContainersClient::new(channel.clone()).max_decoding_message_size(MAX_INSPECT);
@@ -187,10 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     }
                 }
             }
-            // One name: its object; several: an array of those found (docker's array).
-            match shown.len() {
-                1 if names.len() == 1 => println!("{}", serde_json::to_string_pretty(&shown[0])?),
-                0 => {}
+            match format {
+                Some(format::Output::Template { text, .. }) => format::print_template(&text, false, &shown)?,
+                // An array even for one name, and `[]` for none found, as docker prints.
                 _ => println!("{}", serde_json::to_string_pretty(&shown)?),
             }
             match failed {

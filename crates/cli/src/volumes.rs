@@ -49,7 +49,8 @@ pub enum VolumeCommand {
 }
 
 fn json(v: &VolumeInfo) -> serde_json::Value {
-    serde_json::json!({"name": v.name, "mountpoint": v.mountpoint, "created": v.created, "anonymous": v.anonymous, "containers": v.containers})
+    let created = crate::format::json_time(v.created.saturating_mul(1_000_000_000));
+    serde_json::json!({"name": v.name, "mountpoint": v.mountpoint, "created": created, "anonymous": v.anonymous, "containers": v.containers})
 }
 
 /// Returns the exit status: 1 when a name of several failed (each said on stderr).

@@ -3,9 +3,9 @@
 //! test runs its own private instance (storage, state, sockets and cgroup parent under the test's
 //! directory or named after it), builds a busybox image offline, and tears everything down.
 
-use berth_testsupport::{busybox_rootfs, TestEnv};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use berth_testsupport::{busybox_rootfs, remove_cgroup_tree, Containerd, TestEnv};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn strs(args: &[String]) -> Vec<&str> {
@@ -109,28 +109,6 @@ impl<'a> Podman<'a> {
 
 const IMAGE: &str = "localhost/berth-busybox:test";
 
-/// Removes a cgroup directory and its (empty) children under every v1 controller or on v2.
-fn remove_cgroup_tree(relative: &str) {
-    let relative = relative.trim_start_matches('/');
-    let mut roots = vec![PathBuf::from("/sys/fs/cgroup").join(relative)];
-    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-        roots.extend(controllers.flatten().map(|c| c.path().join(relative)));
-    }
-    for root in roots.into_iter().filter(|r| r.is_dir()) {
-        remove_dirs_bottom_up(&root);
-        assert!(!root.exists(), "cgroup {} could not be removed: processes left in it?", root.display());
-    }
-}
-
-fn remove_dirs_bottom_up(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            remove_dirs_bottom_up(&entry.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 fn assert_no_runtime_state(root: &Path, id: &str) {
     assert!(!root.join(id).exists(), "berth-oci state {} left behind", root.join(id).display());
 }
@@ -191,93 +169,6 @@ fn podman_runs_execs_stops_and_gives_a_terminal() {
 }
 
 /// A private containerd: its own root, state, sockets and namespace, the CRI plugin off.
-struct Containerd<'a> {
-    env: &'a TestEnv,
-    daemon: Child,
-    namespace: String,
-}
-
-impl Peer for Containerd<'_> {
-    fn env(&self) -> &TestEnv {
-        self.env
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("ctr");
-        command
-            .arg("--address")
-            .arg(self.env.dir.join("containerd/containerd.sock"))
-            .args(["--namespace", &self.namespace])
-            .args(args)
-            .stdin(Stdio::null());
-        command
-    }
-}
-
-impl<'a> Containerd<'a> {
-    fn start(env: &'a TestEnv) -> Containerd<'a> {
-        let dir = env.dir.join("containerd");
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
-            root = dir.join("root").display(),
-            state = dir.join("state").display(),
-            sock = dir.join("containerd.sock").display(),
-        );
-        std::fs::write(dir.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
-        let containerd = Containerd { env, daemon, namespace: format!("berth-{}", env.dir.file_name().unwrap().to_string_lossy()) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !containerd.run(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        containerd
-    }
-
-    /// Where the runc v2 shim keeps the runtime's state for this namespace (`--root`).
-    fn runtime_root(&self) -> PathBuf {
-        PathBuf::from("/run/containerd/runc").join(&self.namespace)
-    }
-
-    fn task_status(&self, id: &str) -> Option<String> {
-        let tasks = self.ok(&["task", "ls"]);
-        tasks.lines().find(|l| l.split_whitespace().next() == Some(id)).and_then(|l| l.split_whitespace().nth(2)).map(String::from)
-    }
-
-    fn teardown(mut self) {
-        let _ = self.run(&["images", "rm", IMAGE]);
-        let _ = self.run(&["namespaces", "rm", &self.namespace]);
-        // The daemon this test started, by its pid; it stops its plugins and exits.
-        let _ = signal(self.daemon.id(), libc::SIGTERM);
-        let _ = self.daemon.wait();
-        let _ = std::fs::remove_dir(self.runtime_root());
-        remove_cgroup_tree(&self.namespace);
-    }
-}
-
-fn signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: kill(2) has no memory effects; the pid is a child of this test.
-    if unsafe { libc::kill(pid as libc::pid_t, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 #[test]
 fn containerd_runs_execs_and_kills_through_its_runc_shim() {
     let env = TestEnv::new("peer-containerd");

@@ -6,9 +6,9 @@
 //! What is checked: the scope systemd makes at create holds the init before it runs, with the
 //! spec's limits in systemd's view of the unit (`systemctl show`) and in the cgroup files; update,
 //! pause and resume, exec; delete stops the unit and its directory goes; a create that fails
-//! leaves no unit behind.
+//! leaves no unit behind; containerd's runc shim drives it as its `SystemdCgroup` option asks.
 
-use berth_testsupport::TestEnv;
+use berth_testsupport::{busybox_registry, Containerd, TestEnv};
 use serde_json::json;
 use std::path::Path;
 
@@ -99,5 +99,52 @@ fn a_create_that_fails_leaves_no_unit() {
     env.bundle.edit(|c| c["linux"]["cgroupsPath"] = json!("/berth/plain"));
     let plain = env.fails(&["--systemd-cgroup", "create", &env.id("sdp")]);
     assert!(plain.contains("slice:prefix:name"), "{plain}");
+    env.leak_check();
+}
+
+/// containerd's runc shim with `SystemdCgroup` (what `ctr run --runc-systemd-cgroup` and the CRI
+/// plugin's `SystemdCgroup = true` set) passes `--systemd-cgroup` and a `slice:prefix:name` path
+/// to berth-oci: the task runs in its scope; exec, pause and resume work through the shim; after
+/// the task and container are removed, neither unit nor directory is left.
+#[test]
+fn containerd_drives_the_systemd_driver_through_its_runc_shim() {
+    if !systemd_runs() {
+        return;
+    }
+    let env = TestEnv::new("systemd-ctr");
+    let registry = busybox_registry(&env);
+    let image = format!("{}/test/busybox:v1", registry.address);
+    let containerd = Containerd::start(&env);
+    containerd.ok(&["images", "pull", "--plain-http", &image]);
+    let id = format!("sdc-{}", std::process::id());
+    let cgroup = format!("berthtest-c.slice:berth:{id}");
+    let bin = env.bin.to_str().unwrap();
+    containerd.ok(&["run", "-d", "--runc-binary", bin, "--runc-systemd-cgroup", "--cgroup", &cgroup, &image, &id, "sleep", "1000"]);
+    containerd.wait_task(&id, "RUNNING");
+    let unit = format!("berth-{id}.scope");
+    let dir = Path::new("/sys/fs/cgroup/berthtest.slice/berthtest-c.slice").join(&unit);
+    let tasks = containerd.ok(&["task", "ls"]);
+    let pid = tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default().to_string();
+    assert_eq!((show(&unit, "ActiveState"), show(&unit, "Delegate")), ("active".into(), "yes".into()));
+    assert!(read(&dir.join("cgroup.procs")).lines().any(|p| p == pid), "the task ({pid}) is in {}", dir.display());
+    let state = std::fs::read_to_string(containerd.runtime_root().join(&id).join("state.json")).unwrap_or_default();
+    assert!(state.contains("\"systemd_cgroup\":true"), "the shim ran berth-oci with --systemd-cgroup: {state:.300}");
+
+    let exec = containerd.run(&["task", "exec", "--exec-id", "probe", &id, "sh", "-c", "exit 6"]);
+    assert_eq!(exec.status.code(), Some(6), "{exec:?}");
+    containerd.ok(&["task", "pause", &id]);
+    containerd.wait_task(&id, "PAUSED");
+    assert_eq!(read(&dir.join("cgroup.freeze")), "1");
+    containerd.ok(&["task", "resume", &id]);
+    containerd.wait_task(&id, "RUNNING");
+    containerd.ok(&["task", "kill", "--signal", "KILL", &id]);
+    containerd.wait_task(&id, "STOPPED");
+    containerd.ok(&["task", "delete", &id]);
+    containerd.ok(&["container", "delete", &id]);
+    assert!(!dir.exists(), "the scope's directory went with the task");
+    assert_ne!(show(&unit, "ActiveState"), "active", "the unit is gone");
+    assert!(!containerd.runtime_root().join(&id).exists(), "berth-oci's state went with the task");
+    containerd.teardown();
+    drop(registry);
     env.leak_check();
 }

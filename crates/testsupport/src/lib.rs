@@ -8,11 +8,13 @@
 //!   [`HostileRegistry`]: one that attacks its clients.
 //! - [`TestEnv::leak_check`]: asserts that nothing of the test outlives it: mounts, cgroups,
 //!   processes, state directories, and fds of the test process that point into the test's files.
+//! - [`Containerd`]: a private containerd for tests that drive berth-oci through its runc shim.
 
 mod berthd;
 mod bundle;
 mod cgroupfs;
 mod console;
+mod containerd;
 mod hostile_registry;
 mod leaks;
 mod network;
@@ -23,7 +25,8 @@ mod trees;
 
 pub use berthd::Berthd;
 pub use bundle::{busybox_rootfs, Bundle};
-pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2};
+pub use cgroupfs::{cgroup_dir, cgroup_file, cgroup_v2, remove_cgroup_tree};
+pub use containerd::Containerd;
 pub use console::ConsoleSocket;
 pub use hostile_registry::{Attack, HostileRegistry};
 pub use leaks::Leaks;

@@ -22,6 +22,8 @@
 #   BERTH_VM_INIT     systemd: the host's systemd boots the guest as PID 1 (on the host
 #                     tree, owning the cgroup2 hierarchy) and runs the command as a service;
 #                     unset: vm/init runs it, with no init system (the default)
+#   BERTH_VM_CGROUP   v1: with BERTH_VM_INIT=systemd, systemd mounts the v1 controllers (its
+#                     hybrid layout, as on this host) instead of pure cgroup v2
 # Passed into the guest: PATH, TERM, LANG, LC_ALL, RUST_BACKTRACE, RUST_LOG,
 # RUST_TEST_THREADS and every BERTH_* variable; use `env X=y cmd` for others.
 # Exit status: the command's; 124 timeout; 125 the VM did not get to run it.
@@ -37,6 +39,11 @@ init_mode=${BERTH_VM_INIT:-}
 case $init_mode in
     '' | systemd) ;;
     *) echo "run-in-vm: BERTH_VM_INIT=$init_mode: only systemd, or unset" >&2; exit 125 ;;
+esac
+cgroup_mode=${BERTH_VM_CGROUP:-v2}
+case $init_mode/$cgroup_mode in
+    */v2 | systemd/v1) ;;
+    *) echo "run-in-vm: BERTH_VM_CGROUP=$cgroup_mode: v1 only with BERTH_VM_INIT=systemd, else v2" >&2; exit 125 ;;
 esac
 
 # In this order; each one that the kernel has built in is skipped.
@@ -129,9 +136,14 @@ else
     out=(-chardev stdio,id=out,signal=on)
 fi
 
-# Kernel: log on ttyS1, no v1 controllers at all, quiet, stop on panic; no
+# Kernel: log on ttyS1, no v1 controllers (unless asked for), quiet, stop on panic; no
 # mitigations (nothing to protect in a test VM, and they cost time under TCG).
-append="console=ttyS1 edd=off loglevel=4 panic=-1 cgroup_no_v1=all mitigations=off rdinit=/init"
+append="console=ttyS1 edd=off loglevel=4 panic=-1 mitigations=off rdinit=/init"
+if [ "$cgroup_mode" = v1 ]; then
+    append+=" systemd.unified_cgroup_hierarchy=0"
+else
+    append+=" cgroup_no_v1=all"
+fi
 if [ "$init_mode" = systemd ]; then
     # vm/init writes berth-vm.target, which runs the command after basic.target. Status output
     # only for failures: the console is a serial port, slow under TCG.

@@ -1,5 +1,6 @@
-//! The systemd cgroup driver (`berth-oci --systemd-cgroup`), where systemd is PID 1: the cgroup
-//! v2 VM booted with systemd (scripts/test-vm.sh's systemd pass, `BERTH_VM_INIT=systemd`). There
+//! The systemd cgroup driver (`berth-oci --systemd-cgroup`), where systemd is PID 1: the test VM
+//! booted with systemd (scripts/test-vm.sh's systemd passes, `BERTH_VM_INIT=systemd`), on cgroup
+//! v2 and on systemd's v1 layout (`BERTH_VM_CGROUP=v1`), where the files differ. There
 //! `BERTH_EXPECT_SYSTEMD` is set and a missing systemd fails each test; elsewhere (this host has
 //! no systemd) each says so and returns.
 //!
@@ -8,7 +9,7 @@
 //! pause and resume, exec; delete stops the unit and its directory goes; a create that fails
 //! leaves no unit behind; containerd's runc shim drives it as its `SystemdCgroup` option asks.
 
-use berth_testsupport::{busybox_registry, Containerd, TestEnv};
+use berth_testsupport::{busybox_registry, cgroup_v2, Containerd, TestEnv};
 use serde_json::json;
 use std::path::Path;
 
@@ -31,6 +32,20 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default().trim().to_string()
 }
 
+/// The directory of a scope in `slice` (`berthtest-a.slice`): on v1, in `controller`'s hierarchy.
+fn scope_dir(slice: &str, unit: &str, controller: &str) -> std::path::PathBuf {
+    let root = if cgroup_v2() { Path::new("/sys/fs/cgroup").to_path_buf() } else { Path::new("/sys/fs/cgroup").join(controller) };
+    root.join("berthtest.slice").join(slice).join(unit)
+}
+
+/// Whether the scope is frozen: cgroup.freeze on v2, the freezer's state on v1.
+fn frozen(slice: &str, unit: &str) -> bool {
+    match cgroup_v2() {
+        true => read(&scope_dir(slice, unit, "").join("cgroup.freeze")) == "1",
+        false => read(&scope_dir(slice, unit, "freezer").join("freezer.state")) == "FROZEN",
+    }
+}
+
 #[test]
 fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
     if !systemd_runs() {
@@ -47,34 +62,48 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
     });
     env.ok(&["--systemd-cgroup", "create", &id]);
     let unit = format!("berth-{id}.scope");
-    let dir = Path::new("/sys/fs/cgroup/berthtest.slice/berthtest-a.slice").join(&unit);
+    let dir = |controller: &str| scope_dir("berthtest-a.slice", &unit, controller);
     let pid = env.pid(&id).to_string();
+    let v2 = cgroup_v2();
 
     // Before the process runs: in its scope, systemd's limits and the files agree.
     assert_eq!(show(&unit, "ActiveState"), "active");
     assert_eq!(show(&unit, "Slice"), "berthtest-a.slice");
     assert_eq!(show(&unit, "Delegate"), "yes");
-    assert_eq!((show(&unit, "MemoryMax"), read(&dir.join("memory.max"))), ("67108864".into(), "67108864".into()));
-    assert_eq!((show(&unit, "TasksMax"), read(&dir.join("pids.max"))), ("32".into(), "32".into()));
-    assert_eq!((show(&unit, "CPUWeight"), read(&dir.join("cpu.weight"))), ("20".into(), "20".into()));
-    assert_eq!(read(&dir.join("cpu.max")), "20000 100000");
-    assert!(read(&dir.join("cgroup.procs")).lines().any(|p| p == pid), "the init is in the scope before it runs");
+    assert_eq!((show(&unit, "TasksMax"), read(&dir("pids").join("pids.max"))), ("32".into(), "32".into()));
+    if v2 {
+        assert_eq!((show(&unit, "MemoryMax"), read(&dir("").join("memory.max"))), ("67108864".into(), "67108864".into()));
+        assert_eq!((show(&unit, "CPUWeight"), read(&dir("").join("cpu.weight"))), ("20".into(), "20".into()));
+        assert_eq!(read(&dir("").join("cpu.max")), "20000 100000");
+    } else {
+        assert_eq!((show(&unit, "MemoryLimit"), read(&dir("memory").join("memory.limit_in_bytes"))), ("67108864".into(), "67108864".into()));
+        assert_eq!((show(&unit, "CPUShares"), read(&dir("cpu").join("cpu.shares"))), ("512".into(), "512".into()));
+        assert_eq!(read(&dir("cpu").join("cpu.cfs_quota_us")), "20000");
+        // A hierarchy systemd does not manage is made and joined by berth-oci itself.
+        assert!(read(&dir("freezer").join("cgroup.procs")).lines().any(|p| p == pid), "the init is in its freezer cgroup");
+    }
+    for controller in ["memory", "pids"] {
+        assert!(read(&dir(controller).join("cgroup.procs")).lines().any(|p| p == pid), "the init is in the scope ({controller}) before it runs");
+    }
 
     env.ok(&["start", &id]);
     let exec = env.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
-    assert!(exec.starts_with("0::"), "{exec}");
+    assert!(if v2 { exec.starts_with("0::") } else { exec.contains(":memory:") }, "{exec}");
     env.ok(&["update", "--memory", "96m", "--pids-limit", "64", &id]);
-    assert_eq!((show(&unit, "MemoryMax"), read(&dir.join("memory.max"))), ("100663296".into(), "100663296".into()));
-    assert_eq!((show(&unit, "TasksMax"), read(&dir.join("pids.max"))), ("64".into(), "64".into()));
+    let (memory_property, memory_file) = if v2 { ("MemoryMax", dir("").join("memory.max")) } else { ("MemoryLimit", dir("memory").join("memory.limit_in_bytes")) };
+    assert_eq!((show(&unit, memory_property), read(&memory_file)), ("100663296".into(), "100663296".into()));
+    assert_eq!((show(&unit, "TasksMax"), read(&dir("pids").join("pids.max"))), ("64".into(), "64".into()));
     env.ok(&["pause", &id]);
-    assert_eq!((env.status(&id), read(&dir.join("cgroup.freeze"))), ("paused".into(), "1".into()));
+    assert_eq!((env.status(&id), frozen("berthtest-a.slice", &unit)), ("paused".into(), true));
     env.ok(&["resume", &id]);
     assert_eq!(env.status(&id), "running");
 
     env.ok(&["kill", &id, "KILL"]);
     env.wait_status(&id, "stopped");
     env.ok(&["delete", &id]);
-    assert!(!dir.exists(), "the scope's directory went with it");
+    for controller in ["memory", "pids", "freezer"] {
+        assert!(!dir(controller).exists(), "the scope's directory went with it ({controller})");
+    }
     assert_ne!(show(&unit, "ActiveState"), "active", "the unit is gone");
     env.leak_check();
 }
@@ -94,7 +123,7 @@ fn a_create_that_fails_leaves_no_unit() {
     assert!(error.contains("/no/such/program"), "{error}");
     let unit = format!("berth-{id}.scope");
     assert_ne!(show(&unit, "ActiveState"), "active");
-    assert!(!Path::new("/sys/fs/cgroup/berthtest.slice/berthtest-b.slice").join(&unit).exists());
+    assert!(!scope_dir("berthtest-b.slice", &unit, "memory").exists());
     // A plain path is the cgroupfs driver's: refused with the flag, as runc refuses it.
     env.bundle.edit(|c| c["linux"]["cgroupsPath"] = json!("/berth/plain"));
     let plain = env.fails(&["--systemd-cgroup", "create", &env.id("sdp")]);
@@ -122,7 +151,7 @@ fn containerd_drives_the_systemd_driver_through_its_runc_shim() {
     containerd.ok(&["run", "-d", "--runc-binary", bin, "--runc-systemd-cgroup", "--cgroup", &cgroup, &image, &id, "sleep", "1000"]);
     containerd.wait_task(&id, "RUNNING");
     let unit = format!("berth-{id}.scope");
-    let dir = Path::new("/sys/fs/cgroup/berthtest.slice/berthtest-c.slice").join(&unit);
+    let dir = scope_dir("berthtest-c.slice", &unit, "memory");
     let tasks = containerd.ok(&["task", "ls"]);
     let pid = tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default().to_string();
     assert_eq!((show(&unit, "ActiveState"), show(&unit, "Delegate")), ("active".into(), "yes".into()));
@@ -134,7 +163,7 @@ fn containerd_drives_the_systemd_driver_through_its_runc_shim() {
     assert_eq!(exec.status.code(), Some(6), "{exec:?}");
     containerd.ok(&["task", "pause", &id]);
     containerd.wait_task(&id, "PAUSED");
-    assert_eq!(read(&dir.join("cgroup.freeze")), "1");
+    assert!(frozen("berthtest-c.slice", &unit));
     containerd.ok(&["task", "resume", &id]);
     containerd.wait_task(&id, "RUNNING");
     containerd.ok(&["task", "kill", "--signal", "KILL", &id]);

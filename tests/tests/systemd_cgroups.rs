@@ -90,7 +90,8 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
     let exec = env.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
     assert!(if v2 { exec.starts_with("0::") } else { exec.contains(":memory:") }, "{exec}");
     env.ok(&["update", "--memory", "96m", "--pids-limit", "64", &id]);
-    let (memory_property, memory_file) = if v2 { ("MemoryMax", dir("").join("memory.max")) } else { ("MemoryLimit", dir("memory").join("memory.limit_in_bytes")) };
+    let (memory_property, memory_file) =
+        if v2 { ("MemoryMax", dir("").join("memory.max")) } else { ("MemoryLimit", dir("memory").join("memory.limit_in_bytes")) };
     assert_eq!((show(&unit, memory_property), read(&memory_file)), ("100663296".into(), "100663296".into()));
     assert_eq!((show(&unit, "TasksMax"), read(&dir("pids").join("pids.max"))), ("64".into(), "64".into()));
     env.ok(&["pause", &id]);

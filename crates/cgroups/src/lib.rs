@@ -35,7 +35,8 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     use std::io::Write;
     let path = dir.join(file);
     let mut handle = match std::fs::OpenOptions::new().write(true).open(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // (A cgroup that is gone altogether keeps the plain error.)
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {
             return Err(Error::Unsupported(format!("{} does not exist: this kernel or hierarchy has no such setting", path.display())))
         }
         other => other.map_err(|e| Error::io("open", path.clone(), e))?,

@@ -8,7 +8,7 @@ use crate::spec::Bundle;
 use crate::state::{self, Container, Status, EXEC_FIFO};
 use crate::sync::{Message, SyncSocket};
 use crate::sys::{clone3, CloneResult};
-use crate::{cgroup, hooks, idmap, proc, seccomp_listener, shared_mounts, Error, Result};
+use crate::{cgroup, hooks, idmap, proc, seccomp_listener, Error, Result};
 use berth_cgroups::Cgroup;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -42,8 +42,6 @@ struct Cleanup {
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn Cgroup>>,
     child: Option<i32>,
-    /// Without a mount namespace: the rootfs and the mounts beneath it before create.
-    shared_mounts: Option<(PathBuf, Vec<u64>)>,
 }
 
 impl Cleanup {
@@ -51,7 +49,6 @@ impl Cleanup {
         self.dir = None;
         self.cgroup = None;
         self.child = None;
-        self.shared_mounts = None;
     }
 }
 
@@ -60,9 +57,6 @@ impl Drop for Cleanup {
         if let Some(pid) = self.child {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        }
-        if let Some((rootfs, before)) = &self.shared_mounts {
-            let _ = shared_mounts::take_down(rootfs, before);
         }
         if let Some(cgroup) = &self.cgroup {
             let _ = cgroup.remove();
@@ -91,7 +85,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     };
 
     let dir = state::create_dir(root, &options.id)?;
-    let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None, shared_mounts: None };
+    let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None };
     let fifo_path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::sys("mkfifo exec.fifo", e))?;
     // The init opens it for writing after it became the spec's user (any uid), through its O_PATH
@@ -114,9 +108,6 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     cgroup.apply(&cgroup::resources_with_spec_devices(linux))?;
     let cgroup_mounts = cgroup.mount_sources();
     let idmapped_trees = idmap::prepare(spec.mounts().as_deref().unwrap_or(&[]), &bundle.mount_id_mappings, linux)?;
-
-    let mounts_before = if plan.mount_ns { None } else { Some(shared_mounts::present(&bundle.rootfs)?) };
-    cleanup.shared_mounts = mounts_before.clone().map(|before| (bundle.rootfs.clone(), before));
 
     let (parent_sock, child_sock) = SyncSocket::pair()?;
     for path in &plan.parent_joins {
@@ -201,7 +192,6 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         config: spec.clone(),
         without_cgroup: cgroup_origin == cgroup::Origin::None,
         systemd_cgroup: options.systemd_cgroup,
-        mounts_before,
         dir: dir.clone(),
     };
     loop {

@@ -44,9 +44,6 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
         // A scope systemd ended with its processes may stay listed as failed.
         let _ = berth_cgroups::systemd::forget(container.config.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()), &container.id);
     }
-    if let Some(before) = &container.mounts_before {
-        crate::shared_mounts::take_down(&container.rootfs, before)?;
-    }
     let mut warnings = Vec::new();
     if let Some(spec_hooks) = container.config.hooks() {
         let state = serde_json::to_string(&container.oci_state(Status::Stopped)).unwrap_or_default();

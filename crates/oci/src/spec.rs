@@ -139,12 +139,16 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err("hostname needs a uts namespace".into());
     }
-    // Without a mount namespace the container shares the runtime's (as runc and crun allow): its
-    // mounts are made there beneath the rootfs (crate::shared_mounts). What would change the
-    // runtime's own mounts is refused, not ignored, as runc refuses masked and read-only paths.
+    // Without a mount namespace the container shares the runtime's (as runc and crun allow):
+    // nothing is mounted, and what would have to be mounted is refused, not ignored. (runc makes
+    // such mounts in the runtime's namespace and leaves them there; taking them down safely at
+    // delete, through propagation and whatever the container mounted meanwhile, is not done.)
     if !has(LinuxNamespaceType::Mount) {
         if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err("maskedPaths and readonlyPaths need a mount namespace".into());
+        }
+        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err("mounts need a mount namespace".into());
         }
         if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
             return Err("a read-only root needs a mount namespace".into());

@@ -55,10 +55,6 @@ pub struct Container {
     /// Its cgroup is a systemd scope (created with `--systemd-cgroup`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub systemd_cgroup: bool,
-    /// Without a mount namespace of its own: the mounts beneath the rootfs that were there before
-    /// `create`, which `delete` leaves (see `shared_mounts`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mounts_before: Option<Vec<u64>>,
     #[serde(skip)]
     pub dir: PathBuf,
 }

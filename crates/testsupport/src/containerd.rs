@@ -1,7 +1,8 @@
 //! A private containerd (Debian's 1.6) for tests that drive berth-oci through it: its own root,
 //! state, sockets and namespace under the test's directory, no CRI plugin; `ctr` talks to it.
 //! `teardown` removes its images and namespace, stops the daemon (by its pid) and removes the
-//! cgroups its containers had under the namespace's name.
+//! cgroups its containers had under the namespace's name; dropped without it (a test that
+//! panicked), it first kills and removes whatever tasks and containers are left.
 
 use crate::TestEnv;
 use std::path::PathBuf;
@@ -95,6 +96,13 @@ impl<'a> Containerd<'a> {
     }
 
     pub fn teardown(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if self.daemon.try_wait().is_ok_and(|exited| exited.is_some()) {
+            return;
+        }
         for image in self.run(&["images", "ls", "-q"]).stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let _ = self.run(&["images", "rm", &String::from_utf8_lossy(image)]);
         }
@@ -104,5 +112,23 @@ impl<'a> Containerd<'a> {
         let _ = self.daemon.wait();
         let _ = std::fs::remove_dir(self.runtime_root());
         crate::remove_cgroup_tree(&self.namespace);
+    }
+}
+
+impl Drop for Containerd<'_> {
+    fn drop(&mut self) {
+        if self.daemon.try_wait().is_ok_and(|exited| exited.is_some()) {
+            return;
+        }
+        let listed = |args: &[&str]| -> Vec<String> {
+            let out = self.run(args);
+            String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(String::from).collect()
+        };
+        for id in listed(&["containers", "ls", "-q"]) {
+            let _ = self.run(&["task", "kill", "--all", "--signal", "KILL", &id]);
+            let _ = self.run(&["task", "delete", "--force", &id]);
+            let _ = self.run(&["containers", "delete", &id]);
+        }
+        self.shut_down();
     }
 }

@@ -100,7 +100,8 @@ fn apply_memory(dir: &Path, memory: &LinuxMemory) -> Result<()> {
     }
     // (`kernel`, memory.kmem.limit_in_bytes, is left alone as runc leaves it: kernels since 5.16
     // take the write and ignore it, and older ones could fail the tasks already charged.)
-    if let Some(tcp) = memory.kernel_tcp() {
+    // 0 would be a TCP buffer limit of nothing: unset, as runc reads it.
+    if let Some(tcp) = memory.kernel_tcp().filter(|t| *t != 0) {
         write(dir, "memory.kmem.tcp.limit_in_bytes", &limit_value("memory.kernelTCP", tcp)?)?;
     }
     Ok(())

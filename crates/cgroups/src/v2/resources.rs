@@ -56,9 +56,7 @@ pub(super) fn apply(dir: &Path, resources: &LinuxResources) -> Result<()> {
             return Err(Error::InvalidResource("unified", format!("{key}: value contains a newline")));
         }
         write(dir, key, value).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Error::InvalidResource("unified", format!("{key}: no such cgroup interface file (controller not enabled?)"))
-            }
+            Error::Unsupported(_) => Error::InvalidResource("unified", format!("{key}: no such cgroup interface file (controller not enabled?)")),
             other => other,
         })?;
     }

@@ -8,7 +8,7 @@ use crate::sys::mount_api::{clone_tree, move_mount};
 use crate::{Error, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -57,13 +57,11 @@ impl HostTrees {
 pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
-    let root = if ctx.plan.mount_ns {
-        bind_rootfs(ctx, linux, &mut trees)?
-    } else {
-        // The runtime's mount namespace, shared (crate::shared_mounts): its root keeps its
-        // propagation, the rootfs is not bound onto itself, and the init chroots into it.
-        std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?
-    };
+    if !ctx.plan.mount_ns {
+        // The runtime's mount namespace: mounting anything would change the host's.
+        return hooks_before_pivot(ctx);
+    }
+    let root = bind_rootfs(ctx, linux, &mut trees)?;
     let root_fd = root.as_fd();
 
     let in_userns = ctx.plan.enters_user_namespace();
@@ -86,16 +84,12 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
 
     let hook_state = hooks_before_pivot(ctx)?;
 
-    if !ctx.plan.mount_ns {
-        // pivot_root would move the runtime's own root.
-        fchdir(root.as_raw_fd()).map_err(|e| Error::sys("chdir to rootfs", e))?;
-        nix::unistd::chroot(".").map_err(|e| Error::sys("chroot", e))?;
-    } else if ctx.no_pivot {
+    if ctx.no_pivot {
         move_root(ctx.rootfs)?;
     } else {
         pivot(&root)?;
     }
-    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty() && ctx.plan.mount_ns) {
+    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
         let flags = propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))?;
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(|e| Error::sys(format!("set rootfsPropagation {name}"), e))?;
     }

@@ -303,37 +303,99 @@ fn time_offsets_in_the_specs_object_form_reach_the_time_namespace() {
     env.leak_check();
 }
 
+/// Mount points beneath `dir` in this (the runtime's) mount namespace.
+fn mounts_beneath(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    table.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)).map(str::to_string).collect()
+}
+
 #[test]
 fn a_container_without_a_mount_namespace_shares_the_runtimes() {
     let env = TestEnv::new("compat-no-mntns");
     let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap().display().to_string();
     let mut bundle = Bundle::new(&env.dir.join("no-mntns-bundle"));
-    bundle.set_args(&["sh", "-c", "readlink /proc/self/ns/mnt"]).edit(|c| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|ns| ns["type"] != "mount");
-        c["mounts"] = serde_json::json!([]);
-        c["linux"]["maskedPaths"] = serde_json::json!([]);
-        c["linux"]["readonlyPaths"] = serde_json::json!([]);
-        c["root"]["readonly"] = false.into();
-    });
+    std::fs::write(bundle.dir.join("rootfs/marker"), "the rootfs\n").unwrap();
+    // The spec's default mounts stay (as in runtime-tools' linux_ns_itype): made in the runtime's
+    // namespace beneath the rootfs, into which the process is chrooted.
+    bundle
+        .set_args(&[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/mnt; cat /marker; test -c /dev/null && echo devices; grep -q ' /proc proc ' /proc/mounts && echo proc",
+        ])
+        .edit(|c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|ns| ns["type"] != "mount");
+            c["linux"]["maskedPaths"] = serde_json::json!([]);
+            c["linux"]["readonlyPaths"] = serde_json::json!([]);
+            c["root"]["readonly"] = false.into();
+        });
     let id = env.id("no-mntns");
     let bundle_arg = bundle.dir.display().to_string();
-    assert_eq!(env.ok(&["run", "--bundle", &bundle_arg, &id]).trim(), ours, "the runtime's mount namespace");
-    // What would need a mount namespace is refused, not ignored.
-    let edits: [(&str, serde_json::Value); 3] = [
-        ("maskedPaths", serde_json::json!(["/proc/kcore"])),
-        ("rootfsPropagation", serde_json::json!("rshared")),
-        ("mounts", serde_json::json!([{"destination": "/proc", "type": "proc", "source": "proc"}])),
-    ];
-    for (field, value) in edits {
-        let mut config = bundle.config.clone();
-        match field {
-            "mounts" => config["mounts"] = value,
-            _ => config["linux"][field] = value,
+    let said = env.ok(&["run", "--bundle", &bundle_arg, &id]);
+    assert_eq!(said, format!("{ours}\nthe rootfs\ndevices\nproc\n"), "the runtime's mount namespace, the bundle's root, the spec's mounts");
+    assert_eq!(mounts_beneath(&bundle.dir), Vec::<String>::new(), "run's delete took the mounts down");
+
+    // Created: the mounts are in the runtime's namespace, and delete takes them down, with a
+    // mount the container made on one of them (one it made on the rootfs itself would be left,
+    // as runc leaves them all: nothing tells it from a mount that came from elsewhere).
+    bundle.set_args(&["sh", "-c", "mkdir -p /dev/own && mount -t tmpfs own /dev/own && touch /dev/own/ready && sleep 100"]).edit(|c| {
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set].as_array_mut().unwrap().push("CAP_SYS_ADMIN".into());
         }
-        std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+        c["linux"].as_object_mut().unwrap().remove("seccomp");
+    });
+    let id = env.id("no-mntns");
+    env.ok(&["run", "-d", "--bundle", &bundle_arg, &id]);
+    berth_testsupport::wait_for_file(&bundle.dir.join("rootfs/dev/own/ready"));
+    let made = mounts_beneath(&bundle.dir);
+    assert!(made.iter().any(|m| m.ends_with("/rootfs/proc")) && made.iter().any(|m| m.ends_with("/rootfs/dev/own")), "{made:?}");
+    env.ok(&["delete", "--force", &id]);
+    assert_eq!(mounts_beneath(&bundle.dir), Vec::<String>::new(), "delete took the mounts down");
+
+    // A create that fails after the first mounts leaves none of them.
+    bundle.edit(|c| c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/late", "type": "nosuchfs", "source": "x"})));
+    let failed = env.fails(&["create", "--bundle", &bundle_arg, &env.id("no-mntns")]);
+    assert!(failed.contains("nosuchfs") || failed.contains("/late"), "{failed}");
+    assert_eq!(mounts_beneath(&bundle.dir), Vec::<String>::new(), "a failed create left mounts");
+    bundle.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().pop();
+    });
+
+    // An rbind of a shared host tree with a submount: taking the container's copy down must not
+    // unmount the host's submount through propagation.
+    let host_tree = env.dir.join("host-tree");
+    std::fs::create_dir_all(host_tree.join("sub")).unwrap();
+    let sh = |script: &str| assert!(Command::new("sh").args(["-c", script]).status().unwrap().success(), "{script}");
+    let tree = host_tree.display().to_string();
+    sh(&format!("mount --bind {tree} {tree} && mount --make-shared {tree} && mount -t tmpfs sub {tree}/sub && touch {tree}/sub/mark"));
+    bundle.set_args(&["sh", "-c", "test -e /h/sub/mark && echo seen"]).edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/h", "type": "bind", "source": tree, "options": ["rbind"]}));
+    });
+    let seen = env.ok(&["run", "--bundle", &bundle_arg, &env.id("no-mntns")]);
+    let host_kept = host_tree.join("sub/mark").exists();
+    sh(&format!("umount {tree}/sub; umount {tree}"));
+    assert_eq!((seen.as_str(), host_kept), ("seen\n", true), "the host's submount survives the container's delete");
+    bundle.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().pop();
+    });
+    assert_eq!(mounts_beneath(&bundle.dir), Vec::<String>::new());
+
+    // What would change the runtime's own mounts is refused, not ignored.
+    for (edit, field) in [("maskedPaths", serde_json::json!(["/proc/kcore"])), ("rootfsPropagation", serde_json::json!("rshared"))] {
+        let mut refused_bundle = bundle.config.clone();
+        refused_bundle["linux"][edit] = field;
+        std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&refused_bundle).unwrap()).unwrap();
         let refused = env.fails(&["run", "--bundle", &bundle_arg, &env.id("no-mntns")]);
-        assert!(refused.contains("need a mount namespace") || refused.contains("needs a mount namespace"), "{field}: {refused}");
+        assert!(refused.contains("need a mount namespace") || refused.contains("needs a mount namespace"), "{edit}: {refused}");
     }
+    bundle.save();
+    // The runtime's own root as the rootfs, with mounts: refused (they would land on the host's paths).
+    let mut slash = bundle.config.clone();
+    slash["root"]["path"] = "/".into();
+    std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec(&slash).unwrap()).unwrap();
+    let refused = env.fails(&["run", "--bundle", &bundle_arg, &env.id("no-mntns")]);
+    assert!(refused.contains("rootfs other than /"), "{refused}");
     bundle.save();
     env.leak_check();
 }

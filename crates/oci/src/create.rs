@@ -4,6 +4,7 @@
 
 use crate::init::{self, InitContext};
 use crate::namespaces::{self, Plan};
+use crate::shared_mounts::SharedMounts;
 use crate::spec::Bundle;
 use crate::state::{self, Container, Status, EXEC_FIFO};
 use crate::sync::{Message, SyncSocket};
@@ -42,6 +43,8 @@ struct Cleanup {
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn Cgroup>>,
     child: Option<i32>,
+    /// Without a mount namespace: the rootfs, and what was mounted beneath it before.
+    shared_mounts: Option<(PathBuf, SharedMounts)>,
 }
 
 impl Cleanup {
@@ -49,14 +52,25 @@ impl Cleanup {
         self.dir = None;
         self.cgroup = None;
         self.child = None;
+        self.shared_mounts = None;
     }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(pid) = self.child {
+            // A pidfd sees the exit of an init that is not our child (one that forked again).
+            let pidfd = crate::sys::pidfd_open(pid).ok();
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            if let Some(pidfd) = &pidfd {
+                let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16));
+            }
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        }
+        // Once the init is gone: it cannot mount anything more.
+        if let Some((rootfs, shared)) = &self.shared_mounts {
+            let _ = shared.take_down(rootfs);
         }
         if let Some(cgroup) = &self.cgroup {
             let _ = cgroup.remove();
@@ -85,7 +99,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     };
 
     let dir = state::create_dir(root, &options.id)?;
-    let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None };
+    let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, child: None, shared_mounts: None };
     let fifo_path = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|e| Error::sys("mkfifo exec.fifo", e))?;
     // The init opens it for writing after it became the spec's user (any uid), through its O_PATH
@@ -108,6 +122,14 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     cgroup.apply(&cgroup::resources_with_spec_devices(linux))?;
     let cgroup_mounts = cgroup.mount_sources();
     let idmapped_trees = idmap::prepare(spec.mounts().as_deref().unwrap_or(&[]), &bundle.mount_id_mappings, linux)?;
+
+    if !plan.mount_ns {
+        // The init's mounts would land on the runtime's own tree.
+        if bundle.rootfs == Path::new("/") && spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(Error::config(&bundle.dir, "mounts without a mount namespace need a rootfs other than /"));
+        }
+        cleanup.shared_mounts = Some((bundle.rootfs.clone(), SharedMounts::record(&bundle.rootfs)?));
+    }
 
     let (parent_sock, child_sock) = SyncSocket::pair()?;
     for path in &plan.parent_joins {
@@ -192,6 +214,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         config: spec.clone(),
         without_cgroup: cgroup_origin == cgroup::Origin::None,
         systemd_cgroup: options.systemd_cgroup,
+        shared_mounts: None,
         dir: dir.clone(),
     };
     loop {
@@ -228,6 +251,10 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
             Some(other) => return Err(Error::Init(format!("protocol error: unexpected {other:?}"))),
             None => return Err(Error::Init("the container init exited during setup".into())),
         }
+    }
+    if let Some((rootfs, shared)) = &mut cleanup.shared_mounts {
+        shared.note_made(rootfs)?;
+        container.shared_mounts = Some(shared.clone());
     }
     container.start_time =
         proc::stat(container.pid).map(|s| s.start_time).ok_or_else(|| Error::Init("the container init vanished after setup".into()))?;

@@ -45,6 +45,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
         let _ = berth_cgroups::systemd::forget(container.config.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()), &container.id);
     }
     let mut warnings = Vec::new();
+    if let Some(shared) = &container.shared_mounts {
+        warnings.extend(shared.take_down(&container.rootfs));
+    }
     if let Some(spec_hooks) = container.config.hooks() {
         let state = serde_json::to_string(&container.oci_state(Status::Stopped)).unwrap_or_default();
         for hook in spec_hooks.poststop().iter().flatten() {

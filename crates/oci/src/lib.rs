@@ -25,6 +25,7 @@ pub mod manage;
 mod namespaces;
 pub mod proc;
 mod seccomp_listener;
+mod shared_mounts;
 pub mod signal;
 pub mod spec;
 pub mod start;

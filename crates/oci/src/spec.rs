@@ -139,16 +139,22 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         return Err("hostname needs a uts namespace".into());
     }
-    // Without a mount namespace the container shares the runtime's (as runc and crun allow):
-    // nothing is mounted, and what would have to be mounted is refused, not ignored. (runc makes
-    // such mounts in the runtime's namespace and leaves them there; taking them down safely at
-    // delete, through propagation and whatever the container mounted meanwhile, is not done.)
+    // Without a mount namespace the container shares the runtime's (as runc and crun allow): the
+    // spec's mounts are made there beneath the rootfs and taken down at delete
+    // (crate::shared_mounts). What would change the runtime's own mounts is refused, not
+    // ignored, as runc refuses masked and read-only paths.
     if !has(LinuxNamespaceType::Mount) {
         if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) || linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err("maskedPaths and readonlyPaths need a mount namespace".into());
         }
-        if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err("mounts need a mount namespace".into());
+        let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+        // The root of a user namespace may not mount in a mount namespace its parent owns.
+        if has(LinuxNamespaceType::User) && !mounts.is_empty() {
+            return Err("mounts in a user namespace need a mount namespace".into());
+        }
+        // Device nodes go on the spec's /dev, which goes at delete, never in the rootfs itself.
+        if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) && !mounts.iter().any(|m| m.destination() == Path::new("/dev")) {
+            return Err("linux.devices without a mount namespace need a /dev mount".into());
         }
         if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
             return Err("a read-only root needs a mount namespace".into());

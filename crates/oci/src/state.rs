@@ -55,6 +55,10 @@ pub struct Container {
     /// Its cgroup is a systemd scope (created with `--systemd-cgroup`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub systemd_cgroup: bool,
+    /// Without a mount namespace of its own: the mounts its init made in the runtime's, which
+    /// `delete` takes down (see `shared_mounts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_mounts: Option<crate::shared_mounts::SharedMounts>,
     #[serde(skip)]
     pub dir: PathBuf,
 }

@@ -59,15 +59,45 @@ pub fn set_mount_attr(mount: BorrowedFd<'_>, attr_set: u64, attr_clr: u64, recur
     set_attr(mount, attr_set, attr_clr, None, recursive)
 }
 
+/// Makes the mount `mount` refers to, and every mount below it, private: an unmount of it then
+/// reaches no peer group it was part of.
+pub fn make_private(mount: BorrowedFd<'_>) -> io::Result<()> {
+    mount_setattr(mount, &MountAttr { attr_set: 0, attr_clr: 0, propagation: libc::MS_PRIVATE, userns_fd: 0 }, true)
+}
+
+/// statx's 64-bit mount id, never reused while the system runs (Linux 6.8+).
+const STATX_MNT_ID_UNIQUE: libc::c_uint = 0x4000;
+
+/// The id of the mount `fd` is on: with `unique`, the 64-bit one never reused until reboot
+/// (Linux 6.8+); else the one /proc/self/mountinfo shows, which a later mount may reuse.
+pub fn mount_id(fd: BorrowedFd<'_>, unique: bool) -> io::Result<u64> {
+    let mask = if unique { STATX_MNT_ID_UNIQUE } else { libc::STATX_MNT_ID };
+    // SAFETY: statx is plain data; all-zero is a valid value for the kernel to fill.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the path is empty with AT_EMPTY_PATH (the fd itself); stx is valid for writes.
+    let rc = unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, mask, &mut stx) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stx.stx_mask & mask == 0 {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "statx gives no such mount id on this kernel"));
+    }
+    Ok(stx.stx_mnt_id)
+}
+
 fn set_attr(tree: BorrowedFd<'_>, attr_set: u64, attr_clr: u64, userns: Option<BorrowedFd<'_>>, recursive: bool) -> io::Result<()> {
     let attr = MountAttr { attr_set, attr_clr, propagation: 0, userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64) };
+    mount_setattr(tree, &attr, recursive)
+}
+
+fn mount_setattr(tree: BorrowedFd<'_>, attr: &MountAttr, recursive: bool) -> io::Result<()> {
     let mut flags = libc::AT_EMPTY_PATH;
     if recursive {
         flags |= libc::AT_RECURSIVE;
     }
     // SAFETY: attr is a valid mount_attr of the size passed; the path is empty with AT_EMPTY_PATH.
     let rc = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), flags, attr as *const MountAttr, std::mem::size_of::<MountAttr>())
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());

@@ -8,7 +8,7 @@ use crate::sys::mount_api::{clone_tree, move_mount};
 use crate::{Error, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -57,11 +57,13 @@ impl HostTrees {
 pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<String> {
     let spec = ctx.spec;
     let linux = spec.linux().as_ref().ok_or_else(|| Error::Init("linux section is missing".into()))?;
-    if !ctx.plan.mount_ns {
-        // The runtime's mount namespace: mounting anything would change the host's.
-        return hooks_before_pivot(ctx);
-    }
-    let root = bind_rootfs(ctx, linux, &mut trees)?;
+    let root = if ctx.plan.mount_ns {
+        bind_rootfs(ctx, linux, &mut trees)?
+    } else {
+        // The runtime's mount namespace, shared (crate::shared_mounts): its root keeps its
+        // propagation, the rootfs is not bound onto itself, and the init chroots into it.
+        std::fs::File::open(ctx.rootfs).map_err(|e| Error::io("open rootfs", ctx.rootfs, e))?
+    };
     let root_fd = root.as_fd();
 
     let in_userns = ctx.plan.enters_user_namespace();
@@ -70,26 +72,33 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
         let tree = ctx.idmapped_trees.get(i).and_then(|t| t.as_ref()).or_else(|| trees.binds.get(i).and_then(|t| t.as_ref()));
         mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, in_userns, tree.map(|t| t.as_fd()))?;
     }
-    let dev_is_host_bind = spec_mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev")
-            && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
-    });
-    if !dev_is_host_bind {
+    let dev_mount = spec_mounts.iter().find(|m| m.destination() == Path::new("/dev"));
+    let dev_is_host_bind =
+        dev_mount.is_some_and(|m| m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"));
+    // Without a mount namespace, device nodes only on a /dev the spec mounts (it goes at delete):
+    // the rootfs's own /dev stays as it is.
+    let makes_devices = !dev_is_host_bind && (ctx.plan.mount_ns || dev_mount.is_some());
+    if makes_devices {
         devices::create_defaults(root_fd, in_userns)?;
     }
     devices::create_spec_devices(root_fd, linux.devices().as_deref().unwrap_or(&[]), in_userns)?;
-    if !dev_is_host_bind {
+    if makes_devices {
         devices::create_links(root_fd)?;
     }
 
     let hook_state = hooks_before_pivot(ctx)?;
 
-    if ctx.no_pivot {
+    if !ctx.plan.mount_ns {
+        // pivot_root would move the runtime's own root.
+        fchdir(root.as_raw_fd()).map_err(|e| Error::sys("chdir to rootfs", e))?;
+        nix::unistd::chroot(".").map_err(|e| Error::sys("chroot", e))?;
+    } else if ctx.no_pivot {
         move_root(ctx.rootfs)?;
     } else {
         pivot(&root)?;
     }
-    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty()) {
+    // (Refused without a mount namespace: it would be the runtime's root.)
+    if let Some(name) = linux.rootfs_propagation().as_deref().filter(|n| !n.is_empty() && ctx.plan.mount_ns) {
         let flags = propagation_flag(name).ok_or_else(|| Error::Init(format!("unknown rootfsPropagation {name:?}")))?;
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(|e| Error::sys(format!("set rootfsPropagation {name}"), e))?;
     }

@@ -2,6 +2,7 @@
 
 use crate::{Error, Result};
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ fn parse_mountinfo(mountinfo: &str) -> Result<Hierarchy> {
             continue;
         };
         let Some(mount_point) = left.split_whitespace().nth(4) else { continue };
-        let mount_point = PathBuf::from(unescape(mount_point));
+        let mount_point = PathBuf::from(std::ffi::OsString::from_vec(berth_sys::mountinfo::unescape(mount_point.as_bytes())));
         match fstype {
             "cgroup" => {
                 for opt in superopts.split(',') {
@@ -83,24 +84,6 @@ fn is_controller(opt: &str) -> bool {
             | "rdma"
             | "misc"
     )
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub use hierarchy::Hierarchy;
 pub use stats::Stats;
 
 use oci_spec::runtime::LinuxResources;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `value` to the cgroup file `dir/file`; the kernel reports bad values as EINVAL, which
 /// the error keeps. The file is not created: cgroupfs would refuse that with EACCES, and a setting
@@ -129,11 +129,14 @@ pub fn open_with(driver: Driver, cgroups_path: Option<&Path>, id: &str) -> Resul
             let unit = systemd::parse(cgroups_path, id)?;
             let hierarchy = Hierarchy::detect()?;
             let v2 = matches!(hierarchy, Hierarchy::V2(_));
-            let fs: Box<dyn Cgroup> = match hierarchy {
-                Hierarchy::V1(mounts) => Box::new(v1::V1Cgroup::new(mounts, &unit.path)?),
-                Hierarchy::V2(root) => Box::new(v2::V2Cgroup::new(root, &unit.path)?),
+            let (fs, scope_dir): (Box<dyn Cgroup>, PathBuf) = match hierarchy {
+                Hierarchy::V1(mounts) => {
+                    let own = mounts.get("systemd").or_else(|| mounts.get("memory")).ok_or(Error::NoHierarchy)?.join(&unit.path.components);
+                    (Box::new(v1::V1Cgroup::new(mounts, &unit.path)?), own)
+                }
+                Hierarchy::V2(root) => (Box::new(v2::V2Cgroup::new(root.clone(), &unit.path)?), root.join(&unit.path.components)),
             };
-            Ok(Box::new(systemd::SystemdCgroup::new(unit, fs, v2)))
+            Ok(Box::new(systemd::SystemdCgroup::new(unit, fs, scope_dir, v2)))
         }
     }
 }

@@ -179,29 +179,9 @@ fn parse(table: &[u8]) -> Vec<Entry> {
             let mut number = || std::str::from_utf8(fields.next()?).ok()?.parse::<u64>().ok();
             let (id, parent) = (number()?, number()?);
             let point = fields.nth(2)?;
-            Some(Entry { id, parent, point: PathBuf::from(std::ffi::OsString::from_vec(unescape(point))) })
+            Some(Entry { id, parent, point: PathBuf::from(std::ffi::OsString::from_vec(crate::sys::mountinfo::unescape(point))) })
         })
         .collect()
-}
-
-/// The kernel writes space, tab, newline and backslash in a mount point as `\ooo`.
-fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field.get(i + 1..i + 4).filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(field[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -219,10 +199,5 @@ mod tests {
             parsed,
             vec![(22, 1, PathBuf::from("/proc")), (301, 22, PathBuf::from("/b/with space\\x")), (302, 301, PathBuf::from("/b/tab\tend"))]
         );
-    }
-
-    #[test]
-    fn a_backslash_without_three_octal_digits_stays() {
-        assert_eq!(unescape(b"a\\9b\\04"), b"a\\9b\\04".to_vec());
     }
 }

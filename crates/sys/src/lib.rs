@@ -6,6 +6,7 @@
 mod clone;
 mod fds;
 pub mod mount_api;
+pub mod mountinfo;
 mod net;
 mod openat2;
 mod pidfd;

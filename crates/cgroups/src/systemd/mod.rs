@@ -149,14 +149,17 @@ pub(crate) struct SystemdCgroup {
     unit: Unit,
     /// The scope's directory, as the cgroupfs driver drives it.
     fs: Box<dyn Cgroup>,
+    /// The directory systemd makes for the scope and removes when it stops it: on v1 the one in
+    /// its own (name=systemd) hierarchy; the hierarchies it does not manage are `fs`'s to remove.
+    scope_dir: PathBuf,
     v2: bool,
     /// Resources given before the scope exists (create applies them before the init runs).
     pending: Mutex<Option<LinuxResources>>,
 }
 
 impl SystemdCgroup {
-    pub(crate) fn new(unit: Unit, fs: Box<dyn Cgroup>, v2: bool) -> SystemdCgroup {
-        SystemdCgroup { unit, fs, v2, pending: Mutex::new(None) }
+    pub(crate) fn new(unit: Unit, fs: Box<dyn Cgroup>, scope_dir: PathBuf, v2: bool) -> SystemdCgroup {
+        SystemdCgroup { unit, fs, scope_dir, v2, pending: Mutex::new(None) }
     }
 
     fn call(&self, member: &str, args: &[Value]) -> Result<()> {
@@ -225,7 +228,7 @@ impl Cgroup for SystemdCgroup {
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        if !self.fs.exists() {
+        if !self.scope_dir.exists() {
             *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(resources.clone());
             return Ok(());
         }
@@ -237,7 +240,7 @@ impl Cgroup for SystemdCgroup {
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {
-        match self.fs.exists() {
+        match self.scope_dir.exists() {
             false => self.start(pid),
             true => self.fs.add_process(pid),
         }
@@ -280,24 +283,23 @@ impl Cgroup for SystemdCgroup {
         self.fs.oom_kills()
     }
 
-    /// Stops the unit (systemd ends what is left in it and removes its directory) and waits for
-    /// the directory to go; a unit systemd no longer has is gone already.
+    /// Stops the unit (systemd ends what is left in it and removes its directories) and waits
+    /// for its directory to go; a unit systemd no longer has is gone already. Then what systemd
+    /// does not remove: on v1, the hierarchies it does not manage, made by [`Self::start`].
     fn remove(&self) -> Result<()> {
         let scope = Value::Str(self.unit.scope.clone());
-        match self.call("StopUnit", &[scope.clone(), Value::Str("replace".into())]) {
-            Err(Error::Systemd(e)) if gone(&e) => {}
-            other => other?,
-        }
+        let stopped = match self.call("StopUnit", &[scope.clone(), Value::Str("replace".into())]) {
+            Err(Error::Systemd(e)) if gone(&e) => Ok(()),
+            other => other,
+        };
         let deadline = Instant::now() + UNIT_TIMEOUT;
-        while self.fs.exists() && Instant::now() < deadline {
+        while stopped.is_ok() && self.scope_dir.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         // A scope that failed (a process had to be killed) stays listed until reset.
         let _ = self.call("ResetFailedUnit", &[scope]);
-        match self.fs.exists() {
-            true => self.fs.remove(),
-            false => Ok(()),
-        }
+        let removed = self.fs.remove();
+        stopped.and(removed)
     }
 
     fn exists(&self) -> bool {

@@ -400,6 +400,30 @@ fn a_container_without_a_mount_namespace_shares_the_runtimes() {
     env.leak_check();
 }
 
+/// `process.apparmorProfile` (config or `exec --apparmor`): applied where the kernel enforces
+/// AppArmor (a profile it does not have then fails create, naming it); refused where it does not
+/// (this host), as runc refuses it, rather than the process running unconfined.
+#[test]
+fn an_apparmor_profile_is_applied_or_refused_never_ignored() {
+    let env = TestEnv::new("compat-apparmor");
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y");
+    let expected = if enabled { "berth-no-such-profile" } else { "AppArmor is not enabled" };
+    let mut bundle = Bundle::new(&env.dir.join("apparmor-bundle"));
+    let bundle_arg = bundle.dir.display().to_string();
+    bundle.set_args(&["sleep", "100"]).edit(|c| c["process"]["apparmorProfile"] = "berth-no-such-profile".into());
+    let refused = env.fails(&["create", "--bundle", &bundle_arg, &env.id("apparmor")]);
+    assert!(refused.contains(expected), "{refused}");
+    bundle.edit(|c| {
+        c["process"].as_object_mut().unwrap().remove("apparmorProfile");
+    });
+    let id = env.id("apparmor");
+    env.ok(&["run", "-d", "--bundle", &bundle_arg, &id]);
+    let refused = env.fails(&["exec", "--apparmor", "berth-no-such-profile", &id, "true"]);
+    assert!(refused.contains(expected), "{refused}");
+    env.ok(&["delete", "--force", &id]);
+    env.leak_check();
+}
+
 #[test]
 fn rootfs_propagation_unbindable_is_the_roots_inside() {
     let env = TestEnv::new("compat-unbindable");

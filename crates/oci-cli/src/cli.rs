@@ -191,7 +191,8 @@ pub struct ExecArgs {
     pub preserve_fds: u32,
     #[arg(long = "process-label", hide = true)]
     pub process_label: Option<String>,
-    #[arg(long, hide = true)]
+    /// The AppArmor profile the process changes to (refused where AppArmor is not enabled).
+    #[arg(long)]
     pub apparmor: Option<String>,
     /// Exec into a paused container too (the process is frozen until `resume`).
     #[arg(long = "ignore-paused")]

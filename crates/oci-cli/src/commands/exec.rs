@@ -90,6 +90,9 @@ fn build_process(root: &Path, args: &ExecArgs) -> anyhow::Result<Process> {
     if !args.additional_gids.is_empty() {
         process.user_mut().set_additional_gids(Some(args.additional_gids.clone()));
     }
+    if let Some(profile) = &args.apparmor {
+        process.set_apparmor_profile(Some(profile.clone()));
+    }
     if args.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }

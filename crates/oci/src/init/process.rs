@@ -8,7 +8,7 @@ use oci_spec::runtime::{Capabilities, Linux, Process};
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -184,6 +184,45 @@ fn node_mask(nodes: &str) -> std::result::Result<Vec<u64>, String> {
         }
     }
     Ok(mask)
+}
+
+/// Whether the host's kernel enforces AppArmor (what runc reads too).
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y")
+}
+
+/// In the parent, before anything is made: a profile where AppArmor is not enabled is refused,
+/// as runc refuses it, rather than the process running unconfined.
+pub(crate) fn check_apparmor(process: &Process) -> Result<()> {
+    match process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        Some(profile) if !apparmor_enabled() => {
+            Err(Error::Unsupported(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `process.apparmorProfile`: the profile this process changes to at execve. Written through the
+/// container's /proc, checked to be procfs: on any other file (a /proc the image or a volume
+/// provides) the profile would silently not apply.
+pub(crate) fn apply_apparmor(process: &Process) -> Result<()> {
+    use std::io::Write;
+    let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) else { return Ok(()) };
+    // The AppArmor-specific file where LSMs stack (Linux 5.8+), else the shared one.
+    let path = ["/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| Error::Init(format!("AppArmor profile {profile:?}: no /proc/thread-self/attr in the container")))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("open", Path::new(path), e))?;
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| Error::sys(format!("statfs {path}"), e))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::Init(format!("AppArmor profile {profile:?}: {path} is not on procfs")));
+    }
+    (&file).write_all(format!("exec {profile}").as_bytes()).map_err(|e| Error::sys(format!("set AppArmor profile {profile:?} through {path}"), e))
 }
 
 /// The container's execution domain (`linux.personality`), for its init and every exec.

@@ -504,7 +504,8 @@ fn run_rm_removes_the_container_even_when_the_client_is_killed() {
     let mut client = in_background(&berthd, &["run", "--rm", "--name", "orphan", &image, "sh", "-c", "sleep 1; exit 3"]);
     let started = std::time::Instant::now();
     while !containers(&berthd, &env).iter().any(|c| c["name"] == "orphan" && c["state"] == "running") {
-        assert!(started.elapsed().as_secs() < 30, "the container never ran");
+        // (Bounds for the VM's emulation on a shared machine, not for speed.)
+        assert!(started.elapsed().as_secs() < 90, "the container never ran");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let id = id_of(&berthd, &env, "orphan");
@@ -512,7 +513,7 @@ fn run_rm_removes_the_container_even_when_the_client_is_killed() {
     client.wait().unwrap();
     // Nobody waits on it any more: berthd removes it when it exits.
     while !containers(&berthd, &env).is_empty() {
-        assert!(started.elapsed().as_secs() < 30, "the container was never removed");
+        assert!(started.elapsed().as_secs() < 90, "the container was never removed");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_no_cgroups(&[id]);

@@ -501,7 +501,8 @@ fn a_container_half_created_when_berthd_died_is_removed_at_restart() {
 #[test]
 fn run_rm_removes_the_container_even_when_the_client_is_killed() {
     let (env, _registry, berthd, image) = setup("ctr-rm-killed");
-    let mut client = in_background(&berthd, &["run", "--rm", "--name", "orphan", &image, "sh", "-c", "sleep 1; exit 3"]);
+    // Long enough to be seen running by a poll that takes seconds under the VM's emulation.
+    let mut client = in_background(&berthd, &["run", "--rm", "--name", "orphan", &image, "sh", "-c", "sleep 8; exit 3"]);
     let started = std::time::Instant::now();
     while !containers(&berthd, &env).iter().any(|c| c["name"] == "orphan" && c["state"] == "running") {
         // (Bounds for the VM's emulation on a shared machine, not for speed.)

@@ -148,6 +148,11 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             return Err("maskedPaths and readonlyPaths need a mount namespace".into());
         }
         let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+        // A bind would join the peer group of its host source: what is mounted on it, or beneath
+        // it, would propagate onto the host's own tree.
+        if mounts.iter().any(|m| m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")) {
+            return Err("bind mounts need a mount namespace (in the runtime's, a bind joins its host source's peer group)".into());
+        }
         // The root of a user namespace may not mount in a mount namespace its parent owns.
         if has(LinuxNamespaceType::User) && !mounts.is_empty() {
             return Err("mounts in a user namespace need a mount namespace".into());

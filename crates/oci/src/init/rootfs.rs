@@ -4,7 +4,7 @@
 use super::mounts::{self, mount_one, propagation_flag};
 use super::{devices, InitContext};
 use crate::sync::Message;
-use crate::sys::mount_api::{clone_tree, move_mount};
+use crate::sys::mount_api::{clone_tree, make_private, move_mount};
 use crate::{Error, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, fchdir, pivot_root};
@@ -71,6 +71,15 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
     for (i, spec_mount) in spec_mounts.iter().enumerate() {
         let tree = ctx.idmapped_trees.get(i).and_then(|t| t.as_ref()).or_else(|| trees.binds.get(i).and_then(|t| t.as_ref()));
         mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, in_userns, tree.map(|t| t.as_fd()))?;
+        if !ctx.plan.mount_ns {
+            // In the runtime's namespace a new mount joins the peer group of the copies made of
+            // it elsewhere: private at once, so nothing mounted on it later propagates out, and
+            // delete's unmount of it reaches its copies (crate::shared_mounts).
+            let inside = spec_mount.destination().strip_prefix("/").unwrap_or(spec_mount.destination());
+            let target = crate::sys::open_in_root(root_fd, inside, libc::O_PATH, 0, crate::sys::ResolveFlags::IN_ROOT)
+                .map_err(|e| Error::io("open mount", spec_mount.destination(), e))?;
+            make_private(target.as_fd()).map_err(|e| Error::io("make private", spec_mount.destination(), e))?;
+        }
     }
     let dev_mount = spec_mounts.iter().find(|m| m.destination() == Path::new("/dev"));
     let dev_is_host_bind =

@@ -63,8 +63,7 @@ impl Drop for Cleanup {
             let pidfd = crate::sys::pidfd_open(pid).ok();
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             if let Some(pidfd) = &pidfd {
-                let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16));
+                let _ = crate::signal::wait_exited(pidfd.as_fd(), 10_000);
             }
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         }

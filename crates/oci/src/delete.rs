@@ -5,7 +5,6 @@ use crate::state::{Container, Status};
 use crate::sys::pidfd_send_signal;
 use crate::{cgroup, hooks, Error, Result};
 use berth_cgroups::FreezerState;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -67,11 +66,8 @@ fn stop_init(container: &Container) -> Result<()> {
         let _ = cgroup.freeze(FreezerState::Thawed);
     }
     pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL).map_err(|e| Error::sys(format!("kill container {}", container.id), e))?;
-    // A pidfd turns readable when the process exits, whether or not it is our child.
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    match poll(&mut fds, PollTimeout::from(10_000u16)) {
-        Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(Error::Init(format!("container {} did not exit within 10s of SIGKILL", container.id))),
-        Err(e) => Err(Error::sys("wait for container exit", e)),
+    match crate::signal::wait_exited(pidfd.as_fd(), 10_000)? {
+        true => Ok(()),
+        false => Err(Error::Init(format!("container {} did not exit within 10s of SIGKILL", container.id))),
     }
 }

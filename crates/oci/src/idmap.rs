@@ -31,9 +31,11 @@ pub(crate) fn prepare(mounts: &[Mount], mappings: &[MountIdMappings], linux: &Li
 
 fn tree(mount: &Mount, ids: &MountIdMappings, linux: &Linux, recursive: bool) -> Result<OwnedFd> {
     let dest = mount.destination().display();
-    let bind = mount.typ().as_deref() == Some("bind") || mount.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
-    let source =
-        mount.source().as_ref().filter(|_| bind).ok_or_else(|| Error::Unsupported(format!("idmap on {dest}: only bind mounts can be idmapped")))?;
+    let source = mount
+        .source()
+        .as_ref()
+        .filter(|_| crate::spec::is_bind(mount))
+        .ok_or_else(|| Error::Unsupported(format!("idmap on {dest}: only bind mounts can be idmapped")))?;
     let uid_mappings = ids.uid.as_ref().or(linux.uid_mappings().as_ref()).filter(|m| !m.is_empty());
     let gid_mappings = ids.gid.as_ref().or(linux.gid_mappings().as_ref()).filter(|m| !m.is_empty());
     let (Some(uid_mappings), Some(gid_mappings)) = (uid_mappings, gid_mappings) else {

@@ -56,3 +56,11 @@ fn signal_all(container: &Container, signal: i32) -> Result<()> {
     }
     result
 }
+
+/// Waits up to `ms` for the process behind `pidfd` to exit (a pidfd turns readable then, whether
+/// or not the process is our child); whether it did.
+pub(crate) fn wait_exited(pidfd: std::os::fd::BorrowedFd<'_>, ms: u16) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::from(ms)).map(|n| n > 0).map_err(|e| Error::sys("wait for the container's exit", e))
+}

@@ -150,7 +150,7 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
         let mounts = spec.mounts().as_deref().unwrap_or(&[]);
         // A bind would join the peer group of its host source: what is mounted on it, or beneath
         // it, would propagate onto the host's own tree.
-        if mounts.iter().any(|m| m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")) {
+        if mounts.iter().any(is_bind) {
             return Err("bind mounts need a mount namespace (in the runtime's, a bind joins its host source's peer group)".into());
         }
         // The root of a user namespace may not mount in a mount namespace its parent owns.
@@ -191,6 +191,11 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a spec mount is a bind (its type, or a `bind`/`rbind` option, as runc reads it).
+pub(crate) fn is_bind(mount: &oci_spec::runtime::Mount) -> bool {
+    mount.typ().as_deref() == Some("bind") || mount.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
 }
 
 /// The checks a process gets wherever it comes from: config.json, or `exec`'s flags or --process.

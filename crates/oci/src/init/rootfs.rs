@@ -82,8 +82,7 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
         }
     }
     let dev_mount = spec_mounts.iter().find(|m| m.destination() == Path::new("/dev"));
-    let dev_is_host_bind =
-        dev_mount.is_some_and(|m| m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"));
+    let dev_is_host_bind = dev_mount.is_some_and(crate::spec::is_bind);
     // Without a mount namespace, device nodes only on a /dev the spec mounts (it goes at delete):
     // the rootfs's own /dev stays as it is.
     let makes_devices = !dev_is_host_bind && (ctx.plan.mount_ns || dev_mount.is_some());

@@ -192,6 +192,33 @@ fn a_spec_device_gets_only_the_access_its_rules_give() {
     env.leak_check();
 }
 
+/// A `/dev` bound from elsewhere (the host's, as `docker run -v /dev:/dev` and privileged
+/// setups give it) is used as it is, as runc uses it: the spec's devices are not made in it, nor
+/// the default nodes and links, since they would land in that directory for everyone who sees it.
+#[test]
+fn a_bound_dev_gets_no_nodes_made_in_it() {
+    let env = TestEnv::new("compat-bound-dev");
+    let host_dev = env.dir.join("host-dev");
+    std::fs::create_dir_all(&host_dev).unwrap();
+    std::fs::write(host_dev.join("own"), "the bound directory\n").unwrap();
+    // A null device, as a real /dev has (the masked paths are bound from it).
+    assert!(Command::new("mknod").arg(host_dev.join("null")).args(["c", "1", "3"]).status().unwrap().success());
+    let mut bundle = Bundle::new(&env.dir.join("bound-dev-bundle"));
+    bundle.set_args(&["sh", "-c", "cat /dev/own; ls -A /dev | tr '\\n' ' '"]).edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+        mounts.push(serde_json::json!({"destination": "/dev", "type": "bind", "source": host_dev, "options": ["rbind", "rw"]}));
+        c["linux"]["devices"] = serde_json::json!([{"path": "/dev/k", "type": "c", "major": 1, "minor": 11, "fileMode": 420}]);
+    });
+    let id = env.id("bound-dev");
+    let said = env.ok(&["run", "--bundle", &bundle.dir.display().to_string(), &id]);
+    assert_eq!(said.trim_end(), "the bound directory\nnull own", "the container sees the bound directory, and only what it had");
+    let mut left: Vec<_> = std::fs::read_dir(&host_dev).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["null", "own"], "nodes or links were made in the bound directory");
+    env.leak_check();
+}
+
 /// runc's `exec --cgroup`: an exec'd process joins a sub-cgroup of the container's that exists,
 /// in every controller or (v1) only the ones named; a path out of the container's cgroup, or one
 /// that does not exist, is refused.

@@ -82,15 +82,14 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
         }
     }
     let dev_mount = spec_mounts.iter().find(|m| m.destination() == Path::new("/dev"));
-    let dev_is_host_bind = dev_mount.is_some_and(crate::spec::is_bind);
-    // Without a mount namespace, device nodes only on a /dev the spec mounts (it goes at delete):
-    // the rootfs's own /dev stays as it is.
-    let makes_devices = !dev_is_host_bind && (ctx.plan.mount_ns || dev_mount.is_some());
-    if makes_devices {
+    // A /dev bound from elsewhere (the host's, most often) is used as it is, as runc uses it: a
+    // node made there, the spec's devices included, would be made in that directory for everyone
+    // who sees it. Without a mount namespace, nodes go only on a /dev the spec mounts (it goes at
+    // delete): the rootfs's own /dev stays as it is.
+    let dev_is_bind = dev_mount.is_some_and(crate::spec::is_bind);
+    if !dev_is_bind && (ctx.plan.mount_ns || dev_mount.is_some()) {
         devices::create_defaults(root_fd, in_userns)?;
-    }
-    devices::create_spec_devices(root_fd, linux.devices().as_deref().unwrap_or(&[]), in_userns)?;
-    if makes_devices {
+        devices::create_spec_devices(root_fd, linux.devices().as_deref().unwrap_or(&[]), in_userns)?;
         devices::create_links(root_fd)?;
     }
 

@@ -5,7 +5,8 @@
 //! no systemd) each says so and returns.
 //!
 //! What is checked: the scope systemd makes at create holds the init before it runs, with the
-//! spec's limits in systemd's view of the unit (`systemctl show`) and in the cgroup files; update,
+//! spec's limits and device rules in systemd's view of the unit (`systemctl show`) and in the
+//! cgroup files, kept through a daemon-reload; update,
 //! pause and resume, exec; delete stops the unit and its directory goes; a create that fails
 //! leaves no unit behind; containerd's runc shim drives it as its `SystemdCgroup` option asks.
 
@@ -86,7 +87,20 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
         assert!(read(&dir(controller).join("cgroup.procs")).lines().any(|p| p == pid), "the init is in the scope ({controller}) before it runs");
     }
 
+    // systemd is told the device rules too (as runc tells it), so that rewriting the scope's
+    // cgroup keeps them: on v1 a daemon-reload used to open every device to the container.
+    assert_eq!(show(&unit, "DevicePolicy"), "strict");
+    assert!(show(&unit, "DeviceAllow").contains("/dev/char/1:3 rwm"), "{}", show(&unit, "DeviceAllow"));
+
     env.ok(&["start", &id]);
+    let reload = std::process::Command::new("systemctl").arg("daemon-reload").status().expect("systemctl");
+    assert!(reload.success());
+    if !v2 {
+        let list = read(&dir("devices").join("devices.list"));
+        assert!(!list.contains("a *:*") && list.contains("c 1:3 rwm"), "devices after daemon-reload: {list}");
+    }
+    // Both device programs (systemd's, berth-oci's) still let the container use its devices.
+    assert_eq!(env.ok(&["exec", &id, "sh", "-c", "echo x > /dev/null && head -c 3 /dev/zero | wc -c"]).trim(), "3");
     let exec = env.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
     assert!(if v2 { exec.starts_with("0::") } else { exec.contains(":memory:") }, "{exec}");
     env.ok(&["update", "--memory", "96m", "--pids-limit", "64", &id]);

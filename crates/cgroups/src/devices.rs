@@ -74,6 +74,68 @@ impl DeviceRule {
     }
 }
 
+/// What systemd is told of a rule list (`DevicePolicy=`, `DeviceAllow=`), so that it keeps the
+/// scope's device access when it rewrites the cgroup (a `daemon-reload` on v1 would otherwise
+/// open every device), as runc tells it. systemd takes allow lists only: the list here is each
+/// allowed (type, major, minor) left after the rules in order, with a deny taking away the access
+/// it names from the entries it covers. Where that cannot be said exactly, it says more, never
+/// less: a deny narrower than an allowed wildcard stays out, an allow-all with denies after it is
+/// no list at all (`auto`), and a `*:N` entry, which systemd has no name for, becomes its type's
+/// wildcard. berth's own rules (v1's files, v2's eBPF program) are
+/// still written after, and on v2 both programs must allow an access.
+#[derive(Debug, PartialEq)]
+pub(crate) enum SystemdDevices {
+    /// `DevicePolicy=auto`, no `DeviceAllow=`: every device.
+    AllowAll,
+    /// `DevicePolicy=strict` and these (path or `char-N`/`block-*` group, access).
+    Strict(Vec<(String, String)>),
+}
+
+pub(crate) fn for_systemd(rules: &[DeviceRule]) -> SystemdDevices {
+    let mut allow_all = false;
+    let mut allowed: Vec<DeviceRule> = Vec::new();
+    for rule in rules {
+        let everything = rule.kind == 'a' && rule.major.is_none() && rule.minor.is_none() && "rwm".chars().all(|c| rule.access.contains(c));
+        if everything {
+            allow_all = rule.allow;
+            allowed.clear();
+            continue;
+        }
+        if rule.allow {
+            let kinds: &[char] = if rule.kind == 'a' { &['c', 'b'] } else { &[rule.kind] };
+            for kind in kinds {
+                allowed.push(DeviceRule { kind: *kind, ..rule.clone() });
+            }
+            continue;
+        }
+        for entry in &mut allowed {
+            let covers = (rule.kind == 'a' || rule.kind == entry.kind)
+                && (rule.major.is_none() || rule.major == entry.major)
+                && (rule.minor.is_none() || rule.minor == entry.minor);
+            if covers {
+                entry.access.retain(|c| !rule.access.contains(c));
+            }
+        }
+        allowed.retain(|entry| !entry.access.is_empty());
+    }
+    if allow_all {
+        return SystemdDevices::AllowAll;
+    }
+    let mut entries = Vec::new();
+    for entry in allowed {
+        let group = if entry.kind == 'b' { "block" } else { "char" };
+        let name = match (entry.major, entry.minor) {
+            (Some(major), Some(minor)) => format!("/dev/{group}/{major}:{minor}"),
+            (Some(major), None) => format!("{group}-{major}"),
+            (None, _) => format!("{group}-*"),
+        };
+        if !entries.iter().any(|(n, a)| n == &name && a == &entry.access) {
+            entries.push((name, entry.access));
+        }
+    }
+    SystemdDevices::Strict(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +152,44 @@ mod tests {
         assert_eq!(rules[0].v1_line(), "a *:* rwm");
         assert_eq!(rules[1].v1_line(), "c 10:* rw");
         assert_eq!(rules.last().unwrap().v1_line(), "c 10:200 rwm");
+    }
+
+    fn spec_rule(allow: bool, typ: LinuxDeviceType, major: i64, minor: i64, access: &str) -> LinuxDeviceCgroup {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(allow);
+        rule.set_typ(Some(typ));
+        rule.set_major(Some(major));
+        rule.set_minor(Some(minor));
+        rule.set_access(Some(access.into()));
+        rule
+    }
+
+    #[test]
+    fn systemd_is_told_the_allowed_devices_never_fewer() {
+        let strict = |rules: &[LinuxDeviceCgroup]| match for_systemd(&self::rules(rules).unwrap()) {
+            SystemdDevices::Strict(entries) => entries,
+            SystemdDevices::AllowAll => panic!("allow-all for {rules:?}"),
+        };
+        let plain = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rw"), spec_rule(true, LinuxDeviceType::B, 8, -1, "r")]);
+        assert_eq!(plain[0], ("/dev/char/10:229".to_string(), "rw".to_string()));
+        assert_eq!(plain[1], ("block-8".to_string(), "r".to_string()));
+        assert!(
+            plain.contains(&("/dev/char/1:3".into(), "rwm".into())) && plain.contains(&("char-136".into(), "rwm".into())),
+            "the defaults: {plain:?}"
+        );
+        // A deny takes its access away from what it covers, and an emptied entry goes.
+        let denied = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rwm"), spec_rule(false, LinuxDeviceType::C, 10, -1, "wm")]);
+        assert!(denied.contains(&("/dev/char/10:229".into(), "r".into())), "{denied:?}");
+        let gone = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "r"), spec_rule(false, LinuxDeviceType::A, -1, -1, "r")]);
+        assert!(!gone.iter().any(|(n, _)| n == "/dev/char/10:229"), "{gone:?}");
+        // A deny narrower than an allowed wildcard leaves the wildcard (more, never less).
+        let wider = strict(&[spec_rule(true, LinuxDeviceType::C, -1, -1, "rwm"), spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")]);
+        assert!(wider.contains(&("char-*".into(), "rwm".into())), "{wider:?}");
+        // An allow-all, with or without denies after it: no list.
+        let mut all = spec_rule(true, LinuxDeviceType::A, -1, -1, "rwm");
+        all.set_typ(None);
+        assert_eq!(for_systemd(&rules(&[all.clone()]).unwrap()), SystemdDevices::AllowAll);
+        assert_eq!(for_systemd(&rules(&[all, spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")]).unwrap()), SystemdDevices::AllowAll);
     }
 
     #[test]

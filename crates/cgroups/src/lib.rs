@@ -131,7 +131,11 @@ pub fn open_with(driver: Driver, cgroups_path: Option<&Path>, id: &str) -> Resul
             let v2 = matches!(hierarchy, Hierarchy::V2(_));
             let (fs, scope_dir): (Box<dyn Cgroup>, PathBuf) = match hierarchy {
                 Hierarchy::V1(mounts) => {
-                    let own = mounts.get("systemd").or_else(|| mounts.get("memory")).ok_or(Error::NoHierarchy)?.join(&unit.path.components);
+                    // systemd on v1 (and hybrid) keeps its own units in its name=systemd hierarchy.
+                    let own = mounts
+                        .get("systemd")
+                        .ok_or_else(|| Error::Systemd("no name=systemd hierarchy is mounted: systemd does not manage this host's v1 cgroups".into()))?
+                        .join(&unit.path.components);
                     (Box::new(v1::V1Cgroup::new(mounts, &unit.path)?), own)
                 }
                 Hierarchy::V2(root) => (Box::new(v2::V2Cgroup::new(root.clone(), &unit.path)?), root.join(&unit.path.components)),

@@ -13,6 +13,7 @@
 
 pub mod dbus;
 
+use crate::devices::SystemdDevices;
 use crate::path::CgroupPath;
 use crate::{Cgroup, Error, FreezerState, Result};
 use dbus::{Connection, Value};
@@ -87,12 +88,6 @@ fn gone(error: &str) -> bool {
     error.contains("NoSuchUnit") || error.contains("not loaded")
 }
 
-/// After a container whose cgroup is gone already (its init ended, and systemd removed the
-/// scope): the unit forgotten if systemd keeps it as failed.
-pub fn forget(cgroups_path: Option<&Path>, id: &str) -> Result<()> {
-    reset_failed(&parse(cgroups_path, id)?.scope)
-}
-
 /// Forgets a failed unit of this name (one whose init was killed stays listed, and a later
 /// scope of the same name would be refused); a unit systemd does not have is fine.
 pub(crate) fn reset_failed(scope: &str) -> Result<()> {
@@ -141,6 +136,17 @@ fn properties(resources: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
     }
     if let Some(pids) = resources.pids() {
         set("TasksMax", if pids.limit() <= 0 { u64::MAX } else { pids.limit() as u64 });
+    }
+    // The same rules the cgroup files get (a bad rule is refused there): an empty DeviceAllow
+    // first clears what an earlier call gave the unit.
+    if let Ok(rules) = crate::devices::rules(resources.devices().as_deref().unwrap_or(&[])) {
+        let (policy, entries) = match crate::devices::for_systemd(&rules) {
+            SystemdDevices::AllowAll => ("auto", None),
+            SystemdDevices::Strict(entries) => ("strict", Some(entries)),
+        };
+        properties.push(("DevicePolicy".to_string(), Value::Str(policy.to_string())));
+        properties.push(("DeviceAllow".to_string(), Value::DeviceAllow(Vec::new())));
+        properties.extend(entries.map(|e| ("DeviceAllow".to_string(), Value::DeviceAllow(e))));
     }
     properties
 }
@@ -302,8 +308,10 @@ impl Cgroup for SystemdCgroup {
         stopped.and(removed)
     }
 
+    /// Whether systemd has the scope: on v1, hierarchies made by hand and left by a crash do not
+    /// make a later container's scope count as someone else's ([`Self::remove`] takes them too).
     fn exists(&self) -> bool {
-        self.fs.exists()
+        self.scope_dir.exists()
     }
 
     fn mount_sources(&self) -> Vec<(String, PathBuf)> {
@@ -353,6 +361,12 @@ mod tests {
         assert_eq!(v2["CPUWeight"], Value::U64(39));
         assert_eq!(v2["CPUQuotaPerSecUSec"], Value::U64(500_000));
         assert_eq!(v2["TasksMax"], Value::U64(u64::MAX), "-1 is infinity");
+        // The device rules: strict, cleared, then what the files get (the defaults here).
+        let devices: Vec<_> = properties(&resources, true).into_iter().filter(|(n, _)| n.starts_with("Device")).collect();
+        assert_eq!(devices[0], ("DevicePolicy".to_string(), Value::Str("strict".into())));
+        assert_eq!(devices[1], ("DeviceAllow".to_string(), Value::DeviceAllow(Vec::new())));
+        let Value::DeviceAllow(allowed) = &devices[2].1 else { panic!("{devices:?}") };
+        assert!(allowed.contains(&("/dev/char/1:3".into(), "rwm".into())), "{allowed:?}");
         let v1: std::collections::BTreeMap<String, Value> = properties(&resources, false).into_iter().collect();
         assert_eq!((v1.get("MemoryLimit"), v1.get("CPUShares"), v1.get("MemoryMax")), (Some(&Value::U64(64 << 20)), Some(&Value::U64(1024)), None));
     }

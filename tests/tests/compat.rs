@@ -414,6 +414,37 @@ fn a_container_without_a_mount_namespace_shares_the_runtimes() {
     env.leak_check();
 }
 
+/// The init's mounts are taken down wherever they ended up: covered by a later mount at a parent
+/// destination, stacked at one destination, moved by the container's rename of a directory above
+/// them, or with a mount the container stacked on one (each used to leak, found by path).
+#[test]
+fn a_container_without_a_mount_namespace_leaves_no_mount_however_they_are_covered() {
+    let env = TestEnv::new("compat-no-mntns-covered");
+    let mut bundle = Bundle::new(&env.dir.join("covered-bundle"));
+    let tmpfs = |destination: &str| serde_json::json!({"destination": destination, "type": "tmpfs", "source": "tmpfs"});
+    bundle.set_args(&["sh", "-c", "mv /deep/x /deep/y && mount -t tmpfs top /stack && touch /stack/ready && sleep 100"]).edit(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|ns| ns["type"] != "mount");
+        c["linux"]["maskedPaths"] = serde_json::json!([]);
+        c["linux"]["readonlyPaths"] = serde_json::json!([]);
+        c["root"]["readonly"] = false.into();
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set].as_array_mut().unwrap().push("CAP_SYS_ADMIN".into());
+        }
+        c["linux"].as_object_mut().unwrap().remove("seccomp");
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.extend([tmpfs("/late/b"), tmpfs("/late"), tmpfs("/stack"), tmpfs("/stack"), tmpfs("/deep/x/m")]);
+    });
+    let id = env.id("covered");
+    env.ok(&["run", "-d", "--bundle", &bundle.dir.display().to_string(), &id]);
+    berth_testsupport::wait_for_file(&bundle.dir.join("rootfs/stack/ready"));
+    let made = mounts_beneath(&bundle.dir);
+    assert!(made.iter().any(|m| m.ends_with("/rootfs/deep/y/m")), "the container moved a mount: {made:?}");
+    assert_eq!(made.iter().filter(|m| m.ends_with("/rootfs/stack")).count(), 3, "two stacked by the spec, one by the container: {made:?}");
+    env.ok(&["delete", "--force", &id]);
+    assert_eq!(mounts_beneath(&bundle.dir), Vec::<String>::new(), "delete took every mount down");
+    env.leak_check();
+}
+
 /// `process.apparmorProfile` (config or `exec --apparmor`): applied where the kernel enforces
 /// AppArmor (a profile it does not have then fails create, naming it); refused where it does not
 /// (this host), as runc refuses it, rather than the process running unconfined.

@@ -69,7 +69,7 @@ impl Drop for Cleanup {
         }
         // Once the init is gone: it cannot mount anything more.
         if let Some((rootfs, shared)) = &self.shared_mounts {
-            let _ = shared.take_down(rootfs);
+            let _ = shared.take_down(rootfs, true);
         }
         if let Some(cgroup) = &self.cgroup {
             let _ = cgroup.remove();
@@ -248,16 +248,18 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
                 let state = serde_json::to_string(&container.oci_state(Status::Created)).unwrap_or_default();
                 parent_sock.send(&Message::HooksDone(state))?;
             }
+            Some(Message::Mounted(made)) => {
+                let (_, shared) =
+                    cleanup.shared_mounts.as_mut().ok_or_else(|| Error::Init("protocol error: a mount report with a mount namespace".into()))?;
+                shared.made(made);
+            }
             Some(Message::Ready) => break,
             Some(Message::Error(e)) => return Err(Error::Reported(e)),
             Some(other) => return Err(Error::Init(format!("protocol error: unexpected {other:?}"))),
             None => return Err(Error::Init("the container init exited during setup".into())),
         }
     }
-    if let Some((rootfs, shared)) = &mut cleanup.shared_mounts {
-        shared.note_made(rootfs)?;
-        container.shared_mounts = Some(shared.clone());
-    }
+    container.shared_mounts = cleanup.shared_mounts.as_ref().map(|(_, shared)| shared.clone());
     container.start_time =
         proc::stat(container.pid).map(|s| s.start_time).ok_or_else(|| Error::Init("the container init vanished after setup".into()))?;
     container.save()?;

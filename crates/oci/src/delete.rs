@@ -29,6 +29,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
             })
         }
     }
+    let mut warnings = Vec::new();
     let cgroup = cgroup::open(&container)?;
     if cgroup.exists() {
         // Without a pid namespace, children of the init can outlive it; they die with the container.
@@ -40,12 +41,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<Error>> {
         }
         cgroup.remove()?;
     } else if container.systemd_cgroup {
-        // A scope systemd ended with its processes may stay listed as failed.
-        let _ = berth_cgroups::systemd::forget(container.config.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()), &container.id);
+        // systemd ended the scope with its processes: the unit may stay listed as failed, and on
+        // v1 the hierarchies made by hand stay; removing the gone unit takes both.
+        if let Err(e) = cgroup.remove() {
+            warnings.push(e.into());
+        }
     }
-    let mut warnings = Vec::new();
     if let Some(shared) = &container.shared_mounts {
-        warnings.extend(shared.take_down(&container.rootfs));
+        warnings.extend(shared.take_down(&container.rootfs, false));
     }
     if let Some(spec_hooks) = container.config.hooks() {
         let state = serde_json::to_string(&container.oci_state(Status::Stopped)).unwrap_or_default();

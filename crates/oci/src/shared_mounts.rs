@@ -1,20 +1,24 @@
 //! Mounts of a container without a mount namespace of its own. The spec allows one (runc and crun
 //! run it): the container shares the runtime's namespace, so the spec's mounts are made there,
-//! beneath the rootfs, and outlive the init; runc leaves them mounted. Here `create` records the
-//! mounts its init made ([`SharedMounts::record`], then [`SharedMounts::note_made`] once the init
-//! is ready) and `delete` detaches them, with whatever was mounted on them since
-//! ([`SharedMounts::take_down`]). A `create` that fails detaches every mount that appeared beneath
-//! the rootfs meanwhile. Mounts the container makes directly on the rootfs later are left, as
-//! runc leaves them: nothing tells them from a mount that reached the rootfs from elsewhere.
+//! beneath the rootfs, and outlive the init; runc leaves them mounted. Here the init reports each
+//! mount as it makes it, before the next can cover it ([`SharedMounts::made`]: its mount ids, the
+//! never-reused one where the kernel has it), and `delete` detaches them, newest first, with
+//! whatever was mounted on them since ([`SharedMounts::take_down`]). Each is found by its id in
+//! the mount table, so a later mount over it, over its parent directory, or a rename of a
+//! directory above it, does not hide it. A `create` that fails also sweeps every mount that
+//! appeared beneath the rootfs meanwhile (one made but not yet reported). Mounts the container
+//! makes directly on the rootfs later are left, as runc leaves them: nothing tells them from a
+//! mount that reached the rootfs from elsewhere.
 //!
 //! Detaching one must reach nothing else:
 //! - it is reached by a path resolved inside the rootfs, not through a last symlink, and only
-//!   detached if the mount found there is the one recorded (statx's mount id, the 64-bit one
-//!   never reused where the kernel has it);
+//!   detached if the mount found there is the one recorded (by the 64-bit id; on kernels before
+//!   6.8, which lack it, by the mount table's id, which a later mount may reuse);
 //! - it is made private first, with everything below it: otherwise an unmount below a copy of a
 //!   shared host tree (an rbind of one) would propagate to the host's originals;
 //! - nothing is done from another mount namespace than create's;
-//! - the rootfs itself, often the caller's own mount, is never touched.
+//! - the rootfs itself, often the caller's own mount, is never touched unless the init mounted
+//!   on it.
 //!
 //! Failures are warnings: a delete must not be stuck behind a mount it cannot take down.
 
@@ -23,7 +27,7 @@ use crate::sys::{open_in_root, ResolveFlags};
 use crate::{Error, Result};
 use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
@@ -32,6 +36,8 @@ use std::path::{Path, PathBuf};
 
 /// The largest mount table read: a host with tens of thousands of mounts stays below it.
 const MAX_MOUNTINFO: u64 = 64 << 20;
+/// The most mounts found stacked on one of the init's at its mount point and detached with it.
+const MAX_STACKED: usize = 64;
 
 /// What `create` recorded, kept in the container's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,47 +46,60 @@ pub struct SharedMounts {
     namespace: u64,
     /// mountinfo ids beneath the rootfs before the init ran.
     before: Vec<u64>,
-    /// The mounts the init made (not those on them), by path inside the rootfs and
-    /// [`identity`]; None until the init is ready.
-    made: Option<Vec<(PathBuf, u64)>>,
+    /// The mounts the init made, in the order it made them.
+    #[serde(default)]
+    mounts: Vec<Made>,
+}
+
+/// One mount the init made, as it reported it right after making it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Made {
+    /// Its mount point inside the rootfs, then (informational: it is found again by `id`).
+    pub inside: PathBuf,
+    /// Its id in the mount table.
+    pub id: u64,
+    /// Its 64-bit id, never reused until reboot (Linux 6.8+).
+    pub unique: Option<u64>,
+}
+
+impl Made {
+    /// The mount `fd` is on, as the init reports it.
+    pub(crate) fn of(fd: BorrowedFd<'_>, inside: &Path) -> std::io::Result<Made> {
+        Ok(Made { inside: inside.to_path_buf(), id: mount_id(fd, false)?, unique: mount_id(fd, true).ok() })
+    }
+
+    /// Whether the mount `fd` is on is this one.
+    fn is(&self, fd: BorrowedFd<'_>) -> bool {
+        match self.unique {
+            Some(unique) => mount_id(fd, true).is_ok_and(|id| id == unique),
+            None => mount_id(fd, false).is_ok_and(|id| id == self.id),
+        }
+    }
 }
 
 impl SharedMounts {
     pub(crate) fn record(rootfs: &Path) -> Result<SharedMounts> {
         let rootfs = canonical(rootfs)?;
         let before = beneath(&rootfs)?.into_iter().map(|e| e.id).collect();
-        Ok(SharedMounts { namespace: namespace()?, before, made: None })
+        Ok(SharedMounts { namespace: namespace()?, before, mounts: Vec::new() })
     }
 
-    /// Once the init is ready: which mounts beneath the rootfs are new, and of those, the ones
-    /// not on another new one.
-    pub(crate) fn note_made(&mut self, rootfs: &Path) -> Result<()> {
-        let rootfs = canonical(rootfs)?;
-        let root = open_dir(&rootfs)?;
-        let mut made = Vec::new();
-        for entry in self.new_tops(&rootfs)? {
-            let inside = entry.point.strip_prefix(&rootfs).unwrap_or(&entry.point).to_path_buf();
-            // The mount the path reaches is the one listed (none stacked on it yet).
-            let Some(target) = open_mount(root.as_fd(), &inside) else { continue };
-            if mount_id(target.as_fd(), false).is_ok_and(|id| id == entry.id) {
-                made.push((inside, identity(target.as_fd()).map_err(|e| Error::io("statx", &entry.point, e))?));
-            }
-        }
-        self.made = Some(made);
-        Ok(())
+    /// The init made this mount.
+    pub(crate) fn made(&mut self, mount: Made) {
+        self.mounts.push(mount);
     }
 
-    /// Detaches what the init made (or, for a create that failed, every new mount beneath the
-    /// rootfs); returns what it could not do.
-    pub(crate) fn take_down(&self, rootfs: &Path) -> Vec<Error> {
+    /// Detaches what the init made, newest first; with `sweep` (a create that failed), then every
+    /// other new mount beneath the rootfs. Returns what it could not do.
+    pub(crate) fn take_down(&self, rootfs: &Path, sweep: bool) -> Vec<Error> {
         let mut warnings = Vec::new();
-        if let Err(e) = self.try_take_down(rootfs, &mut warnings) {
+        if let Err(e) = self.try_take_down(rootfs, sweep, &mut warnings) {
             warnings.push(e);
         }
         warnings
     }
 
-    fn try_take_down(&self, rootfs: &Path, warnings: &mut Vec<Error>) -> Result<()> {
+    fn try_take_down(&self, rootfs: &Path, sweep: bool, warnings: &mut Vec<Error>) -> Result<()> {
         if namespace()? != self.namespace {
             return Err(Error::Unsupported(format!(
                 "delete runs in another mount namespace than create: the container's mounts beneath {} are left",
@@ -92,30 +111,21 @@ impl SharedMounts {
             other => other.map_err(|e| Error::io("resolve", rootfs, e))?,
         };
         let root = open_dir(&rootfs)?;
-        let targets: Vec<(PathBuf, u64, bool)> = match &self.made {
-            Some(made) => made.iter().rev().map(|(inside, id)| (inside.clone(), *id, true)).collect(),
-            None => self
-                .new_tops(&rootfs)?
-                .into_iter()
-                .rev()
-                .map(|e| (e.point.strip_prefix(&rootfs).unwrap_or(&e.point).to_path_buf(), e.id, false))
-                .collect(),
-        };
-        for (inside, id, unique) in targets {
-            let Some(target) = open_mount(root.as_fd(), &inside) else { continue };
-            let found = if unique { identity(target.as_fd()) } else { mount_id(target.as_fd(), false) };
-            // Gone already, or something else is on top of it now: not ours to detach.
-            if !found.is_ok_and(|found| found == id) {
-                continue;
+        for made in self.mounts.iter().rev() {
+            if let Err(e) = detach_made(root.as_fd(), &rootfs, made) {
+                warnings.push(e);
             }
-            let point = rootfs.join(&inside);
-            if let Err(e) = make_private(target.as_fd()) {
-                warnings.push(Error::io("make private, so that its unmount stays here,", &point, e));
-                continue;
-            }
-            match umount2(format!("/proc/self/fd/{}", target.as_raw_fd()).as_str(), MntFlags::MNT_DETACH) {
-                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-                Err(e) => warnings.push(Error::sys(format!("unmount {}", point.display()), e)),
+        }
+        if sweep {
+            for entry in self.new_tops(&rootfs)?.into_iter().rev() {
+                let inside = entry.point.strip_prefix(&rootfs).unwrap_or(&entry.point).to_path_buf();
+                let Some(target) = open_mount(root.as_fd(), &inside) else { continue };
+                // Gone already, or something else is on top of it now: not ours to detach.
+                if mount_id(target.as_fd(), false).is_ok_and(|id| id == entry.id) {
+                    if let Err(e) = detach(target.as_fd(), &entry.point) {
+                        warnings.push(e);
+                    }
+                }
             }
         }
         Ok(())
@@ -130,13 +140,50 @@ impl SharedMounts {
     }
 }
 
-/// A mount's identity across create and delete: the never-reused id where the kernel has it.
-fn identity(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
-    mount_id(fd, true).or_else(|_| mount_id(fd, false))
+/// Finds `made` in the mount table, wherever it is now beneath the rootfs, and detaches it, with
+/// what was stacked on it at its mount point since; gone already, or not beneath the rootfs any
+/// more, it is left.
+fn detach_made(root: BorrowedFd<'_>, rootfs: &Path, made: &Made) -> Result<()> {
+    for _ in 0..MAX_STACKED {
+        let table: HashMap<u64, Entry> = mount_table()?.into_iter().map(|e| (e.id, e)).collect();
+        let Some(entry) = table.get(&made.id).filter(|e| e.point.starts_with(rootfs)) else { return Ok(()) };
+        let inside = entry.point.strip_prefix(rootfs).unwrap_or(Path::new("")).to_path_buf();
+        let Some(target) = open_mount(root, &inside) else { return Ok(()) };
+        if made.is(target.as_fd()) {
+            return detach(target.as_fd(), &entry.point);
+        }
+        // Something is on top: detached first if it sits on this mount at the same point (the
+        // container mounted over it); else this id is someone else's now, or hidden: left.
+        let top = mount_id(target.as_fd(), false).map_err(|e| Error::io("statx", &entry.point, e))?;
+        let mut below = table.get(&top);
+        let stacked_on_ours = loop {
+            match below {
+                Some(e) if e.point == entry.point && e.parent == made.id => break true,
+                Some(e) if e.point == entry.point && e.parent != e.id => below = table.get(&e.parent),
+                _ => break false,
+            }
+        };
+        if !stacked_on_ours {
+            return Ok(());
+        }
+        detach(target.as_fd(), &entry.point)?;
+    }
+    Err(Error::Unsupported(format!("over {MAX_STACKED} mounts stacked on {}: left", made.inside.display())))
 }
 
-/// `inside` the rootfs, not through a last symlink; None where nothing is there any more.
+/// Makes the mount `target` is on private, with everything below it, then detaches it.
+fn detach(target: BorrowedFd<'_>, point: &Path) -> Result<()> {
+    make_private(target).map_err(|e| Error::io("make private, so that its unmount stays here,", point, e))?;
+    match umount2(format!("/proc/self/fd/{}", target.as_raw_fd()).as_str(), MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(e) => Err(Error::sys(format!("unmount {}", point.display()), e)),
+    }
+}
+
+/// `inside` the rootfs (empty: the rootfs itself), not through a last symlink; None where nothing
+/// is there any more.
 fn open_mount(root: BorrowedFd<'_>, inside: &Path) -> Option<OwnedFd> {
+    let inside = if inside.as_os_str().is_empty() { Path::new(".") } else { inside };
     open_in_root(root, inside, libc::O_PATH | libc::O_NOFOLLOW, 0, ResolveFlags::IN_ROOT).ok()
 }
 
@@ -163,11 +210,16 @@ struct Entry {
 /// The mounts strictly beneath the canonical `rootfs`, in the table's order (a mount after the
 /// one it sits on).
 fn beneath(rootfs: &Path) -> Result<Vec<Entry>> {
+    Ok(mount_table()?.into_iter().filter(|e| e.point != rootfs && e.point.starts_with(rootfs)).collect())
+}
+
+/// This mount namespace's table, bounded.
+fn mount_table() -> Result<Vec<Entry>> {
     let mut table = Vec::new();
     std::fs::File::open("/proc/self/mountinfo")
         .and_then(|f| f.take(MAX_MOUNTINFO).read_to_end(&mut table))
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-    Ok(parse(&table).into_iter().filter(|e| e.point != rootfs && e.point.starts_with(rootfs)).collect())
+    Ok(parse(&table))
 }
 
 /// The lines of a mountinfo table; lines that do not parse are skipped.

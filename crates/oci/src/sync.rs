@@ -19,6 +19,8 @@ pub(crate) enum Message {
     /// child → parent: I unshared a user namespace; write its id maps.
     MapRequest,
     MapsDone,
+    /// child → parent, without a mount namespace: I made this mount (crate::shared_mounts).
+    Mounted(crate::shared_mounts::Made),
     /// child → parent: mounts are ready; run prestart/createRuntime hooks.
     RunHooks,
     /// parent → child: hooks done; here is the state document for createContainer/startContainer hooks.

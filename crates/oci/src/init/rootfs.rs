@@ -79,6 +79,9 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
             let target = crate::sys::open_in_root(root_fd, inside, libc::O_PATH, 0, crate::sys::ResolveFlags::IN_ROOT)
                 .map_err(|e| Error::io("open mount", spec_mount.destination(), e))?;
             make_private(target.as_fd()).map_err(|e| Error::io("make private", spec_mount.destination(), e))?;
+            // Reported now, before a later mount can cover it: delete finds it by its id.
+            let made = crate::shared_mounts::Made::of(target.as_fd(), inside).map_err(|e| Error::io("statx", spec_mount.destination(), e))?;
+            ctx.sync.send(&Message::Mounted(made))?;
         }
     }
     let dev_mount = spec_mounts.iter().find(|m| m.destination() == Path::new("/dev"));

@@ -2,8 +2,8 @@
 # The cgroup v2 half of the test command: runs the cgroup, lifecycle, config, compat, shim, containers and
 # CRI integration tests (BERTH_VM_SUITES picks some) inside a VM whose only hierarchy is cgroup v2 (vm/run-in-vm.sh; this host is
 # cgroup v1), then checks that the guest has no cgroup and no test directory left. Then the systemd
-# cgroup driver's tests in a VM whose PID 1 is systemd, on cgroup v2 (and on systemd's v1 layout
-# with BERTH_VM_SYSTEMD_CGROUPS="v2 v1"; BERTH_VM_SUITES=systemd_cgroups runs these alone). Needs
+# cgroup driver's tests in a VM whose PID 1 is systemd, on cgroup v2 and on systemd's v1 layout
+# (BERTH_VM_SYSTEMD_CGROUPS="v2" for one; BERTH_VM_SUITES=systemd_cgroups runs these alone). Needs
 # vm/install-deps.sh. The containers suite works under /run (a tmpfs: the guest's /tmp is an
 # overlay, which overlayfs refuses as a container's upper layer) and leaves its 250-run test to
 # the host (under TCG it alone outlasts the VM's timeout).
@@ -71,10 +71,9 @@ for unit in \$(systemctl list-units --all --plain --no-legend --no-pager 'berth-
 [ -z "\$(echo \$left)" ] || { echo "test-vm: systemd units or cgroups left behind:"; echo "\$left"; rc=1; }
 exit \$rc
 GUEST
-    # cgroup v2; BERTH_VM_SYSTEMD_CGROUPS="v2 v1" adds systemd's v1 (hybrid) layout, where it
-    # manages the v1 controllers. Not by default yet: there, one run in three of a pause, resume,
-    # kill and delete saw systemd leave StopUnit unanswered for 30 s, for a cause not found.
-    for hierarchy in ${BERTH_VM_SYSTEMD_CGROUPS:-v2}; do
+    # cgroup v2, then systemd's v1 (hybrid) layout, where it manages the v1 controllers
+    # (BERTH_VM_SYSTEMD_CGROUPS picks).
+    for hierarchy in ${BERTH_VM_SYSTEMD_CGROUPS:-v2 v1}; do
         started=$(date +%s)
         echo "test-vm: the systemd cgroup driver, under systemd in a VM (cgroup $hierarchy)"
         BERTH_VM_INIT=systemd BERTH_VM_CGROUP=$hierarchy BERTH_VM_TIMEOUT=${BERTH_VM_TIMEOUT:-900} vm/run-in-vm.sh sh "$guest" "$@"

@@ -469,6 +469,37 @@ fn an_apparmor_profile_is_applied_or_refused_never_ignored() {
     env.leak_check();
 }
 
+/// SELinux labels (`process.selinuxLabel`, `linux.mountLabel`, `exec --process-label`): applied
+/// where the host enforces SELinux (a label its policy lacks then fails create, naming it);
+/// refused where it does not (this host), as runc refuses them, rather than ignored.
+#[test]
+fn selinux_labels_are_applied_or_refused_never_ignored() {
+    let env = TestEnv::new("compat-selinux");
+    let enabled = Path::new("/sys/fs/selinux/enforce").exists();
+    let label = "system_u:system_r:berth_no_such_t:s0";
+    let expected = if enabled { "berth_no_such_t" } else { "SELinux is not enabled" };
+    let mut bundle = Bundle::new(&env.dir.join("selinux-bundle"));
+    let bundle_arg = bundle.dir.display().to_string();
+    bundle.set_args(&["sleep", "100"]).edit(|c| c["process"]["selinuxLabel"] = label.into());
+    let refused = env.fails(&["create", "--bundle", &bundle_arg, &env.id("selinux")]);
+    assert!(refused.contains(expected), "process.selinuxLabel: {refused}");
+    bundle.edit(|c| {
+        c["process"].as_object_mut().unwrap().remove("selinuxLabel");
+        c["linux"]["mountLabel"] = "system_u:object_r:berth_no_such_file_t:s0".into();
+    });
+    let refused = env.fails(&["create", "--bundle", &bundle_arg, &env.id("selinux")]);
+    assert!(refused.contains(if enabled { "berth_no_such_file_t" } else { expected }), "linux.mountLabel: {refused}");
+    bundle.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("mountLabel");
+    });
+    let id = env.id("selinux");
+    env.ok(&["run", "-d", "--bundle", &bundle_arg, &id]);
+    let refused = env.fails(&["exec", "--process-label", label, &id, "true"]);
+    assert!(refused.contains(expected), "exec --process-label: {refused}");
+    env.ok(&["delete", "--force", &id]);
+    env.leak_check();
+}
+
 #[test]
 fn rootfs_propagation_unbindable_is_the_roots_inside() {
     let env = TestEnv::new("compat-unbindable");

@@ -87,20 +87,13 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
         assert!(read(&dir(controller).join("cgroup.procs")).lines().any(|p| p == pid), "the init is in the scope ({controller}) before it runs");
     }
 
-    // systemd is told the device rules too (as runc tells it), so that rewriting the scope's
-    // cgroup keeps them: on v1 a daemon-reload used to open every device to the container.
+    // systemd is told the device rules too, as runc tells it: its view of the unit tells the
+    // truth, and what it writes to the scope's cgroup when a property changes (update's, or
+    // `systemctl set-property`) or at a daemon-reload keeps the container's rules.
     assert_eq!(show(&unit, "DevicePolicy"), "strict");
     assert!(show(&unit, "DeviceAllow").contains("/dev/char/1:3 rwm"), "{}", show(&unit, "DeviceAllow"));
 
     env.ok(&["start", &id]);
-    let reload = std::process::Command::new("systemctl").arg("daemon-reload").status().expect("systemctl");
-    assert!(reload.success());
-    if !v2 {
-        let list = read(&dir("devices").join("devices.list"));
-        assert!(!list.contains("a *:*") && list.contains("c 1:3 rwm"), "devices after daemon-reload: {list}");
-    }
-    // Both device programs (systemd's, berth-oci's) still let the container use its devices.
-    assert_eq!(env.ok(&["exec", &id, "sh", "-c", "echo x > /dev/null && head -c 3 /dev/zero | wc -c"]).trim(), "3");
     let exec = env.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
     assert!(if v2 { exec.starts_with("0::") } else { exec.contains(":memory:") }, "{exec}");
     env.ok(&["update", "--memory", "96m", "--pids-limit", "64", &id]);
@@ -108,6 +101,16 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
         if v2 { ("MemoryMax", dir("").join("memory.max")) } else { ("MemoryLimit", dir("memory").join("memory.limit_in_bytes")) };
     assert_eq!((show(&unit, memory_property), read(&memory_file)), ("100663296".into(), "100663296".into()));
     assert_eq!((show(&unit, "TasksMax"), read(&dir("pids").join("pids.max"))), ("64".into(), "64".into()));
+    for systemctl in [&["set-property", "--runtime", &unit, "CPUShares=256"][..], &["daemon-reload"]] {
+        let status = std::process::Command::new("systemctl").args(systemctl).status().expect("systemctl");
+        assert!(status.success(), "systemctl {systemctl:?}");
+        if !v2 {
+            let list = read(&dir("devices").join("devices.list"));
+            assert!(!list.contains("a *:*") && list.contains("c 1:3 rwm"), "devices after systemctl {systemctl:?}: {list}");
+        }
+    }
+    // Both device programs (systemd's, berth-oci's) still let the container use its devices.
+    assert_eq!(env.ok(&["exec", &id, "sh", "-c", "echo x > /dev/null && head -c 3 /dev/zero | wc -c"]).trim(), "3");
     env.ok(&["pause", &id]);
     assert_eq!((env.status(&id), frozen("berthtest-a.slice", &unit)), ("paused".into(), true));
     env.ok(&["resume", &id]);

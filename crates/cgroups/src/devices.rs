@@ -74,9 +74,10 @@ impl DeviceRule {
     }
 }
 
-/// What systemd is told of a rule list (`DevicePolicy=`, `DeviceAllow=`), so that it keeps the
-/// scope's device access when it rewrites the cgroup (a `daemon-reload` on v1 would otherwise
-/// open every device), as runc tells it. systemd takes allow lists only: the list here is each
+/// What systemd is told of a rule list (`DevicePolicy=`, `DeviceAllow=`), as runc tells it: its
+/// view of the unit then tells the truth, and what it writes to the scope's cgroup itself (its
+/// own eBPF program on v2, devices.allow on v1, again at each property change) keeps the
+/// container's rules. systemd takes allow lists only: the list here is each
 /// allowed (type, major, minor) left after the rules in order, with a deny taking away the access
 /// it names from the entries it covers. Where that cannot be said exactly, it says more, never
 /// less: a deny narrower than an allowed wildcard stays out, an allow-all with denies after it is

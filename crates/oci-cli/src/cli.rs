@@ -189,7 +189,8 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    #[arg(long = "process-label", hide = true)]
+    /// The SELinux label the process runs with (refused where SELinux is not enabled).
+    #[arg(long = "process-label")]
     pub process_label: Option<String>,
     /// The AppArmor profile the process changes to (refused where AppArmor is not enabled).
     #[arg(long)]

@@ -56,7 +56,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         _ => return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot exec in a container that is not running" }),
     }
     crate::spec::validate_process(&options.process).map_err(|reason| Error::config("the exec'd process", reason))?;
-    process::check_apparmor(&options.process)?;
+    process::check_lsm(Some(&options.process), None)?;
     let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
     let join = namespaces_to_join(container.pid)?;
     let container_root = open_container_root(container.pid, &pidfd)?;
@@ -235,7 +235,7 @@ fn exec_child(child: &ExecChild<'_>) -> Result<std::convert::Infallible> {
         process::apply_personality(linux)?;
         process::apply_memory_policy(linux)?;
     }
-    process::apply_apparmor(spec_process)?;
+    process::apply_lsm(spec_process)?;
     process::become_process(spec_process, child.seccomp.map(|program| (program, sync)), child.preserve_fds)?;
     process::execve(spec_process, &executable, &env)
 }

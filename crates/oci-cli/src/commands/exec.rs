@@ -90,6 +90,9 @@ fn build_process(root: &Path, args: &ExecArgs) -> anyhow::Result<Process> {
     if !args.additional_gids.is_empty() {
         process.user_mut().set_additional_gids(Some(args.additional_gids.clone()));
     }
+    if let Some(label) = &args.process_label {
+        process.set_selinux_label(Some(label.clone()));
+    }
     if let Some(profile) = &args.apparmor {
         process.set_apparmor_profile(Some(profile.clone()));
     }

@@ -170,7 +170,7 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     process::apply_scheduling(process)?;
     process::apply_personality(linux)?;
     process::apply_memory_policy(linux)?;
-    process::apply_apparmor(process)?;
+    process::apply_lsm(process)?;
     // Everything that can stop the process from running happens before `create` hears Ready, so
     // that `create` fails with the reason (as runc's does); a notify fd then still reaches the
     // listener through `create`. What is left after `start` runs as the spec's user with its

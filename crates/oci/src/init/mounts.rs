@@ -205,6 +205,7 @@ pub(super) fn mount_one(
     cgroup_mounts: &[(String, PathBuf)],
     in_userns: bool,
     tree: Option<BorrowedFd<'_>>,
+    mount_label: Option<&str>,
 ) -> Result<()> {
     let options = parse_options(spec_mount.options().as_deref().unwrap_or(&[]))?;
     let typ = spec_mount.typ().clone().unwrap_or_default();
@@ -236,7 +237,15 @@ pub(super) fn mount_one(
         remount_bind(root, dest, &options, in_userns)?;
     } else {
         let target = create_in_root(root, dest, Kind::Dir)?;
-        let data = options.data.join(",");
+        // `linux.mountLabel` (SELinux, checked to be enabled by create) labels what the container
+        // writes to the filesystems made for it, as runc labels them: tmpfs by its mount option,
+        // mqueue (which has none) by its root's attribute below.
+        let label = mount_label.filter(|l| !l.is_empty());
+        let mut data = options.data.clone();
+        if let (Some(label), "tmpfs") = (label, typ.as_str()) {
+            data.push(format!("context=\"{label}\""));
+        }
+        let data = data.join(",");
         let source = spec_mount.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| typ.clone());
         mount(
             Some(source.as_str()),
@@ -246,6 +255,16 @@ pub(super) fn mount_one(
             (!data.is_empty()).then_some(data.as_str()),
         )
         .map_err(|e| Error::sys(format!("mount {typ} on {}", dest.display()), e))?;
+        if let (Some(label), "mqueue") = (label, typ.as_str()) {
+            let mounted = create_in_root(root, dest, Kind::Dir)?;
+            let path = std::ffi::CString::new(fd_path(mounted.as_fd())).map_err(|e| Error::sys("mqueue path", std::io::Error::other(e)))?;
+            // SAFETY: both strings are NUL-terminated and outlive the call; the value is `label`'s
+            // bytes with their length; the kernel only reads them.
+            let rc = unsafe { libc::setxattr(path.as_ptr(), c"security.selinux".as_ptr(), label.as_ptr().cast(), label.len(), 0) };
+            if rc != 0 {
+                return Err(Error::io("label with linux.mountLabel", dest, std::io::Error::last_os_error()));
+            }
+        }
     }
     if options.attr_set | options.attr_clr != 0 {
         // Opened anew, the destination is the root of the mount now on it.

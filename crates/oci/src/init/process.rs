@@ -191,28 +191,49 @@ fn apparmor_enabled() -> bool {
     std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y")
 }
 
-/// In the parent, before anything is made: a profile where AppArmor is not enabled is refused,
-/// as runc refuses it, rather than the process running unconfined.
-pub(crate) fn check_apparmor(process: &Process) -> Result<()> {
-    match process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
-        Some(profile) if !apparmor_enabled() => {
-            Err(Error::Unsupported(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host")))
-        }
-        _ => Ok(()),
-    }
+/// Whether the host enforces SELinux: its filesystem is mounted, with a policy (what
+/// libselinux's is_selinux_enabled reads).
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
 }
 
-/// `process.apparmorProfile`: the profile this process changes to at execve. Written through the
-/// container's /proc, checked to be procfs: on any other file (a /proc the image or a volume
-/// provides) the profile would silently not apply.
-pub(crate) fn apply_apparmor(process: &Process) -> Result<()> {
+/// In the parent, before anything is made: an AppArmor profile or SELinux label the host's kernel
+/// cannot apply is refused, as runc refuses them, rather than the process running unconfined
+/// (crun ignores an SELinux label there; containerd and podman send none where SELinux is off).
+pub(crate) fn check_lsm(process: Option<&Process>, mount_label: Option<&str>) -> Result<()> {
+    let set = |value: Option<&String>| value.filter(|v| !v.is_empty()).cloned();
+    if let Some(profile) = process.and_then(|p| set(p.apparmor_profile().as_ref())).filter(|_| !apparmor_enabled()) {
+        return Err(Error::Unsupported(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host")));
+    }
+    if let Some(label) = process.and_then(|p| set(p.selinux_label().as_ref())).filter(|_| !selinux_enabled()) {
+        return Err(Error::Unsupported(format!("process.selinuxLabel {label:?}: SELinux is not enabled on this host")));
+    }
+    if let Some(label) = mount_label.filter(|l| !l.is_empty() && !selinux_enabled()) {
+        return Err(Error::Unsupported(format!("linux.mountLabel {label:?}: SELinux is not enabled on this host")));
+    }
+    Ok(())
+}
+
+/// `process.apparmorProfile` and `process.selinuxLabel`: what this process changes to at execve.
+/// Written through the container's /proc, checked to be procfs: on any other file (a /proc the
+/// image or a volume provides) they would silently not apply.
+pub(crate) fn apply_lsm(process: &Process) -> Result<()> {
+    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        // The AppArmor-specific file where LSMs stack (Linux 5.8+), else the shared one.
+        let what = format!("AppArmor profile {profile:?}");
+        write_exec_attr(&what, &["/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"], &format!("exec {profile}"))?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        write_exec_attr(&format!("SELinux label {label:?}"), &["/proc/thread-self/attr/exec"], label)?;
+    }
+    Ok(())
+}
+
+/// Writes `value` to the first of `paths` that exists, checked to be on procfs.
+fn write_exec_attr(what: &str, paths: &[&str], value: &str) -> Result<()> {
     use std::io::Write;
-    let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) else { return Ok(()) };
-    // The AppArmor-specific file where LSMs stack (Linux 5.8+), else the shared one.
-    let path = ["/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or_else(|| Error::Init(format!("AppArmor profile {profile:?}: no /proc/thread-self/attr in the container")))?;
+    let path =
+        paths.iter().find(|p| Path::new(p).exists()).ok_or_else(|| Error::Init(format!("{what}: no /proc/thread-self/attr in the container")))?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -220,9 +241,9 @@ pub(crate) fn apply_apparmor(process: &Process) -> Result<()> {
         .map_err(|e| Error::io("open", Path::new(path), e))?;
     let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| Error::sys(format!("statfs {path}"), e))?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::Init(format!("AppArmor profile {profile:?}: {path} is not on procfs")));
+        return Err(Error::Init(format!("{what}: {path} is not on procfs")));
     }
-    (&file).write_all(format!("exec {profile}").as_bytes()).map_err(|e| Error::sys(format!("set AppArmor profile {profile:?} through {path}"), e))
+    (&file).write_all(value.as_bytes()).map_err(|e| Error::sys(format!("set {what} through {path}"), e))
 }
 
 /// The container's execution domain (`linux.personality`), for its init and every exec.

@@ -427,47 +427,46 @@ mod tests {
         assert_eq!(u32::from_le_bytes(b[0..4].try_into().unwrap()) as usize, b.len() - 8, "the outer length excludes its padding");
     }
 
-    /// An error reply as systemd sends one, built with the same writer.
-    fn error_reply(serial: u32, name: &str, text: &str) -> Vec<u8> {
+    /// A reply to `serial` as systemd sends one, built with the same writer: an error (its name
+    /// and text), or a method return with an empty body.
+    fn reply(serial: u32, error: Option<(&str, &str)>) -> Vec<u8> {
         let mut body = Writer::default();
-        body.string(text);
+        if let Some((_, text)) = error {
+            body.string(text);
+        }
         let mut header = Writer::default();
-        header.bytes.extend_from_slice(&[b'l', ERROR, 1, 1]);
+        header.bytes.extend_from_slice(&[b'l', if error.is_some() { ERROR } else { METHOD_RETURN }, 1, 1]);
         header.u32(body.bytes.len() as u32);
         header.u32(99);
         header.array(8, |w| {
-            w.pad(8);
-            w.bytes.push(ERROR_NAME);
-            w.signature("s");
-            w.string(name);
+            if let Some((name, _)) = error {
+                w.pad(8);
+                w.bytes.push(ERROR_NAME);
+                w.signature("s");
+                w.string(name);
+            }
             w.pad(8);
             w.bytes.push(REPLY_SERIAL);
             w.signature("u");
             w.u32(serial);
-            w.pad(8);
-            w.bytes.push(SIGNATURE);
-            w.signature("g");
-            w.signature("s");
+            if error.is_some() {
+                w.pad(8);
+                w.bytes.push(SIGNATURE);
+                w.signature("g");
+                w.signature("s");
+            }
         });
         header.pad(8);
         header.bytes.extend_from_slice(&body.bytes);
         header.bytes
     }
 
-    /// A method return for `serial`, with an empty body.
+    fn error_reply(serial: u32, name: &str, text: &str) -> Vec<u8> {
+        reply(serial, Some((name, text)))
+    }
+
     fn method_return(serial: u32) -> Vec<u8> {
-        let mut header = Writer::default();
-        header.bytes.extend_from_slice(&[b'l', METHOD_RETURN, 1, 1]);
-        header.u32(0);
-        header.u32(100);
-        header.array(8, |w| {
-            w.pad(8);
-            w.bytes.push(REPLY_SERIAL);
-            w.signature("u");
-            w.u32(serial);
-        });
-        header.pad(8);
-        header.bytes
+        reply(serial, None)
     }
 
     /// systemd 252 as the cgroup v1 VM showed it: a call that came with BEGIN is read only when

@@ -24,8 +24,9 @@ fi
 
 need=""
 dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q 'install ok installed' || need=1
-# systemd: PID 1 of the guest in BERTH_VM_INIT=systemd (the host need not run it).
-for p in linux-image-amd64 busybox-static cpio crun systemd; do
+# systemd: PID 1 of the guest in BERTH_VM_INIT=systemd (the host need not run it); dbus: the
+# system bus there, which podman's systemd cgroup manager talks to.
+for p in linux-image-amd64 busybox-static cpio crun systemd dbus; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need=1
 done
 if [ -n "$need" ]; then
@@ -34,8 +35,8 @@ if [ -n "$need" ]; then
         -t bookworm-backports qemu-system-x86
     # initramfs-tools would otherwise run on kernel install; harmless, we build our own initramfs.
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        linux-image-amd64 busybox-static cpio crun systemd
+        linux-image-amd64 busybox-static cpio crun systemd dbus
 fi
 
 dpkg-query -W -f='${Package} ${Version}\n' qemu-system-x86 qemu-utils linux-image-amd64 \
-    'linux-image-*-amd64' busybox-static cpio crun systemd 2>/dev/null | grep -v ' $' || true
+    'linux-image-*-amd64' busybox-static cpio crun systemd dbus 2>/dev/null | grep -v ' $' || true

@@ -3,7 +3,7 @@
 //! test runs its own private instance (storage, state, sockets and cgroup parent under the test's
 //! directory or named after it), builds a busybox image offline, and tears everything down.
 
-use berth_testsupport::{busybox_rootfs, remove_cgroup_tree, Containerd, TestEnv};
+use berth_testsupport::{Containerd, Podman, TestEnv, PODMAN_IMAGE};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,94 +20,7 @@ fn describe(what: &str, out: &Output) -> String {
     format!("{what}: {}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr))
 }
 
-/// A private podman: its own storage (vfs), run root, temp dir and cgroup parent, berth-oci as
-/// its runtime. Its OCI runtime state still lives in berth-oci's default root (podman passes none).
-struct Podman<'a> {
-    env: &'a TestEnv,
-    cgroup_parent: String,
-}
-
-/// A peer tool's command line, run with output captured through files.
-trait Peer {
-    fn env(&self) -> &TestEnv;
-    fn command(&self, args: &[&str]) -> Command;
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.env().capture(&mut self.command(args))
-    }
-
-    /// Runs and insists on success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let program = self.command(&[]).get_program().to_string_lossy().into_owned();
-        assert!(out.status.success(), "{}", describe(&format!("{program} {args:?}"), &out));
-        text(&out.stdout)
-    }
-}
-
-impl Peer for Podman<'_> {
-    fn env(&self) -> &TestEnv {
-        self.env
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let dir = &self.env.dir;
-        let mut command = Command::new("podman");
-        command
-            .arg("--root")
-            .arg(dir.join("podman/storage"))
-            .arg("--runroot")
-            .arg(dir.join("podman/run"))
-            .arg("--tmpdir")
-            .arg(dir.join("podman/tmp"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .arg("--runtime")
-            .arg(&self.env.bin)
-            .args(args)
-            .stdin(Stdio::null());
-        command
-    }
-}
-
-impl<'a> Podman<'a> {
-    fn new(env: &'a TestEnv) -> Podman<'a> {
-        let name = env.dir.file_name().unwrap().to_string_lossy();
-        Podman { env, cgroup_parent: format!("/berth-{name}") }
-    }
-
-    /// Options every container gets: no network (no CNI here), the test's cgroup parent, and
-    /// rlimits below this machine's hard limits (podman's defaults exceed them, and raising a hard
-    /// limit needs CAP_SYS_RESOURCE, which root lacks here).
-    fn container_options(&self) -> Vec<String> {
-        ["--network", "none", "--cgroup-parent", &self.cgroup_parent, "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
-            .map(String::from)
-            .to_vec()
-    }
-
-    /// Imports a busybox rootfs as `localhost/berth-busybox:test`.
-    fn import_busybox(&self) {
-        let rootfs = self.env.dir.join("image-rootfs");
-        busybox_rootfs(&rootfs);
-        let mut command = self.command(&["import", "-", IMAGE]);
-        let archive = self.env.dir.join("image-rootfs.tar");
-        std::fs::write(&archive, berth_testsupport::tar_of(&rootfs)).unwrap();
-        command.stdin(std::fs::File::open(&archive).unwrap());
-        let out = self.env.capture(&mut command);
-        assert!(out.status.success(), "{}", describe("podman import", &out));
-        std::fs::remove_dir_all(&rootfs).unwrap();
-        std::fs::remove_file(&archive).unwrap();
-    }
-
-    /// Removes everything this podman made: containers, images, conmon's and the containers'
-    /// cgroups under the private parent.
-    fn teardown(&self) {
-        let _ = self.run(&["rm", "--all", "--force", "--time", "0"]);
-        let _ = self.run(&["rmi", "--all", "--force"]);
-        remove_cgroup_tree(&self.cgroup_parent);
-    }
-}
-
-const IMAGE: &str = "localhost/berth-busybox:test";
+const IMAGE: &str = PODMAN_IMAGE;
 
 fn assert_no_runtime_state(root: &Path, id: &str) {
     assert!(!root.join(id).exists(), "berth-oci state {} left behind", root.join(id).display());
@@ -118,13 +31,7 @@ fn podman_runs_execs_stops_and_gives_a_terminal() {
     let env = TestEnv::new("peer-podman");
     let podman = Podman::new(&env);
     podman.import_busybox();
-    let options = podman.container_options();
-    let with = |args: &[&str]| -> Vec<String> {
-        let mut all = vec![args[0].to_string()];
-        all.extend(options.iter().cloned());
-        all.extend(args[1..].iter().map(|a| a.to_string()));
-        all
-    };
+    let with = |args: &[&str]| podman.with_options(args);
 
     // stdout and the exit code.
     let args = with(&["run", "--rm", IMAGE, "sh", "-c", "echo hello from podman; exit 3"]);

@@ -8,9 +8,10 @@
 //! spec's limits and device rules in systemd's view of the unit (`systemctl show`) and in the
 //! cgroup files, kept through a daemon-reload; update,
 //! pause and resume, exec; delete stops the unit and its directory goes; a create that fails
-//! leaves no unit behind; containerd's runc shim drives it as its `SystemdCgroup` option asks.
+//! leaves no unit behind; containerd's runc shim and podman drive it as their systemd cgroup
+//! options ask.
 
-use berth_testsupport::{busybox_registry, cgroup_v2, Containerd, TestEnv};
+use berth_testsupport::{busybox_registry, cgroup_v2, Containerd, Podman, TestEnv, PODMAN_IMAGE};
 use serde_json::json;
 use std::path::Path;
 
@@ -193,5 +194,38 @@ fn containerd_drives_the_systemd_driver_through_its_runc_shim() {
     assert!(!containerd.runtime_root().join(&id).exists(), "berth-oci's state went with the task");
     containerd.teardown();
     drop(registry);
+    env.leak_check();
+}
+
+/// podman with `--cgroup-manager systemd` (its default where systemd runs) passes
+/// `--systemd-cgroup` and `<slice>:libpod:<id>` to berth-oci: the container runs in its scope
+/// (conmon in the one podman asks systemd for over the system bus); exec and stop work; after
+/// `rm`, neither unit nor directory nor state is left.
+#[test]
+fn podman_drives_the_systemd_driver() {
+    if !systemd_runs() {
+        return;
+    }
+    let env = TestEnv::new("systemd-podman");
+    let podman = Podman::with_systemd(&env, "berthtest-p.slice");
+    podman.import_busybox();
+    let args = podman.with_options(&["run", "-d", "--name", "berth-sd", PODMAN_IMAGE, "sleep", "1000"]);
+    let id = podman.ok(&args.iter().map(String::as_str).collect::<Vec<_>>()).trim().to_string();
+    let unit = format!("libpod-{id}.scope");
+    let dir = scope_dir("berthtest-p.slice", &unit, "memory");
+    let state = std::fs::read_to_string(Path::new("/run/berth-oci").join(&id).join("state.json")).unwrap_or_default();
+    assert!(state.contains("\"systemd_cgroup\":true"), "podman ran berth-oci with --systemd-cgroup: {state:.300}");
+    assert_eq!((show(&unit, "ActiveState"), show(&unit, "Delegate")), ("active".into(), "yes".into()));
+    let pid = podman.ok(&["inspect", "--format", "{{.State.Pid}}", "berth-sd"]).trim().to_string();
+    assert!(read(&dir.join("cgroup.procs")).lines().any(|p| p == pid), "the container ({pid}) is in {}", dir.display());
+
+    let exec = podman.run(&["exec", "berth-sd", "sh", "-c", "exit 5"]);
+    assert_eq!(exec.status.code(), Some(5), "{exec:?}");
+    podman.ok(&["stop", "--time", "0", "berth-sd"]);
+    podman.ok(&["rm", "berth-sd"]);
+    assert!(!dir.exists(), "the scope's directory went with the container");
+    assert_ne!(show(&unit, "ActiveState"), "active", "the unit is gone");
+    assert!(!Path::new("/run/berth-oci").join(&id).exists(), "berth-oci's state went with the container");
+    podman.teardown();
     env.leak_check();
 }

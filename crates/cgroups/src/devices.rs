@@ -76,14 +76,18 @@ impl DeviceRule {
 
 /// What systemd is told of a rule list (`DevicePolicy=`, `DeviceAllow=`), as runc tells it: its
 /// view of the unit then tells the truth, and what it writes to the scope's cgroup itself (its
-/// own eBPF program on v2, devices.allow on v1, again at each property change) keeps the
-/// container's rules. systemd takes allow lists only: the list here is each
-/// allowed (type, major, minor) left after the rules in order, with a deny taking away the access
-/// it names from the entries it covers. Where that cannot be said exactly, it says more, never
-/// less: a deny narrower than an allowed wildcard stays out, an allow-all with denies after it is
-/// no list at all (`auto`), and a `*:N` entry, which systemd has no name for, becomes its type's
-/// wildcard. berth's own rules (v1's files, v2's eBPF program) are
-/// still written after, and on v2 both programs must allow an access.
+/// own eBPF program on v2 after a daemon-reload, devices.allow on v1 at each property change)
+/// keeps the container's rules. systemd takes allow lists only, so the list is each allowed
+/// (type, major, minor) left after the rules in order, read as the hierarchy reads them:
+/// - v1: a rule of type `a` is every device, whatever its numbers; a deny takes its access away
+///   from the entry of exactly its type and numbers (the kernel's exceptions);
+/// - v2 (berth's eBPF program): a rule matches a request whose access bits are all in its own,
+///   so a deny ends an entry it covers only when its access holds all of the entry's.
+///
+/// Where that cannot be said exactly, it says more, never less: an entry a deny only partly
+/// takes stays whole, denies after an allow-all leave no list at all (`auto`), and a `*:N`
+/// entry, which systemd has no name for, becomes its type's wildcard. berth's own rules (v1's
+/// files, v2's eBPF program) are written after systemd's, at create and at each update.
 #[derive(Debug, PartialEq)]
 pub(crate) enum SystemdDevices {
     /// `DevicePolicy=auto`, no `DeviceAllow=`: every device.
@@ -92,11 +96,12 @@ pub(crate) enum SystemdDevices {
     Strict(Vec<(String, String)>),
 }
 
-pub(crate) fn for_systemd(rules: &[DeviceRule]) -> SystemdDevices {
+pub(crate) fn for_systemd(rules: &[DeviceRule], v2: bool) -> SystemdDevices {
     let mut allow_all = false;
     let mut allowed: Vec<DeviceRule> = Vec::new();
     for rule in rules {
-        let everything = rule.kind == 'a' && rule.major.is_none() && rule.minor.is_none() && "rwm".chars().all(|c| rule.access.contains(c));
+        let full = "rwm".chars().all(|c| rule.access.contains(c));
+        let everything = rule.kind == 'a' && (!v2 || (rule.major.is_none() && rule.minor.is_none() && full));
         if everything {
             allow_all = rule.allow;
             allowed.clear();
@@ -110,10 +115,14 @@ pub(crate) fn for_systemd(rules: &[DeviceRule]) -> SystemdDevices {
             continue;
         }
         for entry in &mut allowed {
-            let covers = (rule.kind == 'a' || rule.kind == entry.kind)
-                && (rule.major.is_none() || rule.major == entry.major)
-                && (rule.minor.is_none() || rule.minor == entry.minor);
-            if covers {
+            if v2 {
+                let covers = (rule.kind == 'a' || rule.kind == entry.kind)
+                    && (rule.major.is_none() || rule.major == entry.major)
+                    && (rule.minor.is_none() || rule.minor == entry.minor);
+                if covers && entry.access.chars().all(|c| rule.access.contains(c)) {
+                    entry.access.clear();
+                }
+            } else if (rule.kind, rule.major, rule.minor) == (entry.kind, entry.major, entry.minor) {
                 entry.access.retain(|c| !rule.access.contains(c));
             }
         }
@@ -167,30 +176,37 @@ mod tests {
 
     #[test]
     fn systemd_is_told_the_allowed_devices_never_fewer() {
-        let strict = |rules: &[LinuxDeviceCgroup]| match for_systemd(&self::rules(rules).unwrap()) {
+        let strict = |rules: &[LinuxDeviceCgroup], v2: bool| match for_systemd(&self::rules(rules).unwrap(), v2) {
             SystemdDevices::Strict(entries) => entries,
             SystemdDevices::AllowAll => panic!("allow-all for {rules:?}"),
         };
-        let plain = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rw"), spec_rule(true, LinuxDeviceType::B, 8, -1, "r")]);
-        assert_eq!(plain[0], ("/dev/char/10:229".to_string(), "rw".to_string()));
-        assert_eq!(plain[1], ("block-8".to_string(), "r".to_string()));
-        assert!(
-            plain.contains(&("/dev/char/1:3".into(), "rwm".into())) && plain.contains(&("char-136".into(), "rwm".into())),
-            "the defaults: {plain:?}"
-        );
-        // A deny takes its access away from what it covers, and an emptied entry goes.
-        let denied = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rwm"), spec_rule(false, LinuxDeviceType::C, 10, -1, "wm")]);
-        assert!(denied.contains(&("/dev/char/10:229".into(), "r".into())), "{denied:?}");
-        let gone = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "r"), spec_rule(false, LinuxDeviceType::A, -1, -1, "r")]);
-        assert!(!gone.iter().any(|(n, _)| n == "/dev/char/10:229"), "{gone:?}");
-        // A deny narrower than an allowed wildcard leaves the wildcard (more, never less).
-        let wider = strict(&[spec_rule(true, LinuxDeviceType::C, -1, -1, "rwm"), spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")]);
-        assert!(wider.contains(&("char-*".into(), "rwm".into())), "{wider:?}");
-        // An allow-all, with or without denies after it: no list.
-        let mut all = spec_rule(true, LinuxDeviceType::A, -1, -1, "rwm");
-        all.set_typ(None);
-        assert_eq!(for_systemd(&rules(&[all.clone()]).unwrap()), SystemdDevices::AllowAll);
-        assert_eq!(for_systemd(&rules(&[all, spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")]).unwrap()), SystemdDevices::AllowAll);
+        let entry = |name: &str, access: &str| (name.to_string(), access.to_string());
+        for v2 in [true, false] {
+            let plain = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rw"), spec_rule(true, LinuxDeviceType::B, 8, -1, "r")], v2);
+            assert_eq!(plain[..2], [entry("/dev/char/10:229", "rw"), entry("block-8", "r")]);
+            assert!(plain.contains(&entry("/dev/char/1:3", "rwm")) && plain.contains(&entry("char-136", "rwm")), "the defaults: {plain:?}");
+            // A deny that takes only part of an entry's access, or covers it without being it
+            // (v1), leaves it whole: more, never less.
+            let partly = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rwm"), spec_rule(false, LinuxDeviceType::C, 10, -1, "wm")], v2);
+            assert!(partly.contains(&entry("/dev/char/10:229", "rwm")), "{partly:?}");
+            // A deny that takes all of it ends it.
+            let gone = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "r"), spec_rule(false, LinuxDeviceType::A, -1, -1, "r")], v2);
+            assert!(!gone.iter().any(|(n, _)| n == "/dev/char/10:229"), "{gone:?}");
+            // A deny narrower than an allowed wildcard leaves the wildcard.
+            let wider = strict(&[spec_rule(true, LinuxDeviceType::C, -1, -1, "rwm"), spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")], v2);
+            assert!(wider.contains(&entry("char-*", "rwm")), "{wider:?}");
+            // An allow-all, with or without denies after it: no list.
+            let mut all = spec_rule(true, LinuxDeviceType::A, -1, -1, "rwm");
+            all.set_typ(None);
+            assert_eq!(for_systemd(&rules(&[all.clone()]).unwrap(), v2), SystemdDevices::AllowAll);
+            assert_eq!(for_systemd(&rules(&[all, spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")]).unwrap(), v2), SystemdDevices::AllowAll);
+        }
+        // v1 takes access from an exact entry, and reads type a as every device.
+        let exact = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "rwm"), spec_rule(false, LinuxDeviceType::C, 10, 229, "wm")], false);
+        assert!(exact.contains(&entry("/dev/char/10:229", "r")), "{exact:?}");
+        let a_numbered = rules(&[spec_rule(true, LinuxDeviceType::A, 10, 200, "r")]).unwrap();
+        assert_eq!(for_systemd(&a_numbered, false), SystemdDevices::AllowAll);
+        assert!(matches!(for_systemd(&a_numbered, true), SystemdDevices::Strict(e) if e.contains(&entry("/dev/block/10:200", "r"))));
     }
 
     #[test]

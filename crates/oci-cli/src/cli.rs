@@ -17,7 +17,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use systemd for cgroups (not supported yet: a clear error).
+    /// Let systemd make the cgroup: a transient scope named by a slice:prefix:name cgroupsPath.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility; rootless mode is detected.
@@ -189,7 +189,8 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// The SELinux label the process runs with (refused where SELinux is not enabled).
+    /// The SELinux label the process runs with (left out, with a warning, where SELinux is not
+    /// enabled, as crun leaves it).
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
     /// The AppArmor profile the process changes to (refused where AppArmor is not enabled).

@@ -128,7 +128,10 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
         if bundle.rootfs == Path::new("/") && spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
             return Err(Error::config(&bundle.dir, "mounts without a mount namespace need a rootfs other than /"));
         }
-        cleanup.shared_mounts = Some((bundle.rootfs.clone(), SharedMounts::record(&bundle.rootfs)?));
+        let destinations: Vec<PathBuf> = spec.mounts().iter().flatten().map(|m| m.destination().clone()).collect();
+        if !destinations.is_empty() {
+            cleanup.shared_mounts = Some((bundle.rootfs.clone(), SharedMounts::record(&bundle.rootfs, destinations)?));
+        }
     }
 
     let (parent_sock, child_sock) = SyncSocket::pair()?;

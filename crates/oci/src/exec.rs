@@ -56,14 +56,25 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
         _ => return Err(Error::WrongState { id: id.into(), status: status.to_string(), action: "cannot exec in a container that is not running" }),
     }
     crate::spec::validate_process(&options.process).map_err(|reason| Error::config("the exec'd process", reason))?;
-    process::check_lsm(Some(&options.process), None)?;
+    // A process without its own AppArmor profile or SELinux label gets the container's, as under
+    // runc (a `--process` file written without them must not run unconfined).
+    let mut exec_process = options.process.clone();
+    if let Some(container_process) = container.config.process() {
+        if exec_process.apparmor_profile().as_deref().is_none_or(str::is_empty) {
+            exec_process.set_apparmor_profile(container_process.apparmor_profile().clone());
+        }
+        if exec_process.selinux_label().as_deref().is_none_or(str::is_empty) {
+            exec_process.set_selinux_label(container_process.selinux_label().clone());
+        }
+    }
+    process::check_lsm(Some(&exec_process), None)?;
     let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
     let join = namespaces_to_join(container.pid)?;
     let container_root = open_container_root(container.pid, &pidfd)?;
     let linux = container.config.linux().as_ref();
     let seccomp_profile = linux.and_then(|l| l.seccomp().as_ref());
     let seccomp = seccomp_profile.map(|profile| init::compile_seccomp(profile, &crate::create::seccomp_cache(root))).transpose()?;
-    let terminal = options.process.terminal().unwrap_or(false);
+    let terminal = exec_process.terminal().unwrap_or(false);
     let console = match (&options.console_socket, terminal) {
         (Some(path), true) => Some(UnixStream::connect(path).map_err(|source| Error::ConsoleSocket { path: path.clone(), source })?),
         (None, true) => return Err(Error::Unsupported("process.terminal is true but no --console-socket was given".into())),
@@ -87,7 +98,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
                 pidfd: &pidfd,
                 container_root: &container_root,
                 join,
-                process: &options.process,
+                process: &exec_process,
                 linux,
                 seccomp: seccomp.as_ref(),
                 console: console.as_ref(),

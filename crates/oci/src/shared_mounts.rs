@@ -3,12 +3,13 @@
 //! beneath the rootfs, and outlive the init; runc leaves them mounted. Here the init reports each
 //! mount as it makes it, before the next can cover it ([`SharedMounts::made`]: its mount ids, the
 //! never-reused one where the kernel has it), and `delete` detaches them, newest first, with
-//! whatever was mounted on them since ([`SharedMounts::take_down`]). Each is found by its id in
-//! the mount table, so a later mount over it, over its parent directory, or a rename of a
-//! directory above it, does not hide it. A `create` that fails also sweeps every mount that
-//! appeared beneath the rootfs meanwhile (one made but not yet reported). Mounts the container
-//! makes directly on the rootfs later are left, as runc leaves them: nothing tells them from a
-//! mount that reached the rootfs from elsewhere.
+//! whatever was mounted below them since ([`SharedMounts::take_down`]). Each is found by its id
+//! in the mount table, so a rename of a directory above it does not hide it, and newest first,
+//! a spec mount over it or over its parent directory is gone before it is reached. A `create`
+//! that fails also sweeps new mounts at or below the spec's destinations (one made but not yet
+//! reported). Left, as runc leaves them, because nothing tells them from a mount that came from
+//! elsewhere: mounts the container makes directly on the rootfs, or directly on top of one of
+//! the init's (which then stays too).
 //!
 //! Detaching one must reach nothing else:
 //! - it is reached by a path resolved inside the rootfs, not through a last symlink, and only
@@ -27,7 +28,7 @@ use crate::sys::{open_in_root, ResolveFlags};
 use crate::{Error, Result};
 use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
@@ -36,8 +37,6 @@ use std::path::{Path, PathBuf};
 
 /// The largest mount table read: a host with tens of thousands of mounts stays below it.
 const MAX_MOUNTINFO: u64 = 64 << 20;
-/// The most mounts found stacked on one of the init's at its mount point and detached with it.
-const MAX_STACKED: usize = 64;
 
 /// What `create` recorded, kept in the container's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +45,9 @@ pub struct SharedMounts {
     namespace: u64,
     /// mountinfo ids beneath the rootfs before the init ran.
     before: Vec<u64>,
+    /// The spec's mount destinations inside the rootfs: a failed create sweeps only there.
+    #[serde(default)]
+    destinations: Vec<PathBuf>,
     /// The mounts the init made, in the order it made them.
     #[serde(default)]
     mounts: Vec<Made>,
@@ -78,10 +80,12 @@ impl Made {
 }
 
 impl SharedMounts {
-    pub(crate) fn record(rootfs: &Path) -> Result<SharedMounts> {
+    /// Before the init runs, for a spec with these mount destinations.
+    pub(crate) fn record(rootfs: &Path, destinations: impl IntoIterator<Item = PathBuf>) -> Result<SharedMounts> {
         let rootfs = canonical(rootfs)?;
         let before = beneath(&rootfs)?.into_iter().map(|e| e.id).collect();
-        Ok(SharedMounts { namespace: namespace()?, before, mounts: Vec::new() })
+        let destinations = destinations.into_iter().map(|d| d.strip_prefix("/").map(Path::to_path_buf).unwrap_or(d)).collect();
+        Ok(SharedMounts { namespace: namespace()?, before, destinations, mounts: Vec::new() })
     }
 
     /// The init made this mount.
@@ -119,6 +123,9 @@ impl SharedMounts {
         if sweep {
             for entry in self.new_tops(&rootfs)?.into_iter().rev() {
                 let inside = entry.point.strip_prefix(&rootfs).unwrap_or(&entry.point).to_path_buf();
+                if !self.destinations.iter().any(|d| inside.starts_with(d)) {
+                    continue;
+                }
                 let Some(target) = open_mount(root.as_fd(), &inside) else { continue };
                 // Gone already, or something else is on top of it now: not ours to detach.
                 if mount_id(target.as_fd(), false).is_ok_and(|id| id == entry.id) {
@@ -140,35 +147,16 @@ impl SharedMounts {
     }
 }
 
-/// Finds `made` in the mount table, wherever it is now beneath the rootfs, and detaches it, with
-/// what was stacked on it at its mount point since; gone already, or not beneath the rootfs any
-/// more, it is left.
+/// Finds `made` in the mount table, wherever it is now beneath the rootfs, and detaches it (with
+/// what is mounted below it); gone already, moved out of the rootfs, or covered by another mount
+/// at its point, it is left: what sits on it may be someone else's.
 fn detach_made(root: BorrowedFd<'_>, rootfs: &Path, made: &Made) -> Result<()> {
-    for _ in 0..MAX_STACKED {
-        let table: HashMap<u64, Entry> = mount_table()?.into_iter().map(|e| (e.id, e)).collect();
-        let Some(entry) = table.get(&made.id).filter(|e| e.point.starts_with(rootfs)) else { return Ok(()) };
-        let inside = entry.point.strip_prefix(rootfs).unwrap_or(Path::new("")).to_path_buf();
-        let Some(target) = open_mount(root, &inside) else { return Ok(()) };
-        if made.is(target.as_fd()) {
-            return detach(target.as_fd(), &entry.point);
-        }
-        // Something is on top: detached first if it sits on this mount at the same point (the
-        // container mounted over it); else this id is someone else's now, or hidden: left.
-        let top = mount_id(target.as_fd(), false).map_err(|e| Error::io("statx", &entry.point, e))?;
-        let mut below = table.get(&top);
-        let stacked_on_ours = loop {
-            match below {
-                Some(e) if e.point == entry.point && e.parent == made.id => break true,
-                Some(e) if e.point == entry.point && e.parent != e.id => below = table.get(&e.parent),
-                _ => break false,
-            }
-        };
-        if !stacked_on_ours {
-            return Ok(());
-        }
-        detach(target.as_fd(), &entry.point)?;
+    let Some(entry) = mount_table()?.into_iter().find(|e| e.id == made.id && e.point.starts_with(rootfs)) else { return Ok(()) };
+    let inside = entry.point.strip_prefix(rootfs).unwrap_or(Path::new("")).to_path_buf();
+    match open_mount(root, &inside) {
+        Some(target) if made.is(target.as_fd()) => detach(target.as_fd(), &entry.point),
+        _ => Ok(()),
     }
-    Err(Error::Unsupported(format!("over {MAX_STACKED} mounts stacked on {}: left", made.inside.display())))
 }
 
 /// Makes the mount `target` is on private, with everything below it, then detaches it.

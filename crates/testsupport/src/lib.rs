@@ -19,6 +19,7 @@ mod hostile_registry;
 mod leaks;
 mod network;
 mod peak_rss;
+mod podman;
 mod proxy;
 mod registry;
 mod trees;
@@ -32,6 +33,7 @@ pub use hostile_registry::{Attack, HostileRegistry};
 pub use leaks::Leaks;
 pub use network::{ip_allocations, HostNetwork, NetNs};
 pub use peak_rss::{proc_status, PeakRss};
+pub use podman::{Podman, PODMAN_IMAGE};
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{
     busybox_layout, busybox_registry, host_architecture, layout_archive, patch_layout_config, tar_of, wait_for_partial_blob, write_layout,

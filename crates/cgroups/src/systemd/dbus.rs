@@ -11,12 +11,12 @@
 //! header, an array of (code, variant) header fields, padding to 8, the body. Every read is
 //! bounded ([`MAX_MESSAGE`]) and every exchange has a deadline ([`TIMEOUT`]).
 //!
-//! A call that gets no answer for [`NUDGE`] is followed by a `Peer.Ping`. systemd 252's sd-bus can
-//! leave a call unread: when the call comes in the same read as the client's `BEGIN` (systemd was
-//! busy, as with another connection closing), it stays in the connection's buffer, and nothing
-//! wakes the connection until more bytes arrive or the client hangs up. Seen in the cgroup v1 VM,
-//! with systemd's debug log: delete's call sat 34 s and was read only when the client gave up.
-//! The ping is those bytes; its answer is skipped like any other message not ours.
+//! A call that gets no answer for [`NUDGE`] is followed by a `Peer.Ping` (then at growing
+//! intervals, no reply wanted). systemd 252's sd-bus can leave a call unread: when the call comes
+//! in the same read as the client's `BEGIN` (systemd was busy, as with another connection
+//! closing), it stays in the connection's buffer, and nothing wakes the connection until more
+//! bytes arrive or the client hangs up. Seen in the cgroup v1 VM, with systemd's debug log:
+//! delete's call sat 34 s and was read only when the client gave up. The ping is those bytes.
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -161,6 +161,9 @@ const ERROR_NAME: u8 = 4;
 const REPLY_SERIAL: u8 = 5;
 const DESTINATION: u8 = 6;
 const SIGNATURE: u8 = 8;
+
+/// Header flag: the caller wants no reply.
+const NO_REPLY_EXPECTED: u8 = 0x1;
 
 /// Message types.
 const METHOD_CALL: u8 = 1;
@@ -343,20 +346,25 @@ impl Connection {
     /// Waits until a message starts to arrive, pinging systemd each [`NUDGE`] without one (see
     /// the module doc); a timeout error at `deadline`.
     fn wait_readable(&mut self, deadline: Instant) -> Result<(), DbusError> {
+        let mut nudge = NUDGE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(DbusError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", TIMEOUT.as_secs()))));
             }
             let mut poll = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            let wait_ms = left.min(NUDGE).as_millis() as libc::c_int;
+            let wait_ms = left.min(nudge).as_millis() as libc::c_int;
             // SAFETY: one pollfd, ours, for the length given; poll writes only its revents.
             match unsafe { libc::poll(&mut poll, 1, wait_ms) } {
                 // Readable, or hung up / failed: the read that follows says which.
                 1.. => return Ok(()),
                 0 => {
                     self.serial += 1;
-                    self.stream.write_all(&method_call(self.serial, PEER, "Ping", &[]))?;
+                    let mut ping = method_call(self.serial, PEER, "Ping", &[]);
+                    ping[2] |= NO_REPLY_EXPECTED;
+                    self.stream.write_all(&ping)?;
+                    // A systemd that is only slow gets fewer of them.
+                    nudge = (nudge * 2).min(Duration::from_secs(4));
                 }
                 _ => match std::io::Error::last_os_error() {
                     e if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -140,7 +140,7 @@ fn properties(resources: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
     // The same rules the cgroup files get (a bad rule is refused there): an empty DeviceAllow
     // first clears what an earlier call gave the unit.
     if let Ok(rules) = crate::devices::rules(resources.devices().as_deref().unwrap_or(&[])) {
-        let (policy, entries) = match crate::devices::for_systemd(&rules) {
+        let (policy, entries) = match crate::devices::for_systemd(&rules, v2) {
             SystemdDevices::AllowAll => ("auto", None),
             SystemdDevices::Strict(entries) => ("strict", Some(entries)),
         };
@@ -240,7 +240,15 @@ impl Cgroup for SystemdCgroup {
         }
         let props = properties(resources, self.v2);
         if !props.is_empty() {
-            self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props)])?;
+            // On v1 systemd rewrites the devices cgroup when a property changes (a deny of all,
+            // then each allow): a running container is frozen meanwhile, as runc freezes it, so
+            // that none of its opens fails in between.
+            let thaw = !self.v2 && self.fs.freezer_state().is_ok_and(|s| s == FreezerState::Thawed) && self.fs.freeze(FreezerState::Frozen).is_ok();
+            let set = self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props)]);
+            if thaw {
+                self.fs.freeze(FreezerState::Thawed)?;
+            }
+            set?;
         }
         self.fs.apply(resources)
     }

@@ -237,12 +237,12 @@ pub(super) fn mount_one(
         remount_bind(root, dest, &options, in_userns)?;
     } else {
         let target = create_in_root(root, dest, Kind::Dir)?;
-        // `linux.mountLabel` (SELinux, checked to be enabled by create) labels what the container
-        // writes to the filesystems made for it, as runc labels them: tmpfs by its mount option,
-        // mqueue (which has none) by its root's attribute below.
+        // `linux.mountLabel` (SELinux, where it is enabled) labels the filesystems made for the
+        // container, as runc labels them: by the mount option (tmpfs, devpts …), mqueue (which
+        // has none) by its root's attribute below; proc and sysfs keep the kernel's labels.
         let label = mount_label.filter(|l| !l.is_empty());
         let mut data = options.data.clone();
-        if let (Some(label), "tmpfs") = (label, typ.as_str()) {
+        if let Some(label) = label.filter(|_| !matches!(typ.as_str(), "proc" | "sysfs" | "mqueue" | "cgroup" | "cgroup2")) {
             data.push(format!("context=\"{label}\""));
         }
         let data = data.join(",");

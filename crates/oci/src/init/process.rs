@@ -192,24 +192,36 @@ fn apparmor_enabled() -> bool {
 }
 
 /// Whether the host enforces SELinux: its filesystem is mounted, with a policy (what
-/// libselinux's is_selinux_enabled reads).
-fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
+/// libselinux's is_selinux_enabled reads). Read once, by [`check_lsm`] in the parent before the
+/// init or an exec'd process is cloned, which inherit the answer: inside the container the
+/// host's selinuxfs is not mounted, and reading there would leave every label out.
+pub(crate) fn selinux_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| Path::new("/sys/fs/selinux/enforce").exists())
 }
 
-/// In the parent, before anything is made: an AppArmor profile or SELinux label the host's kernel
-/// cannot apply is refused, as runc refuses them, rather than the process running unconfined
-/// (crun ignores an SELinux label there; containerd and podman send none where SELinux is off).
+/// In the parent, before anything is made: an AppArmor profile the host's kernel cannot apply is
+/// refused, as runc and crun refuse it, rather than the process running unconfined. SELinux
+/// labels where SELinux is not enabled are left out, with a warning, as crun leaves them (runc
+/// fails): there, nothing could label anything, and the tools that write them (containerd,
+/// cri-o, podman) write none. Where SELinux is enabled they are applied ([`apply_lsm`],
+/// `linux.mountLabel` by the mounts), and one the policy refuses fails create.
 pub(crate) fn check_lsm(process: Option<&Process>, mount_label: Option<&str>) -> Result<()> {
     let set = |value: Option<&String>| value.filter(|v| !v.is_empty()).cloned();
     if let Some(profile) = process.and_then(|p| set(p.apparmor_profile().as_ref())).filter(|_| !apparmor_enabled()) {
         return Err(Error::Unsupported(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host")));
     }
-    if let Some(label) = process.and_then(|p| set(p.selinux_label().as_ref())).filter(|_| !selinux_enabled()) {
-        return Err(Error::Unsupported(format!("process.selinuxLabel {label:?}: SELinux is not enabled on this host")));
+    let both = process.is_some_and(|p| set(p.apparmor_profile().as_ref()).is_some() && set(p.selinux_label().as_ref()).is_some());
+    if both && selinux_enabled() && !Path::new("/proc/self/attr/apparmor").exists() {
+        return Err(Error::Unsupported(
+            "process.apparmorProfile and process.selinuxLabel: this kernel has one /proc/<pid>/attr/exec for both".into(),
+        ));
     }
-    if let Some(label) = mount_label.filter(|l| !l.is_empty() && !selinux_enabled()) {
-        return Err(Error::Unsupported(format!("linux.mountLabel {label:?}: SELinux is not enabled on this host")));
+    if !selinux_enabled() {
+        let labels = [process.and_then(|p| set(p.selinux_label().as_ref())), mount_label.filter(|l| !l.is_empty()).map(String::from)];
+        for label in labels.iter().flatten() {
+            eprintln!("berth-oci: warning: SELinux label {label:?} left out: SELinux is not enabled on this host");
+        }
     }
     Ok(())
 }
@@ -223,7 +235,7 @@ pub(crate) fn apply_lsm(process: &Process) -> Result<()> {
         let what = format!("AppArmor profile {profile:?}");
         write_exec_attr(&what, &["/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec"], &format!("exec {profile}"))?;
     }
-    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty() && selinux_enabled()) {
         write_exec_attr(&format!("SELinux label {label:?}"), &["/proc/thread-self/attr/exec"], label)?;
     }
     Ok(())

@@ -68,9 +68,11 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
 
     let in_userns = ctx.plan.enters_user_namespace();
     let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    // (Left out where SELinux is not enabled: see process::check_lsm.)
+    let mount_label = linux.mount_label().as_deref().filter(|_| super::process::selinux_enabled());
     for (i, spec_mount) in spec_mounts.iter().enumerate() {
         let tree = ctx.idmapped_trees.get(i).and_then(|t| t.as_ref()).or_else(|| trees.binds.get(i).and_then(|t| t.as_ref()));
-        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, in_userns, tree.map(|t| t.as_fd()), linux.mount_label().as_deref())?;
+        mount_one(root_fd, spec_mount, &ctx.cgroup_mounts, in_userns, tree.map(|t| t.as_fd()), mount_label)?;
         if !ctx.plan.mount_ns {
             // In the runtime's namespace a new mount joins the peer group of the copies made of
             // it elsewhere: private at once, so nothing mounted on it later propagates out, and

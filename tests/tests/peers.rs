@@ -3,7 +3,7 @@
 //! test runs its own private instance (storage, state, sockets and cgroup parent under the test's
 //! directory or named after it), builds a busybox image offline, and tears everything down.
 
-use berth_testsupport::{Containerd, Podman, TestEnv, PODMAN_IMAGE};
+use berth_testsupport::{Containerd, Peer, Podman, TestEnv, PODMAN_IMAGE};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! leaves no unit behind; containerd's runc shim and podman drive it as their systemd cgroup
 //! options ask.
 
-use berth_testsupport::{busybox_registry, cgroup_v2, Containerd, Podman, TestEnv, PODMAN_IMAGE};
+use berth_testsupport::{busybox_registry, cgroup_v2, Containerd, Peer, Podman, TestEnv, PODMAN_IMAGE};
 use serde_json::json;
 use std::path::Path;
 

@@ -4,9 +4,9 @@
 //! cgroups its containers had under the namespace's name; dropped without it (a test that
 //! panicked), it first kills and removes whatever tasks and containers are left.
 
-use crate::TestEnv;
+use crate::{Peer, TestEnv};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Containerd<'a> {
@@ -49,30 +49,6 @@ impl<'a> Containerd<'a> {
             std::thread::sleep(Duration::from_millis(50));
         }
         containerd
-    }
-
-    /// `ctr` on this daemon and namespace.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("ctr");
-        command
-            .arg("--address")
-            .arg(self.env.dir.join("containerd/containerd.sock"))
-            .args(["--namespace", &self.namespace])
-            .args(args)
-            .stdin(Stdio::null());
-        command
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.env.capture(&mut self.command(args))
-    }
-
-    /// Runs `ctr` and insists on success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert!(out.status.success(), "ctr {args:?}: {}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr));
-        text(&out.stdout)
     }
 
     /// Where the runc v2 shim keeps the runtime's state for this namespace (`--root`).
@@ -130,5 +106,23 @@ impl Drop for Containerd<'_> {
             let _ = self.run(&["containers", "delete", &id]);
         }
         self.shut_down();
+    }
+}
+
+impl Peer for Containerd<'_> {
+    fn env(&self) -> &TestEnv {
+        self.env
+    }
+
+    /// `ctr` on this daemon and namespace.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(self.env.dir.join("containerd/containerd.sock"))
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .stdin(Stdio::null());
+        command
     }
 }

@@ -19,6 +19,7 @@ mod hostile_registry;
 mod leaks;
 mod network;
 mod peak_rss;
+mod peer;
 mod podman;
 mod proxy;
 mod registry;
@@ -33,6 +34,7 @@ pub use hostile_registry::{Attack, HostileRegistry};
 pub use leaks::Leaks;
 pub use network::{ip_allocations, HostNetwork, NetNs};
 pub use peak_rss::{proc_status, PeakRss};
+pub use peer::Peer;
 pub use podman::{Podman, PODMAN_IMAGE};
 pub use proxy::{Fault, FaultyProxy};
 pub use registry::{

@@ -5,8 +5,8 @@
 //! berth-oci's default root (podman passes none). `teardown` removes its containers and images
 //! and that parent.
 
-use crate::TestEnv;
-use std::process::{Command, Output, Stdio};
+use crate::{Peer, TestEnv};
+use std::process::{Command, Stdio};
 
 /// The image `import_busybox` makes.
 pub const PODMAN_IMAGE: &str = "localhost/berth-busybox:test";
@@ -29,37 +29,6 @@ impl<'a> Podman<'a> {
     /// conmon in a scope podman asks systemd for over the system bus.
     pub fn with_systemd(env: &'a TestEnv, slice: &str) -> Podman<'a> {
         Podman { env, cgroup_parent: slice.to_string(), systemd: true }
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let dir = &self.env.dir;
-        let mut command = Command::new("podman");
-        command
-            .arg("--root")
-            .arg(dir.join("podman/storage"))
-            .arg("--runroot")
-            .arg(dir.join("podman/run"))
-            .arg("--tmpdir")
-            .arg(dir.join("podman/tmp"))
-            .args(["--storage-driver", "vfs", "--events-backend", "file"])
-            .args(["--cgroup-manager", if self.systemd { "systemd" } else { "cgroupfs" }])
-            .arg("--runtime")
-            .arg(&self.env.bin)
-            .args(args)
-            .stdin(Stdio::null());
-        command
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.env.capture(&mut self.command(args))
-    }
-
-    /// Runs podman and insists on success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert!(out.status.success(), "podman {args:?}: {}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr));
-        text(&out.stdout)
     }
 
     /// Options every container gets: no network (no CNI here), the test's cgroup parent, and
@@ -104,5 +73,30 @@ impl<'a> Podman<'a> {
             }
             false => crate::remove_cgroup_tree(&self.cgroup_parent),
         }
+    }
+}
+
+impl Peer for Podman<'_> {
+    fn env(&self) -> &TestEnv {
+        self.env
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let dir = &self.env.dir;
+        let mut command = Command::new("podman");
+        command
+            .arg("--root")
+            .arg(dir.join("podman/storage"))
+            .arg("--runroot")
+            .arg(dir.join("podman/run"))
+            .arg("--tmpdir")
+            .arg(dir.join("podman/tmp"))
+            .args(["--storage-driver", "vfs", "--events-backend", "file"])
+            .args(["--cgroup-manager", if self.systemd { "systemd" } else { "cgroupfs" }])
+            .arg("--runtime")
+            .arg(&self.env.bin)
+            .args(args)
+            .stdin(Stdio::null());
+        command
     }
 }

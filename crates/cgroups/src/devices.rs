@@ -131,7 +131,7 @@ pub(crate) fn for_systemd(rules: &[DeviceRule], v2: bool) -> SystemdDevices {
     if allow_all {
         return SystemdDevices::AllowAll;
     }
-    let mut entries = Vec::new();
+    let mut entries: Vec<(String, String)> = Vec::new();
     for entry in allowed {
         let group = if entry.kind == 'b' { "block" } else { "char" };
         let name = match (entry.major, entry.minor) {
@@ -139,8 +139,15 @@ pub(crate) fn for_systemd(rules: &[DeviceRule], v2: bool) -> SystemdDevices {
             (Some(major), None) => format!("{group}-{major}"),
             (None, _) => format!("{group}-*"),
         };
-        if !entries.iter().any(|(n, a)| n == &name && a == &entry.access) {
-            entries.push((name, entry.access));
+        // systemd keeps one entry per name, the last one given: one name's accesses are merged.
+        match entries.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, access)) => {
+                for c in entry.access.chars().filter(|c| !access.contains(*c)).collect::<Vec<_>>() {
+                    access.push(c);
+                }
+                *access = "rwm".chars().filter(|c| access.contains(*c)).collect();
+            }
+            None => entries.push((name, entry.access)),
         }
     }
     SystemdDevices::Strict(entries)
@@ -195,6 +202,9 @@ mod tests {
             // A deny narrower than an allowed wildcard leaves the wildcard.
             let wider = strict(&[spec_rule(true, LinuxDeviceType::C, -1, -1, "rwm"), spec_rule(false, LinuxDeviceType::C, 1, 3, "rwm")], v2);
             assert!(wider.contains(&entry("char-*", "rwm")), "{wider:?}");
+            // Two entries of one name (systemd keeps the last) are one, with both accesses.
+            let merged = strict(&[spec_rule(true, LinuxDeviceType::C, 10, 229, "wm"), spec_rule(true, LinuxDeviceType::C, 10, 229, "r")], v2);
+            assert_eq!(merged.iter().filter(|(n, _)| n == "/dev/char/10:229").collect::<Vec<_>>(), [&entry("/dev/char/10:229", "rwm")]);
             // An allow-all, with or without denies after it: no list.
             let mut all = spec_rule(true, LinuxDeviceType::A, -1, -1, "rwm");
             all.set_typ(None);

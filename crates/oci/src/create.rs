@@ -89,7 +89,7 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Container> {
     if terminal && options.console_socket.is_none() {
         return Err(Error::Unsupported("process.terminal is true but no --console-socket was given".into()));
     }
-    init::process::check_lsm(spec.process().as_ref(), linux.mount_label().as_deref())?;
+    init::process::check_lsm(spec.process().as_ref())?;
     let plan = Plan::new(linux)?;
     let seccomp = linux.seccomp().as_ref().map(|profile| init::compile_seccomp(profile, &seccomp_cache(root))).transpose()?;
     // Connect before creating anything: a console socket nobody listens on is the caller's mistake.

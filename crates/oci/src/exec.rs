@@ -67,7 +67,7 @@ pub fn exec(root: &Path, id: &str, options: &ExecOptions) -> Result<i32> {
             exec_process.set_selinux_label(container_process.selinux_label().clone());
         }
     }
-    process::check_lsm(Some(&exec_process), None)?;
+    process::check_lsm(Some(&exec_process))?;
     let pidfd = open_init(&container).ok_or_else(|| Error::WrongState { id: id.into(), status: "stopped".into(), action: "cannot exec" })?;
     let join = namespaces_to_join(container.pid)?;
     let container_root = open_container_root(container.pid, &pidfd)?;

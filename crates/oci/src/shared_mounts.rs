@@ -121,9 +121,13 @@ impl SharedMounts {
             }
         }
         if sweep {
-            for entry in self.new_tops(&rootfs)?.into_iter().rev() {
+            // Where the spec's mounts went: each destination as written, and as it resolves
+            // inside the rootfs (through the image's symlinks, as the init resolved it).
+            let mut places = self.destinations.clone();
+            places.extend(self.destinations.iter().filter_map(|d| resolved(root.as_fd(), &rootfs, d)));
+            for entry in self.new_mounts(&rootfs)?.into_iter().rev() {
                 let inside = entry.point.strip_prefix(&rootfs).unwrap_or(&entry.point).to_path_buf();
-                if !self.destinations.iter().any(|d| inside.starts_with(d)) {
+                if !places.iter().any(|d| inside.starts_with(d)) {
                     continue;
                 }
                 let Some(target) = open_mount(root.as_fd(), &inside) else { continue };
@@ -138,13 +142,19 @@ impl SharedMounts {
         Ok(())
     }
 
-    /// The mounts beneath the rootfs that were not there before and do not sit on another new one.
-    fn new_tops(&self, rootfs: &Path) -> Result<Vec<Entry>> {
+    /// The mounts beneath the rootfs that were not there before, in the table's order (newest
+    /// last): each one, stacked or below another, so that newest first reaches them all.
+    fn new_mounts(&self, rootfs: &Path) -> Result<Vec<Entry>> {
         let before: HashSet<u64> = self.before.iter().copied().collect();
-        let new: Vec<Entry> = beneath(rootfs)?.into_iter().filter(|e| !before.contains(&e.id)).collect();
-        let ids: HashSet<u64> = new.iter().map(|e| e.id).collect();
-        Ok(new.into_iter().filter(|e| !ids.contains(&e.parent)).collect())
+        Ok(beneath(rootfs)?.into_iter().filter(|e| !before.contains(&e.id)).collect())
     }
+}
+
+/// `inside` the rootfs as it resolves there now, relative to the rootfs; None if it does not.
+fn resolved(root: BorrowedFd<'_>, rootfs: &Path, inside: &Path) -> Option<PathBuf> {
+    let fd = open_in_root(root, if inside.as_os_str().is_empty() { Path::new(".") } else { inside }, libc::O_PATH, 0, ResolveFlags::IN_ROOT).ok()?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    path.strip_prefix(rootfs).ok().map(Path::to_path_buf)
 }
 
 /// Finds `made` in the mount table, wherever it is now beneath the rootfs, and detaches it (with
@@ -191,7 +201,6 @@ fn namespace() -> Result<u64> {
 /// One line of /proc/self/mountinfo.
 struct Entry {
     id: u64,
-    parent: u64,
     point: PathBuf,
 }
 
@@ -217,9 +226,9 @@ fn parse(table: &[u8]) -> Vec<Entry> {
         .filter_map(|line| {
             let mut fields = line.split(|&b| b == b' ');
             let mut number = || std::str::from_utf8(fields.next()?).ok()?.parse::<u64>().ok();
-            let (id, parent) = (number()?, number()?);
+            let (id, _parent) = (number()?, number()?);
             let point = fields.nth(2)?;
-            Some(Entry { id, parent, point: PathBuf::from(std::ffi::OsString::from_vec(crate::sys::mountinfo::unescape(point))) })
+            Some(Entry { id, point: PathBuf::from(std::ffi::OsString::from_vec(crate::sys::mountinfo::unescape(point))) })
         })
         .collect()
 }
@@ -234,10 +243,7 @@ mod tests {
                       301 22 0:50 / /b/with\\040space\\134x rw - tmpfs tmpfs rw\n\
                       garbage\n\
                       302 301 0:51 / /b/tab\\011end rw - tmpfs tmpfs rw";
-        let parsed: Vec<(u64, u64, PathBuf)> = parse(table).into_iter().map(|e| (e.id, e.parent, e.point)).collect();
-        assert_eq!(
-            parsed,
-            vec![(22, 1, PathBuf::from("/proc")), (301, 22, PathBuf::from("/b/with space\\x")), (302, 301, PathBuf::from("/b/tab\tend"))]
-        );
+        let parsed: Vec<(u64, PathBuf)> = parse(table).into_iter().map(|e| (e.id, e.point)).collect();
+        assert_eq!(parsed, vec![(22, PathBuf::from("/proc")), (301, PathBuf::from("/b/with space\\x")), (302, PathBuf::from("/b/tab\tend"))]);
     }
 }

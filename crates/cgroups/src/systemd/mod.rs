@@ -243,7 +243,15 @@ impl Cgroup for SystemdCgroup {
             // On v1 systemd rewrites the devices cgroup when a property changes (a deny of all,
             // then each allow): a running container is frozen meanwhile, as runc freezes it, so
             // that none of its opens fails in between.
-            let thaw = !self.v2 && self.fs.freezer_state().is_ok_and(|s| s == FreezerState::Thawed) && self.fs.freeze(FreezerState::Frozen).is_ok();
+            let running = !self.v2 && self.fs.freezer_state().is_ok_and(|s| s == FreezerState::Thawed);
+            let thaw = running && {
+                let frozen = self.fs.freeze(FreezerState::Frozen);
+                if frozen.is_err() {
+                    // A freeze that timed out stays FREEZING: thawed again, the update goes on.
+                    let _ = self.fs.freeze(FreezerState::Thawed);
+                }
+                frozen.is_ok()
+            };
             let set = self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props)]);
             if thaw {
                 self.fs.freeze(FreezerState::Thawed)?;

@@ -163,7 +163,12 @@ fn run(ctx: &InitContext<'_>) -> Result<Infallible> {
     };
     process::apply_rlimits(process)?;
     if let Some(console) = ctx.console {
-        console::setup(console, process.console_size(), process.user().uid(), process.user().gid(), true)?;
+        // Without a mount namespace the bind would be made in the runtime's: only onto a /dev the
+        // spec mounts, which delete takes down with it (crate::shared_mounts), never onto the
+        // rootfs's own.
+        let dev_mounted = spec.mounts().iter().flatten().any(|m| m.destination() == std::path::Path::new("/dev"));
+        let bind_dev_console = ctx.plan.mount_ns || dev_mounted;
+        console::setup(console, process.console_size(), process.user().uid(), process.user().gid(), bind_dev_console)?;
     }
     let env = process.env().clone().unwrap_or_default();
     let executable = process::resolve_executable(process, &env)?;

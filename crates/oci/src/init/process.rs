@@ -202,11 +202,11 @@ pub(crate) fn selinux_enabled() -> bool {
 
 /// In the parent, before anything is made: an AppArmor profile the host's kernel cannot apply is
 /// refused, as runc and crun refuse it, rather than the process running unconfined. SELinux
-/// labels where SELinux is not enabled are left out, with a warning, as crun leaves them (runc
-/// fails): there, nothing could label anything, and the tools that write them (containerd,
-/// cri-o, podman) write none. Where SELinux is enabled they are applied ([`apply_lsm`],
+/// labels where SELinux is not enabled are left out, as crun leaves them (runc fails): there,
+/// nothing could label anything, and the tools that write them (containerd, cri-o, podman) write
+/// none. (No warning: under a shim the runtime's stderr is the container's.) Where SELinux is enabled they are applied ([`apply_lsm`],
 /// `linux.mountLabel` by the mounts), and one the policy refuses fails create.
-pub(crate) fn check_lsm(process: Option<&Process>, mount_label: Option<&str>) -> Result<()> {
+pub(crate) fn check_lsm(process: Option<&Process>) -> Result<()> {
     let set = |value: Option<&String>| value.filter(|v| !v.is_empty()).cloned();
     if let Some(profile) = process.and_then(|p| set(p.apparmor_profile().as_ref())).filter(|_| !apparmor_enabled()) {
         return Err(Error::Unsupported(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host")));
@@ -217,12 +217,8 @@ pub(crate) fn check_lsm(process: Option<&Process>, mount_label: Option<&str>) ->
             "process.apparmorProfile and process.selinuxLabel: this kernel has one /proc/<pid>/attr/exec for both".into(),
         ));
     }
-    if !selinux_enabled() {
-        let labels = [process.and_then(|p| set(p.selinux_label().as_ref())), mount_label.filter(|l| !l.is_empty()).map(String::from)];
-        for label in labels.iter().flatten() {
-            eprintln!("berth-oci: warning: SELinux label {label:?} left out: SELinux is not enabled on this host");
-        }
-    }
+    // Read here, in the parent, first (see selinux_enabled).
+    selinux_enabled();
     Ok(())
 }
 

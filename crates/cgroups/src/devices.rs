@@ -141,12 +141,7 @@ pub(crate) fn for_systemd(rules: &[DeviceRule], v2: bool) -> SystemdDevices {
         };
         // systemd keeps one entry per name, the last one given: one name's accesses are merged.
         match entries.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, access)) => {
-                for c in entry.access.chars().filter(|c| !access.contains(*c)).collect::<Vec<_>>() {
-                    access.push(c);
-                }
-                *access = "rwm".chars().filter(|c| access.contains(*c)).collect();
-            }
+            Some((_, access)) => *access = "rwm".chars().filter(|c| access.contains(*c) || entry.access.contains(*c)).collect(),
             None => entries.push((name, entry.access)),
         }
     }

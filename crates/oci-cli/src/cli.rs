@@ -189,8 +189,8 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// The SELinux label the process runs with (left out, with a warning, where SELinux is not
-    /// enabled, as crun leaves it).
+    /// The SELinux label the process runs with (left out where SELinux is not enabled, as crun
+    /// leaves it).
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
     /// The AppArmor profile the process changes to (refused where AppArmor is not enabled).

@@ -53,11 +53,10 @@ pub struct SharedMounts {
     mounts: Vec<Made>,
 }
 
-/// One mount the init made, as it reported it right after making it.
+/// One mount the init made, as it reported it right after making it (found again by its ids,
+/// wherever it is by then).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Made {
-    /// Its mount point inside the rootfs, then (informational: it is found again by `id`).
-    pub inside: PathBuf,
     /// Its id in the mount table.
     pub id: u64,
     /// Its 64-bit id, never reused until reboot (Linux 6.8+).
@@ -66,8 +65,8 @@ pub(crate) struct Made {
 
 impl Made {
     /// The mount `fd` is on, as the init reports it.
-    pub(crate) fn of(fd: BorrowedFd<'_>, inside: &Path) -> std::io::Result<Made> {
-        Ok(Made { inside: inside.to_path_buf(), id: mount_id(fd, false)?, unique: mount_id(fd, true).ok() })
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> std::io::Result<Made> {
+        Ok(Made { id: mount_id(fd, false)?, unique: mount_id(fd, true).ok() })
     }
 
     /// Whether the mount `fd` is on is this one.
@@ -152,7 +151,7 @@ impl SharedMounts {
 
 /// `inside` the rootfs as it resolves there now, relative to the rootfs; None if it does not.
 fn resolved(root: BorrowedFd<'_>, rootfs: &Path, inside: &Path) -> Option<PathBuf> {
-    let fd = open_in_root(root, if inside.as_os_str().is_empty() { Path::new(".") } else { inside }, libc::O_PATH, 0, ResolveFlags::IN_ROOT).ok()?;
+    let fd = open_in_root(root, or_root(inside), libc::O_PATH, 0, ResolveFlags::IN_ROOT).ok()?;
     let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
     path.strip_prefix(rootfs).ok().map(Path::to_path_buf)
 }
@@ -181,8 +180,16 @@ fn detach(target: BorrowedFd<'_>, point: &Path) -> Result<()> {
 /// `inside` the rootfs (empty: the rootfs itself), not through a last symlink; None where nothing
 /// is there any more.
 fn open_mount(root: BorrowedFd<'_>, inside: &Path) -> Option<OwnedFd> {
-    let inside = if inside.as_os_str().is_empty() { Path::new(".") } else { inside };
-    open_in_root(root, inside, libc::O_PATH | libc::O_NOFOLLOW, 0, ResolveFlags::IN_ROOT).ok()
+    open_in_root(root, or_root(inside), libc::O_PATH | libc::O_NOFOLLOW, 0, ResolveFlags::IN_ROOT).ok()
+}
+
+/// A path inside the rootfs as openat2 takes it: empty is the rootfs itself.
+fn or_root(inside: &Path) -> &Path {
+    if inside.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        inside
+    }
 }
 
 fn open_dir(dir: &Path) -> Result<std::fs::File> {

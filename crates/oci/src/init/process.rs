@@ -204,21 +204,22 @@ pub(crate) fn selinux_enabled() -> bool {
 /// refused, as runc and crun refuse it, rather than the process running unconfined. SELinux
 /// labels where SELinux is not enabled are left out, as crun leaves them (runc fails): there,
 /// nothing could label anything, and the tools that write them (containerd, cri-o, podman) write
-/// none. (No warning: under a shim the runtime's stderr is the container's.) Where SELinux is enabled they are applied ([`apply_lsm`],
-/// `linux.mountLabel` by the mounts), and one the policy refuses fails create.
+/// none. (No warning: under a shim the runtime's stderr is the container's.) Where SELinux is
+/// enabled they are applied ([`apply_lsm`], `linux.mountLabel` by the mounts), and one the policy
+/// refuses fails create.
 pub(crate) fn check_lsm(process: Option<&Process>) -> Result<()> {
+    // Read here, in the parent, first (see selinux_enabled).
+    let selinux = selinux_enabled();
     let set = |value: Option<&String>| value.filter(|v| !v.is_empty()).cloned();
     if let Some(profile) = process.and_then(|p| set(p.apparmor_profile().as_ref())).filter(|_| !apparmor_enabled()) {
         return Err(Error::Unsupported(format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host")));
     }
     let both = process.is_some_and(|p| set(p.apparmor_profile().as_ref()).is_some() && set(p.selinux_label().as_ref()).is_some());
-    if both && selinux_enabled() && !Path::new("/proc/self/attr/apparmor").exists() {
+    if both && selinux && !Path::new("/proc/self/attr/apparmor").exists() {
         return Err(Error::Unsupported(
             "process.apparmorProfile and process.selinuxLabel: this kernel has one /proc/<pid>/attr/exec for both".into(),
         ));
     }
-    // Read here, in the parent, first (see selinux_enabled).
-    selinux_enabled();
     Ok(())
 }
 

@@ -82,7 +82,7 @@ pub(super) fn prepare(ctx: &InitContext<'_>, mut trees: HostTrees) -> Result<Str
                 .map_err(|e| Error::io("open mount", spec_mount.destination(), e))?;
             make_private(target.as_fd()).map_err(|e| Error::io("make private", spec_mount.destination(), e))?;
             // Reported now, before a later mount can cover it: delete finds it by its id.
-            let made = crate::shared_mounts::Made::of(target.as_fd(), inside).map_err(|e| Error::io("statx", spec_mount.destination(), e))?;
+            let made = crate::shared_mounts::Made::of(target.as_fd()).map_err(|e| Error::io("statx", spec_mount.destination(), e))?;
             ctx.sync.send(&Message::Mounted(made))?;
         }
     }

@@ -16,8 +16,10 @@ first=$(echo " $suites " | sed 's/ systemd_cgroups / /g' | xargs)
 guest=$(mktemp "$PWD/target/vm-guest.XXXXXX")
 trap 'rm -f "$guest"' EXIT
 if [ -n "$first" ]; then
-# The test executables of these suites, as cargo names them (their names carry a hash).
-binaries=$(cargo test -p berth-integration --locked --no-run --message-format=json $(printf -- '--test %s ' $first) |
+# The test executables of these suites, as cargo names them (their names carry a hash). With
+# --workspace, as test.sh builds them: `-p` alone unifies features differently and builds every
+# dependency a second time (the disk it took once filled CI's).
+binaries=$(cargo test --workspace --locked --no-run --message-format=json $(printf -- '--test %s ' $first) |
     python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -55,7 +57,7 @@ fi
 # The systemd cgroup driver, in a VM whose PID 1 is systemd (BERTH_VM_INIT=systemd): its tests
 # fail there if systemd is missing (BERTH_EXPECT_SYSTEMD). Then no berth scope may be left.
 if echo " $suites " | grep -q ' systemd_cgroups '; then
-    systemd_tests=$(cargo test -p berth-integration --locked --no-run --message-format=json --test systemd_cgroups |
+    systemd_tests=$(cargo test --workspace --locked --no-run --message-format=json --test systemd_cgroups |
         python3 -c '
 import json, sys
 for line in sys.stdin:

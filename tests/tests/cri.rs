@@ -1364,3 +1364,42 @@ async fn a_pod_in_a_user_namespace_is_root_only_inside() {
     drop(berthd);
     env.leak_check();
 }
+
+/// UpdateContainerResources carries no device rules: a privileged container keeps every device
+/// through it, and a container given one device keeps that one (/dev/fuse stands for any device
+/// the defaults do not allow). The new CPU weight reaches the cgroup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updated_resources_leave_a_containers_devices_as_they_are() {
+    let (env, _registry, berthd, mut cri, image) = setup("cri-update").await;
+    cri.pull(&image).await;
+    let mut pod_config = pod_config(&env, "update");
+    pod_config.linux.get_or_insert_with(Default::default).security_context =
+        Some(LinuxSandboxSecurityContext { privileged: true, ..Default::default() });
+    let pod = cri.run_pod(&pod_config).await;
+    let mut privileged = container_config(&image, "privileged", &["sleep", "300"]);
+    privileged.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext { privileged: true, ..Default::default() }),
+        ..Default::default()
+    });
+    let mut given = container_config(&image, "given", &["sleep", "300"]);
+    given.devices = vec![Device { container_path: "/dev/fuse".into(), host_path: "/dev/fuse".into(), permissions: "rw".into() }];
+    // `true`, not `:`: a failed redirection of a special built-in ends the shell.
+    let opens = ["sh", "-c", "if true < /dev/fuse; then echo opened; else echo denied; fi 2>/dev/null"];
+    let weight = ["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"];
+    // runc's conversion of 256 shares to a v2 weight.
+    let expected_weight = if berth_testsupport::cgroup_v2() { "10" } else { "256" };
+    for config in [privileged, given] {
+        let name = config.metadata.as_ref().unwrap().name.clone();
+        let id = cri.create(&pod, &pod_config, config).await.unwrap();
+        cri.start(&id).await;
+        assert_eq!(text(&cri.exec(&id, &opens).await.stdout), "opened", "{name}");
+        let linux = LinuxContainerResources { cpu_shares: 256, ..Default::default() };
+        let request = UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(linux), ..Default::default() };
+        cri.runtime.update_container_resources(request).await.unwrap();
+        assert_eq!(text(&cri.exec(&id, &weight).await.stdout), expected_weight, "{name}");
+        assert_eq!(text(&cri.exec(&id, &opens).await.stdout), "opened", "{name}, after an update");
+    }
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    drop(berthd);
+    env.leak_check();
+}

@@ -3,7 +3,7 @@
 //! as in runc, because specs (runc's and ours) start their rules with a deny-all of their own.
 //! v1 writes them to devices.allow/deny; v2 compiles them into an eBPF program.
 
-use crate::{Error, Result};
+use crate::{Cgroup, Error, FreezerState, Result};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +42,26 @@ pub(crate) fn rules(spec_rules: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>>
         rules.push(DeviceRule { allow: true, kind: *kind, major: *major, minor: *minor, access: "rwm".into() });
     }
     Ok(rules)
+}
+
+/// Runs `rewrite`, a v1 rewrite of the cgroup's device rules (the kernel's or systemd's: a deny of
+/// all, then each allow), with the cgroup's processes frozen if any run, so that none of their
+/// opens fails in between (runc freezes too). A freeze that fails is undone and the rewrite goes on.
+pub(crate) fn frozen_while<T>(cgroup: &dyn Cgroup, rewrite: impl FnOnce() -> Result<T>) -> Result<T> {
+    let running = cgroup.freezer_state().is_ok_and(|s| s == FreezerState::Thawed) && cgroup.processes().is_ok_and(|p| !p.is_empty());
+    let thaw = running && {
+        let frozen = cgroup.freeze(FreezerState::Frozen);
+        if frozen.is_err() {
+            // A freeze that timed out stays FREEZING.
+            let _ = cgroup.freeze(FreezerState::Thawed);
+        }
+        frozen.is_ok()
+    };
+    let result = rewrite();
+    if thaw {
+        cgroup.freeze(FreezerState::Thawed)?;
+    }
+    result
 }
 
 fn number(field: &'static str, n: Option<i64>) -> Result<Option<u32>> {

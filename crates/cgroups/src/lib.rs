@@ -55,7 +55,10 @@ pub enum FreezerState {
 pub trait Cgroup {
     /// Creates the cgroup directories (parents included); idempotent.
     fn create(&self) -> Result<()>;
-    /// Writes every resource that is set; unset ones keep their current value.
+    /// Writes every resource that is set; unset ones keep their current value. The device rules
+    /// too: `devices` unset leaves them as they are; set, even empty, it replaces them with the
+    /// deny-all, its rules and the defaults (see `devices`). A create sets them; an update that
+    /// leaves them unset cannot take a privileged container's devices away.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
     /// Moves a process (all its threads) into the cgroup.
     fn add_process(&self, pid: i32) -> Result<()>;

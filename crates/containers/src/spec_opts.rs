@@ -117,14 +117,20 @@ pub fn with_capabilities(names: Vec<String>) -> SpecOpt {
     })
 }
 
-/// `privileged`: every device, no masked or read-only paths, no seccomp filter, and processes may
-/// gain privileges (setuid binaries work). Capabilities are set apart ([`with_capabilities`]).
+/// `privileged`: every device (allowed, and the host's nodes in the container's /dev, as docker,
+/// containerd and cri-o give them), no masked or read-only paths, no seccomp filter, and
+/// processes may gain privileges (setuid binaries work). Capabilities are set apart
+/// ([`with_capabilities`]).
 pub fn with_privileged() -> SpecOpt {
     Box::new(|spec| {
         let mut all = LinuxDeviceCgroup::default();
         all.set_allow(true);
         all.set_access(Some("rwm".into()));
         resources(spec).set_devices(Some(vec![all]));
+        let devices = linux(spec).devices_mut().get_or_insert_with(Vec::new);
+        // A device the request names keeps its own path and mode.
+        let named: std::collections::HashSet<PathBuf> = devices.iter().map(|d| d.path().clone()).collect();
+        devices.extend(host_devices(Path::new("/dev"))?.into_iter().filter(|d| !named.contains(d.path())));
         let linux = linux(spec);
         linux.set_masked_paths(Some(Vec::new()));
         linux.set_readonly_paths(Some(Vec::new()));
@@ -369,9 +375,8 @@ pub fn with_masked_and_readonly_paths(masked: Vec<String>, readonly: Vec<String>
 }
 
 /// The host's device node `host` at `container` (absolute), allowed in the device cgroup with
-/// `permissions` (of `rwm`).
+/// `permissions` (of `rwm`). It replaces any device already at `container`.
 pub fn with_device(host: PathBuf, container: String, permissions: String) -> SpecOpt {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     Box::new(move |spec| {
         if !host.is_absolute() || !container.starts_with('/') || container.split('/').any(|c| c == "..") {
             return Err(invalid(format!("device {}:{container}: both must be absolute paths", host.display())));
@@ -380,30 +385,76 @@ pub fn with_device(host: PathBuf, container: String, permissions: String) -> Spe
             return Err(invalid(format!("device {}: permissions {permissions:?} are not of rwm", host.display())));
         }
         let meta = std::fs::metadata(&host).map_err(|e| Error::io("look at the device", &host, e))?;
-        let typ = match meta.file_type() {
-            t if t.is_char_device() => oci_spec::runtime::LinuxDeviceType::C,
-            t if t.is_block_device() => oci_spec::runtime::LinuxDeviceType::B,
-            _ => return Err(invalid(format!("{} is not a device node", host.display()))),
-        };
-        let (major, minor) = (nix::sys::stat::major(meta.rdev()) as i64, nix::sys::stat::minor(meta.rdev()) as i64);
-        let mut device = oci_spec::runtime::LinuxDevice::default();
-        device.set_path(PathBuf::from(&container));
-        device.set_typ(typ);
-        device.set_major(major);
-        device.set_minor(minor);
-        device.set_file_mode(Some(meta.mode() & 0o7777));
-        device.set_uid(Some(meta.uid()));
-        device.set_gid(Some(meta.gid()));
-        linux(spec).devices_mut().get_or_insert_with(Vec::new).push(device);
+        let device = device_of(&meta, PathBuf::from(&container)).ok_or_else(|| invalid(format!("{} is not a device node", host.display())))?;
         let mut rule = LinuxDeviceCgroup::default();
         rule.set_allow(true);
-        rule.set_typ(Some(typ));
-        rule.set_major(Some(major));
-        rule.set_minor(Some(minor));
+        rule.set_typ(Some(device.typ()));
+        rule.set_major(Some(device.major()));
+        rule.set_minor(Some(device.minor()));
         rule.set_access(Some(permissions));
+        // In place of a host device a privileged container got at the same path.
+        let devices = linux(spec).devices_mut().get_or_insert_with(Vec::new);
+        devices.retain(|d| d.path() != device.path());
+        devices.push(device);
         resources(spec).devices_mut().get_or_insert_with(Vec::new).push(rule);
         Ok(())
     })
+}
+
+/// The node `meta` describes, at `path` in the container; None if it is no character or block
+/// device.
+fn device_of(meta: &std::fs::Metadata, path: PathBuf) -> Option<oci_spec::runtime::LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let typ = match meta.file_type() {
+        t if t.is_char_device() => oci_spec::runtime::LinuxDeviceType::C,
+        t if t.is_block_device() => oci_spec::runtime::LinuxDeviceType::B,
+        _ => return None,
+    };
+    let mut device = oci_spec::runtime::LinuxDevice::default();
+    device.set_path(path);
+    device.set_typ(typ);
+    device.set_major(nix::sys::stat::major(meta.rdev()) as i64);
+    device.set_minor(nix::sys::stat::minor(meta.rdev()) as i64);
+    device.set_file_mode(Some(meta.mode() & 0o7777));
+    device.set_uid(Some(meta.uid()));
+    device.set_gid(Some(meta.gid()));
+    Some(device)
+}
+
+/// Most device nodes a privileged container is given (a host has a few hundred).
+const MAX_HOST_DEVICES: usize = 4096;
+
+/// The device nodes under `dev` (the host's /dev), at the same paths in the container, as
+/// containerd's privileged containers get them: not the container's own pseudo-terminals, shared
+/// memory, message queues or fd links, nor the host's console (the container has its own), and
+/// no symlink followed.
+fn host_devices(dev: &Path) -> Result<Vec<oci_spec::runtime::LinuxDevice>> {
+    let mut devices = Vec::new();
+    let mut dirs = vec![dev.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list the host's devices in", &dir, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let name = entry.file_name();
+            if meta.is_dir() {
+                if !matches!(name.to_str(), Some("pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".lxd-mounts" | ".udev")) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if (dir == dev && name == "console") || path.to_str().is_none() {
+                continue;
+            }
+            let Some(device) = device_of(&meta, Path::new("/dev").join(path.strip_prefix(dev).unwrap_or(&path))) else { continue };
+            if devices.len() == MAX_HOST_DEVICES {
+                return Err(invalid(format!("more than {MAX_HOST_DEVICES} device nodes in {}", dev.display())));
+            }
+            devices.push(device);
+        }
+    }
+    devices.sort_by(|a, b| a.path().cmp(b.path()));
+    Ok(devices)
 }
 
 /// A resource limit of the process (`nofile`, `nproc`, … or `RLIMIT_NOFILE`), soft and hard.
@@ -548,5 +599,24 @@ mod tests {
         assert_eq!(environment(&image, &many, "h", "/", false).unwrap().len(), MAX_ENV + 2, "and HOSTNAME and HOME");
         let too_many: Vec<String> = (0..100_000).map(|i| format!("K{i}=v")).collect();
         assert!(environment(&image, &too_many, "h", "/", false).unwrap_err().to_string().contains("more than"));
+    }
+
+    #[test]
+    fn a_privileged_container_gets_the_hosts_device_nodes_but_not_its_console_or_terminals() {
+        let devices = host_devices(Path::new("/dev")).unwrap();
+        let null = devices.iter().find(|d| d.path() == Path::new("/dev/null")).expect("/dev/null");
+        assert_eq!((null.typ(), null.major(), null.minor()), (oci_spec::runtime::LinuxDeviceType::C, 1, 3));
+        for skipped in ["/dev/console", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/fd"] {
+            assert!(!devices.iter().any(|d| d.path().starts_with(skipped)), "{skipped}");
+        }
+        // A device the request maps to a path of the host's own replaces it, whichever comes first.
+        for privileged_first in [true, false] {
+            let mut opts = vec![with_device("/dev/zero".into(), "/dev/null".into(), "r".into())];
+            opts.insert(if privileged_first { 0 } else { 1 }, with_privileged());
+            let spec = build(opts).unwrap();
+            let at_null: Vec<_> = spec.linux().as_ref().unwrap().devices().iter().flatten().filter(|d| d.path() == Path::new("/dev/null")).collect();
+            assert_eq!(at_null.len(), 1, "privileged first: {privileged_first}");
+            assert_eq!(at_null[0].minor(), 5, "privileged first: {privileged_first}");
+        }
     }
 }

@@ -8,13 +8,11 @@ use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResource
 /// The spec's resources, plus a mknod rule for every device in `linux.devices`: the init creates
 /// those nodes while already in its cgroup (runc applies the rules only after that). Access is the
 /// spec's rules' alone, as with runc: `c 1:11 r` leaves such a device read-only. (runc allows
-/// mknod of every device by default; this allows it for the spec's only.)
+/// mknod of every device by default; this allows it for the spec's only.) The device rules are
+/// always set, if only to the defaults: unset, berth-cgroups would leave them as they are.
 pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let devices = linux.devices().as_deref().unwrap_or(&[]);
-    if devices.is_empty() {
-        return resources;
-    }
     let mut rules = resources.devices().clone().unwrap_or_default();
     // A fifo is no device to the devices cgroup: it needs no rule.
     for device in devices.iter().filter(|d| d.typ() != LinuxDeviceType::P) {

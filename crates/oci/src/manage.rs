@@ -32,11 +32,26 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
 }
 
 /// Applies new resources to a live container and records them, so `state` and later updates see them.
+///
+/// Device rules change only when `resources` gives other ones than those recorded (runc's update
+/// never changes them; new ones given are worth applying). Unset or the same, the cgroup's rules
+/// and the record's stay: containerd passes the container's whole resources, its device rules
+/// included, with each update, and a rewrite would come with a freeze on v1.
 pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
     let (mut container, _) = load_live(root, id, "cannot update a stopped container")?;
-    cgroup::open(&container)?.apply(resources)?;
-    if let Some(linux) = container.config.linux_mut() {
+    let recorded = container.config.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone());
+    let (mut record, mut apply) = (resources.clone(), resources.clone());
+    if resources.devices().is_none() || *resources.devices() == recorded {
+        apply.set_devices(None);
+        record.set_devices(recorded);
+    } else if let Some(linux) = container.config.linux() {
+        let mut linux = linux.clone();
         linux.set_resources(Some(resources.clone()));
+        apply = cgroup::resources_with_spec_devices(&linux);
+    }
+    cgroup::open(&container)?.apply(&apply)?;
+    if let Some(linux) = container.config.linux_mut() {
+        linux.set_resources(Some(record));
     }
     container.save()
 }

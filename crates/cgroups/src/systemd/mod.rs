@@ -137,9 +137,9 @@ fn properties(resources: &LinuxResources, v2: bool) -> Vec<(String, Value)> {
     if let Some(pids) = resources.pids() {
         set("TasksMax", if pids.limit() <= 0 { u64::MAX } else { pids.limit() as u64 });
     }
-    // The same rules the cgroup files get (a bad rule is refused there): an empty DeviceAllow
-    // first clears what an earlier call gave the unit.
-    if let Ok(rules) = crate::devices::rules(resources.devices().as_deref().unwrap_or(&[])) {
+    // The same rules the cgroup files get (a bad rule is refused there), when they are given: an
+    // empty DeviceAllow first clears what an earlier call gave the unit.
+    if let Some(Ok(rules)) = resources.devices().as_deref().map(crate::devices::rules) {
         let (policy, entries) = match crate::devices::for_systemd(&rules, v2) {
             SystemdDevices::AllowAll => ("auto", None),
             SystemdDevices::Strict(entries) => ("strict", Some(entries)),
@@ -240,23 +240,12 @@ impl Cgroup for SystemdCgroup {
         }
         let props = properties(resources, self.v2);
         if !props.is_empty() {
-            // On v1 systemd rewrites the devices cgroup when a property changes (a deny of all,
-            // then each allow): a running container is frozen meanwhile, as runc freezes it, so
-            // that none of its opens fails in between.
-            let running = !self.v2 && self.fs.freezer_state().is_ok_and(|s| s == FreezerState::Thawed);
-            let thaw = running && {
-                let frozen = self.fs.freeze(FreezerState::Frozen);
-                if frozen.is_err() {
-                    // A freeze that timed out stays FREEZING: thawed again, the update goes on.
-                    let _ = self.fs.freeze(FreezerState::Thawed);
-                }
-                frozen.is_ok()
-            };
-            let set = self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props)]);
-            if thaw {
-                self.fs.freeze(FreezerState::Thawed)?;
+            let set = || self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props)]);
+            match self.v2 {
+                true => set()?,
+                // On v1 systemd rewrites the devices cgroup when a property changes.
+                false => crate::devices::frozen_while(&*self.fs, set)?,
             }
-            set?;
         }
         self.fs.apply(resources)
     }
@@ -377,8 +366,14 @@ mod tests {
         assert_eq!(v2["CPUWeight"], Value::U64(39));
         assert_eq!(v2["CPUQuotaPerSecUSec"], Value::U64(500_000));
         assert_eq!(v2["TasksMax"], Value::U64(u64::MAX), "-1 is infinity");
-        // The device rules: strict, cleared, then what the files get (the defaults here).
-        let devices: Vec<_> = properties(&resources, true).into_iter().filter(|(n, _)| n.starts_with("Device")).collect();
+        // No device rules given, none sent: the unit keeps those it has.
+        let device_properties =
+            |resources: &LinuxResources| -> Vec<_> { properties(resources, true).into_iter().filter(|(n, _)| n.starts_with("Device")).collect() };
+        assert_eq!(device_properties(&resources), []);
+        // Given (none but the defaults): strict, cleared, then what the files get.
+        let mut resources = resources;
+        resources.set_devices(Some(Vec::new()));
+        let devices = device_properties(&resources);
         assert_eq!(devices[0], ("DevicePolicy".to_string(), Value::Str("strict".into())));
         assert_eq!(devices[1], ("DeviceAllow".to_string(), Value::DeviceAllow(Vec::new())));
         let Value::DeviceAllow(allowed) = &devices[2].1 else { panic!("{devices:?}") };

@@ -48,8 +48,8 @@ pub(super) fn apply(cgroup: &V1Cgroup, resources: &LinuxResources) -> Result<()>
             return Err(Error::Unsupported("linux.resources.unified needs cgroup v2".into()));
         }
     }
-    if let Some(dir) = cgroup.dir("devices") {
-        devices::apply(dir, resources.devices().as_deref().unwrap_or(&[]))?;
+    if let (Some(dir), Some(rules)) = (cgroup.dir("devices"), resources.devices()) {
+        crate::devices::frozen_while(cgroup, || devices::apply(dir, rules))?;
     }
     Ok(())
 }

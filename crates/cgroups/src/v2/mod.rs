@@ -67,7 +67,11 @@ impl Cgroup for V2Cgroup {
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
         resources::apply(&self.dir, resources)?;
-        bpf::apply(&self.dir, &crate::devices::rules(resources.devices().as_deref().unwrap_or(&[]))?)
+        match resources.devices() {
+            // The new program is attached before the old one goes: no gap to freeze over.
+            Some(rules) => bpf::apply(&self.dir, &crate::devices::rules(rules)?),
+            None => Ok(()),
+        }
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {

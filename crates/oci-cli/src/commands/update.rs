@@ -1,4 +1,5 @@
-//! `update`: new resources from -r (a linux.resources JSON) and/or flags, merged over the current ones.
+//! `update`: new resources from -r (a linux.resources JSON) and/or flags, merged over the current
+//! ones: what -r leaves out keeps its value and its record, as with runc.
 
 use crate::cli::UpdateArgs;
 use anyhow::{bail, Context};
@@ -12,10 +13,12 @@ const MAX_RESOURCES_JSON: u64 = 1 << 20;
 
 pub fn run(root: &Path, args: &UpdateArgs) -> anyhow::Result<i32> {
     let container = Container::load(root, &args.id)?;
-    let mut resources = match &args.resources {
-        Some(path) => read_resources(path)?,
-        None => container.config.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default(),
-    };
+    let mut resources = container.config.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    if let Some(path) = &args.resources {
+        let mut doc = serde_json::to_value(&resources)?;
+        merge(&mut doc, serde_json::to_value(read_resources(path)?)?);
+        resources = serde_json::from_value(doc).context("resources after merging -r")?;
+    }
     apply_flags(&mut resources, args)?;
     berth_oci::manage::update(root, &args.id, &resources)?;
     Ok(0)
@@ -33,6 +36,19 @@ fn read_resources(path: &Path) -> anyhow::Result<LinuxResources> {
         bail!("resources JSON is larger than {MAX_RESOURCES_JSON} bytes");
     }
     serde_json::from_str(&text).context("parse resources JSON")
+}
+
+/// `over` onto `doc`: objects key by key, anything else (a device list, a limit) replaced whole.
+fn merge(doc: &mut Value, over: Value) {
+    match (doc, over) {
+        (Value::Object(doc), Value::Object(over)) => {
+            for (key, value) in over {
+                merge(doc.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (_, Value::Null) => {}
+        (doc, over) => *doc = over,
+    }
 }
 
 /// Flags override fields of the resources document; merging as JSON keeps every other field intact.
@@ -97,5 +113,12 @@ mod tests {
         assert!(parse_bytes("-5").is_err());
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("99999999999t").is_err());
+    }
+
+    #[test]
+    fn a_partial_document_keeps_what_it_leaves_out() {
+        let mut doc = json!({"memory": {"limit": 100, "swap": 200}, "devices": [{"allow": false, "access": "rwm"}], "pids": {"limit": 5}});
+        merge(&mut doc, json!({"memory": {"limit": 50}, "devices": [], "cpu": {"shares": 2}, "pids": null}));
+        assert_eq!(doc, json!({"memory": {"limit": 50, "swap": 200}, "devices": [], "pids": {"limit": 5}, "cpu": {"shares": 2}}));
     }
 }

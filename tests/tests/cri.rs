@@ -1366,8 +1366,8 @@ async fn a_pod_in_a_user_namespace_is_root_only_inside() {
 }
 
 /// UpdateContainerResources carries no device rules: a privileged container keeps every device
-/// through it, and a container given one device keeps that one (/dev/fuse stands for any device
-/// the defaults do not allow). The new CPU weight reaches the cgroup.
+/// through it, and a container given one device keeps that one (/dev/kmsg, opened for writing,
+/// stands for any device the defaults lack). The new CPU weight reaches the cgroup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updated_resources_leave_a_containers_devices_as_they_are() {
     let (env, _registry, berthd, mut cri, image) = setup("cri-update").await;
@@ -1382,9 +1382,9 @@ async fn updated_resources_leave_a_containers_devices_as_they_are() {
         ..Default::default()
     });
     let mut given = container_config(&image, "given", &["sleep", "300"]);
-    given.devices = vec![Device { container_path: "/dev/fuse".into(), host_path: "/dev/fuse".into(), permissions: "rw".into() }];
+    given.devices = vec![Device { container_path: "/dev/kmsg".into(), host_path: "/dev/kmsg".into(), permissions: "rw".into() }];
     // `true`, not `:`: a failed redirection of a special built-in ends the shell.
-    let opens = ["sh", "-c", "if true < /dev/fuse; then echo opened; else echo denied; fi 2>/dev/null"];
+    let opens = ["sh", "-c", "if [ -c /dev/kmsg ] && true >> /dev/kmsg; then echo opened; else echo denied; fi 2>/dev/null"];
     let weight = ["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"];
     // runc's conversion of 256 shares to a v2 weight.
     let expected_weight = if berth_testsupport::cgroup_v2() { "10" } else { "256" };

@@ -60,6 +60,12 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
         c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
         c["linux"]["resources"]["cpu"] = json!({"shares": 512, "quota": 20000, "period": 100000});
         c["linux"]["resources"]["pids"] = json!({"limit": 32});
+        // A rule systemd has no name for: it hears of every char device instead.
+        let rules = &mut c["linux"]["resources"]["devices"];
+        if !rules.is_array() {
+            *rules = json!([]);
+        }
+        rules.as_array_mut().unwrap().push(json!({"allow": true, "type": "c", "minor": 229, "access": "rw"}));
         c["process"]["args"] = json!(["sleep", "60"]);
     });
     env.ok(&["--systemd-cgroup", "create", &id]);
@@ -97,7 +103,15 @@ fn a_container_lives_in_a_systemd_scope_from_create_to_delete() {
     env.ok(&["start", &id]);
     let exec = env.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
     assert!(if v2 { exec.starts_with("0::") } else { exec.contains(":memory:") }, "{exec}");
+    let devices_list = dir("devices").join("devices.list");
+    let devices_before = (!v2).then(|| read(&devices_list));
+    if let Some(before) = &devices_before {
+        assert!(before.contains("c *:229 rw"), "berth's exact rules at create: {before}");
+    }
     env.ok(&["update", "--memory", "96m", "--pids-limit", "64", &id]);
+    if let Some(before) = devices_before {
+        assert_eq!(read(&devices_list), before, "an update without device rules leaves the container's as they were, not systemd's wider view");
+    }
     let (memory_property, memory_file) =
         if v2 { ("MemoryMax", dir("").join("memory.max")) } else { ("MemoryLimit", dir("memory").join("memory.limit_in_bytes")) };
     assert_eq!((show(&unit, memory_property), read(&memory_file)), ("100663296".into(), "100663296".into()));

@@ -44,11 +44,14 @@ pub(crate) fn rules(spec_rules: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>>
     Ok(rules)
 }
 
-/// Runs `rewrite`, a v1 rewrite of the cgroup's device rules (the kernel's or systemd's: a deny of
+/// Runs `rewrite`, a v1 rewrite of the cgroup's device rules (berth's or systemd's: a deny of
 /// all, then each allow), with the cgroup's processes frozen if any run, so that none of their
-/// opens fails in between (runc freezes too). A freeze that fails is undone and the rewrite goes on.
+/// opens fails in between (runc's systemd driver freezes too). Never with the caller inside, which
+/// nothing would thaw. A freeze that fails is undone and the rewrite goes on.
 pub(crate) fn frozen_while<T>(cgroup: &dyn Cgroup, rewrite: impl FnOnce() -> Result<T>) -> Result<T> {
-    let running = cgroup.freezer_state().is_ok_and(|s| s == FreezerState::Thawed) && cgroup.processes().is_ok_and(|p| !p.is_empty());
+    let me = std::process::id() as i32;
+    let running =
+        cgroup.freezer_state().is_ok_and(|s| s == FreezerState::Thawed) && cgroup.processes().is_ok_and(|p| !p.is_empty() && !p.contains(&me));
     let thaw = running && {
         let frozen = cgroup.freeze(FreezerState::Frozen);
         if frozen.is_err() {
@@ -59,7 +62,9 @@ pub(crate) fn frozen_while<T>(cgroup: &dyn Cgroup, rewrite: impl FnOnce() -> Res
     };
     let result = rewrite();
     if thaw {
-        cgroup.freeze(FreezerState::Thawed)?;
+        let thawed = cgroup.freeze(FreezerState::Thawed);
+        // The rewrite's error says more than the thaw's.
+        return result.and_then(|r| thawed.map(|()| r));
     }
     result
 }
@@ -107,7 +112,8 @@ impl DeviceRule {
 /// Where that cannot be said exactly, it says more, never less: an entry a deny only partly
 /// takes stays whole, denies after an allow-all leave no list at all (`auto`), and a `*:N`
 /// entry, which systemd has no name for, becomes its type's wildcard. berth's own rules (v1's
-/// files, v2's eBPF program) are written after systemd's, at create and at each update.
+/// files, v2's eBPF program) are written after systemd's, at create and at each update (on v1,
+/// the rules in force before, where an update gives none).
 #[derive(Debug, PartialEq)]
 pub(crate) enum SystemdDevices {
     /// `DevicePolicy=auto`, no `DeviceAllow=`: every device.

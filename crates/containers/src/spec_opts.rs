@@ -421,8 +421,10 @@ fn device_of(meta: &std::fs::Metadata, path: PathBuf) -> Option<oci_spec::runtim
     Some(device)
 }
 
-/// Most device nodes a privileged container is given (a host has a few hundred).
-const MAX_HOST_DEVICES: usize = 4096;
+/// Most device nodes a privileged container is given, and directories looked into: a host has
+/// a few hundred nodes, a large storage host some thousands.
+const MAX_HOST_DEVICES: usize = 65536;
+const MAX_HOST_DEVICE_DIRS: usize = 8192;
 
 /// The device nodes under `dev` (the host's /dev), at the same paths in the container, as
 /// containerd's privileged containers get them: not the container's own pseudo-terminals, shared
@@ -430,9 +432,18 @@ const MAX_HOST_DEVICES: usize = 4096;
 /// no symlink followed.
 fn host_devices(dev: &Path) -> Result<Vec<oci_spec::runtime::LinuxDevice>> {
     let mut devices = Vec::new();
-    let mut dirs = vec![dev.to_path_buf()];
+    let (mut dirs, mut visited) = (vec![dev.to_path_buf()], 0);
     while let Some(dir) = dirs.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list the host's devices in", &dir, e))?;
+        visited += 1;
+        if visited > MAX_HOST_DEVICE_DIRS {
+            return Err(invalid(format!("more than {MAX_HOST_DEVICE_DIRS} directories in {}", dev.display())));
+        }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // Unplugged meanwhile (a USB bus's directory, say).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != dev => continue,
+            Err(e) => return Err(Error::io("list the host's devices in", &dir, e)),
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };

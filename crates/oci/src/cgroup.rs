@@ -14,8 +14,17 @@ pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let devices = linux.devices().as_deref().unwrap_or(&[]);
     let mut rules = resources.devices().clone().unwrap_or_default();
-    // A fifo is no device to the devices cgroup: it needs no rule.
-    for device in devices.iter().filter(|d| d.typ() != LinuxDeviceType::P) {
+    // After an allow of every device, rules for some would only cost (a privileged container
+    // lists every host device); a fifo is no device to the devices cgroup.
+    let allows_all = rules.last().is_some_and(|r| {
+        let any = |n: Option<i64>| n.is_none_or(|n| n < 0);
+        r.allow()
+            && matches!(r.typ(), None | Some(LinuxDeviceType::A))
+            && any(r.major())
+            && any(r.minor())
+            && r.access().as_deref().is_none_or(|a| a.contains('m'))
+    });
+    for device in devices.iter().filter(|d| d.typ() != LinuxDeviceType::P && !allows_all) {
         let mut rule = LinuxDeviceCgroup::default();
         rule.set_allow(true);
         rule.set_typ(Some(device.typ()));
@@ -142,4 +151,27 @@ pub fn open(container: &Container) -> Result<Box<dyn Cgroup>> {
     }
     let driver = if container.systemd_cgroup { berth_cgroups::Driver::Systemd } else { berth_cgroups::Driver::Cgroupfs };
     for_spec(&container.config, &container.id, driver)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux(config: serde_json::Value) -> Linux {
+        serde_json::from_value(config).unwrap()
+    }
+
+    #[test]
+    fn a_create_always_sets_device_rules_and_mknod_ones_only_where_needed() {
+        let none = resources_with_spec_devices(&linux(serde_json::json!({})));
+        assert_eq!(none.devices().as_deref(), Some(&[][..]), "unset, berth-cgroups would keep whatever the cgroup has");
+        let fuse = serde_json::json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]);
+        let denied =
+            resources_with_spec_devices(&linux(serde_json::json!({"devices": fuse, "resources": {"devices": [{"allow": false, "access": "rwm"}]}})));
+        let last = denied.devices().as_ref().unwrap().last().unwrap();
+        assert_eq!((last.allow(), last.major(), last.minor(), last.access().as_deref()), (true, Some(10), Some(229), Some("m")));
+        let privileged =
+            resources_with_spec_devices(&linux(serde_json::json!({"devices": fuse, "resources": {"devices": [{"allow": true, "access": "rwm"}]}})));
+        assert_eq!(privileged.devices().as_ref().unwrap().len(), 1, "after an allow of every device, nothing more");
+    }
 }

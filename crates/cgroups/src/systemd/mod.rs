@@ -239,15 +239,30 @@ impl Cgroup for SystemdCgroup {
             return Ok(());
         }
         let props = properties(resources, self.v2);
-        if !props.is_empty() {
-            let set = || self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props)]);
-            match self.v2 {
-                true => set()?,
-                // On v1 systemd rewrites the devices cgroup when a property changes.
-                false => crate::devices::frozen_while(&*self.fs, set)?,
-            }
+        let set = || match props.is_empty() {
+            true => Ok(()),
+            false => self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props.clone())]),
+        };
+        if self.v2 || props.is_empty() {
+            set()?;
+            return self.fs.apply(resources);
         }
-        self.fs.apply(resources)
+        // On v1 systemd rewrites the devices cgroup from its own view of the rules (never
+        // narrower, sometimes wider) whenever a property changes. berth's exact rules follow in
+        // the same freeze: the new ones, or those in force before when none are given.
+        let devices = self.fs.mount_sources().into_iter().find(|(name, _)| name == "devices").map(|(_, dir)| dir);
+        crate::devices::frozen_while(&*self.fs, || {
+            let before = match (&devices, resources.devices()) {
+                (Some(dir), None) => Some(crate::v1::devices::current(dir)?),
+                _ => None,
+            };
+            set()?;
+            self.fs.apply(resources)?;
+            match (&devices, before) {
+                (Some(dir), Some(list)) => crate::v1::devices::restore(dir, &list),
+                _ => Ok(()),
+            }
+        })
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The cgroup v1 driver: one directory per controller hierarchy, all at the same relative path.
 
-mod devices;
+pub(crate) mod devices;
 mod resources;
 
 use crate::path::CgroupPath;

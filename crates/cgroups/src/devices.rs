@@ -44,10 +44,11 @@ pub(crate) fn rules(spec_rules: &[LinuxDeviceCgroup]) -> Result<Vec<DeviceRule>>
     Ok(rules)
 }
 
-/// Runs `rewrite`, a v1 rewrite of the cgroup's device rules (berth's or systemd's: a deny of
-/// all, then each allow), with the cgroup's processes frozen if any run, so that none of their
-/// opens fails in between (runc's systemd driver freezes too). Never with the caller inside, which
-/// nothing would thaw. A freeze that fails is undone and the rewrite goes on.
+/// Runs `rewrite`, a v1 rewrite of the cgroup's device rules (berth's or systemd's, which start
+/// over: every device denied, or allowed, then each exception), with the cgroup's processes
+/// frozen if any run, so that none of their opens fails in between (runc's systemd driver freezes
+/// too). Never with the caller inside, which nothing would thaw. A freeze that fails is undone
+/// and the rewrite goes on.
 pub(crate) fn frozen_while<T>(cgroup: &dyn Cgroup, rewrite: impl FnOnce() -> Result<T>) -> Result<T> {
     let me = std::process::id() as i32;
     let running =
@@ -62,8 +63,9 @@ pub(crate) fn frozen_while<T>(cgroup: &dyn Cgroup, rewrite: impl FnOnce() -> Res
     };
     let result = rewrite();
     if thaw {
-        let thawed = cgroup.freeze(FreezerState::Thawed);
-        // The rewrite's error says more than the thaw's.
+        // Tried twice: a container left frozen is worse than a failed update. Where both fail,
+        // the rewrite's error says more.
+        let thawed = cgroup.freeze(FreezerState::Thawed).or_else(|_| cgroup.freeze(FreezerState::Thawed));
         return result.and_then(|r| thawed.map(|()| r));
     }
     result

@@ -14,16 +14,17 @@ pub(crate) fn resources_with_spec_devices(linux: &Linux) -> LinuxResources {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let devices = linux.devices().as_deref().unwrap_or(&[]);
     let mut rules = resources.devices().clone().unwrap_or_default();
-    // After an allow of every device, rules for some would only cost (a privileged container
-    // lists every host device); a fifo is no device to the devices cgroup.
-    let allows_all = rules.last().is_some_and(|r| {
+    // After an allow of every device that no deny follows, rules for some would only cost (a
+    // privileged container lists every host device); a fifo is no device to the devices cgroup.
+    let every = |r: &LinuxDeviceCgroup| {
         let any = |n: Option<i64>| n.is_none_or(|n| n < 0);
         r.allow()
             && matches!(r.typ(), None | Some(LinuxDeviceType::A))
             && any(r.major())
             && any(r.minor())
             && r.access().as_deref().is_none_or(|a| a.contains('m'))
-    });
+    };
+    let allows_all = rules.iter().rposition(every).is_some_and(|i| rules[i + 1..].iter().all(|r| r.allow()));
     for device in devices.iter().filter(|d| d.typ() != LinuxDeviceType::P && !allows_all) {
         let mut rule = LinuxDeviceCgroup::default();
         rule.set_allow(true);
@@ -173,5 +174,11 @@ mod tests {
         let privileged =
             resources_with_spec_devices(&linux(serde_json::json!({"devices": fuse, "resources": {"devices": [{"allow": true, "access": "rwm"}]}})));
         assert_eq!(privileged.devices().as_ref().unwrap().len(), 1, "after an allow of every device, nothing more");
+        let granted = serde_json::json!([{"allow": true, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}]);
+        let privileged_and_given = resources_with_spec_devices(&linux(serde_json::json!({"devices": fuse, "resources": {"devices": granted}})));
+        assert_eq!(privileged_and_given.devices().as_ref().unwrap().len(), 2, "nor after allows that follow it");
+        let then_denied = serde_json::json!([{"allow": true, "access": "rwm"}, {"allow": false, "type": "c", "major": 10, "access": "rwm"}]);
+        let denied_after = resources_with_spec_devices(&linux(serde_json::json!({"devices": fuse, "resources": {"devices": then_denied}})));
+        assert_eq!(denied_after.devices().as_ref().unwrap().len(), 3, "a deny after it brings them back");
     }
 }

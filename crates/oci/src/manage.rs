@@ -36,7 +36,7 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
 /// Device rules change only when `resources` gives other ones than those recorded (runc's update
 /// never changes them; new ones given are worth applying). Unset or the same, the cgroup's rules
 /// and the record's stay: containerd passes the container's whole resources, its device rules
-/// included, with each update, and a rewrite would come with a freeze on v1.
+/// included, with each update, and on v1 a rewrite would freeze a running container for nothing.
 pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
     let (mut container, _) = load_live(root, id, "cannot update a stopped container")?;
     let recorded = container.config.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone());

@@ -253,7 +253,7 @@ impl Cgroup for SystemdCgroup {
         let devices = self.fs.mount_sources().into_iter().find(|(name, _)| name == "devices").map(|(_, dir)| dir);
         crate::devices::frozen_while(&*self.fs, || {
             let before = match (&devices, resources.devices()) {
-                (Some(dir), None) => Some(crate::v1::devices::current(dir)?),
+                (Some(dir), None) => crate::v1::devices::current(dir)?,
                 _ => None,
             };
             set()?;

@@ -239,11 +239,11 @@ impl Cgroup for SystemdCgroup {
             return Ok(());
         }
         let props = properties(resources, self.v2);
-        let set = || match props.is_empty() {
-            true => Ok(()),
-            false => self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props.clone())]),
-        };
-        if self.v2 || props.is_empty() {
+        if props.is_empty() {
+            return self.fs.apply(resources);
+        }
+        let set = || self.call("SetUnitProperties", &[Value::Str(self.unit.scope.clone()), Value::Bool(true), Value::Properties(props.clone())]);
+        if self.v2 {
             set()?;
             return self.fs.apply(resources);
         }

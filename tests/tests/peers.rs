@@ -3,7 +3,7 @@
 //! test runs its own private instance (storage, state, sockets and cgroup parent under the test's
 //! directory or named after it), builds a busybox image offline, and tears everything down.
 
-use berth_testsupport::{Containerd, Peer, Podman, TestEnv, PODMAN_IMAGE};
+use berth_testsupport::{cgroup_file, cgroup_v2, Containerd, Peer, Podman, TestEnv, PODMAN_IMAGE};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,6 +49,31 @@ fn podman_runs_execs_stops_and_gives_a_terminal() {
     podman.ok(&["stop", "--time", "10", "berth-stop"]);
     assert_eq!(podman.ok(&["inspect", "--format", "{{.State.ExitCode}}", "berth-stop"]).trim(), "42");
     podman.ok(&["rm", "berth-stop"]);
+    assert_no_runtime_state(Path::new("/run/berth-oci"), &id);
+
+    // `podman update` hands berth-oci its own resources document: a privileged container keeps
+    // the host's devices through it (/dev/kmsg, opened for writing, stands for any), and the new
+    // CPU shares reach its cgroup.
+    let args = with(&["run", "-d", "--privileged", "--name", "berth-update", IMAGE, "sleep", "300"]);
+    let id = podman.ok(&strs(&args)).trim().to_string();
+    let kmsg = ["exec", "berth-update", "sh", "-c", "if [ -c /dev/kmsg ] && true >> /dev/kmsg; then echo opened; fi 2>/dev/null"];
+    assert_eq!(podman.ok(&kmsg), "opened\n");
+    podman.ok(&["update", "--cpu-shares", "512", "berth-update"]);
+    assert_eq!(podman.ok(&kmsg), "opened\n", "after podman update");
+    let pid = podman.ok(&["inspect", "--format", "{{.State.Pid}}", "berth-update"]).trim().to_string();
+    // Its cpu hierarchy's line in /proc/PID/cgroup ("N:cpu,cpuacct:/path"), or v2's "0::/path".
+    let v2 = cgroup_v2();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroups
+        .lines()
+        .map(|l| l.splitn(3, ':').collect::<Vec<_>>())
+        .find(|f| f.len() == 3 && if v2 { f[0] == "0" } else { f[1].split(',').any(|c| c == "cpu") })
+        .map(|f| f[2].to_string())
+        .unwrap_or_else(|| panic!("no cpu cgroup in {cgroups}"));
+    // runc's conversion of 512 shares to a v2 weight.
+    let (file, expected) = if v2 { ("cpu.weight", "20") } else { ("cpu.shares", "512") };
+    assert_eq!(cgroup_file("cpu", &path, file), expected);
+    podman.ok(&["rm", "--force", "berth-update"]);
     assert_no_runtime_state(Path::new("/run/berth-oci"), &id);
 
     // -t: a real pty through conmon's console socket, sized from the caller's terminal. conmon
